@@ -1,0 +1,404 @@
+//! The command line, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ferry_model::{Host, RegistryPath};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about = "Event-driven container image promoter", long_about = None)]
+pub(crate) struct Cli {
+    /// More logging on stderr (-v info, -vv debug). FERRY_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Show what a promotion would do (dry run): every edge with its action.
+    Plan(PlanArgs),
+    /// Plan, then (with --confirm) copy every edge that needs it: blobs, manifests, tags.
+    Promote(PromoteArgs),
+    /// Print every image under a registry path as a thin-manifest images.yaml (or CSV).
+    Snapshot(SnapshotArgs),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify an image against the trust policy and print every check.
+    Verify(VerifyArgs),
+    /// Sign a digest (and each child of an index) with a cosign-format signature.
+    Sign(SignArgs),
+    /// Write a promotion attestation for a digest.
+    Attest(AttestArgs),
+    /// Copy .sig/.att/.sbom from each primary destination to its mirrors (dry run without --confirm).
+    ReplicateSignatures(ReplicateArgs),
+    /// Run the whole event pipeline in this process: ingest and every stage.
+    Run(RunArgs),
+    /// Run one stage as a worker on a broker.
+    Worker(WorkerArgs),
+    /// Queue topology.
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+    /// Inspect and replay dead-letter queues.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Desired state against the registries: copied, signed, attested and replicated at every
+    /// destination, and what waits in a dead-letter queue.
+    Status(StatusArgs),
+    /// Emit only the stage messages still missing (verify/copy, sign, attest, replicate).
+    /// Idempotent; run it on demand or on a schedule.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// Only promotions whose source, a destination or the digest contains this text.
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) image: Option<String>,
+    /// Also list dead letters about these promotions (the pipeline's transport).
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub(crate) output: StatusFormat,
+    /// List complete promotions too (the table shows only their count otherwise).
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub(crate) enum StatusFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReconcileArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// Where to publish the messages (the pipeline's transport).
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+    /// Only print what would be emitted.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// Where the pipeline's queues are.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct TransportArgs {
+    /// `memory://`, `amqp://user:password@host:5672/%2f` or `sqs://` / `sqs://host:port?region=R`
+    /// (also FERRY_TRANSPORT).
+    #[arg(long, value_name = "URL")]
+    pub(crate) transport: Option<String>,
+    /// Queue name prefix (also FERRY_QUEUE_PREFIX; default `ferry`).
+    #[arg(long, value_name = "PREFIX")]
+    pub(crate) queue_prefix: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+    /// The Ferry config file (also FERRY_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where ingest listens (also FERRY_INGEST_LISTEN; default 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) listen: Option<String>,
+    /// Messages each stage handles at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// The stage: planner, verifier, copier, signer, attester, replicator or ingest (the events queue).
+    #[arg(long, value_name = "STAGE")]
+    pub(crate) stage: String,
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) concurrency: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueuesCommand {
+    /// Create every stage queue and dead-letter queue (idempotent).
+    Init {
+        #[command(flatten)]
+        transport: TransportArgs,
+    },
+    /// Print the queue topology: names, visibility timeouts, redrive.
+    Show {
+        #[command(flatten)]
+        transport: TransportArgs,
+    },
+    /// Delete every queue of the prefix, with the messages and dead letters in it. Without
+    /// `--confirm` it only lists them.
+    Remove {
+        #[command(flatten)]
+        transport: TransportArgs,
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DeadLetterName {
+    Throttled,
+    VerificationFailed,
+    Poison,
+}
+
+#[derive(Debug, Args, Clone)]
+pub(crate) struct DlqArgs {
+    /// The dead-letter queue.
+    #[arg(long, value_enum)]
+    pub(crate) queue: DeadLetterName,
+    /// Only records from this stage (planner, verifier, copier, signer, attester, replicator).
+    #[arg(long, value_name = "STAGE")]
+    pub(crate) stage: Option<String>,
+    /// Only the record of this message id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// At most this many records.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) limit: usize,
+    #[command(flatten)]
+    pub(crate) transport: TransportArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// One line per record: stage, class, attempts, time, error.
+    List(DlqArgs),
+    /// Every record in full, as JSON.
+    Show(DlqArgs),
+    /// Put the original messages back on their stage queues with attempts reset.
+    Replay(DlqArgs),
+    /// Delete records for good.
+    Purge(DlqArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Write a cosign-compatible key pair: PREFIX.key (encrypted with COSIGN_PASSWORD) and PREFIX.pub.
+    Generate {
+        #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+        output_prefix: PathBuf,
+    },
+}
+
+/// Which key signs: a cosign key file or an AWS KMS key (overrides the config's `signing`).
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct KeyArgs {
+    /// A cosign encrypted private key; its password comes from COSIGN_PASSWORD.
+    #[arg(long, value_name = "FILE", conflicts_with = "kms_key_id")]
+    pub(crate) key: Option<PathBuf>,
+    /// An AWS KMS key (ECC_NIST_P256), by id, ARN or alias.
+    #[arg(long, value_name = "ID")]
+    pub(crate) kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The image: host/path@sha256:... or host/path:tag.
+    #[arg(value_name = "REF")]
+    pub(crate) reference: ferry_model::ImageRef,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    #[arg(long, value_enum, default_value_t = PromoteFormat::Table)]
+    pub(crate) output: PromoteFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The image to sign, by digest or tag, in the repository that will carry the signature.
+    #[arg(value_name = "REF")]
+    pub(crate) reference: ferry_model::ImageRef,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttestArgs {
+    /// The promoted image, by digest or tag, at its primary destination.
+    #[arg(value_name = "REF")]
+    pub(crate) reference: ferry_model::ImageRef,
+    /// The repository it was promoted from.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub(crate) source: ferry_model::Repository,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplicateArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// Write to the mirrors. Without it, only report what would be copied.
+    #[arg(long)]
+    pub(crate) confirm: bool,
+}
+
+/// Where desired state comes from. Several inputs may be combined.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct InputArgs {
+    /// A kpromo plain promoter manifest.
+    #[arg(long = "manifest", value_name = "FILE")]
+    pub(crate) manifests: Vec<PathBuf>,
+    /// A kpromo thin-manifest directory (manifests/<sub>/promoter-manifest.yaml + images/<sub>/images.yaml).
+    #[arg(long = "thin-manifest-dir", value_name = "DIR")]
+    pub(crate) thin_manifest_dirs: Vec<PathBuf>,
+    /// A Rancher image-mirror images-list (`<source> <destination> <tag>` lines).
+    #[arg(long = "images-list", value_name = "FILE")]
+    pub(crate) images_lists: Vec<PathBuf>,
+    /// Put images-list destinations under this registry (host[/prefix]) instead of Docker Hub.
+    #[arg(long = "images-list-target", value_name = "REGISTRY")]
+    pub(crate) images_list_target: Option<RegistryPath>,
+    /// A Rancher charts sync config (names staging, Docker Hub, Prime and the two sync files).
+    #[arg(long = "charts-sync", value_name = "CONFIG")]
+    pub(crate) charts_sync: Vec<PathBuf>,
+}
+
+/// How to reach registries.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct RegistryArgs {
+    /// The Ferry config file (also FERRY_CONFIG).
+    #[arg(long = "config", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Allow plain HTTP to this registry host (repeatable), like Docker's --insecure-registry.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub(crate) insecure_registries: Vec<Host>,
+    /// Refuse -rc/-alpha/-beta tags for destinations under this registry (repeatable).
+    #[arg(long = "deny-prerelease", value_name = "REGISTRY")]
+    pub(crate) deny_prerelease: Vec<RegistryPath>,
+    /// Registry lookups in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub(crate) concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub(crate) enum PlanFormat {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+/// Diff-only planning.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct DiffArgs {
+    /// Plan only what changed since this copy of the inputs (a directory or file standing in
+    /// for the single input given).
+    #[arg(long = "diff-base-dir", value_name = "PATH", conflicts_with = "diff_base_rev")]
+    pub(crate) diff_base_dir: Option<PathBuf>,
+    /// Plan only what changed since this git revision of the inputs' repository.
+    #[arg(long = "diff-base-rev", value_name = "REV")]
+    pub(crate) diff_base_rev: Option<String>,
+    /// With --diff-base-rev: compare against this revision instead of the working tree.
+    #[arg(long = "diff-head-rev", value_name = "REV", requires = "diff_base_rev")]
+    pub(crate) diff_head_rev: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    #[command(flatten)]
+    pub(crate) diff: DiffArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub(crate) output: PlanFormat,
+    /// Only parse and check the inputs; contact no registry.
+    #[arg(long)]
+    pub(crate) parse_only: bool,
+    /// List edges that are already present too (the table shows only their count otherwise).
+    #[arg(long)]
+    pub(crate) show_present: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub(crate) enum PromoteFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// A live line on a terminal, periodic plain lines otherwise.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    #[command(flatten)]
+    pub(crate) diff: DiffArgs,
+    /// Write to the destination registries. Without it, promote only plans (a dry run).
+    #[arg(long)]
+    pub(crate) confirm: bool,
+    /// Output format of the final report.
+    #[arg(long, value_enum, default_value_t = PromoteFormat::Table)]
+    pub(crate) output: PromoteFormat,
+    /// Images (manifests at one destination) copied at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) max_images: usize,
+    /// Blobs of one image transferred at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) max_blobs: usize,
+    /// Progress display on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub(crate) progress: ProgressMode,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub(crate) enum SnapshotFormat {
+    #[default]
+    Yaml,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    /// The registry and optional path prefix, e.g. gcr.io/k8s-staging-kops.
+    #[arg(value_name = "REGISTRY/PREFIX")]
+    pub(crate) registry: RegistryPath,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = SnapshotFormat::Yaml)]
+    pub(crate) output: SnapshotFormat,
+    /// Leave out tagless images that an index references.
+    #[arg(long)]
+    pub(crate) minimal: bool,
+}

@@ -1,0 +1,206 @@
+//! `ferry run`, `ferry worker`, `ferry queues`, `ferry dlq`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_config::Env;
+use ferry_messages::{DeadLetterQueue, Queue, Topology};
+use ferry_queue::dlq::{self, Filter};
+use ferry_queue::{AnyBroker, Broker};
+use ferry_runtime::function::{Context, load_config, retry_settings};
+use ferry_runtime::worker::{WorkerOptions, shutdown_signal};
+
+use crate::args::{DeadLetterName, DlqArgs, DlqCommand, QueuesCommand, RunArgs, TransportArgs, WorkerArgs};
+use crate::error::{CliError, ExitStatus};
+use crate::output;
+
+fn topology(args: &TransportArgs, env: &Env) -> Topology {
+    let prefix =
+        args.queue_prefix.clone().or_else(|| env.queue_prefix.clone()).unwrap_or_else(|| "ferry".into());
+    Topology { prefix, ..Topology::default() }
+}
+
+pub(crate) async fn broker(
+    args: &TransportArgs,
+    env: &Env,
+    default: Option<&str>,
+) -> Result<AnyBroker, CliError> {
+    let url = args
+        .transport
+        .clone()
+        .or_else(|| env.transport.clone())
+        .or_else(|| default.map(str::to_owned))
+        .ok_or_else(|| CliError::Usage("give --transport (or FERRY_TRANSPORT): amqp://…, sqs://…".into()))?;
+    AnyBroker::connect(&url, topology(args, env)).await.map_err(|e| CliError::Usage(e.to_string()))
+}
+
+pub(crate) fn pipeline_error(error: impl std::fmt::Display) -> CliError {
+    CliError::Output(error.to_string())
+}
+
+fn context(config: &Option<std::path::PathBuf>, env: &Env) -> Result<Context, CliError> {
+    let mut env = env.clone();
+    if config.is_some() {
+        env.config = config.clone();
+    }
+    let config = load_config(&env).map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    Ok(Context { env, config })
+}
+
+pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError> {
+    let broker = Arc::new(broker(&args.transport, env, Some("memory://")).await?);
+    broker.init().await.map_err(pipeline_error)?;
+    let context = context(&args.config, env)?;
+    let ingest = ferry_ingest::IngestConfig::from_config(&context.config, &context.env);
+    let listen: SocketAddr = args
+        .listen
+        .or_else(|| env.ingest_listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into())
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
+    let options = WorkerOptions {
+        concurrency: args.concurrency,
+        retry: retry_settings(env),
+        ..WorkerOptions::default()
+    };
+    let stages =
+        Box::pin(ferry_pipeline::build(context)).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    output::note(&format!("running every stage on {}; ingest on http://{listen}", broker.transport()));
+    Box::pin(ferry_pipeline::run(broker, stages, Some((listen, ingest)), options, &[], shutdown_signal()))
+        .await
+        .map_err(pipeline_error)?;
+    Ok(ExitStatus::Ok)
+}
+
+pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, CliError> {
+    let broker = Arc::new(broker(&args.transport, env, None).await?);
+    let context = context(&args.config, env)?;
+    let options = WorkerOptions {
+        concurrency: args.concurrency,
+        retry: retry_settings(env),
+        ..WorkerOptions::default()
+    };
+    Box::pin(ferry_pipeline::run_stage(&args.stage, broker, context, options, shutdown_signal()))
+        .await
+        .map_err(pipeline_error)?;
+    Ok(ExitStatus::Ok)
+}
+
+pub(crate) async fn queues(command: QueuesCommand, env: &Env) -> Result<ExitStatus, CliError> {
+    match command {
+        QueuesCommand::Init { transport } => {
+            let broker = broker(&transport, env, None).await?;
+            broker.init().await.map_err(pipeline_error)?;
+            output::print(&format!(
+                "{} queues ready on {} (created where missing)\n",
+                topology(&transport, env).all_names().len(),
+                broker.transport()
+            ));
+        }
+        QueuesCommand::Remove { transport, confirm } => {
+            let names = topology(&transport, env).all_names();
+            if !confirm {
+                output::print(&format!(
+                    "would delete {} queues (and their delay queues on RabbitMQ), messages included: {}\n\
+                     pass --confirm to delete them\n",
+                    names.len(),
+                    names.join(", ")
+                ));
+                return Ok(ExitStatus::Ok);
+            }
+            let broker = broker(&transport, env, None).await?;
+            broker.remove().await.map_err(pipeline_error)?;
+            output::print(&format!("deleted {} queues on {}\n", names.len(), broker.transport()));
+        }
+        QueuesCommand::Show { transport } => {
+            let topology = topology(&transport, env);
+            let mut text = String::new();
+            for queue in Queue::ALL {
+                text.push_str(&format!(
+                    "{:<28} stage {:<10} visibility {:>5}s  redrive to {} after {} receives\n",
+                    topology.queue_name(queue),
+                    queue.stage(),
+                    topology.visibility_timeout(queue).as_secs(),
+                    topology.dead_letter_name(DeadLetterQueue::Poison),
+                    topology.max_receive_count
+                ));
+            }
+            for dlq in DeadLetterQueue::ALL {
+                text.push_str(&format!("{:<28} dead letters\n", topology.dead_letter_name(dlq)));
+            }
+            output::print(&text);
+        }
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn dead_letter_queue(name: DeadLetterName) -> DeadLetterQueue {
+    match name {
+        DeadLetterName::Throttled => DeadLetterQueue::Throttled,
+        DeadLetterName::VerificationFailed => DeadLetterQueue::VerificationFailed,
+        DeadLetterName::Poison => DeadLetterQueue::Poison,
+    }
+}
+
+fn filter(args: &DlqArgs) -> Result<Filter, CliError> {
+    let stage = args
+        .stage
+        .as_deref()
+        .map(|s| Queue::from_name(s).ok_or_else(|| CliError::Usage(format!("--stage: unknown stage {s:?}"))))
+        .transpose()?;
+    Ok(Filter { stage, id: args.id.clone(), limit: args.limit })
+}
+
+pub(crate) async fn dlq_command(command: DlqCommand, env: &Env) -> Result<ExitStatus, CliError> {
+    let (args, action) = match &command {
+        DlqCommand::List(a) => (a, "list"),
+        DlqCommand::Show(a) => (a, "show"),
+        DlqCommand::Replay(a) => (a, "replay"),
+        DlqCommand::Purge(a) => (a, "purge"),
+    };
+    let broker = broker(&args.transport, env, None).await?;
+    let queue = dead_letter_queue(args.queue);
+    let filter = filter(args)?;
+    match action {
+        "list" | "show" => {
+            let entries = dlq::list(&broker, queue, &filter).await.map_err(pipeline_error)?;
+            let mut text = String::new();
+            for entry in &entries {
+                match (&entry.record, action) {
+                    (Ok(record), "show") => {
+                        text.push_str(&serde_json::to_string_pretty(record).unwrap_or_default());
+                        text.push('\n');
+                    }
+                    (Ok(r), _) => text.push_str(&format!(
+                        "{}  {:<10} {:<13} attempts {:<2} {}  {}  trace {}\n",
+                        r.message_id.as_deref().unwrap_or("-"),
+                        r.stage,
+                        r.class,
+                        r.attempts,
+                        r.last_failure,
+                        r.error,
+                        r.trace_id.as_deref().unwrap_or("-")
+                    )),
+                    (Err(raw), _) => text.push_str(&format!("{raw}\n")),
+                }
+            }
+            text.push_str(&format!("{} record(s) in {}\n", entries.len(), queue));
+            output::print(&text);
+        }
+        "replay" => {
+            let report = dlq::replay(&broker, queue, &filter).await.map_err(pipeline_error)?;
+            let mut text: String =
+                report.replayed.iter().map(|(q, id)| format!("replayed {id} to {q}\n")).collect();
+            for skipped in &report.skipped {
+                text.push_str(&format!("skipped: {skipped}\n"));
+            }
+            text.push_str(&format!("{} replayed, {} skipped\n", report.replayed.len(), report.skipped.len()));
+            output::print(&text);
+        }
+        _ => {
+            let purged = dlq::purge(&broker, queue, &filter).await.map_err(pipeline_error)?;
+            output::print(&format!("{purged} record(s) purged from {queue}\n"));
+        }
+    }
+    Ok(ExitStatus::Ok)
+}

@@ -1,0 +1,80 @@
+//! `ferry plan`: the dry run.
+
+use ferry_config::Env;
+use ferry_manifests::revision::load_change;
+use ferry_manifests::{Input, Policy};
+use ferry_model::DesiredState;
+use ferry_plan::{GatherOptions, Plan, diff, gather, plan};
+use ferry_registry::OciRegistry;
+
+use crate::args::{DiffArgs, InputArgs, PlanArgs, RegistryArgs};
+use crate::error::{CliError, ExitStatus};
+use crate::output;
+
+pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliError> {
+    let config = super::config(&args.registries, env)?;
+    let inputs = inputs(&args.inputs)?;
+    let desired = desired_state(&args.diff, &inputs, &config.policy)?;
+    if args.parse_only {
+        output::print(&output::parse_summary(&inputs, &desired));
+        return Ok(ExitStatus::Ok);
+    }
+    let registry = super::registry(&config, env)?;
+    let plan = make_plan(&registry, &desired, &args.registries).await;
+    output::print(&output::render_plan(&plan, args.output, args.show_present)?);
+    Ok(if plan.n_excluded() > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok })
+}
+
+/// Gathers the facts the plan needs and decides every edge.
+pub(crate) async fn make_plan(registry: &OciRegistry, desired: &DesiredState, args: &RegistryArgs) -> Plan {
+    let facts = gather(registry, desired, GatherOptions { concurrency: args.concurrency }).await;
+    plan(desired, &facts)
+}
+
+pub(crate) fn inputs(args: &InputArgs) -> Result<Vec<Input>, CliError> {
+    let mut inputs: Vec<Input> = Vec::new();
+    inputs.extend(args.manifests.iter().cloned().map(Input::KpromoManifest));
+    inputs.extend(args.thin_manifest_dirs.iter().cloned().map(Input::KpromoThinDir));
+    inputs.extend(
+        args.images_lists
+            .iter()
+            .map(|file| Input::ImagesList { file: file.clone(), target: args.images_list_target.clone() }),
+    );
+    inputs.extend(args.charts_sync.iter().cloned().map(Input::ChartsSync));
+    if inputs.is_empty() {
+        return Err(CliError::Usage(
+            "no input: give --manifest, --thin-manifest-dir, --images-list or --charts-sync".into(),
+        ));
+    }
+    if args.images_list_target.is_some() && args.images_lists.is_empty() {
+        return Err(CliError::Usage("--images-list-target needs --images-list".into()));
+    }
+    Ok(inputs)
+}
+
+/// The desired state to plan: everything, or only what changed since a base.
+pub(crate) fn desired_state(
+    args: &DiffArgs,
+    inputs: &[Input],
+    policy: &Policy,
+) -> Result<DesiredState, CliError> {
+    if let Some(base) = &args.diff_base_dir {
+        let [input] = inputs else {
+            return Err(CliError::Usage("--diff-base-dir needs exactly one input".into()));
+        };
+        let base_input = input.with_path(base.clone());
+        let base = if base.exists() {
+            ferry_manifests::load(&[base_input], policy)?
+        } else {
+            DesiredState::default()
+        };
+        return Ok(diff(&base, &ferry_manifests::load(inputs, policy)?));
+    }
+    match &args.diff_base_rev {
+        Some(rev) => {
+            let change = load_change(inputs, rev, args.diff_head_rev.as_deref(), policy)?;
+            Ok(diff(&change.base, &change.head))
+        }
+        None => Ok(ferry_manifests::load(inputs, policy)?),
+    }
+}

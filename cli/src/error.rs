@@ -1,0 +1,74 @@
+//! Exit codes and error reporting.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use thiserror::Error;
+
+/// The documented exit codes (see the README's CLI reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// 0: done; the plan has no excluded edges.
+    Ok = 0,
+    /// 1: a bug or an environment failure Ferry cannot classify.
+    Internal = 1,
+    // 2 is clap's: the command line itself is wrong.
+    /// 3: an input file (manifest, config, credentials) is invalid.
+    InvalidInput = 3,
+    /// 4: a registry could not be read (unreachable, auth refused, throttled beyond budget).
+    Registry = 4,
+    /// 5: the plan was made, but some edges are excluded (conflict, missing source, overlap,
+    /// prerelease, unchecked).
+    ExcludedEdges = 5,
+    /// 6: `promote --confirm` (or `replicate-signatures --confirm`, `sign`, `attest`) ran, and
+    /// something failed; each failure is listed with its reason.
+    PromotionFailed = 6,
+    /// 7: `ferry verify` ran, and a check failed.
+    VerificationFailed = 7,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        ExitCode::from(status as u8)
+    }
+}
+
+#[derive(Debug, Error)]
+pub(crate) enum CliError {
+    #[error(transparent)]
+    Input(#[from] ferry_manifests::ManifestError),
+    #[error(transparent)]
+    Config(#[from] ferry_config::ConfigError),
+    #[error(transparent)]
+    Registry(#[from] ferry_registry::RegistryError),
+    #[error(transparent)]
+    Trust(#[from] ferry_trust::TrustError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Output(String),
+}
+
+impl CliError {
+    pub(crate) fn status(&self) -> ExitStatus {
+        match self {
+            CliError::Input(_) | CliError::Config(_) | CliError::Usage(_) => ExitStatus::InvalidInput,
+            CliError::Registry(_) => ExitStatus::Registry,
+            CliError::Trust(ferry_trust::TrustError::Registry(_)) => ExitStatus::Registry,
+            CliError::Trust(_) => ExitStatus::PromotionFailed,
+            CliError::Output(_) => ExitStatus::Internal,
+        }
+    }
+
+    /// One line per problem: a manifest with five bad digests prints five lines.
+    pub(crate) fn report(&self) {
+        match self {
+            CliError::Input(e) => e.problems().iter().for_each(|p| report_line(&p.to_string())),
+            other => report_line(&other.to_string()),
+        }
+    }
+}
+
+pub(crate) fn report_line(line: &str) {
+    let _ = writeln!(std::io::stderr(), "ferry: error: {line}");
+}

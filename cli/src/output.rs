@@ -1,0 +1,400 @@
+//! What the commands print. Serialisation of reports lives here, at the edge; the library
+//! types carry no serde.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+use std::time::Duration;
+
+use ferry_copy::stats::StatsSnapshot;
+use ferry_copy::{Done, EdgeOutcome};
+use ferry_manifests::Input;
+use ferry_manifests::kpromo::ImageDmap;
+use ferry_model::DesiredState;
+use ferry_plan::{Action, Plan, PlannedEdge};
+use ferry_trust::chain::{ChainReport, DigestOutcome};
+use ferry_trust::verify::Report;
+use serde::Serialize;
+
+use crate::args::{PlanFormat, PromoteFormat};
+use crate::error::CliError;
+
+pub(crate) fn print(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`ferry plan | head`) is not an error worth reporting.
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+pub(crate) fn parse_summary(inputs: &[Input], desired: &DesiredState) -> String {
+    format!(
+        "parsed {} input(s): {} entries, {} edges\n",
+        inputs.len(),
+        desired.entries.len(),
+        desired.n_edges()
+    )
+}
+
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    summary: BTreeMap<&'static str, usize>,
+    excluded: usize,
+    edges: Vec<EdgeReport<'a>>,
+}
+
+#[derive(Serialize)]
+struct EdgeReport<'a> {
+    action: &'static str,
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
+    primary: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    origin: String,
+}
+
+fn edge_report(edge: &PlannedEdge) -> EdgeReport<'_> {
+    EdgeReport {
+        action: edge.action.name(),
+        source: edge.source.to_string(),
+        source_tag: edge.source_tag.as_ref().map(|t| t.as_str()),
+        digest: edge.digest.map(|d| d.to_string()),
+        destination: edge.destination.to_string(),
+        tag: edge.tag.as_ref().map(|t| t.as_str()),
+        primary: edge.primary,
+        reason: edge.action.is_excluded().then(|| edge.action.to_string()),
+        origin: edge.origin.to_string(),
+    }
+}
+
+pub(crate) fn render_plan(plan: &Plan, format: PlanFormat, show_present: bool) -> Result<String, CliError> {
+    match format {
+        PlanFormat::Table => Ok(plan_table(plan, show_present)),
+        PlanFormat::Json | PlanFormat::Yaml => {
+            let report = PlanReport {
+                summary: plan.counts().into_iter().collect(),
+                excluded: plan.n_excluded(),
+                edges: plan.edges.iter().map(edge_report).collect(),
+            };
+            match format {
+                PlanFormat::Json => serde_json::to_string_pretty(&report)
+                    .map(|s| s + "\n")
+                    .map_err(|e| CliError::Output(format!("cannot write JSON: {e}"))),
+                _ => serde_saphyr::to_string(&report)
+                    .map_err(|e| CliError::Output(format!("cannot write YAML: {e}"))),
+            }
+        }
+    }
+}
+
+/// The human view: edges grouped by action, problems with their reasons, then totals.
+fn plan_table(plan: &Plan, show_present: bool) -> String {
+    let mut out = String::new();
+    for name in Action::NAMES {
+        let edges: Vec<&PlannedEdge> = plan.edges.iter().filter(|e| e.action.name() == name).collect();
+        if edges.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{name} ({})", edges.len());
+        if name == "present" && !show_present {
+            let _ = writeln!(out, "  (listed with --show-present)");
+            continue;
+        }
+        for edge in edges {
+            let _ = write!(out, "  {edge}");
+            if edge.action.is_excluded() {
+                let _ = write!(out, "\n      {}", edge.action);
+            }
+            let _ = writeln!(out, "\n      from {}", edge.origin);
+        }
+    }
+    let _ = writeln!(out, "\n{:<16} {:>8}", "action", "edges");
+    for (name, count) in plan.counts() {
+        if count > 0 {
+            let _ = writeln!(out, "{name:<16} {count:>8}");
+        }
+    }
+    let _ = writeln!(out, "{:<16} {:>8}", "total", plan.edges.len());
+    if plan.n_excluded() > 0 {
+        let _ = writeln!(
+            out,
+            "{} edge(s) excluded; they were reported above and block nothing else",
+            plan.n_excluded()
+        );
+    }
+    out
+}
+
+/// `name,digest,tag` rows; a tagless digest has an empty tag.
+pub(crate) fn snapshot_csv(images: &[ImageDmap]) -> String {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for image in images {
+        for d in &image.digests {
+            if d.tags.is_empty() {
+                rows.push((image.name.to_string(), d.digest.to_string(), String::new()));
+            }
+            for tag in &d.tags {
+                rows.push((image.name.to_string(), d.digest.to_string(), tag.to_string()));
+            }
+        }
+    }
+    rows.sort();
+    let mut out = String::from("name,digest,tag\n");
+    for (name, digest, tag) in rows {
+        let _ = writeln!(out, "{name},{digest},{tag}");
+    }
+    out
+}
+
+/// A note for the user on stderr, apart from the command's output.
+pub(crate) fn note(text: &str) {
+    let _ = writeln!(std::io::stderr(), "ferry: {text}");
+}
+
+/// `1.5 MiB`, `320 KiB`.
+pub(crate) fn bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+fn outcome_name(outcome: &EdgeOutcome) -> &'static str {
+    match outcome {
+        EdgeOutcome::Done(Done::Copied) => "copied",
+        EdgeOutcome::Done(Done::Tagged) => "tagged",
+        EdgeOutcome::Done(Done::Present) | EdgeOutcome::Present => "present",
+        EdgeOutcome::Failed(_) => "failed",
+        EdgeOutcome::Excluded => "excluded",
+    }
+}
+
+const OUTCOMES: [&str; 5] = ["copied", "tagged", "present", "failed", "excluded"];
+
+#[derive(Serialize)]
+struct PromotionJson<'a> {
+    summary: BTreeMap<&'static str, usize>,
+    stats: StatsJson,
+    edges: Vec<PromotedEdgeJson<'a>>,
+    digests: Vec<DigestJson>,
+}
+
+#[derive(Serialize)]
+struct DigestJson {
+    source: String,
+    digest: String,
+    verification: Vec<CheckJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    primary: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copied_from_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attested: Option<String>,
+    replicated: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
+    failed: bool,
+}
+
+#[derive(Serialize)]
+struct CheckJson {
+    check: &'static str,
+    result: String,
+    reason: String,
+}
+
+fn checks_json(report: &Report) -> Vec<CheckJson> {
+    report
+        .checks
+        .iter()
+        .map(|c| CheckJson { check: c.name, result: c.status.to_string(), reason: c.reason.clone() })
+        .collect()
+}
+
+fn result_text<T: std::fmt::Debug, E: std::fmt::Display>(result: &Result<T, E>) -> String {
+    match result {
+        Ok(value) => format!("{value:?}"),
+        Err(error) => format!("failed: {error}"),
+    }
+}
+
+fn digest_json(d: &DigestOutcome) -> DigestJson {
+    DigestJson {
+        source: d.source.to_string(),
+        digest: d.digest.to_string(),
+        verification: checks_json(&d.report),
+        primary: d.primary.as_ref().map(ToString::to_string),
+        copied_from_source: d.from_source.as_ref().map(result_text),
+        signed: d.signed.as_ref().map(result_text),
+        attested: d.attested.as_ref().map(result_text),
+        replicated: d.replicated.iter().map(|(m, r)| (m.to_string(), result_text(r))).collect(),
+        skipped: d.skipped.clone(),
+        failed: d.failed(),
+    }
+}
+
+/// `ferry verify`'s report: one line per check.
+pub(crate) fn render_report(report: &Report, format: PromoteFormat) -> Result<String, CliError> {
+    if let PromoteFormat::Json = format {
+        let json = serde_json::json!({
+            "source": report.source.to_string(),
+            "digest": report.digest.to_string(),
+            "passed": report.passed(),
+            "checks": checks_json(report),
+        });
+        return serde_json::to_string_pretty(&json)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Output(e.to_string()));
+    }
+    let mut out = format!("{}@{}\n", report.source, report.digest);
+    for check in &report.checks {
+        let _ = writeln!(out, "  {:<16} {:<5} {}", check.name, check.status, check.reason);
+    }
+    let _ = writeln!(out, "{}", if report.passed() { "verification passed" } else { "verification FAILED" });
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct StatsJson {
+    seconds: f64,
+    bytes_streamed: u64,
+    blobs_streamed: u64,
+    blobs_mounted: u64,
+    blobs_present: u64,
+    manifests_pushed: u64,
+    tags_written: u64,
+}
+
+#[derive(Serialize)]
+struct PromotedEdgeJson<'a> {
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_class: Option<String>,
+    #[serde(flatten)]
+    edge: EdgeReport<'a>,
+}
+
+pub(crate) fn render_promotion(
+    plan: &Plan,
+    chain: &ChainReport,
+    stats: &StatsSnapshot,
+    elapsed: Duration,
+    format: PromoteFormat,
+) -> Result<String, CliError> {
+    let report = &chain.edges;
+    let mut counts: BTreeMap<&'static str, usize> = OUTCOMES.iter().map(|o| (*o, 0)).collect();
+    for outcome in &report.outcomes {
+        *counts.entry(outcome_name(outcome)).or_default() += 1;
+    }
+    if let PromoteFormat::Json = format {
+        let edges = plan
+            .edges
+            .iter()
+            .zip(&report.outcomes)
+            .map(|(edge, outcome)| {
+                let mut edge_json = edge_report(edge);
+                let error_class = match outcome {
+                    EdgeOutcome::Failed(error) => {
+                        edge_json.reason = Some(error.to_string());
+                        Some(error.class().to_string())
+                    }
+                    _ => None,
+                };
+                PromotedEdgeJson { outcome: outcome_name(outcome), error_class, edge: edge_json }
+            })
+            .collect();
+        let json = PromotionJson {
+            summary: counts,
+            stats: StatsJson {
+                seconds: elapsed.as_secs_f64(),
+                bytes_streamed: stats.bytes,
+                blobs_streamed: stats.blobs_streamed,
+                blobs_mounted: stats.blobs_mounted,
+                blobs_present: stats.blobs_present,
+                manifests_pushed: stats.manifests_pushed,
+                tags_written: stats.tags_written,
+            },
+            edges,
+            digests: chain.digests.iter().map(digest_json).collect(),
+        };
+        return serde_json::to_string_pretty(&json)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Output(format!("cannot write JSON: {e}")));
+    }
+    let mut out = String::new();
+    for (title, wanted) in [("failed", true), ("excluded", false)] {
+        let rows: Vec<(&PlannedEdge, &EdgeOutcome)> = plan
+            .edges
+            .iter()
+            .zip(&report.outcomes)
+            .filter(|(_, o)| {
+                if wanted { matches!(o, EdgeOutcome::Failed(_)) } else { matches!(o, EdgeOutcome::Excluded) }
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{title} ({})", rows.len());
+        for (edge, outcome) in rows {
+            let reason = match outcome {
+                EdgeOutcome::Failed(error) => format!("{}: {error}", error.class()),
+                _ => edge.action.to_string(),
+            };
+            let _ = writeln!(out, "  {edge}\n      {reason}\n      from {}", edge.origin);
+        }
+    }
+    if !chain.digests.is_empty() {
+        let _ = writeln!(out, "trust ({} promoted digest(s))", chain.digests.len());
+        for d in &chain.digests {
+            let _ = writeln!(out, "  {}@{}", d.source, d.digest);
+            for check in d.report.checks.iter().filter(|c| c.status != ferry_trust::verify::Status::Skip) {
+                let _ = writeln!(out, "      verify {:<16} {:<5} {}", check.name, check.status, check.reason);
+            }
+            if let Some(copied) = &d.from_source {
+                let _ = writeln!(out, "      from source: {}", result_text(copied));
+            }
+            if let Some(signed) = &d.signed {
+                let _ = writeln!(out, "      signed: {}", result_text(signed));
+            }
+            if let Some(attested) = &d.attested {
+                let _ = writeln!(out, "      attested: {}", result_text(attested));
+            }
+            for (mirror, result) in &d.replicated {
+                let _ = writeln!(out, "      replicated to {mirror}: {}", result_text(result));
+            }
+            if let Some(skipped) = &d.skipped {
+                let _ = writeln!(out, "      {skipped}");
+            }
+        }
+    }
+    let _ = writeln!(out, "\n{:<16} {:>8}", "outcome", "edges");
+    for name in OUTCOMES {
+        let _ = writeln!(out, "{name:<16} {:>8}", counts[name]);
+    }
+    let _ = writeln!(out, "{:<16} {:>8}", "total", plan.edges.len());
+    let _ = writeln!(
+        out,
+        "\nblobs: {} streamed ({}), {} mounted, {} already present; {} manifests pushed, {} tags written; {:.1} s",
+        stats.blobs_streamed,
+        bytes(stats.bytes as f64),
+        stats.blobs_mounted,
+        stats.blobs_present,
+        stats.manifests_pushed,
+        stats.tags_written,
+        elapsed.as_secs_f64()
+    );
+    Ok(out)
+}

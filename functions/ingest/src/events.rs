@@ -1,0 +1,370 @@
+//! The payloads ingest accepts, parsed strictly, and what each means for Ferry. Pure: no I/O.
+
+use ferry_messages::PlanMessage;
+use ferry_model::{Digest, Host, RepoPath, Repository, Tag};
+use serde::Deserialize;
+
+/// What one delivery asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The id to deduplicate on (a distribution event id, a GitHub delivery id, ...).
+    pub event_id: String,
+    pub message: PlanMessage,
+}
+
+/// Why a payload was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a valid payload: HTTP 400, with the reason.
+    Malformed(String),
+}
+
+fn malformed(reason: impl Into<String>) -> Rejection {
+    Rejection::Malformed(reason.into())
+}
+
+const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// CNCF distribution notifications (`{"events": [...]}`). Only manifest pushes from a
+/// configured registry are kept; blob events, pulls, deletes and other hosts are ignored. The
+/// registry host is taken from the event's URL and must be one Ferry is configured for: URLs in
+/// payloads are never fetched.
+pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    #[derive(Deserialize)]
+    struct Notification {
+        events: Vec<Event>,
+    }
+    #[derive(Deserialize)]
+    struct Event {
+        id: String,
+        action: String,
+        target: Target,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Target {
+        #[serde(default)]
+        media_type: String,
+        #[serde(default)]
+        digest: Option<String>,
+        #[serde(default)]
+        repository: Option<String>,
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        tag: Option<String>,
+    }
+    let notification: Notification = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("not a distribution notification: {e}")))?;
+    let mut accepted = Vec::new();
+    for event in notification.events {
+        if event.action != "push" || !MANIFEST_TYPES.contains(&event.target.media_type.as_str()) {
+            continue;
+        }
+        let where_ = |field: &str| format!("event {}: {field}", event.id);
+        let url = event.target.url.ok_or_else(|| malformed(where_("target.url is missing")))?;
+        let authority = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .and_then(|rest| rest.split('/').next())
+            .ok_or_else(|| malformed(where_("target.url is not an http(s) URL")))?;
+        let host = Host::parse(authority).map_err(|e| malformed(where_(&format!("target.url: {e}"))))?;
+        if !registries.contains(&host) {
+            tracing::info!(%host, "a push from a registry that is not configured; ignored");
+            continue;
+        }
+        let path = RepoPath::parse(event.target.repository.as_deref().unwrap_or_default())
+            .map_err(|e| malformed(where_(&format!("target.repository: {e}"))))?;
+        let digest = Digest::parse(event.target.digest.as_deref().unwrap_or_default())
+            .map_err(|e| malformed(where_(&format!("target.digest: {e}"))))?;
+        let tag = event
+            .target
+            .tag
+            .as_deref()
+            .map(Tag::parse)
+            .transpose()
+            .map_err(|e| malformed(where_(&format!("target.tag: {e}"))))?;
+        accepted.push(Accepted {
+            event_id: event.id.clone(),
+            message: PlanMessage::RegistryPush {
+                registry: host.clone(),
+                repository: Repository::new(host, path),
+                digest,
+                tag,
+            },
+        });
+    }
+    Ok(accepted)
+}
+
+/// Harbor webhooks: `PUSH_ARTIFACT` events are kept.
+pub fn harbor(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    #[derive(Deserialize)]
+    struct Payload {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        occur_at: i64,
+        event_data: Option<EventData>,
+    }
+    #[derive(Deserialize)]
+    struct EventData {
+        #[serde(default)]
+        resources: Vec<Resource>,
+    }
+    #[derive(Deserialize)]
+    struct Resource {
+        digest: String,
+        #[serde(default)]
+        tag: Option<String>,
+        resource_url: String,
+    }
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not a Harbor webhook: {e}")))?;
+    if payload.kind != "PUSH_ARTIFACT" {
+        return Ok(Vec::new());
+    }
+    let data = payload.event_data.ok_or_else(|| malformed("event_data is missing"))?;
+    let mut accepted = Vec::new();
+    for resource in data.resources {
+        // resource_url: "harbor.example/library/app:v1" or ".../app@sha256:..."
+        let without_digest = resource.resource_url.split('@').next().unwrap_or_default();
+        let (host, rest) =
+            without_digest.split_once('/').ok_or_else(|| malformed("resource_url has no repository"))?;
+        let host = Host::parse(host).map_err(|e| malformed(format!("resource_url: {e}")))?;
+        if !registries.contains(&host) {
+            continue;
+        }
+        let last_slash = rest.rfind('/').unwrap_or(0);
+        let path = match rest[last_slash..].find(':') {
+            Some(colon) => &rest[..last_slash + colon],
+            None => rest,
+        };
+        let path = RepoPath::parse(path).map_err(|e| malformed(format!("resource_url: {e}")))?;
+        let digest = Digest::parse(&resource.digest).map_err(|e| malformed(format!("digest: {e}")))?;
+        let tag = resource
+            .tag
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(Tag::parse)
+            .transpose()
+            .map_err(|e| malformed(format!("tag: {e}")))?;
+        accepted.push(Accepted {
+            event_id: format!("harbor-{}-{digest}", payload.occur_at),
+            message: PlanMessage::RegistryPush {
+                registry: host.clone(),
+                repository: Repository::new(host, path),
+                digest,
+                tag,
+            },
+        });
+    }
+    Ok(accepted)
+}
+
+/// An ECR push event from EventBridge (`detail-type: ECR Image Action`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct EcrEvent {
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub account: String,
+    pub region: String,
+    pub detail: EcrDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct EcrDetail {
+    #[serde(rename = "action-type")]
+    pub action_type: String,
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(rename = "repository-name")]
+    pub repository_name: String,
+    #[serde(rename = "image-digest")]
+    pub image_digest: String,
+    #[serde(rename = "image-tag", default)]
+    pub image_tag: Option<String>,
+}
+
+impl ferry_messages::envelope::Keyed for EcrEvent {
+    fn identity(&self) -> String {
+        format!("ecr\n{}", self.id)
+    }
+}
+
+pub fn ecr(event: &EcrEvent, registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    if event.source != "aws.ecr" || event.detail_type != "ECR Image Action" {
+        return Err(malformed(format!("not an ECR image action: {} / {}", event.source, event.detail_type)));
+    }
+    if event.detail.action_type != "PUSH" || event.detail.result.as_deref().is_some_and(|r| r != "SUCCESS") {
+        return Ok(Vec::new());
+    }
+    let host = Host::parse(&format!("{}.dkr.ecr.{}.amazonaws.com", event.account, event.region))
+        .map_err(|e| malformed(format!("account/region: {e}")))?;
+    if !registries.contains(&host) {
+        return Ok(Vec::new());
+    }
+    let path = RepoPath::parse(&event.detail.repository_name)
+        .map_err(|e| malformed(format!("repository-name: {e}")))?;
+    let digest =
+        Digest::parse(&event.detail.image_digest).map_err(|e| malformed(format!("image-digest: {e}")))?;
+    let tag = event
+        .detail
+        .image_tag
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(Tag::parse)
+        .transpose()
+        .map_err(|e| malformed(format!("image-tag: {e}")))?;
+    Ok(vec![Accepted {
+        event_id: event.id.clone(),
+        message: PlanMessage::RegistryPush {
+            registry: host.clone(),
+            repository: Repository::new(host, path),
+            digest,
+            tag,
+        },
+    }])
+}
+
+/// What GitHub delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitHubDelivery<'a> {
+    pub event: &'a str,
+    pub delivery_id: &'a str,
+}
+
+/// GitHub `pull_request` (closed and merged) and `push` events on the configured repository.
+/// A push is kept only if a commit touched one of `manifest_paths`; a merged pull request's
+/// files are not in its payload, so it is kept and the planner's diff finds what changed.
+pub fn github(
+    delivery: &GitHubDelivery<'_>,
+    body: &[u8],
+    repository: Option<&str>,
+    manifest_paths: &[String],
+) -> Result<Vec<Accepted>, Rejection> {
+    #[derive(Deserialize)]
+    struct Repo {
+        full_name: String,
+        #[serde(default)]
+        default_branch: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct PullRequestEvent {
+        action: String,
+        pull_request: PullRequest,
+        repository: Repo,
+    }
+    #[derive(Deserialize)]
+    struct PullRequest {
+        #[serde(default)]
+        merged: bool,
+        #[serde(default)]
+        merge_commit_sha: Option<String>,
+        base: Ref,
+    }
+    #[derive(Deserialize)]
+    struct Ref {
+        sha: String,
+    }
+    #[derive(Deserialize)]
+    struct PushEvent {
+        #[serde(rename = "ref")]
+        git_ref: String,
+        before: String,
+        after: String,
+        #[serde(default)]
+        commits: Vec<Commit>,
+        repository: Repo,
+    }
+    #[derive(Deserialize)]
+    struct Commit {
+        #[serde(default)]
+        added: Vec<String>,
+        #[serde(default)]
+        modified: Vec<String>,
+        #[serde(default)]
+        removed: Vec<String>,
+    }
+    let repository_ok = |name: &str| repository.is_none_or(|r| r == name);
+    let sha = |s: &str| s.len() >= 7 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match delivery.event {
+        "pull_request" => {
+            let event: PullRequestEvent = serde_json::from_slice(body)
+                .map_err(|e| malformed(format!("not a pull_request event: {e}")))?;
+            if event.action != "closed"
+                || !event.pull_request.merged
+                || !repository_ok(&event.repository.full_name)
+            {
+                return Ok(Vec::new());
+            }
+            let head = event
+                .pull_request
+                .merge_commit_sha
+                .ok_or_else(|| malformed("a merged pull request without merge_commit_sha"))?;
+            let base = event.pull_request.base.sha;
+            if !sha(&head) || !sha(&base) {
+                return Err(malformed("commit ids must be hexadecimal"));
+            }
+            Ok(vec![Accepted {
+                event_id: delivery.delivery_id.to_owned(),
+                message: PlanMessage::ManifestChange { repository: event.repository.full_name, base, head },
+            }])
+        }
+        "push" => {
+            let event: PushEvent =
+                serde_json::from_slice(body).map_err(|e| malformed(format!("not a push event: {e}")))?;
+            if !repository_ok(&event.repository.full_name) {
+                return Ok(Vec::new());
+            }
+            let default_branch = event.repository.default_branch.as_deref().unwrap_or("main");
+            if event.git_ref != format!("refs/heads/{default_branch}") {
+                return Ok(Vec::new());
+            }
+            let touched =
+                event.commits.iter().flat_map(|c| c.added.iter().chain(&c.modified).chain(&c.removed));
+            let relevant = touched
+                .into_iter()
+                .any(|file| manifest_paths.iter().any(|p| file == p || file.starts_with(&format!("{p}/"))));
+            if !relevant || !sha(&event.before) || !sha(&event.after) {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Accepted {
+                event_id: delivery.delivery_id.to_owned(),
+                message: PlanMessage::ManifestChange {
+                    repository: event.repository.full_name,
+                    base: event.before,
+                    head: event.after,
+                },
+            }])
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, body), compared in constant time.
+pub fn github_signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
+    use hmac::Mac as _;
+    let Some(hex_signature) = header.and_then(|h| h.strip_prefix("sha256=")) else { return false };
+    let Ok(signature) = hex::decode(hex_signature) else { return false };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// Constant-time comparison of a presented bearer token with the expected one.
+pub fn token_ok(expected: &str, authorization: Option<&str>) -> bool {
+    let Some(presented) = authorization.map(|a| a.strip_prefix("Bearer ").unwrap_or(a)) else { return false };
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

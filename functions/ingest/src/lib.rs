@@ -1,0 +1,292 @@
+//! The ingest function: webhooks in, `plan` messages out.
+//!
+//! | endpoint | what | auth |
+//! |---|---|---|
+//! | `POST /v1/events/distribution` | CNCF distribution notifications | `Authorization: Bearer $FERRY_DISTRIBUTION_TOKEN` |
+//! | `POST /v1/events/harbor` | Harbor `PUSH_ARTIFACT` webhooks | `Authorization: $FERRY_HARBOR_TOKEN` (as Harbor sends it) |
+//! | `POST /v1/events/ecr` | an ECR push event (EventBridge JSON) | `Authorization: Bearer $FERRY_DISTRIBUTION_TOKEN` |
+//! | `POST /v1/events/github` | `pull_request` (merged) and `push` | `X-Hub-Signature-256` with `$FERRY_GITHUB_WEBHOOK_SECRET` |
+//!
+//! Answers: 202 accepted (messages were enqueued), 200 ignored (valid, nothing to do), 400
+//! malformed, 401 bad or missing credentials, 413 too large, 503 the queue could not be
+//! reached (the sender retries). Nothing is enqueued unless the event is valid, and a repeat
+//! delivery of an event id already enqueued is acknowledged without enqueuing again.
+//! ECR events delivered by EventBridge to the `events` queue go through [`EventsStage`].
+
+pub mod events;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ferry_config::{Config, Env};
+use ferry_messages::{Envelope, PlanMessage, Queue};
+use ferry_model::Host;
+use ferry_queue::{Address, Broker};
+use ferry_registry::Secret;
+use ferry_runtime::{Outgoing, Stage, StageError};
+use serde_json::json;
+use tracing::Instrument as _;
+
+use crate::events::{Accepted, EcrEvent, GitHubDelivery, Rejection};
+
+/// What ingest accepts.
+#[derive(Clone, Debug, Default)]
+pub struct IngestConfig {
+    /// Events naming any other registry host are ignored.
+    pub registries: Vec<Host>,
+    pub github_repository: Option<String>,
+    /// Paths (inside the manifest repository) whose changes matter.
+    pub manifest_paths: Vec<String>,
+    pub distribution_token: Option<Secret>,
+    pub harbor_token: Option<Secret>,
+    pub github_secret: Option<Secret>,
+    pub max_body_bytes: usize,
+}
+
+impl IngestConfig {
+    pub fn from_config(config: &Config, env: &Env) -> Self {
+        Self {
+            registries: config.pipeline.registries.clone(),
+            github_repository: config.pipeline.github_repository.clone(),
+            manifest_paths: config
+                .pipeline
+                .manifests
+                .iter()
+                .flat_map(|m| m.inputs.iter().map(|i| i.path().display().to_string()))
+                .collect(),
+            distribution_token: env.distribution_token.clone(),
+            harbor_token: env.harbor_token.clone(),
+            github_secret: env.github_webhook_secret.clone(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Event ids already enqueued, the most recent `capacity` of them.
+#[derive(Debug)]
+struct Seen {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Seen {
+    /// Records `id`; false if it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.ids.remove(id);
+    }
+}
+
+#[derive(Debug)]
+pub struct Ingest<B> {
+    broker: Arc<B>,
+    config: IngestConfig,
+    seen: Mutex<Seen>,
+}
+
+impl<B: Broker> Ingest<B> {
+    pub fn new(broker: Arc<B>, config: IngestConfig) -> Arc<Self> {
+        Arc::new(Self {
+            broker,
+            config,
+            seen: Mutex::new(Seen { ids: HashSet::new(), order: VecDeque::new(), capacity: 100_000 }),
+        })
+    }
+
+    /// Enqueues every accepted event not seen before; returns how many were enqueued.
+    async fn enqueue(&self, accepted: Vec<Accepted>) -> Result<usize, String> {
+        let mut fresh = Vec::new();
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            for a in accepted {
+                if seen.insert(&a.event_id) {
+                    fresh.push(a);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut bodies = Vec::with_capacity(fresh.len());
+        for a in &fresh {
+            // Each event starts its own trace; every later stage continues it.
+            let subject = ferry_messages::envelope::Keyed::subject(&a.message);
+            let span = tracing::info_span!(
+                "ingest",
+                otel.name = "ingest",
+                event_id = %a.event_id,
+                image = subject.image.as_deref(),
+                digest = subject.digest.as_deref(),
+            );
+            let envelope = async {
+                Envelope::new(a.message.clone(), &a.event_id, ferry_runtime::telemetry::current_traceparent())
+            }
+            .instrument(span)
+            .await;
+            bodies.push(envelope.encode().map_err(|e| e.to_string())?);
+        }
+        if let Err(error) = self.broker.publish(Address::Stage(Queue::Plan), bodies).await {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            for a in &fresh {
+                seen.forget(&a.event_id);
+            }
+            return Err(error.to_string());
+        }
+        Ok(fresh.len())
+    }
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn respond<B: Broker>(ingest: &Ingest<B>, parsed: Result<Vec<Accepted>, Rejection>) -> Response {
+    match parsed {
+        Err(Rejection::Malformed(reason)) => {
+            answer(StatusCode::BAD_REQUEST, json!({"status": "malformed", "error": reason}))
+        }
+        Ok(accepted) if accepted.is_empty() => answer(StatusCode::OK, json!({"status": "ignored"})),
+        Ok(accepted) => {
+            let offered = accepted.len();
+            match ingest.enqueue(accepted).await {
+                Ok(0) => answer(StatusCode::OK, json!({"status": "duplicate", "events": offered})),
+                Ok(n) => answer(StatusCode::ACCEPTED, json!({"status": "accepted", "messages": n})),
+                Err(error) => {
+                    tracing::error!(%error, "cannot enqueue; the sender will retry");
+                    answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"status": "unavailable", "error": "the queue could not be reached"}),
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    answer(StatusCode::UNAUTHORIZED, json!({"status": "unauthorized"}))
+}
+
+fn token_ok(expected: &Option<Secret>, headers: &HeaderMap) -> bool {
+    expected.as_ref().is_some_and(|t| events::token_ok(t.expose(), header(headers, "authorization")))
+}
+
+async fn distribution<B: Broker>(
+    State(ingest): State<Arc<Ingest<B>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !token_ok(&ingest.config.distribution_token, &headers) {
+        return unauthorized();
+    }
+    respond(&ingest, events::distribution(&body, &ingest.config.registries)).await
+}
+
+async fn harbor<B: Broker>(
+    State(ingest): State<Arc<Ingest<B>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !token_ok(&ingest.config.harbor_token, &headers) {
+        return unauthorized();
+    }
+    respond(&ingest, events::harbor(&body, &ingest.config.registries)).await
+}
+
+async fn ecr<B: Broker>(State(ingest): State<Arc<Ingest<B>>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !token_ok(&ingest.config.distribution_token, &headers) {
+        return unauthorized();
+    }
+    let parsed = serde_json::from_slice::<EcrEvent>(&body)
+        .map_err(|e| Rejection::Malformed(format!("not an ECR EventBridge event: {e}")))
+        .and_then(|event| events::ecr(&event, &ingest.config.registries));
+    respond(&ingest, parsed).await
+}
+
+async fn github<B: Broker>(
+    State(ingest): State<Arc<Ingest<B>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(secret) = &ingest.config.github_secret else { return unauthorized() };
+    if !events::github_signature_ok(
+        secret.expose().as_bytes(),
+        &body,
+        header(&headers, "x-hub-signature-256"),
+    ) {
+        return unauthorized();
+    }
+    let (Some(event), Some(delivery_id)) =
+        (header(&headers, "x-github-event"), header(&headers, "x-github-delivery"))
+    else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"status": "malformed", "error": "X-GitHub-Event and X-GitHub-Delivery are required"}),
+        );
+    };
+    let delivery = GitHubDelivery { event, delivery_id };
+    let parsed = events::github(
+        &delivery,
+        &body,
+        ingest.config.github_repository.as_deref(),
+        &ingest.config.manifest_paths,
+    );
+    respond(&ingest, parsed).await
+}
+
+/// The ingest HTTP API.
+pub fn router<B: Broker>(ingest: Arc<Ingest<B>>) -> Router {
+    let limit = ingest.config.max_body_bytes;
+    Router::new()
+        .route("/v1/events/distribution", post(distribution::<B>))
+        .route("/v1/events/harbor", post(harbor::<B>))
+        .route("/v1/events/ecr", post(ecr::<B>))
+        .route("/v1/events/github", post(github::<B>))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(ingest)
+}
+
+/// ECR push events that EventBridge delivers to the `events` queue (wrapped in an envelope by
+/// the rule's input transformer; see `infra/template.yaml`).
+#[derive(Debug)]
+pub struct EventsStage {
+    pub registries: Vec<Host>,
+}
+
+impl Stage for EventsStage {
+    type Message = EcrEvent;
+    const QUEUE: Queue = Queue::Events;
+
+    async fn handle(&self, message: Envelope<EcrEvent>) -> Result<Vec<Outgoing>, StageError> {
+        let accepted = events::ecr(&message.body, &self.registries)
+            .map_err(|Rejection::Malformed(reason)| StageError::permanent(reason))?;
+        accepted
+            .into_iter()
+            .map(|a| Outgoing::message::<PlanMessage, _>(Queue::Plan, a.message, &message))
+            .collect()
+    }
+}

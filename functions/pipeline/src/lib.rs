@@ -1,0 +1,161 @@
+//! Every function in one process.
+//!
+//! `ferry run` uses [`run`]: one worker per stage queue and the ingest HTTP server, all on one
+//! broker (the in-memory one unless a transport is given). `ferry worker --stage S` uses
+//! [`run_stage`]. The stages are the same values the function binaries build.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ferry_copy::{Copier, CopyOptions};
+use ferry_messages::Queue;
+use ferry_planner::Planner;
+use ferry_planner::source::AnySource;
+use ferry_queue::Broker;
+use ferry_runtime::function::{Context, registry};
+use ferry_runtime::worker::{WorkerOptions, run_worker};
+use tokio::sync::watch;
+
+/// Every stage, built once from one configuration. They share one registry client (its rate
+/// limits and tokens).
+#[derive(Debug)]
+pub struct Stages {
+    pub events: ferry_ingest::EventsStage,
+    pub planner: Planner<AnySource>,
+    pub verifier: ferry_verifier::Verifier,
+    pub copier: ferry_copier::CopierStage,
+    pub signer: ferry_signer::Signer,
+    pub attester: ferry_attester::Attester,
+    pub replicator: ferry_replicator::Replicator,
+}
+
+pub async fn build(context: Context) -> anyhow::Result<Stages> {
+    let registry = registry(&context)?;
+    let key = || context.config.signing_key(None, &context.env);
+    let events = ferry_ingest::EventsStage { registries: context.config.pipeline.registries.clone() };
+    let signer = ferry_signer::Signer {
+        copier: Copier::new(registry.clone(), CopyOptions::default()),
+        key: key().await?,
+    };
+    let attester = ferry_attester::Attester { registry: registry.clone(), key: key().await? };
+    let verifier =
+        ferry_verifier::Verifier { registry: registry.clone(), policy: context.config.trust.clone() };
+    let copier = ferry_copier::CopierStage::new(Copier::new(registry.clone(), CopyOptions::default()));
+    let replicator = ferry_replicator::Replicator { copier: Copier::new(registry, CopyOptions::default()) };
+    let planner = Box::pin(ferry_planner::build(context)).await?;
+    Ok(Stages { events, planner, verifier, copier, signer, attester, replicator })
+}
+
+/// Runs every stage (except those in `skip`) and ingest on `listen` (when given) until
+/// `shutdown`; then stops receiving and finishes every message in flight.
+pub async fn run<B: Broker>(
+    broker: Arc<B>,
+    stages: Stages,
+    ingest: Option<(SocketAddr, ferry_ingest::IngestConfig)>,
+    options: WorkerOptions,
+    skip: &[Queue],
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let until = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if !skip.contains(&Queue::Events) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.events), broker.clone(), options, until())));
+    }
+    if !skip.contains(&Queue::Plan) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.planner), broker.clone(), options, until())));
+    }
+    if !skip.contains(&Queue::Verify) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.verifier), broker.clone(), options, until())));
+    }
+    if !skip.contains(&Queue::Copy) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.copier), broker.clone(), options, until())));
+    }
+    if !skip.contains(&Queue::Sign) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.signer), broker.clone(), options, until())));
+    }
+    if !skip.contains(&Queue::Attest) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.attester), broker.clone(), options, until())));
+    }
+    if !skip.contains(&Queue::Replicate) {
+        tasks.spawn(Box::pin(run_worker(Arc::new(stages.replicator), broker.clone(), options, until())));
+    }
+    if let Some((listen, config)) = ingest {
+        let router = ferry_ingest::router(ferry_ingest::Ingest::new(broker.clone(), config));
+        let done = until();
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        tracing::info!(address = %listener.local_addr()?, "ingest listening");
+        tasks.spawn(async move {
+            if let Err(error) = axum_serve(listener, router, done).await {
+                tracing::error!(%error, "ingest server failed");
+            }
+        });
+    }
+    shutdown.await;
+    tracing::info!("stopping: finishing in-flight messages");
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn axum_serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    done: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(done).await
+}
+
+/// Runs one stage, chosen by queue or stage name (`copy` or `copier`), until `shutdown`.
+pub async fn run_stage<B: Broker>(
+    name: &str,
+    broker: Arc<B>,
+    context: Context,
+    options: WorkerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let queue = Queue::from_name(name).ok_or_else(|| anyhow::anyhow!("unknown stage {name:?}"))?;
+    // Only the chosen stage is built: a copier worker needs no signing key.
+    match queue {
+        Queue::Events => {
+            let stage = ferry_ingest::EventsStage { registries: context.config.pipeline.registries.clone() };
+            Box::pin(run_worker(Arc::new(stage), broker, options, shutdown)).await;
+        }
+        Queue::Plan => {
+            Box::pin(run_worker(
+                Arc::new(Box::pin(ferry_planner::build(context)).await?),
+                broker,
+                options,
+                shutdown,
+            ))
+            .await
+        }
+        Queue::Verify => {
+            Box::pin(run_worker(Arc::new(ferry_verifier::build(context).await?), broker, options, shutdown))
+                .await
+        }
+        Queue::Copy => {
+            Box::pin(run_worker(Arc::new(ferry_copier::build(context).await?), broker, options, shutdown))
+                .await
+        }
+        Queue::Sign => {
+            Box::pin(run_worker(Arc::new(ferry_signer::build(context).await?), broker, options, shutdown))
+                .await
+        }
+        Queue::Attest => {
+            Box::pin(run_worker(Arc::new(ferry_attester::build(context).await?), broker, options, shutdown))
+                .await
+        }
+        Queue::Replicate => {
+            Box::pin(run_worker(Arc::new(ferry_replicator::build(context).await?), broker, options, shutdown))
+                .await
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! `ferry status` and `ferry reconcile`: desired state against what the registries hold, past
+//! the copy. kpromo never retries a failed signing once the image is in prod (kpromo#1946);
+//! this finds every promotion that stopped part way and says which stage message would finish
+//! it.
+//!
+//! The plan already knows whether each destination holds the image. What it does not know is
+//! whether the primary holds the signature (`sha256-<hex>.sig`) and the promotion attestation
+//! (`.att`), and whether each mirror holds them too. Those are tags, so one tag listing per
+//! destination repository answers them for every digest at once: when nothing is missing a
+//! reconcile costs the plan's one manifest request per edge plus one listing per repository.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ferry_messages::{
+    AttestMessage, CheckSummary, ManifestOrigin, ReplicateMessage, SignMessage, VerifyMessage,
+};
+use ferry_model::{Digest, Repository};
+use ferry_plan::Plan;
+use ferry_registry::Registry;
+use futures_util::StreamExt as _;
+
+/// The tag names each destination repository holds, or why they could not be listed.
+#[derive(Clone, Debug, Default)]
+pub struct Holdings {
+    tags: BTreeMap<Repository, Result<BTreeSet<String>, String>>,
+}
+
+impl Holdings {
+    /// Lists the tags of every destination repository in `plan`, `concurrency` at a time.
+    pub async fn gather<R: Registry>(registry: &R, plan: &Plan, concurrency: usize) -> Self {
+        let repositories: BTreeSet<Repository> = plan.edges.iter().map(|e| e.destination.clone()).collect();
+        let listed: Vec<(Repository, Result<BTreeSet<String>, String>)> =
+            futures_util::stream::iter(repositories)
+                .map(|repository| async move {
+                    let tags = registry
+                        .list_tags(&repository)
+                        .await
+                        .map(|tags| tags.iter().map(|t| t.as_str().to_owned()).collect())
+                        .map_err(|e| e.to_string());
+                    (repository, tags)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        Self { tags: listed.into_iter().collect() }
+    }
+
+    /// Records a repository's tags (tests, and callers that listed them already).
+    pub fn insert(&mut self, repository: Repository, tags: Result<BTreeSet<String>, String>) {
+        self.tags.insert(repository, tags);
+    }
+
+    fn has(&self, repository: &Repository, tag: &str) -> Held {
+        match self.tags.get(repository) {
+            Some(Ok(tags)) if tags.contains(tag) => Held::Yes,
+            Some(Ok(_)) => Held::No,
+            Some(Err(reason)) => Held::Unknown(reason.clone()),
+            None => Held::Unknown(format!("{repository} was not listed")),
+        }
+    }
+}
+
+/// Whether a destination holds something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    Yes,
+    No,
+    /// The registry could not be asked; nothing is decided or emitted for it.
+    Unknown(String),
+    /// Not applicable: signatures and attestations live at the primary; a refused destination
+    /// gets nothing.
+    NotApplicable,
+}
+
+impl fmt::Display for Held {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Held::Yes => f.write_str("yes"),
+            Held::No => f.write_str("no"),
+            Held::Unknown(reason) => write!(f, "unknown ({reason})"),
+            Held::NotApplicable => f.write_str("-"),
+        }
+    }
+}
+
+/// One destination of one promotion, as the registries show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationStatus {
+    pub repository: Repository,
+    pub primary: bool,
+    pub tags: Vec<String>,
+    /// The image and its tags are there.
+    pub copied: Held,
+    /// Its signature (`.sig`) is there.
+    pub signed: Held,
+    /// Its promotion attestation (`.att`) is there.
+    pub attested: Held,
+    /// Why the plan refused this destination (a conflicting tag, a prerelease, an overlap).
+    pub refused: Option<String>,
+}
+
+impl DestinationStatus {
+    /// Copied, signed and attested (or refused, and left alone).
+    pub fn is_complete(&self) -> bool {
+        self.refused.is_none()
+            && [&self.copied, &self.signed, &self.attested].iter().all(|h| **h == Held::Yes)
+    }
+}
+
+/// One (source, digest) and where it stands at each destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromotionStatus {
+    pub source: Repository,
+    pub digest: Digest,
+    pub destinations: Vec<DestinationStatus>,
+    /// Why the source lacks it, when it does.
+    pub missing_source: Option<String>,
+}
+
+/// The stage messages that finish what stopped part way. Each is the first stage still
+/// missing; the stages after it follow on their own.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Repair {
+    /// Some destination lacks the image or a tag: verify, then copy, sign, attest, replicate.
+    pub verify: Vec<VerifyMessage>,
+    /// Everything is copied but the primary is not signed: sign, then attest, replicate.
+    pub sign: Vec<SignMessage>,
+    /// Signed but not attested: attest, then replicate.
+    pub attest: Vec<AttestMessage>,
+    /// Signed and attested at the primary, but a mirror lacks them.
+    pub replicate: Vec<ReplicateMessage>,
+}
+
+impl Repair {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.verify.len() + self.sign.len() + self.attest.len() + self.replicate.len()
+    }
+}
+
+/// Re-emitted sign and attest messages did not pass through the verifier in this run; the
+/// attestation says so rather than inventing checks.
+fn reconcile_note() -> Vec<CheckSummary> {
+    vec![CheckSummary {
+        check: "reconcile".into(),
+        result: "skip".into(),
+        reason: "re-emitted by ferry reconcile: the image was already at every destination, \
+                 verified when it was first copied"
+            .into(),
+    }]
+}
+
+/// Where every promotion in `plan` stands, and the messages that would finish it. Pure.
+pub fn reconcile(
+    plan: &Plan,
+    holdings: &Holdings,
+    origin: Option<ManifestOrigin>,
+) -> (Vec<PromotionStatus>, Repair) {
+    let mut statuses = Vec::new();
+    let mut repair = Repair::default();
+    for ((source, digest), group) in crate::groups(plan) {
+        let sig = format!("{}.sig", digest.tag_form());
+        let att = format!("{}.att", digest.tag_form());
+        let primary = group.destinations.iter().find(|d| d.primary);
+        let primary_sig = primary.map(|p| holdings.has(&p.repository, &sig));
+        let primary_att = primary.map(|p| holdings.has(&p.repository, &att));
+        let mut destinations: Vec<DestinationStatus> = group
+            .destinations
+            .iter()
+            .map(|d| {
+                let copied = if group.pending.contains(&d.repository) { Held::No } else { Held::Yes };
+                DestinationStatus {
+                    repository: d.repository.clone(),
+                    primary: d.primary,
+                    tags: d.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+                    copied,
+                    signed: holdings.has(&d.repository, &sig),
+                    attested: holdings.has(&d.repository, &att),
+                    refused: None,
+                }
+            })
+            .collect();
+        destinations.extend(group.refused.iter().map(|r| DestinationStatus {
+            repository: r.destination.repository.clone(),
+            primary: r.destination.primary,
+            tags: r.destination.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+            copied: Held::NotApplicable,
+            signed: Held::NotApplicable,
+            attested: Held::NotApplicable,
+            refused: Some(r.reason.clone()),
+        }));
+        statuses.push(PromotionStatus {
+            source: source.clone(),
+            digest,
+            destinations,
+            missing_source: (!group.missing.is_empty()).then(|| group.missing.join("; ")),
+        });
+
+        if group.destinations.is_empty() {
+            continue;
+        }
+        let promotion = group.promotion(&source, digest, group.destinations.clone(), origin.as_ref());
+        if group.work {
+            repair.verify.push(VerifyMessage { promotion, refused: group.refused.clone() });
+            continue;
+        }
+        // Everything is copied. Signing happens at the primary; without one (it was refused)
+        // there is nothing to sign or replicate from.
+        let (Some(primary), Some(sig_held), Some(att_held)) = (primary, primary_sig, primary_att) else {
+            continue;
+        };
+        match (sig_held, att_held) {
+            (Held::No, _) => repair.sign.push(SignMessage { promotion, verification: reconcile_note() }),
+            (Held::Yes, Held::No) => {
+                repair.attest.push(AttestMessage { promotion, verification: reconcile_note() });
+            }
+            (Held::Yes, Held::Yes) => {
+                for mirror in group.destinations.iter().filter(|d| !d.primary) {
+                    let lacks =
+                        [&sig, &att].iter().any(|tag| holdings.has(&mirror.repository, tag) == Held::No);
+                    if lacks {
+                        repair.replicate.push(ReplicateMessage {
+                            primary: primary.repository.clone(),
+                            mirror: mirror.repository.clone(),
+                            digest,
+                        });
+                    }
+                }
+            }
+            // A listing failed: decide nothing about this promotion.
+            _ => {}
+        }
+    }
+    (statuses, repair)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use ferry_model::{Origin, Tag};
+    use ferry_plan::{Action, PlannedEdge};
+
+    use super::*;
+
+    fn repo(s: &str) -> Repository {
+        Repository::parse(s).unwrap()
+    }
+
+    /// One digest promoted from staging to prod (primary) and two mirrors, tagged 1.0.
+    fn plan(actions: [Action; 3]) -> Plan {
+        let destinations = ["prod.example/app", "m1.example/app", "m2.example/app"];
+        Plan {
+            edges: destinations
+                .iter()
+                .zip(actions)
+                .enumerate()
+                .map(|(i, (d, action))| PlannedEdge {
+                    source: repo("staging.example/app"),
+                    source_trusted: false,
+                    source_tag: None,
+                    digest: Some(Digest::of(b"app")),
+                    destination: repo(d),
+                    primary: i == 0,
+                    tag: Some(Tag::parse("1.0").unwrap()),
+                    action,
+                    origin: Origin::new("images.yaml", 1),
+                })
+                .collect(),
+        }
+    }
+
+    /// `held[i]` lists what destination i has besides the image: "sig", "att".
+    fn holdings(held: [&[&str]; 3]) -> Holdings {
+        let digest = Digest::of(b"app");
+        let mut h = Holdings::default();
+        for (d, have) in ["prod.example/app", "m1.example/app", "m2.example/app"].iter().zip(held) {
+            let mut tags: BTreeSet<String> = BTreeSet::from(["1.0".to_owned()]);
+            tags.extend(have.iter().map(|kind| format!("{}.{kind}", digest.tag_form())));
+            h.insert(repo(d), Ok(tags));
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_first_missing_stage_is_emitted() {
+        use Action::{Copy, Present};
+        let all: &[&str] = &["sig", "att"];
+        let none: &[&str] = &[];
+        let sig: &[&str] = &["sig"];
+        /// (case, plan actions, holdings, verify, sign, attest, replicate to)
+        type Case<'a> = (&'a str, [Action; 3], [&'a [&'a str]; 3], usize, usize, usize, Vec<&'a str>);
+        let table: Vec<Case> = vec![
+            ("complete: nothing", [Present, Present, Present], [all, all, all], 0, 0, 0, vec![]),
+            ("a mirror lacks the image", [Present, Copy, Present], [all, none, all], 1, 0, 0, vec![]),
+            ("prod lacks the image", [Copy, Present, Present], [none, all, all], 1, 0, 0, vec![]),
+            (
+                "copied, never signed (kpromo#1946)",
+                [Present, Present, Present],
+                [none, none, none],
+                0,
+                1,
+                0,
+                vec![],
+            ),
+            ("signed, not attested", [Present, Present, Present], [sig, none, none], 0, 0, 1, vec![]),
+            (
+                "one mirror lacks both",
+                [Present, Present, Present],
+                [all, all, none],
+                0,
+                0,
+                0,
+                vec!["m2.example/app"],
+            ),
+            (
+                "mirrors lack the attestation",
+                [Present, Present, Present],
+                [all, sig, sig],
+                0,
+                0,
+                0,
+                vec!["m1.example/app", "m2.example/app"],
+            ),
+        ];
+        for (case, actions, held, verify, sign, attest, replicate) in table {
+            let (status, repair) = reconcile(&plan(actions), &holdings(held), None);
+            assert_eq!(repair.verify.len(), verify, "{case}: verify");
+            assert_eq!(repair.sign.len(), sign, "{case}: sign");
+            assert_eq!(repair.attest.len(), attest, "{case}: attest");
+            let to: Vec<String> = repair.replicate.iter().map(|r| r.mirror.to_string()).collect();
+            assert_eq!(to, replicate, "{case}: replicate");
+            assert!(repair.replicate.iter().all(|r| r.primary == repo("prod.example/app")), "{case}");
+            assert_eq!(status.len(), 1, "{case}");
+            let complete = status[0].destinations.iter().all(DestinationStatus::is_complete);
+            assert_eq!(complete, repair.is_empty(), "{case}: status agrees with the repair");
+        }
+    }
+
+    #[test]
+    fn a_failed_listing_decides_nothing_and_a_conflict_is_reported() {
+        use Action::Present;
+        let mut h = holdings([&[], &[], &[]]);
+        h.insert(repo("prod.example/app"), Err("503 from prod.example".into()));
+        let (status, repair) = reconcile(&plan([Present, Present, Present]), &h, None);
+        assert!(repair.is_empty(), "{repair:?}");
+        assert!(matches!(&status[0].destinations[0].signed, Held::Unknown(r) if r.contains("503")));
+
+        let conflict = Action::Conflict { existing: Digest::of(b"other") };
+        let (status, repair) =
+            reconcile(&plan([Present, conflict, Present]), &holdings([&["sig", "att"], &[], &[]]), None);
+        let refused = status[0].destinations.iter().find(|d| d.refused.is_some()).unwrap();
+        assert_eq!(refused.repository, repo("m1.example/app"));
+        assert!(refused.refused.as_ref().unwrap().contains("conflict"));
+        // The conflicting mirror gets nothing; the other one gets what it lacks.
+        let to: Vec<String> = repair.replicate.iter().map(|r| r.mirror.to_string()).collect();
+        assert_eq!(to, ["m2.example/app"]);
+    }
+}

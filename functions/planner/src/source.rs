@@ -1,0 +1,414 @@
+//! Where the planner reads manifests: the [`ManifestSource`] port, a local git checkout, and the
+//! GitHub contents API (with [`FakeGitHub`], a stand-in backed by a real git repository, for
+//! tests: GitHub itself cannot run here).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ferry_manifests::revision::{Change, load_change};
+use ferry_manifests::{Input, Policy, kpromo};
+use ferry_model::DesiredState;
+use ferry_registry::Secret;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Manifest(#[from] ferry_manifests::ManifestError),
+    #[error("GitHub: {0}")]
+    GitHub(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl SourceError {
+    /// GitHub outages are worth retrying; a broken manifest is not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::GitHub(_))
+    }
+}
+
+/// Desired state from the manifest repository.
+pub trait ManifestSource: Send + Sync + 'static {
+    /// The desired state at `base` and at `head`, reading only what changed between them.
+    fn change(&self, base: &str, head: &str) -> impl Future<Output = Result<Change, SourceError>> + Send;
+
+    /// The desired state now (for matching push events).
+    fn current(&self) -> impl Future<Output = Result<DesiredState, SourceError>> + Send;
+}
+
+/// A local checkout of the manifest repository (local runs, workers next to a clone).
+#[derive(Debug)]
+pub struct GitCheckout {
+    top: PathBuf,
+    inputs: Vec<Input>,
+    policy: Policy,
+    cache: Mutex<Option<(Instant, DesiredState)>>,
+}
+
+impl GitCheckout {
+    /// `inputs` are paths relative to the checkout's top level.
+    pub fn new(top: PathBuf, inputs: Vec<Input>, policy: Policy) -> Self {
+        Self { top, inputs, policy, cache: Mutex::new(None) }
+    }
+
+    fn absolute(&self) -> Vec<Input> {
+        self.inputs.iter().map(|i| i.with_path(self.top.join(i.path()))).collect()
+    }
+}
+
+impl ManifestSource for GitCheckout {
+    async fn change(&self, base: &str, head: &str) -> Result<Change, SourceError> {
+        let (inputs, policy, base, head) =
+            (self.absolute(), self.policy.clone(), base.to_owned(), head.to_owned());
+        tokio::task::spawn_blocking(move || load_change(&inputs, &base, Some(&head), &policy))
+            .await
+            .map_err(|e| SourceError::Io(e.to_string()))?
+            .map_err(SourceError::from)
+    }
+
+    async fn current(&self) -> Result<DesiredState, SourceError> {
+        if let Some((at, state)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && at.elapsed() < Duration::from_secs(10)
+        {
+            return Ok(state.clone());
+        }
+        let (inputs, policy) = (self.absolute(), self.policy.clone());
+        let present: Vec<Input> = inputs.into_iter().filter(|i| i.path().exists()).collect();
+        let state = tokio::task::spawn_blocking(move || ferry_manifests::load(&present, &policy))
+            .await
+            .map_err(|e| SourceError::Io(e.to_string()))??;
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), state.clone()));
+        Ok(state)
+    }
+}
+
+/// The GitHub REST API, as far as the planner needs it.
+pub trait GitHubApi: Send + Sync + 'static {
+    /// A file's bytes at `reference`, or `None` if it does not exist there.
+    fn file(
+        &self,
+        reference: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, SourceError>> + Send;
+    /// The subdirectory names of `path` at `reference` (empty if it does not exist).
+    fn subdirectories(
+        &self,
+        reference: &str,
+        path: &str,
+    ) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
+    /// Files changed between two commits.
+    fn changed_files(
+        &self,
+        base: &str,
+        head: &str,
+    ) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
+    /// The commit at the head of the default branch.
+    fn head(&self) -> impl Future<Output = Result<String, SourceError>> + Send;
+}
+
+/// Manifests read through the GitHub contents API (on AWS, where there is no checkout).
+#[derive(Debug)]
+pub struct GitHubSource<A> {
+    api: A,
+    inputs: Vec<Input>,
+    policy: Policy,
+    cache: tokio::sync::Mutex<Option<(String, DesiredState)>>,
+}
+
+impl<A: GitHubApi> GitHubSource<A> {
+    pub fn new(api: A, inputs: Vec<Input>, policy: Policy) -> Self {
+        Self { api, inputs, policy, cache: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Writes the files a thin-manifest directory's `subs` need at `reference` under `into`.
+    async fn fetch_thin(
+        &self,
+        reference: &str,
+        dir: &str,
+        subs: &[String],
+        into: &Path,
+    ) -> Result<(), SourceError> {
+        for sub in subs {
+            for (kind, file) in [("manifests", "promoter-manifest.yaml"), ("images", "images.yaml")] {
+                let path = format!("{dir}/{kind}/{sub}/{file}");
+                if let Some(bytes) = self.api.file(reference, &path).await? {
+                    let target = into.join(&path);
+                    std::fs::create_dir_all(target.parent().unwrap_or(into))
+                        .map_err(|e| SourceError::Io(e.to_string()))?;
+                    std::fs::write(&target, bytes).map_err(|e| SourceError::Io(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_file(&self, reference: &str, path: &str, into: &Path) -> Result<bool, SourceError> {
+        let Some(bytes) = self.api.file(reference, path).await? else { return Ok(false) };
+        let target = into.join(path);
+        std::fs::create_dir_all(target.parent().unwrap_or(into))
+            .map_err(|e| SourceError::Io(e.to_string()))?;
+        std::fs::write(&target, bytes).map_err(|e| SourceError::Io(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Reads the inputs at `reference`, limited to `subs_for` per thin directory (all
+    /// subprojects when `None`) and to `files` for single-file inputs (all when `None`).
+    async fn load_at(
+        &self,
+        reference: &str,
+        only: Option<&(Vec<(String, Vec<String>)>, Vec<String>)>,
+    ) -> Result<DesiredState, SourceError> {
+        let dir = tempfile::tempdir().map_err(|e| SourceError::Io(e.to_string()))?;
+        let mut state = DesiredState::default();
+        for input in &self.inputs {
+            let rel = input.path().display().to_string();
+            match input {
+                Input::KpromoThinDir(_) => {
+                    let subs = match only {
+                        Some((thin, _)) => {
+                            thin.iter().find(|(d, _)| *d == rel).map(|(_, s)| s.clone()).unwrap_or_default()
+                        }
+                        None => self.api.subdirectories(reference, &format!("{rel}/manifests")).await?,
+                    };
+                    if subs.is_empty() {
+                        continue;
+                    }
+                    self.fetch_thin(reference, &rel, &subs, dir.path()).await?;
+                    state.extend(kpromo::load_thin_subprojects(&dir.path().join(&rel), &subs, &self.policy)?);
+                }
+                other => {
+                    if only.is_some_and(|(_, files)| !files.contains(&rel)) {
+                        continue;
+                    }
+                    if self.fetch_file(reference, &rel, dir.path()).await? {
+                        state.extend(ferry_manifests::load(
+                            &[other.with_path(dir.path().join(&rel))],
+                            &self.policy,
+                        )?);
+                    }
+                }
+            }
+        }
+        Ok(state)
+    }
+}
+
+impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
+    async fn change(&self, base: &str, head: &str) -> Result<Change, SourceError> {
+        let changed = self.api.changed_files(base, head).await?;
+        let mut thin = Vec::new();
+        let mut files = Vec::new();
+        for input in &self.inputs {
+            let rel = input.path().display().to_string();
+            match input {
+                Input::KpromoThinDir(_) => {
+                    let mut subs: Vec<String> = changed
+                        .iter()
+                        .filter_map(|path| {
+                            let rest = path.strip_prefix(&format!("{rel}/"))?;
+                            let mut parts = rest.split('/');
+                            let kind = parts.next()?;
+                            let sub = parts.next()?;
+                            (kind == "manifests" || kind == "images").then(|| sub.to_owned())
+                        })
+                        .collect();
+                    subs.sort();
+                    subs.dedup();
+                    thin.push((rel, subs));
+                }
+                _ => {
+                    if changed.contains(&rel) {
+                        files.push(rel);
+                    }
+                }
+            }
+        }
+        let only = (thin, files);
+        Ok(Change {
+            base: self.load_at(base, Some(&only)).await?,
+            head: self.load_at(head, Some(&only)).await?,
+        })
+    }
+
+    async fn current(&self) -> Result<DesiredState, SourceError> {
+        let head = self.api.head().await?;
+        let mut cache = self.cache.lock().await;
+        if let Some((sha, state)) = cache.as_ref()
+            && *sha == head
+        {
+            return Ok(state.clone());
+        }
+        let state = self.load_at(&head, None).await?;
+        *cache = Some((head, state.clone()));
+        Ok(state)
+    }
+}
+
+/// The real GitHub REST API.
+#[derive(Debug, Clone)]
+pub struct HttpGitHub {
+    http: reqwest::Client,
+    api: String,
+    repository: String,
+    token: Option<Secret>,
+}
+
+impl HttpGitHub {
+    pub fn new(api: &str, repository: &str, token: Option<Secret>) -> Result<Self, SourceError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| SourceError::GitHub(e.to_string()))?;
+        Ok(Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token })
+    }
+
+    async fn get(&self, path: &str, accept: &str) -> Result<Option<reqwest::Response>, SourceError> {
+        let mut request =
+            self.http.get(format!("{}/repos/{}/{path}", self.api, self.repository)).header("accept", accept);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(|e| SourceError::GitHub(format!("GET {path}: {e}")))?;
+        match response.status().as_u16() {
+            404 => Ok(None),
+            200 => Ok(Some(response)),
+            status => Err(SourceError::GitHub(format!("GET {path}: HTTP {status}"))),
+        }
+    }
+}
+
+impl GitHubApi for HttpGitHub {
+    async fn file(&self, reference: &str, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        let Some(response) =
+            self.get(&format!("contents/{path}?ref={reference}"), "application/vnd.github.raw+json").await?
+        else {
+            return Ok(None);
+        };
+        response.bytes().await.map(|b| Some(b.to_vec())).map_err(|e| SourceError::GitHub(e.to_string()))
+    }
+
+    async fn subdirectories(&self, reference: &str, path: &str) -> Result<Vec<String>, SourceError> {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            name: String,
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        let Some(response) =
+            self.get(&format!("contents/{path}?ref={reference}"), "application/vnd.github+json").await?
+        else {
+            return Ok(Vec::new());
+        };
+        let items: Vec<Item> =
+            response.json().await.map_err(|e| SourceError::GitHub(format!("{path}: {e}")))?;
+        Ok(items.into_iter().filter(|i| i.kind == "dir").map(|i| i.name).collect())
+    }
+
+    async fn changed_files(&self, base: &str, head: &str) -> Result<Vec<String>, SourceError> {
+        #[derive(serde::Deserialize)]
+        struct Compare {
+            #[serde(default)]
+            files: Vec<File>,
+        }
+        #[derive(serde::Deserialize)]
+        struct File {
+            filename: String,
+        }
+        let response = self
+            .get(&format!("compare/{base}...{head}"), "application/vnd.github+json")
+            .await?
+            .ok_or_else(|| SourceError::GitHub(format!("no comparison between {base} and {head}")))?;
+        let compare: Compare = response.json().await.map_err(|e| SourceError::GitHub(e.to_string()))?;
+        Ok(compare.files.into_iter().map(|f| f.filename).collect())
+    }
+
+    async fn head(&self) -> Result<String, SourceError> {
+        #[derive(serde::Deserialize)]
+        struct Commit {
+            sha: String,
+        }
+        let response = self
+            .get("commits/HEAD", "application/vnd.github+json")
+            .await?
+            .ok_or_else(|| SourceError::GitHub("no HEAD".into()))?;
+        let commit: Commit = response.json().await.map_err(|e| SourceError::GitHub(e.to_string()))?;
+        Ok(commit.sha)
+    }
+}
+
+/// A stand-in for the GitHub API, answering from a local git repository with `git` itself.
+/// GitHub cannot run here; this fake implements the same [`GitHubApi`] trait as
+/// [`HttpGitHub`], so the GitHub code path of the planner is exercised against real commits.
+#[derive(Debug, Clone)]
+pub struct FakeGitHub {
+    repository: PathBuf,
+}
+
+impl FakeGitHub {
+    pub fn new(repository: PathBuf) -> Self {
+        Self { repository }
+    }
+
+    fn git(&self, args: &[&str]) -> Result<Option<Vec<u8>>, SourceError> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.repository)
+            .args(args)
+            .output()
+            .map_err(|e| SourceError::Io(e.to_string()))?;
+        Ok(out.status.success().then_some(out.stdout))
+    }
+}
+
+impl GitHubApi for FakeGitHub {
+    async fn file(&self, reference: &str, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        self.git(&["show", &format!("{reference}:{path}")])
+    }
+
+    async fn subdirectories(&self, reference: &str, path: &str) -> Result<Vec<String>, SourceError> {
+        let Some(out) = self.git(&["ls-tree", "--name-only", "-d", &format!("{reference}:{path}")])? else {
+            return Ok(Vec::new());
+        };
+        Ok(String::from_utf8_lossy(&out).lines().map(str::to_owned).collect())
+    }
+
+    async fn changed_files(&self, base: &str, head: &str) -> Result<Vec<String>, SourceError> {
+        let out = self
+            .git(&["diff", "--name-only", base, head])?
+            .ok_or_else(|| SourceError::GitHub("bad revisions".into()))?;
+        Ok(String::from_utf8_lossy(&out).lines().map(str::to_owned).collect())
+    }
+
+    async fn head(&self) -> Result<String, SourceError> {
+        let out = self.git(&["rev-parse", "HEAD"])?.ok_or_else(|| SourceError::GitHub("no HEAD".into()))?;
+        Ok(String::from_utf8_lossy(&out).trim().to_owned())
+    }
+}
+
+/// The source a configuration names.
+#[derive(Debug)]
+pub enum AnySource {
+    Git(GitCheckout),
+    GitHub(GitHubSource<HttpGitHub>),
+}
+
+impl ManifestSource for AnySource {
+    async fn change(&self, base: &str, head: &str) -> Result<Change, SourceError> {
+        match self {
+            AnySource::Git(s) => s.change(base, head).await,
+            AnySource::GitHub(s) => s.change(base, head).await,
+        }
+    }
+
+    async fn current(&self) -> Result<DesiredState, SourceError> {
+        match self {
+            AnySource::Git(s) => s.current().await,
+            AnySource::GitHub(s) => s.current().await,
+        }
+    }
+}

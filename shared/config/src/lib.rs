@@ -1,0 +1,718 @@
+//! Ferry's configuration, read in one place.
+//!
+//! [`Env`] captures every environment variable Ferry reads, once, at start-up (this is the only
+//! module allowed to call `std::env::var`; clippy enforces it). [`Config`] is the validated
+//! config file. Everything else receives typed values built from these two.
+//!
+//! # The config file
+//! ```yaml
+//! registries:
+//!   insecure: ["127.0.0.1:5001"]          # plain HTTP allowed only for these hosts
+//!   deny-prerelease: [registry.rancher.com] # no -rc/-alpha/-beta tags under these
+//!   trusted-sources: [stgregistry.suse.com] # signatures from these may be copied
+//!   requests-per-second: 50               # per host; unset = unlimited until a 429
+//!   retry-budget-seconds: 120             # time one request may spend retrying
+//! signing:                                # one of the two; omit to promote without signing
+//!   key: cosign.key                       # cosign encrypted key; password in COSIGN_PASSWORD
+//!   kms-key-id: alias/ferry-signing       # an AWS KMS ECC_NIST_P256 key (AWS_* variables apply)
+//! trust:
+//!   sources:                              # the longest matching registry wins
+//!   - registry: staging.example/team
+//!     signatures: required                # required | if-present | off
+//!     keys: [staging.pub]                 # PEM public keys, relative to this file
+//!     identity: "^staging\\.example/"       # optional: the signed docker-reference must match
+//!     provenance: if-present              # required | if-present | off
+//!     provenance-keys: [builder.pub]
+//!     builders: ["https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.0.0"]
+//!     source-repository: "^https://github.com/acme/"
+//!     vulnerabilities:
+//!       block-at: high                    # low | medium | high | critical
+//!       missing: warn                     # allow | warn | deny
+//!       keys: [scanner.pub]
+//! pipeline:                               # the event pipeline (ferry run, workers, Lambda)
+//!   registries: ["staging.example"]       # hosts events may name; others are ignored (SSRF guard)
+//!   github-repository: acme/k8s.io        # webhooks from other repositories are ignored
+//!   manifests:                            # where the planner reads desired state
+//!     git: /srv/k8s.io                    # a local checkout (revisions are read with git), or
+//!     # github: acme/k8s.io               # the GitHub contents API (GITHUB_TOKEN)
+//!     thin-manifest-dirs: [registry.k8s.io]   # inputs, as paths inside that repository
+//!     manifests: []
+//!     images-lists: []
+//!     charts-sync: []
+//!   mirror-rules:                         # Harbor-style replication of pushes
+//!   - source: staging.example/team        # images under this path...
+//!     repositories: "^app"                # ...whose name matches (optional)...
+//!     destinations: [prod.example/team, mirror.example/team]   # ...go here; the first is primary
+//!     tags: "^v[0-9]"                     # optional tag pattern
+//!     semver: ">=1.0.0"                   # optional constraint (a leading v is allowed)
+//!     deny-prerelease: true
+//!     trusted: true                       # copy the source's signatures along
+//! ```
+//!
+//! Paths in the file are relative to the file.
+//!
+//! # Environment variables
+//! | variable | meaning |
+//! |---|---|
+//! | `FERRY_CONFIG` | the config file, when `--config` is not given |
+//! | `FERRY_REGISTRY_AUTH` | registry credentials as Docker `config.json` JSON (`{"auths":{...}}`) |
+//! | `REGISTRY_AUTH_FILE` | a `config.json`-format credentials file |
+//! | `DOCKER_CONFIG` | a directory holding `config.json` |
+//! | `HOME` | `~/.docker/config.json` is read from here |
+//! | `COSIGN_PASSWORD` | the password of the cosign signing key (as cosign uses it) |
+//! | `AWS_*` | AWS region, credentials and endpoint for KMS, read by the AWS SDK itself |
+//! | `FERRY_CONFIG_YAML` | the config file's contents instead of a path (Lambda) |
+//! | `FERRY_TRANSPORT` | `memory://`, `amqp://user:pw@host:5672/%2f`, `sqs://` or `sqs://host:port?region=R` |
+//! | `FERRY_QUEUE_PREFIX` | queue name prefix (default `ferry`) |
+//! | `FERRY_CONCURRENCY` | messages one worker handles at once (default 8) |
+//! | `FERRY_MAX_ATTEMPTS` | attempts for transient failures before `poison` (default 5) |
+//! | `FERRY_MAX_THROTTLED_ATTEMPTS` | attempts for HTTP 429 before `throttled` (default 3) |
+//! | `FERRY_INGEST_LISTEN` | the ingest HTTP address (default `127.0.0.1:8080`) |
+//! | `FERRY_DISTRIBUTION_TOKEN`, `FERRY_HARBOR_TOKEN` | bearer tokens registries must send to ingest |
+//! | `FERRY_GITHUB_WEBHOOK_SECRET` | the GitHub webhook secret (`X-Hub-Signature-256`) |
+//! | `GITHUB_TOKEN` | for reading manifests through the GitHub contents API |
+//! | `OTEL_*` | OpenTelemetry exporter settings (OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) |
+//! | `FERRY_LOG` | log filter, e.g. `info` or `ferry_registry=debug` |
+//! | `FERRY_LOG_FORMAT` | `json` (default on non-terminals) or `text` |
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_manifests::Policy;
+use ferry_manifests::yaml::{self, Spanned, line_of};
+use ferry_model::{Host, RegistryPath};
+use ferry_registry::auth::default_files;
+use ferry_registry::{CredentialSources, Credentials, LimiterConfig, RetryPolicy, Secret, TransportConfig};
+use ferry_trust::keys::{SigningKey, VerificationKey};
+use ferry_trust::policy::{
+    MissingReport, Requirement, Severity, SourcePolicy, TrustPolicy, VulnerabilityGate,
+};
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    File(#[from] ferry_manifests::ManifestError),
+    #[error("{path}:{line}: field `{field}`: {message}")]
+    Field { path: String, line: u64, field: &'static str, message: String },
+    #[error("registry credentials: {0}")]
+    Credentials(#[from] ferry_registry::RegistryError),
+    #[error("signing key: {0}")]
+    Signing(String),
+}
+
+/// Every environment variable Ferry reads.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    pub config: Option<PathBuf>,
+    pub registry_auth: Option<Secret>,
+    pub registry_auth_file: Option<PathBuf>,
+    pub docker_config: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub log: Option<String>,
+    pub log_format: Option<String>,
+    pub cosign_password: Option<Secret>,
+    /// `FERRY_CONFIG_YAML`: the config file's contents, for Lambda, where a file is awkward.
+    pub config_yaml: Option<String>,
+    /// `FERRY_TRANSPORT`: `memory://`, `amqp://…` or `sqs://…`.
+    pub transport: Option<String>,
+    /// `FERRY_QUEUE_PREFIX` (default `ferry`).
+    pub queue_prefix: Option<String>,
+    /// `FERRY_CONCURRENCY`: messages a worker handles at once.
+    pub concurrency: Option<usize>,
+    /// `FERRY_MAX_ATTEMPTS`: attempts for transient failures before `poison`.
+    pub max_attempts: Option<u32>,
+    /// `FERRY_MAX_THROTTLED_ATTEMPTS`: attempts for throttled messages before `throttled`.
+    pub max_throttled_attempts: Option<u32>,
+    /// Set when running inside AWS Lambda (`AWS_LAMBDA_RUNTIME_API`).
+    pub lambda_runtime_api: Option<String>,
+    /// `FERRY_INGEST_LISTEN`: where the ingest HTTP server listens (default 127.0.0.1:8080).
+    pub ingest_listen: Option<String>,
+    /// Ingest secrets: `FERRY_DISTRIBUTION_TOKEN`, `FERRY_HARBOR_TOKEN`, `FERRY_GITHUB_WEBHOOK_SECRET`.
+    pub distribution_token: Option<Secret>,
+    pub harbor_token: Option<Secret>,
+    pub github_webhook_secret: Option<Secret>,
+    /// `GITHUB_TOKEN`: for the GitHub contents API.
+    pub github_token: Option<Secret>,
+    /// Whether an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); the exporter reads the `OTEL_*` variables itself.
+    pub otlp: bool,
+}
+
+impl Env {
+    /// Reads the process environment. Call once, in `main`.
+    #[allow(clippy::disallowed_methods)]
+    pub fn from_process() -> Self {
+        let text = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let path = |name: &str| text(name).map(PathBuf::from);
+        Self {
+            config: path("FERRY_CONFIG"),
+            registry_auth: text("FERRY_REGISTRY_AUTH").map(Secret::new),
+            registry_auth_file: path("REGISTRY_AUTH_FILE"),
+            docker_config: path("DOCKER_CONFIG"),
+            home: path("HOME"),
+            log: text("FERRY_LOG"),
+            log_format: text("FERRY_LOG_FORMAT"),
+            // An empty password is a legitimate cosign password, so it is kept.
+            cosign_password: std::env::var("COSIGN_PASSWORD").ok().map(Secret::new),
+            config_yaml: text("FERRY_CONFIG_YAML"),
+            transport: text("FERRY_TRANSPORT"),
+            queue_prefix: text("FERRY_QUEUE_PREFIX"),
+            concurrency: text("FERRY_CONCURRENCY").and_then(|v| v.parse().ok()),
+            max_attempts: text("FERRY_MAX_ATTEMPTS").and_then(|v| v.parse().ok()),
+            max_throttled_attempts: text("FERRY_MAX_THROTTLED_ATTEMPTS").and_then(|v| v.parse().ok()),
+            lambda_runtime_api: text("AWS_LAMBDA_RUNTIME_API"),
+            ingest_listen: text("FERRY_INGEST_LISTEN"),
+            distribution_token: text("FERRY_DISTRIBUTION_TOKEN").map(Secret::new),
+            harbor_token: text("FERRY_HARBOR_TOKEN").map(Secret::new),
+            github_webhook_secret: text("FERRY_GITHUB_WEBHOOK_SECRET").map(Secret::new),
+            github_token: text("GITHUB_TOKEN").map(Secret::new),
+            otlp: text("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                || text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
+        }
+    }
+
+    pub fn credential_sources(&self) -> CredentialSources {
+        CredentialSources {
+            files: default_files(
+                self.home.as_deref(),
+                self.docker_config.as_deref(),
+                self.registry_auth_file.as_deref(),
+            ),
+            inline_json: self.registry_auth.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileYaml {
+    #[serde(default)]
+    registries: RegistriesYaml,
+    #[serde(default)]
+    signing: Option<SigningYaml>,
+    #[serde(default)]
+    trust: Option<TrustYaml>,
+    #[serde(default)]
+    pipeline: Option<PipelineYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PipelineYaml {
+    #[serde(default)]
+    registries: Vec<Spanned<String>>,
+    #[serde(default)]
+    github_repository: Option<String>,
+    #[serde(default)]
+    manifests: Option<ManifestsYaml>,
+    #[serde(default)]
+    mirror_rules: Vec<RuleYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ManifestsYaml {
+    #[serde(default)]
+    git: Option<String>,
+    #[serde(default)]
+    github: Option<String>,
+    #[serde(default)]
+    github_api: Option<String>,
+    #[serde(default)]
+    thin_manifest_dirs: Vec<String>,
+    #[serde(default)]
+    manifests: Vec<String>,
+    #[serde(default)]
+    images_lists: Vec<String>,
+    #[serde(default)]
+    charts_sync: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RuleYaml {
+    source: Spanned<String>,
+    #[serde(default)]
+    repositories: Option<Spanned<String>>,
+    destinations: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Option<Spanned<String>>,
+    #[serde(default)]
+    semver: Option<Spanned<String>>,
+    #[serde(default)]
+    deny_prerelease: bool,
+    #[serde(default)]
+    trusted: bool,
+}
+
+/// Where the planner reads manifests from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestSource {
+    Git(PathBuf),
+    GitHub { repository: String, api: String },
+}
+
+/// The manifest repository and the inputs inside it (paths relative to its top level).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestsConfig {
+    pub source: ManifestSource,
+    pub inputs: Vec<ferry_manifests::Input>,
+}
+
+/// The event pipeline's settings.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineConfig {
+    pub registries: Vec<Host>,
+    pub github_repository: Option<String>,
+    pub manifests: Option<ManifestsConfig>,
+    pub mirror_rules: Vec<ferry_manifests::rules::MirrorRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SigningYaml {
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    kms_key_id: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TrustYaml {
+    #[serde(default)]
+    sources: Vec<SourceYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SourceYaml {
+    registry: Spanned<String>,
+    #[serde(default)]
+    signatures: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    identity: Option<Spanned<String>>,
+    #[serde(default)]
+    provenance: Option<Spanned<String>>,
+    #[serde(default)]
+    provenance_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    builders: Vec<String>,
+    #[serde(default)]
+    source_repository: Option<Spanned<String>>,
+    #[serde(default)]
+    vulnerabilities: Option<VulnerabilitiesYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct VulnerabilitiesYaml {
+    block_at: Spanned<String>,
+    #[serde(default)]
+    missing: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<String>>,
+}
+
+/// Where the signing key comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SigningConfig {
+    KeyFile(PathBuf),
+    Kms(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RegistriesYaml {
+    #[serde(default)]
+    insecure: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny_prerelease: Vec<Spanned<String>>,
+    #[serde(default)]
+    trusted_sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    requests_per_second: Option<Spanned<f64>>,
+    #[serde(default)]
+    retry_budget_seconds: Option<Spanned<u64>>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub insecure_hosts: Vec<Host>,
+    pub policy: Policy,
+    pub requests_per_second: Option<f64>,
+    pub retry: RetryPolicy,
+    pub signing: Option<SigningConfig>,
+    pub trust: TrustPolicy,
+    pub pipeline: PipelineConfig,
+}
+
+impl Config {
+    /// Reads `path`, or returns the defaults when there is no config file.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = yaml::read_file(path)?;
+        let file: Option<FileYaml> = yaml::parse(path, &text)?;
+        let file = file.unwrap_or_default();
+        let display = path.display().to_string();
+        let field = |line: u64, field: &'static str, message: String| ConfigError::Field {
+            path: display.clone(),
+            line,
+            field,
+            message,
+        };
+        let registries = file.registries;
+        let mut config = Config::default();
+        for host in &registries.insecure {
+            let parsed = Host::parse(&host.value)
+                .map_err(|e| field(line_of(host), "registries.insecure", e.to_string()))?;
+            config.insecure_hosts.push(parsed);
+        }
+        for (list, name, out) in [
+            (&registries.deny_prerelease, "registries.deny-prerelease", &mut config.policy.deny_prerelease),
+            (&registries.trusted_sources, "registries.trusted-sources", &mut config.policy.trusted_sources),
+        ] {
+            for value in list {
+                out.push(
+                    RegistryPath::parse(&value.value)
+                        .map_err(|e| field(line_of(value), name, e.to_string()))?,
+                );
+            }
+        }
+        if let Some(rate) = &registries.requests_per_second {
+            if !(rate.value.is_finite() && rate.value > 0.0) {
+                return Err(field(
+                    line_of(rate),
+                    "registries.requests-per-second",
+                    "must be a positive number".into(),
+                ));
+            }
+            config.requests_per_second = Some(rate.value);
+        }
+        if let Some(budget) = &registries.retry_budget_seconds {
+            config.retry.budget = Duration::from_secs(budget.value);
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(signing) = &file.signing {
+            config.signing = match (&signing.key, &signing.kms_key_id) {
+                (Some(key), None) => Some(SigningConfig::KeyFile(base.join(&key.value))),
+                (None, Some(id)) => Some(SigningConfig::Kms(id.value.clone())),
+                (Some(key), Some(_)) => {
+                    return Err(field(
+                        line_of(key),
+                        "signing",
+                        "give `key` or `kms-key-id`, not both".into(),
+                    ));
+                }
+                (None, None) => None,
+            };
+        }
+        if let Some(trust) = &file.trust {
+            for source in &trust.sources {
+                config.trust.sources.push(source_policy(source, base, &field)?);
+            }
+        }
+        if let Some(pipeline) = &file.pipeline {
+            config.pipeline = pipeline_config(pipeline, base, &field)?;
+        }
+        Ok(config)
+    }
+
+    /// Loads the signing key the configuration (or `flag`, which wins) names, if any.
+    pub async fn signing_key(
+        &self,
+        flag: Option<&SigningConfig>,
+        env: &Env,
+    ) -> Result<Option<SigningKey>, ConfigError> {
+        let Some(signing) = flag.or(self.signing.as_ref()) else { return Ok(None) };
+        signing_key(signing, env).await.map(Some)
+    }
+
+    /// Adds command-line settings (`--insecure-registry`, `--deny-prerelease`) to the file's.
+    pub fn with_flags(mut self, insecure: &[Host], deny_prerelease: &[RegistryPath]) -> Self {
+        self.insecure_hosts.extend(insecure.iter().cloned());
+        self.policy.deny_prerelease.extend(deny_prerelease.iter().cloned());
+        self
+    }
+
+    /// The registry transport this configuration asks for, with credentials from `env`.
+    pub fn transport(&self, env: &Env) -> Result<TransportConfig, ConfigError> {
+        Ok(TransportConfig {
+            insecure_hosts: self.insecure_hosts.clone(),
+            credentials: Credentials::load(&env.credential_sources())?,
+            limiter: LimiterConfig { max_rate: self.requests_per_second, ..LimiterConfig::default() },
+            retry: self.retry,
+            ..TransportConfig::default()
+        })
+    }
+}
+
+/// Loads a signing key: a cosign key file (password from `COSIGN_PASSWORD`) or a KMS key.
+pub async fn signing_key(signing: &SigningConfig, env: &Env) -> Result<SigningKey, ConfigError> {
+    match signing {
+        SigningConfig::KeyFile(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| ConfigError::Signing(format!("{}: {e}", path.display())))?;
+            let password = env.cosign_password.as_ref().ok_or_else(|| {
+                ConfigError::Signing(format!("{}: set COSIGN_PASSWORD to the key's password", path.display()))
+            })?;
+            SigningKey::from_encrypted_pem(&pem, password.expose().as_bytes())
+                .map_err(|e| ConfigError::Signing(format!("{}: {e}", path.display())))
+        }
+        SigningConfig::Kms(key_id) => {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            SigningKey::from_kms(aws_sdk_kms::Client::new(&sdk), key_id.clone())
+                .await
+                .map_err(|e| ConfigError::Signing(e.to_string()))
+        }
+    }
+}
+
+type FieldError<'a> = dyn Fn(u64, &'static str, String) -> ConfigError + 'a;
+
+fn pipeline_config(
+    pipeline: &PipelineYaml,
+    base: &Path,
+    field: &FieldError<'_>,
+) -> Result<PipelineConfig, ConfigError> {
+    let mut out =
+        PipelineConfig { github_repository: pipeline.github_repository.clone(), ..Default::default() };
+    for host in &pipeline.registries {
+        out.registries.push(
+            Host::parse(&host.value)
+                .map_err(|e| field(line_of(host), "pipeline.registries", e.to_string()))?,
+        );
+    }
+    if let Some(m) = &pipeline.manifests {
+        let source = match (&m.git, &m.github) {
+            (Some(git), None) => ManifestSource::Git(base.join(git)),
+            (None, Some(repository)) => ManifestSource::GitHub {
+                repository: repository.clone(),
+                api: m.github_api.clone().unwrap_or_else(|| "https://api.github.com".into()),
+            },
+            _ => return Err(field(0, "pipeline.manifests", "give exactly one of `git` and `github`".into())),
+        };
+        let mut inputs = Vec::new();
+        inputs.extend(m.manifests.iter().map(|p| ferry_manifests::Input::KpromoManifest(p.into())));
+        inputs.extend(m.thin_manifest_dirs.iter().map(|p| ferry_manifests::Input::KpromoThinDir(p.into())));
+        inputs.extend(
+            m.images_lists
+                .iter()
+                .map(|p| ferry_manifests::Input::ImagesList { file: p.into(), target: None }),
+        );
+        inputs.extend(m.charts_sync.iter().map(|p| ferry_manifests::Input::ChartsSync(p.into())));
+        out.manifests = Some(ManifestsConfig { source, inputs });
+    }
+    for rule in &pipeline.mirror_rules {
+        let registry = |v: &Spanned<String>, name: &'static str| {
+            RegistryPath::parse(&v.value).map_err(|e| field(line_of(v), name, e.to_string()))
+        };
+        let pattern =
+            |v: &Option<Spanned<String>>, name: &'static str| -> Result<Option<regex::Regex>, ConfigError> {
+                v.as_ref()
+                    .map(|v| {
+                        regex::Regex::new(&v.value)
+                            .map_err(|e| field(line_of(v), name, format!("not a regular expression: {e}")))
+                    })
+                    .transpose()
+            };
+        let destinations = rule
+            .destinations
+            .iter()
+            .map(|d| registry(d, "pipeline.mirror-rules.destinations"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if destinations.is_empty() {
+            return Err(field(
+                line_of(&rule.source),
+                "pipeline.mirror-rules.destinations",
+                "a rule needs a destination".into(),
+            ));
+        }
+        out.mirror_rules.push(ferry_manifests::rules::MirrorRule {
+            source: registry(&rule.source, "pipeline.mirror-rules.source")?,
+            repositories: pattern(&rule.repositories, "pipeline.mirror-rules.repositories")?,
+            destinations,
+            tags: pattern(&rule.tags, "pipeline.mirror-rules.tags")?,
+            semver: rule
+                .semver
+                .as_ref()
+                .map(|v| {
+                    semver::VersionReq::parse(&v.value)
+                        .map_err(|e| field(line_of(v), "pipeline.mirror-rules.semver", e.to_string()))
+                })
+                .transpose()?,
+            deny_prerelease: rule.deny_prerelease,
+            trusted: rule.trusted,
+        });
+    }
+    Ok(out)
+}
+
+fn source_policy(
+    source: &SourceYaml,
+    base: &Path,
+    field: &FieldError<'_>,
+) -> Result<SourcePolicy, ConfigError> {
+    let registry = RegistryPath::parse(&source.registry.value)
+        .map_err(|e| field(line_of(&source.registry), "trust.sources.registry", e.to_string()))?;
+    let requirement = |value: &Option<Spanned<String>>, name: &'static str| match value {
+        None => Ok(Requirement::Off),
+        Some(v) => match v.value.as_str() {
+            "required" => Ok(Requirement::Required),
+            "if-present" => Ok(Requirement::IfPresent),
+            "off" => Ok(Requirement::Off),
+            other => {
+                Err(field(line_of(v), name, format!("{other:?} is not one of required, if-present, off")))
+            }
+        },
+    };
+    let keys = |list: &[Spanned<String>], name: &'static str| -> Result<Vec<VerificationKey>, ConfigError> {
+        list.iter()
+            .map(|k| {
+                let path = base.join(&k.value);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| field(line_of(k), name, format!("{}: {e}", path.display())))?;
+                VerificationKey::from_pem(&k.value, &pem).map_err(|e| field(line_of(k), name, e.to_string()))
+            })
+            .collect()
+    };
+    let pattern =
+        |value: &Option<Spanned<String>>, name: &'static str| -> Result<Option<regex::Regex>, ConfigError> {
+            value
+                .as_ref()
+                .map(|v| {
+                    regex::Regex::new(&v.value)
+                        .map_err(|e| field(line_of(v), name, format!("not a regular expression: {e}")))
+                })
+                .transpose()
+        };
+    let policy = SourcePolicy {
+        registry: Some(registry),
+        signatures: requirement(&source.signatures, "trust.sources.signatures")?,
+        signature_keys: keys(&source.keys, "trust.sources.keys")?,
+        identity: pattern(&source.identity, "trust.sources.identity")?,
+        provenance: requirement(&source.provenance, "trust.sources.provenance")?,
+        provenance_keys: keys(&source.provenance_keys, "trust.sources.provenance-keys")?,
+        builders: source.builders.clone(),
+        source_repository: pattern(&source.source_repository, "trust.sources.source-repository")?,
+        vulnerabilities: match &source.vulnerabilities {
+            None => None,
+            Some(v) => Some(VulnerabilityGate {
+                block_at: Severity::parse(&v.block_at.value).ok_or_else(|| {
+                    field(
+                        line_of(&v.block_at),
+                        "trust.sources.vulnerabilities.block-at",
+                        "must be low, medium, high or critical".into(),
+                    )
+                })?,
+                missing: match v.missing.as_ref().map(|m| (m, m.value.as_str())) {
+                    None => MissingReport::Warn,
+                    Some((_, "allow")) => MissingReport::Allow,
+                    Some((_, "warn")) => MissingReport::Warn,
+                    Some((_, "deny")) => MissingReport::Deny,
+                    Some((m, _)) => {
+                        return Err(field(
+                            line_of(m),
+                            "trust.sources.vulnerabilities.missing",
+                            "must be allow, warn or deny".into(),
+                        ));
+                    }
+                },
+                keys: keys(&v.keys, "trust.sources.vulnerabilities.keys")?,
+            }),
+        },
+    };
+    if policy.signatures != Requirement::Off && policy.signature_keys.is_empty() {
+        return Err(field(
+            line_of(&source.registry),
+            "trust.sources.keys",
+            "signatures are checked but no key is given".into(),
+        ));
+    }
+    if policy.provenance != Requirement::Off && policy.provenance_keys.is_empty() {
+        return Err(field(
+            line_of(&source.registry),
+            "trust.sources.provenance-keys",
+            "provenance is checked but no key is given".into(),
+        ));
+    }
+    if policy.vulnerabilities.as_ref().is_some_and(|v| v.keys.is_empty()) {
+        return Err(field(
+            line_of(&source.registry),
+            "trust.sources.vulnerabilities.keys",
+            "the gate needs the scanner's key".into(),
+        ));
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_table() {
+        let cases = [
+            ("", Ok(0)),
+            ("registries:\n  insecure: [\"127.0.0.1:5001\", localhost]\n", Ok(2)),
+            ("registries:\n  deny-prerelease: [registry.rancher.com]\n  requests-per-second: 20\n", Ok(0)),
+            (
+                "registries:\n  insecure: [\"bad host\"]\n",
+                Err(":2: field `registries.insecure`: invalid registry host"),
+            ),
+            ("registries:\n  requests-per-second: 0\n", Err(":2: field `registries.requests-per-second`")),
+            ("registries:\n  bogus: 1\n", Err(":2:3: unknown field `bogus`")),
+            ("registry: {}\n", Err(":1:1: unknown field `registry`")),
+            (
+                "signing:\n  key: a.key\n  kms-key-id: x\n",
+                Err(":2: field `signing`: give `key` or `kms-key-id`, not both"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    signatures: maybe\n",
+                Err(":4: field `trust.sources.signatures`: \"maybe\" is not one of"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    signatures: required\n",
+                Err("signatures are checked but no key is given"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    signatures: required\n    keys: [missing.pub]\n",
+                Err(":5: field `trust.sources.keys`: "),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    keys: [bad.pub]\n",
+                Err("not an ECDSA P-256 public key"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    identity: \"(\"\n",
+                Err("not a regular expression"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    vulnerabilities:\n      block-at: severe\n",
+                Err("must be low, medium, high or critical"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    provenance: if-present\n    provenance-keys: [good.pub]\n    builders: [x]\n",
+                Ok(0),
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.pub"), "not a key").unwrap();
+        let (_, good) = ferry_trust::keys::generate_key_pair(b"pw").unwrap();
+        std::fs::write(dir.path().join("good.pub"), good).unwrap();
+        for (text, want) in cases {
+            let path = dir.path().join("ferry.yaml");
+            std::fs::write(&path, text).unwrap();
+            match (Config::load(Some(&path)), want) {
+                (Ok(config), Ok(n)) => assert_eq!(config.insecure_hosts.len(), n, "{text}"),
+                (Err(e), Err(fragment)) => assert!(e.to_string().contains(fragment), "{text}: {e}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+}

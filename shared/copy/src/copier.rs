@@ -1,0 +1,321 @@
+//! Copying one manifest tree and writing its tags.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use ferry_model::{Digest, Host, Repository, Tag, TagOrDigest};
+use ferry_registry::{Descriptor, ErrorClass, RawManifest, RegistryError, RegistryWrite, Transfer};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::OnceCell;
+
+use crate::error::CopyError;
+use crate::stats::CopyStats;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// Manifests (edges grouped by destination) copied at once.
+    pub max_images: usize,
+    /// Blobs and child manifests of one image transferred at once.
+    pub max_blobs: usize,
+    /// Attempts per blob transfer; a dropped connection or a 5xx restarts the transfer.
+    pub blob_attempts: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self { max_images: 8, max_blobs: 4, blob_attempts: 4 }
+    }
+}
+
+/// One manifest to make exist at one destination, and the tags to point at it there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    pub source: Repository,
+    pub digest: Digest,
+    pub destination: Repository,
+    pub tags: Vec<Tag>,
+    /// The plan found the manifest absent at the destination, so there is no point asking
+    /// again before copying. (If it appeared meanwhile, pushing the same bytes again is
+    /// harmless: a manifest PUT by digest is idempotent.)
+    pub known_absent: bool,
+}
+
+/// What a finished edge needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Done {
+    /// The manifest (and whatever it referenced) was copied, then tagged.
+    Copied,
+    /// The manifest was there; only the tag was written.
+    Tagged,
+    /// Nothing: it was all there already.
+    Present,
+}
+
+/// The result of one [`Job`]: for the manifest, and for each of its tags in order.
+#[derive(Clone, Debug)]
+pub struct JobOutcome {
+    /// `true` if the manifest was copied, `false` if it was already there.
+    pub manifest: Result<bool, CopyError>,
+    /// `true` if the tag was written, `false` if it already pointed at the digest.
+    pub tags: Vec<Result<bool, CopyError>>,
+}
+
+impl JobOutcome {
+    /// The outcome for the job's tagless edge, if it has one.
+    pub fn tagless(&self) -> Result<Done, CopyError> {
+        self.manifest.clone().map(|copied| if copied { Done::Copied } else { Done::Present })
+    }
+
+    /// The outcome for the edge of the `i`-th tag.
+    pub fn tag(&self, i: usize) -> Result<Done, CopyError> {
+        let copied = self.manifest.clone()?;
+        let written = self.tags[i].clone()?;
+        Ok(match (copied, written) {
+            (true, _) => Done::Copied,
+            (false, true) => Done::Tagged,
+            (false, false) => Done::Present,
+        })
+    }
+}
+
+/// Copies manifests between registries. One `Copier` serves a whole promotion: it remembers
+/// which repository on each destination host already holds each blob, so later images mount
+/// instead of uploading again.
+#[derive(Debug)]
+pub struct Copier<R> {
+    registry: R,
+    options: CopyOptions,
+    stats: Arc<CopyStats>,
+    /// (destination host, blob) → a repository on that host known to hold it. The cell is the
+    /// single flight: the first caller transfers, the others wait for it.
+    blobs: Mutex<HashMap<(Host, Digest), Arc<OnceCell<Repository>>>>,
+}
+
+impl<R: RegistryWrite> Copier<R> {
+    pub fn new(registry: R, options: CopyOptions) -> Self {
+        Self { registry, options, stats: Arc::new(CopyStats::default()), blobs: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn stats(&self) -> &Arc<CopyStats> {
+        &self.stats
+    }
+
+    pub fn options(&self) -> CopyOptions {
+        self.options
+    }
+
+    pub fn registry(&self) -> &R {
+        &self.registry
+    }
+
+    /// Makes `job.digest` exist at `job.destination` and points each tag at it.
+    pub async fn copy(&self, job: &Job) -> JobOutcome {
+        let manifest = self.ensure_manifest(job).await;
+        let (copied, raw) = match manifest {
+            Ok(found) => found,
+            Err(error) => {
+                return JobOutcome { manifest: Err(error.clone()), tags: vec![Err(error); job.tags.len()] };
+            }
+        };
+        let mut tags = Vec::with_capacity(job.tags.len());
+        for tag in &job.tags {
+            let result = match &raw {
+                Some(raw) => self.write_tag(&job.destination, tag, raw).await,
+                None => Err(CopyError::Manifest {
+                    repository: job.destination.clone(),
+                    digest: job.digest,
+                    reason: "the manifest vanished from the destination before it could be tagged".into(),
+                }),
+            };
+            tags.push(result);
+        }
+        JobOutcome { manifest: Ok(copied), tags }
+    }
+
+    /// Returns whether the manifest was copied, and its bytes when tags need them.
+    async fn ensure_manifest(&self, job: &Job) -> Result<(bool, Option<RawManifest>), CopyError> {
+        let reference = TagOrDigest::Digest(job.digest);
+        if job.known_absent {
+            // Go straight to copying.
+        } else if job.tags.is_empty() {
+            if self.registry.head_manifest(&job.destination, &reference).await?.is_some() {
+                return Ok((false, None));
+            }
+        } else if let Some(raw) = self.registry.get_manifest(&job.destination, &reference).await? {
+            return Ok((false, Some(raw)));
+        }
+        let raw = self.copy_tree(&job.source, &job.destination, job.digest).await?;
+        Ok((true, Some(raw)))
+    }
+
+    /// Copies the manifest `digest` and everything it references, children and blobs first,
+    /// and returns its bytes.
+    async fn copy_tree(
+        &self,
+        source: &Repository,
+        destination: &Repository,
+        digest: Digest,
+    ) -> Result<RawManifest, CopyError> {
+        let root = self.fetch(source, digest).await?;
+        let content = root.content()?;
+        let mut blobs: Vec<Descriptor> = content.blobs().into_iter().cloned().collect();
+        // Children the destination lacks, fetched from the source in parallel.
+        let children: Vec<Option<(RawManifest, Vec<Descriptor>)>> =
+            futures_util::stream::iter(content.children().to_vec())
+                .map(|child| async move {
+                    if self
+                        .registry
+                        .head_manifest(destination, &TagOrDigest::Digest(child.digest))
+                        .await?
+                        .is_some()
+                    {
+                        return Ok::<_, CopyError>(None);
+                    }
+                    let raw = self.fetch(source, child.digest).await?;
+                    let child_content = raw.content()?;
+                    if !child_content.children().is_empty() {
+                        // A nested index: copy its subtree fully before the parent.
+                        Box::pin(self.copy_tree(source, destination, child.digest)).await?;
+                        return Ok(None);
+                    }
+                    let blobs = child_content.blobs().into_iter().cloned().collect();
+                    Ok(Some((raw, blobs)))
+                })
+                .buffer_unordered(self.options.max_blobs.max(1))
+                .try_collect()
+                .await?;
+        let children: Vec<(RawManifest, Vec<Descriptor>)> = children.into_iter().flatten().collect();
+        for (_, child_blobs) in &children {
+            blobs.extend(child_blobs.iter().cloned());
+        }
+        blobs.sort_by_key(|b| b.digest);
+        blobs.dedup_by_key(|b| b.digest);
+        futures_util::stream::iter(blobs)
+            .map(|blob| async move { self.ensure_blob(source, destination, &blob).await })
+            .buffer_unordered(self.options.max_blobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        futures_util::stream::iter(children)
+            .map(|(raw, _)| async move { self.push_manifest(destination, &raw).await })
+            .buffer_unordered(self.options.max_blobs.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        self.push_manifest(destination, &root).await?;
+        Ok(root)
+    }
+
+    async fn fetch(&self, source: &Repository, digest: Digest) -> Result<RawManifest, CopyError> {
+        self.registry
+            .get_manifest(source, &TagOrDigest::Digest(digest))
+            .await?
+            .ok_or_else(|| CopyError::SourceMissing { source_repository: source.clone(), digest })
+    }
+
+    async fn push_manifest(&self, destination: &Repository, raw: &RawManifest) -> Result<(), CopyError> {
+        self.registry.put_manifest(destination, &TagOrDigest::Digest(raw.digest), raw).await?;
+        CopyStats::add(&self.stats.manifests_pushed, 1);
+        Ok(())
+    }
+
+    /// Makes `blob` exist in `destination`. The first request for a blob on a host checks the
+    /// destination and transfers it if needed; concurrent and later requests for other
+    /// repositories on that host mount it from the repository that has it.
+    async fn ensure_blob(
+        &self,
+        source: &Repository,
+        destination: &Repository,
+        blob: &Descriptor,
+    ) -> Result<(), CopyError> {
+        let cell = {
+            let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+            blobs.entry((destination.host().clone(), blob.digest)).or_default().clone()
+        };
+        let holder = cell
+            .get_or_try_init(|| async {
+                if self.registry.blob_exists(destination, &blob.digest).await? {
+                    CopyStats::add(&self.stats.blobs_present, 1);
+                } else {
+                    self.transfer(source, destination, blob, None).await?;
+                }
+                Ok::<_, CopyError>(destination.clone())
+            })
+            .await?;
+        if holder != destination {
+            self.transfer(source, destination, blob, Some(holder)).await?;
+        }
+        Ok(())
+    }
+
+    /// One blob transfer, restarted on transient failures (a dropped connection, a 5xx on the
+    /// streamed upload). Verification failures are never retried.
+    async fn transfer(
+        &self,
+        source: &Repository,
+        destination: &Repository,
+        blob: &Descriptor,
+        mount_from: Option<&Repository>,
+    ) -> Result<(), CopyError> {
+        let attempt = || async {
+            self.registry
+                .transfer_blob(source, destination, blob, mount_from, Some(self.stats.bytes.clone()))
+                .await
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(self.options.blob_attempts.saturating_sub(1));
+        let transfer = attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e: &RegistryError| e.class() == ErrorClass::Transient)
+            .notify(|error, delay| tracing::info!(%destination, blob = %blob.digest, %error, ?delay, "retrying blob transfer"))
+            .await?;
+        match transfer {
+            Transfer::Mounted => CopyStats::add(&self.stats.blobs_mounted, 1),
+            Transfer::Streamed(_) => CopyStats::add(&self.stats.blobs_streamed, 1),
+        }
+        Ok(())
+    }
+
+    /// Points `destination:tag` at `raw`, never moving an existing tag: the tag is re-read
+    /// immediately before the write and read back after it. Returns whether it was written.
+    async fn write_tag(
+        &self,
+        destination: &Repository,
+        tag: &Tag,
+        raw: &RawManifest,
+    ) -> Result<bool, CopyError> {
+        let reference = TagOrDigest::Tag(tag.clone());
+        match self.registry.head_manifest(destination, &reference).await? {
+            Some(head) if head.digest == raw.digest => return Ok(false),
+            Some(head) => {
+                tracing::warn!(%destination, %tag, existing = %head.digest, wanted = %raw.digest, "tag conflict; not overwritten");
+                return Err(CopyError::Conflict {
+                    destination: destination.clone(),
+                    tag: tag.clone(),
+                    existing: head.digest,
+                });
+            }
+            None => {}
+        }
+        self.registry.put_manifest(destination, &reference, raw).await?;
+        let found = self.registry.head_manifest(destination, &reference).await?.map(|h| h.digest);
+        if found != Some(raw.digest) {
+            tracing::error!(
+                %destination, %tag, expected = %raw.digest, ?found,
+                "VERIFICATION FAILED: a tag read back differently from what was written"
+            );
+            return Err(CopyError::ReadBack {
+                destination: destination.clone(),
+                tag: tag.clone(),
+                expected: raw.digest,
+                found,
+            });
+        }
+        CopyStats::add(&self.stats.tags_written, 1);
+        Ok(true)
+    }
+}

@@ -1,0 +1,60 @@
+use std::fmt;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Everything that can be wrong with an input. Each variant prints as one line that starts with
+/// the file (and line, where there is one), so that editors and CI annotations can jump to it.
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax { path: PathBuf, line: u64, column: u64, message: String },
+
+    #[error("{}:{line}: field `{field}`: {message}", path.display())]
+    Field { path: PathBuf, line: u64, field: &'static str, message: String },
+
+    #[error("{}: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
+
+    #[error("git {}: {message}", repo.display())]
+    Git { repo: PathBuf, message: String },
+
+    #[error("{}", ManyDisplay(.0))]
+    Many(Vec<ManifestError>),
+}
+
+impl ManifestError {
+    /// Collapses a list of problems into one error, keeping a single problem as itself.
+    pub(crate) fn from_problems(mut problems: Vec<ManifestError>) -> Result<(), ManifestError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ManifestError::Many(problems)),
+        }
+    }
+
+    /// The individual problems, flattening [`ManifestError::Many`].
+    pub fn problems(&self) -> Vec<&ManifestError> {
+        match self {
+            ManifestError::Many(all) => all.iter().flat_map(ManifestError::problems).collect(),
+            one => vec![one],
+        }
+    }
+}
+
+struct ManyDisplay<'a>(&'a [ManifestError]);
+
+impl fmt::Display for ManyDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}

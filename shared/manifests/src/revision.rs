@@ -1,0 +1,138 @@
+//! Desired state at two git revisions, for diff-only plans, parsing only what changed.
+//!
+//! A pull request that adds one digest to one `images.yaml` should not cost a parse of the
+//! whole k8s.io tree. Files the change did not touch cannot add edges, so for a thin-manifest
+//! directory only the subprojects with a changed file are read at both revisions, and a
+//! single-file input is read only if it (or a file it names) changed.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use ferry_model::DesiredState;
+
+use crate::error::ManifestError;
+use crate::git::{self, Snapshot};
+use crate::input::{Input, Policy};
+use crate::kpromo;
+
+/// The two sides of a change.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub base: DesiredState,
+    pub head: DesiredState,
+}
+
+/// Where the inputs of one side are read from.
+enum Side<'a> {
+    Revision(Snapshot),
+    WorkingTree(&'a Path),
+}
+
+impl Side<'_> {
+    fn path(&self, relative: &Path) -> PathBuf {
+        match self {
+            Side::Revision(snapshot) => snapshot.path(relative),
+            Side::WorkingTree(top) => top.join(relative),
+        }
+    }
+}
+
+/// Reads the parts of `inputs` that differ between `base` and `head` (the working tree when
+/// `head` is `None`). Every input must live in one git repository.
+pub fn load_change(
+    inputs: &[Input],
+    base: &str,
+    head: Option<&str>,
+    policy: &Policy,
+) -> Result<Change, ManifestError> {
+    let Some(first) = inputs.first() else { return Ok(Change::default()) };
+    let top = git::toplevel(first.path())?;
+    let top = top.canonicalize().unwrap_or(top);
+    let mut relative_inputs = Vec::new();
+    for input in inputs {
+        let relative = relative_to(&top, input.path())?;
+        let companions = input
+            .companion_paths()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| relative_to(&top, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        relative_inputs.push((input, relative, companions));
+    }
+    let watched: Vec<PathBuf> = relative_inputs
+        .iter()
+        .flat_map(|(_, rel, companions)| std::iter::once(rel.clone()).chain(companions.clone()))
+        .collect();
+    let changed = git::changed_paths(&top, base, head, &watched)?;
+
+    // What to read at both revisions: per input, either nothing, some subprojects, or all of it.
+    let mut plans = Vec::new();
+    let mut to_materialize: Vec<PathBuf> = Vec::new();
+    for (input, relative, companions) in &relative_inputs {
+        match input {
+            Input::KpromoThinDir(_) => {
+                let subs = changed_subprojects(relative, &changed);
+                for sub in &subs {
+                    to_materialize.push(relative.join("manifests").join(sub));
+                    to_materialize.push(relative.join("images").join(sub));
+                }
+                if !subs.is_empty() {
+                    plans.push((*input, relative.clone(), Some(subs)));
+                }
+            }
+            _ => {
+                let touched = std::iter::once(relative).chain(companions.iter()).any(|p| changed.contains(p));
+                if touched {
+                    to_materialize.push(relative.clone());
+                    to_materialize.extend(companions.iter().cloned());
+                    plans.push((*input, relative.clone(), None));
+                }
+            }
+        }
+    }
+    if plans.is_empty() {
+        return Ok(Change::default());
+    }
+    let base_side = Side::Revision(git::materialize(&top, base, &to_materialize)?);
+    let head_side = match head {
+        Some(rev) => Side::Revision(git::materialize(&top, rev, &to_materialize)?),
+        None => Side::WorkingTree(&top),
+    };
+    let load_side = |side: &Side<'_>| -> Result<DesiredState, ManifestError> {
+        let mut state = DesiredState::default();
+        for (input, relative, subs) in &plans {
+            let path = side.path(relative);
+            state.extend(match subs {
+                Some(subs) => kpromo::load_thin_subprojects(&path, subs, policy)?,
+                None if path.exists() => crate::load(&[input.with_path(path)], policy)?,
+                None => DesiredState::default(),
+            });
+        }
+        Ok(state)
+    };
+    Ok(Change { base: load_side(&base_side)?, head: load_side(&head_side)? })
+}
+
+/// The subprojects of a thin-manifest directory at `dir` that `changed` touches.
+fn changed_subprojects(dir: &Path, changed: &[PathBuf]) -> Vec<String> {
+    let mut subs = BTreeSet::new();
+    for path in changed {
+        let Ok(rest) = path.strip_prefix(dir) else { continue };
+        let mut parts = rest.components();
+        if let (Some(Component::Normal(kind)), Some(Component::Normal(sub))) = (parts.next(), parts.next())
+            && (kind == "manifests" || kind == "images")
+        {
+            subs.insert(sub.to_string_lossy().into_owned());
+        }
+    }
+    subs.into_iter().collect()
+}
+
+fn relative_to(top: &Path, path: &Path) -> Result<PathBuf, ManifestError> {
+    let absolute =
+        path.canonicalize().map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+    absolute.strip_prefix(top).map(Path::to_owned).map_err(|_| ManifestError::Layout {
+        path: path.to_owned(),
+        message: format!("is not inside the git repository {}", top.display()),
+    })
+}

@@ -1,0 +1,560 @@
+//! Format conformance (real files from `tests/data/`) and rejection tables.
+
+use std::path::{Path, PathBuf};
+
+use ferry_model::{DesiredState, RegistryPath, TagOrDigest};
+
+use crate::{Input, ManifestError, Policy, charts, images_list, kpromo, load};
+
+fn data(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(relative)
+}
+
+fn distinct_digests(state: &DesiredState) -> usize {
+    let mut digests: Vec<_> = state
+        .entries
+        .iter()
+        .map(|e| match &e.pin {
+            TagOrDigest::Digest(d) => (e.sources[0].repository.clone(), *d),
+            TagOrDigest::Tag(_) => panic!("kpromo entries are pinned by digest"),
+        })
+        .collect();
+    digests.sort();
+    digests.dedup();
+    digests.len()
+}
+
+/// Every real k8s.io subproject parses, with the image, digest and tag counts that
+/// `tests/data/kpromo/registry.k8s.io/SOURCES.md` records for each file.
+#[test]
+fn real_k8s_io_thin_manifests_parse() {
+    let root = data("kpromo/registry.k8s.io");
+    // (subproject, images, digests, tags, destination registries)
+    let cases = [
+        ("k8s-staging-cluster-api", 10, 951, 953, 23),
+        ("k8s-staging-dns", 24, 954, 954, 20),
+        ("k8s-staging-kops", 438, 438, 438, 20),
+        ("k8s-staging-kubernetes", 1, 38, 38, 44),
+    ];
+    for (sub, n_images, n_digests, n_tags, n_destinations) in cases {
+        let images = kpromo::read_images_yaml(&root.join("images").join(sub).join("images.yaml")).unwrap();
+        assert_eq!(images.len(), n_images, "{sub} images");
+        assert_eq!(images.iter().map(|i| i.digests.len()).sum::<usize>(), n_digests, "{sub} digests");
+        let tags: usize = images.iter().flat_map(|i| &i.digests).map(|d| d.tags.len()).sum();
+        assert_eq!(tags, n_tags, "{sub} tags");
+        let registries = kpromo::thin_subprojects(&root).unwrap();
+        assert!(registries.contains(&sub.to_owned()));
+        let state = load(&[Input::KpromoThinDir(root.clone())], &Policy::default()).unwrap();
+        let entry = state.entries.iter().find(|e| e.origin.source.contains(sub)).unwrap();
+        assert_eq!(entry.destinations.len(), n_destinations, "{sub} destinations");
+    }
+    let state = load(&[Input::KpromoThinDir(root)], &Policy::default()).unwrap();
+    assert_eq!(distinct_digests(&state), 951 + 954 + 438 + 38);
+}
+
+#[test]
+fn kops_repeated_names_and_both_list_styles() {
+    let path = data("kpromo/registry.k8s.io/images/k8s-staging-kops/images.yaml");
+    let images = kpromo::read_images_yaml(&path).unwrap();
+    // dns-controller appears once per release; block lists (`- 1.19.0-alpha.2`) and flow
+    // lists (`["1.19.0-alpha.1"]`) both occur in this file.
+    let dns: Vec<_> = images.iter().filter(|i| i.name.as_str() == "dns-controller").collect();
+    assert!(dns.len() > 10, "dns-controller should repeat, found {}", dns.len());
+    let block = images
+        .iter()
+        .flat_map(|i| &i.digests)
+        .find(|d| d.tags.iter().any(|t| t.as_str() == "1.19.0-alpha.2"));
+    assert!(block.is_some(), "the block-list entry must parse");
+}
+
+#[test]
+fn canary_and_singleton_parse() {
+    let canary =
+        load(&[Input::KpromoThinDir(data("kpromo/promo-tools-canary"))], &Policy::default()).unwrap();
+    assert_eq!(canary.entries.len(), 3);
+    assert_eq!(canary.n_edges(), 6);
+    let bom = canary
+        .entries
+        .iter()
+        .find(|e| e.sources[0].repository.to_string() == "gcr.io/k8s-staging-bom/bom")
+        .unwrap();
+    assert_eq!(bom.destinations[0].repository.to_string(), "us.gcr.io/k8s-cip-test-prod/canary/bom/bom");
+
+    let singleton = load(
+        &[Input::KpromoThinDir(data("kpromo/promo-tools-image-manifest-testdata/singleton"))],
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(singleton.entries.len(), 1);
+    assert_eq!(singleton.n_edges(), 3);
+    assert!(singleton.entries[0].sources[0].trusted, "a kpromo src registry is a trusted source");
+}
+
+#[test]
+fn empty_dir_gives_a_clear_error() {
+    let err = load(
+        &[Input::KpromoThinDir(data("kpromo/promo-tools-image-manifest-testdata/empty"))],
+        &Policy::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("not a kpromo thin-manifest directory"), "{err}");
+    assert!(err.contains("no manifests/ directory"), "{err}");
+    assert!(err.contains("non-manifest.txt"), "{err}");
+}
+
+const REGISTRIES: &str = "registries:\n- name: gcr.io/stage\n  src: true\n- name: gcr.io/prod\n";
+const D1: &str = "sha256:e8ca4f9ff069d6a35f444832097e6650f6594b3ec0de129109d53a1b760884e9";
+
+/// Plain manifests: (name, text, expected error fragment with its line, or None for success).
+#[test]
+fn plain_manifest_table() {
+    let images = |body: &str| format!("{REGISTRIES}images:\n{body}");
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        (
+            "kpromo readme example",
+            format!(
+                "registries:\n- name: gcr.io/myproject-staging-area # publicly readable\n  src: true\n\
+             - name: gcr.io/myproject-production\n  service-account: foo@google-containers.iam.gserviceaccount.com\n\
+             images:\n- name: apple\n  dmap:\n    \"{D1}\": [\"1.1\", \"latest\"]\n"
+            ),
+            None,
+        ),
+        ("tagless", images(&format!("- name: a\n  dmap:\n    \"{D1}\": []\n")), None),
+        ("block list", images(&format!("- name: a\n  dmap:\n    {D1}:\n    - v1\n    - v2\n")), None),
+        (
+            "unknown image field",
+            images(&format!("- name: a\n  tags: []\n  dmap:\n    \"{D1}\": []\n")),
+            Some(":7:3: unknown field `tags`"),
+        ),
+        (
+            "unknown top-level field",
+            format!("{REGISTRIES}renames: []\n"),
+            Some(":5:1: unknown field `renames`"),
+        ),
+        (
+            "unknown registry field",
+            "registries:\n- name: gcr.io/a\n  src: true\n  region: eu\n".into(),
+            Some(":4:3: unknown field `region`"),
+        ),
+        (
+            "duplicate digest key",
+            images(&format!("- name: a\n  dmap:\n    \"{D1}\": [v1]\n    {D1}: [v2]\n")),
+            Some(":9:5: duplicate mapping key"),
+        ),
+        (
+            "duplicate name key",
+            images(&format!("- name: a\n  name: b\n  dmap:\n    \"{D1}\": []\n")),
+            Some(":7:3: duplicate mapping key: name"),
+        ),
+        (
+            "bad digest",
+            images("- name: a\n  dmap:\n    \"sha256:abc\": [v1]\n"),
+            Some(":8: field `images.dmap`: invalid digest \"sha256:abc\""),
+        ),
+        (
+            "uppercase digest",
+            images(&format!(
+                "- name: a\n  dmap:\n    \"{}\": [v1]\n",
+                D1.to_uppercase().replace("SHA256", "sha256")
+            )),
+            Some(":8: field `images.dmap`: invalid digest"),
+        ),
+        (
+            "bad tag",
+            images(&format!("- name: a\n  dmap:\n    \"{D1}\": [\"-bad\"]\n")),
+            Some(":8: field `images.dmap`: invalid tag \"-bad\""),
+        ),
+        (
+            "repeated tag",
+            images(&format!("- name: a\n  dmap:\n    \"{D1}\": [v1, v1]\n")),
+            Some(":8: field `images.dmap`: tag v1 is listed twice"),
+        ),
+        (
+            "bad image name",
+            images(&format!("- name: Bad\n  dmap:\n    \"{D1}\": []\n")),
+            Some(":6: field `images.name`: invalid repository path \"Bad\""),
+        ),
+        (
+            "no source",
+            "registries:\n- name: gcr.io/a\n- name: gcr.io/b\n".into(),
+            Some("field `registries`: no registry has `src: true`"),
+        ),
+        (
+            "two sources",
+            "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\n  src: true\n".into(),
+            Some(":4: field `registries.src`: a second `src: true` registry (gcr.io/b)"),
+        ),
+        (
+            "no destination",
+            "registries:\n- name: gcr.io/a\n  src: true\n".into(),
+            Some("no destination registry"),
+        ),
+        (
+            "repeated registry",
+            "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\n- name: gcr.io/b\n".into(),
+            Some(":5: field `registries.name`: gcr.io/b is listed twice (first at line 4)"),
+        ),
+        (
+            "bad registry",
+            "registries:\n- name: gcr.io/A\n  src: true\n".into(),
+            Some(":2: field `registries.name`: invalid repository path \"A\""),
+        ),
+        ("not yaml", "Not a promoter manifest\n".into(), Some(":1:1:")),
+        ("wrong type", images("- name: a\n  dmap: [1, 2]\n"), Some(":7:")),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, want) in cases {
+        let path = dir.path().join("manifest.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let got = kpromo::load_manifest_file(&path, &Policy::default());
+        match (got, want) {
+            (Ok(state), None) => assert!(!state.entries.is_empty(), "{name}"),
+            (Err(e), Some(fragment)) => {
+                let message = e.to_string();
+                assert!(message.contains(fragment), "{name}: {message:?} lacks {fragment:?}");
+                assert!(
+                    message.starts_with(&path.display().to_string()),
+                    "{name}: {message:?} must name the file"
+                );
+            }
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_problem_in_a_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &path,
+        format!("{REGISTRIES}images:\n- name: a\n  dmap:\n    \"sha256:1\": [v1]\n    \"{D1}\": [\"x y\"]\n"),
+    )
+    .unwrap();
+    let err = kpromo::load_manifest_file(&path, &Policy::default()).unwrap_err();
+    assert_eq!(err.problems().len(), 2, "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn thin_dir_refuses_symlinks() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("images.yaml"), "[]\n").unwrap();
+    let cases = ["images-file", "images-dir", "manifests-dir"];
+    for case in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("manifests/a")).unwrap();
+        std::fs::write(root.join("manifests/a/promoter-manifest.yaml"), REGISTRIES).unwrap();
+        match case {
+            "images-file" => {
+                std::fs::create_dir_all(root.join("images/a")).unwrap();
+                std::os::unix::fs::symlink(
+                    outside.path().join("images.yaml"),
+                    root.join("images/a/images.yaml"),
+                )
+                .unwrap();
+            }
+            "images-dir" => {
+                std::fs::create_dir_all(root.join("images")).unwrap();
+                std::os::unix::fs::symlink(outside.path(), root.join("images/a")).unwrap();
+            }
+            _ => {
+                std::fs::create_dir_all(root.join("images/a")).unwrap();
+                std::fs::write(root.join("images/a/images.yaml"), "[]\n").unwrap();
+                std::os::unix::fs::symlink(outside.path(), root.join("manifests/b")).unwrap();
+            }
+        }
+        let err = kpromo::load_thin_dir(root, &Policy::default()).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{case}: {err}");
+    }
+}
+
+#[test]
+fn thin_dir_layout_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("manifests/a")).unwrap();
+    std::fs::create_dir_all(root.join("images/b")).unwrap();
+    std::fs::write(root.join("manifests/a/promoter-manifest.yaml"), REGISTRIES).unwrap();
+    std::fs::write(root.join("manifests/OWNERS"), "approvers: []\n").unwrap();
+    let err = kpromo::load_thin_dir(root, &Policy::default()).unwrap_err().to_string();
+    assert!(err.contains("images/a/images.yaml: is missing"), "{err}");
+    assert!(err.contains("images/b: has no matching manifests/b"), "{err}");
+    assert!(!err.contains("OWNERS"), "plain files beside subprojects are ignored: {err}");
+}
+
+#[test]
+fn rancher_images_list_sample_parses() {
+    let path = data("rancher/image-mirror_images-list.first50.txt");
+    let state = images_list::load(&path, None, &Policy::default()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let data_lines =
+        text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with("//")).count();
+    assert_eq!(state.entries.len(), data_lines);
+    let first = &state.entries[0];
+    assert_eq!(first.sources[0].repository.to_string(), "docker.io/amazon/aws-cli");
+    assert_eq!(first.destinations[0].repository.to_string(), "docker.io/rancher/mirrored-amazon-aws-cli");
+    assert_eq!(first.pin, TagOrDigest::Tag("2.0.52".parse().unwrap()));
+    assert!(!first.sources[0].trusted, "upstream sources are untrusted unless configured");
+    assert_eq!(first.origin.line, 6);
+
+    let target = RegistryPath::parse("127.0.0.1:5002/mirror").unwrap();
+    let retargeted = images_list::load(&path, Some(&target), &Policy::default()).unwrap();
+    assert_eq!(
+        retargeted.entries[0].destinations[0].repository.to_string(),
+        "127.0.0.1:5002/mirror/rancher/mirrored-amazon-aws-cli"
+    );
+}
+
+#[test]
+fn images_list_table() {
+    let cases: &[(&str, Result<&str, &str>)] = &[
+        ("nginx rancher/nginx 1.25\n", Ok("docker.io/library/nginx -> docker.io/rancher/nginx")),
+        ("  // comment\n# other\n\nquay.io/a/b rancher/b v1 \n", Ok("quay.io/a/b -> docker.io/rancher/b")),
+        ("a b\n", Err(":1: field `line`: expected 3 fields `<source> <destination> <tag>`, found 2")),
+        ("a b c d\n", Err("found 4")),
+        ("A/b c/d v1\n", Err(":1: field `source`: invalid repository path")),
+        ("a/b c/D v1\n", Err(":1: field `destination`")),
+        ("a/b c/d -v1\n", Err(":1: field `tag`: invalid tag")),
+        ("a b v1\n# x\na b v1\n", Err(":3: field `line`: duplicate of line 1")),
+    ];
+    for (text, want) in cases {
+        let got = images_list::parse(Path::new("images-list"), text, None, &Policy::default());
+        match (got, want) {
+            (Ok(state), Ok(edge)) => {
+                let e = &state.entries[0];
+                assert_eq!(&format!("{} -> {}", e.sources[0].repository, e.destinations[0].repository), edge);
+            }
+            (Err(e), Err(fragment)) => assert!(e.to_string().contains(fragment), "{text:?}: {e}"),
+            (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
+fn charts_config(dir: &Path, extra: &str) -> PathBuf {
+    for name in ["charts_dockerToPrime.yaml", "charts_stagingToPrime.yaml"] {
+        std::fs::copy(data(&format!("rancher/{name}")), dir.join(name)).unwrap();
+    }
+    let config = dir.join("charts-sync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "staging: stgregistry.suse.com\nprime: registry.rancher.com\n\
+             docker-to-prime: charts_dockerToPrime.yaml\nstaging-to-prime: charts_stagingToPrime.yaml\n{extra}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn rancher_charts_sync_samples_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = charts_config(dir.path(), "");
+    let state = charts::load(&config, &Policy::default()).unwrap();
+    assert_eq!(state.entries.len(), 5);
+    let fleet = state
+        .entries
+        .iter()
+        .find(|e| e.destinations[0].repository.to_string() == "registry.rancher.com/rancher/fleet")
+        .unwrap();
+    let sources: Vec<String> =
+        fleet.sources.iter().map(|s| format!("{}:{}", s.repository, s.trusted)).collect();
+    assert_eq!(sources, ["stgregistry.suse.com/rancher/fleet:true", "docker.io/rancher/fleet:false"]);
+    assert!(fleet.destinations[0].deny_prerelease, "prime denies prereleases by default");
+
+    let lenient =
+        charts::load(&charts_config(dir.path(), "deny-prerelease: false\n"), &Policy::default()).unwrap();
+    assert!(!lenient.entries[0].destinations[0].deny_prerelease);
+}
+
+#[test]
+fn charts_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = charts_config(dir.path(), "");
+    let parsed = charts::read_config(&config).unwrap();
+    let cases = [
+        ("rancher/fleet:\n  - v1\n  - v1\n", ":3: field `tags`: tag v1 is listed twice"),
+        ("rancher/fleet: []\n", ":1: field `tags`: rancher/fleet lists no tags"),
+        ("Rancher/fleet: [v1]\n", ":1: field `repository`"),
+        ("rancher/fleet: [v1]\nrancher/fleet: [v2]\n", ":2:1: duplicate mapping key"),
+    ];
+    for (text, fragment) in cases {
+        let err =
+            charts::parse_sync_file(Path::new("sync.yaml"), text, &parsed, &Policy::default()).unwrap_err();
+        assert!(err.to_string().contains(fragment), "{text:?}: {err}");
+    }
+    std::fs::write(dir.path().join("bad.yaml"), "staging: a.io\nprime: b.io\nextra: 1\n").unwrap();
+    let err = charts::read_config(&dir.path().join("bad.yaml")).unwrap_err().to_string();
+    assert!(err.contains("unknown field `extra`"), "{err}");
+    std::fs::write(dir.path().join("none.yaml"), "staging: a.io\nprime: b.io\n").unwrap();
+    let err = charts::read_config(&dir.path().join("none.yaml")).unwrap_err().to_string();
+    assert!(err.contains("neither `docker-to-prime` nor `staging-to-prime`"), "{err}");
+}
+
+#[test]
+fn policy_marks_destinations_and_sources() {
+    let policy = Policy {
+        deny_prerelease: vec![RegistryPath::parse("us.gcr.io/some-prod").unwrap()],
+        trusted_sources: vec![],
+    };
+    let state =
+        load(&[Input::KpromoThinDir(data("kpromo/promo-tools-image-manifest-testdata/singleton"))], &policy)
+            .unwrap();
+    let marks: Vec<(String, bool)> = state.entries[0]
+        .destinations
+        .iter()
+        .map(|d| (d.repository.host().to_string(), d.deny_prerelease))
+        .collect();
+    assert_eq!(
+        marks,
+        [("us.gcr.io".to_owned(), true), ("eu.gcr.io".to_owned(), false), ("asia.gcr.io".to_owned(), false)]
+    );
+}
+
+#[test]
+fn snapshot_writer_round_trips() {
+    let path = data("kpromo/registry.k8s.io/images/k8s-staging-dns/images.yaml");
+    let images = kpromo::read_images_yaml(&path).unwrap();
+    let written = kpromo::write_images_yaml(&images);
+    let reread = kpromo::parse_images_yaml(Path::new("written.yaml"), &written).unwrap();
+    let canonical = |list: &[kpromo::ImageDmap]| {
+        let mut rows: Vec<(String, String, Vec<String>)> = list
+            .iter()
+            .flat_map(|i| {
+                i.digests.iter().map(move |d| {
+                    let mut tags: Vec<String> = d.tags.iter().map(|t| t.to_string()).collect();
+                    tags.sort();
+                    (i.name.to_string(), d.digest.to_string(), tags)
+                })
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(canonical(&images), canonical(&reread));
+}
+
+#[test]
+fn load_reports_every_broken_input() {
+    let err = load(
+        &[
+            Input::KpromoThinDir(data("kpromo/promo-tools-image-manifest-testdata/empty")),
+            Input::KpromoManifest(data("does-not-exist.yaml")),
+        ],
+        &Policy::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ManifestError::Many(ref all) if all.len() == 2), "{err}");
+}
+
+#[test]
+fn git_materialize_reads_a_revision() {
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").arg("-C").arg(repo.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "t@example.com"]);
+    git(&["config", "user.name", "t"]);
+    std::fs::write(repo.path().join("list"), "a b v1\n").unwrap();
+    git(&["add", "list"]);
+    git(&["commit", "-qm", "one"]);
+    std::fs::write(repo.path().join("list"), "a b v1\na b v2\n").unwrap();
+    git(&["commit", "-qam", "two"]);
+
+    let top = crate::git::toplevel(repo.path()).unwrap();
+    let snapshot = crate::git::materialize(&top, "HEAD~1", &[PathBuf::from("list")]).unwrap();
+    assert_eq!(std::fs::read_to_string(snapshot.path(Path::new("list"))).unwrap(), "a b v1\n");
+    let missing = crate::git::materialize(&top, "HEAD", &[PathBuf::from("nope")]).unwrap();
+    assert!(!missing.path(Path::new("nope")).exists());
+    assert!(crate::git::materialize(&top, "--output=x", &[]).is_err());
+    assert!(crate::git::materialize(&top, "no-such-rev", &[]).is_err());
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn images_yaml_parser_never_panics(text in "(\\PC|\n|\t| |:|-|\\[|\\]|\"|'|#|&|\\*|!|\\{|\\}|,){0,300}") {
+        let _ = kpromo::parse_images_yaml(Path::new("fuzz.yaml"), &text);
+    }
+
+    #[test]
+    fn images_list_parser_never_panics(text in "(\\PC|\n| |/|:|@|#){0,300}") {
+        let _ = images_list::parse(Path::new("fuzz"), &text, None, &Policy::default());
+    }
+
+    #[test]
+    fn mutated_real_manifest_never_panics(cut in 0usize..4000, insert in "(\\PC|\n| |:|-){0,8}") {
+        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let text = TEXT.get_or_init(|| {
+            std::fs::read_to_string(data("kpromo/registry.k8s.io/images/k8s-staging-dns/images.yaml")).unwrap()
+        });
+        let mut cut = cut.min(text.len());
+        while !text.is_char_boundary(cut) { cut -= 1; }
+        let mutated = format!("{}{}{}", &text[..cut], insert, &text[cut..]);
+        let _ = kpromo::parse_images_yaml(Path::new("fuzz.yaml"), &mutated);
+    }
+}
+
+#[test]
+fn load_change_reads_only_touched_subprojects() {
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let root = repo.path().join("k8s");
+    let write_sub = |sub: &str, images: &str| {
+        std::fs::create_dir_all(root.join("manifests").join(sub)).unwrap();
+        std::fs::create_dir_all(root.join("images").join(sub)).unwrap();
+        std::fs::write(root.join("manifests").join(sub).join("promoter-manifest.yaml"), REGISTRIES).unwrap();
+        std::fs::write(root.join("images").join(sub).join("images.yaml"), images).unwrap();
+    };
+    let d2 = "sha256:06fdf10aae2eeeac5a82c213e4693f82ab05b3b09b820fce95a7cac0bbdad534";
+    write_sub("a", &format!("- name: a\n  dmap:\n    \"{D1}\": [v1]\n"));
+    write_sub("b", &format!("- name: b\n  dmap:\n    \"{D1}\": [v1]\n"));
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    // Change a, leave b alone, and add an untracked subproject c. b must not be read.
+    write_sub("a", &format!("- name: a\n  dmap:\n    \"{D1}\": [v1]\n    \"{d2}\": [v2]\n"));
+    write_sub("c", &format!("- name: c\n  dmap:\n    \"{d2}\": []\n"));
+    let input = Input::KpromoThinDir(root.clone());
+    let change =
+        crate::revision::load_change(std::slice::from_ref(&input), "HEAD", None, &Policy::default()).unwrap();
+    let names = |state: &DesiredState| {
+        let mut n: Vec<String> =
+            state.entries.iter().map(|e| e.sources[0].repository.path().to_string()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&change.base), ["stage/a"]);
+    assert_eq!(names(&change.head), ["stage/a", "stage/a", "stage/c"]);
+    let new = ferry_plan_free_diff(&change);
+    assert_eq!(new, 2, "the new digest in a and the new subproject c");
+
+    git(&["add", "."]);
+    git(&["commit", "-qm", "head"]);
+    let committed =
+        crate::revision::load_change(&[input], "HEAD~1", Some("HEAD"), &Policy::default()).unwrap();
+    assert_eq!(names(&committed.head), ["stage/a", "stage/a", "stage/c"]);
+}
+
+/// Counts head entries whose (source, digest) the base lacks; enough to check the inputs of a
+/// diff without depending on the planner crate.
+fn ferry_plan_free_diff(change: &crate::revision::Change) -> usize {
+    let key = |e: &ferry_model::Entry| (e.sources[0].repository.clone(), e.pin.clone());
+    let base: Vec<_> = change.base.entries.iter().map(key).collect();
+    change.head.entries.iter().filter(|e| !base.contains(&key(e))).count()
+}

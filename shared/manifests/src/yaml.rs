@@ -1,0 +1,125 @@
+//! Strict YAML plumbing shared by the YAML formats.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+pub use serde_saphyr::Spanned;
+
+use crate::error::ManifestError;
+
+/// The largest manifest file Ferry reads. The real k8s.io `images.yaml` files are under 2 MiB.
+pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// At most this many problems are reported per file; past that the rest are noise.
+pub(crate) const MAX_PROBLEMS: usize = 50;
+
+/// Parses `text` (the contents of `path`) strictly: duplicate keys are errors (serde-saphyr's
+/// default), unknown fields are errors (`deny_unknown_fields` on every struct), and the node
+/// budget is raised to fit k8s.io-scale files while still bounding pathological input.
+pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ManifestError> {
+    let mut options = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 8_000_000;
+    budget.max_events = 32_000_000;
+    options.budget = Some(budget);
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| syntax_error(path, &e))
+}
+
+fn syntax_error(path: &Path, error: &serde_saphyr::Error) -> ManifestError {
+    let (line, column) = error.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let mut message = error.without_snippet().to_string();
+    // The rendered message repeats the location ("error: line 4 column 5: ...") and may carry
+    // a hint about library options that means nothing to a user; keep the substance.
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_owned();
+    }
+    if let Some(at) = message.find(": ").filter(|_| message.starts_with("line ")) {
+        message = message[at + 2..].to_owned();
+    }
+    if let Some(at) = message.find(", set DuplicateKeyPolicy") {
+        message.truncate(at);
+    }
+    let message = message.lines().next().unwrap_or_default().to_owned();
+    ManifestError::Syntax { path: path.to_owned(), line, column, message }
+}
+
+/// Reads a regular file, refusing symlinks and oversized files.
+pub fn read_file(path: &Path) -> Result<String, ManifestError> {
+    let read_err = |source| ManifestError::Read { path: path.to_owned(), source };
+    let meta = std::fs::symlink_metadata(path).map_err(read_err)?;
+    if meta.file_type().is_symlink() {
+        return Err(ManifestError::Layout {
+            path: path.to_owned(),
+            message: "is a symbolic link; Ferry only reads regular files".into(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(ManifestError::Layout { path: path.to_owned(), message: "is not a regular file".into() });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ManifestError::Layout {
+            path: path.to_owned(),
+            message: format!("is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+        });
+    }
+    std::fs::read_to_string(path).map_err(read_err)
+}
+
+/// A YAML mapping kept in document order as key/value pairs. Duplicate keys never reach it:
+/// the deserializer rejects them first.
+pub(crate) struct Pairs<K, V>(pub(crate) Vec<(K, V)>);
+
+impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K, V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PairsVisitor<K, V>(PhantomData<(K, V)>);
+        impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Visitor<'de> for PairsVisitor<K, V> {
+            type Value = Pairs<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(PairsVisitor(PhantomData))
+    }
+}
+
+/// Collects per-field problems for one file, capped at [`MAX_PROBLEMS`].
+pub(crate) struct Problems<'p> {
+    path: &'p Path,
+    pub(crate) list: Vec<ManifestError>,
+}
+
+impl<'p> Problems<'p> {
+    pub(crate) fn new(path: &'p Path) -> Self {
+        Self { path, list: Vec::new() }
+    }
+
+    pub(crate) fn field(&mut self, line: u64, field: &'static str, message: impl fmt::Display) {
+        if self.list.len() < MAX_PROBLEMS {
+            self.list.push(ManifestError::Field {
+                path: self.path.to_owned(),
+                line,
+                field,
+                message: message.to_string(),
+            });
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), ManifestError> {
+        ManifestError::from_problems(self.list)
+    }
+}
+
+pub fn line_of<T>(spanned: &Spanned<T>) -> u64 {
+    spanned.referenced.line()
+}

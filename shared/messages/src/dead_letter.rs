@@ -1,0 +1,86 @@
+//! Dead-letter records: the original message and why it failed.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Header;
+use crate::queues::{DeadLetterQueue, Queue};
+
+/// What a dead-letter queue holds. The original message is kept as JSON when it was JSON (so
+/// that replay can put it back), or as base64 bytes when it was not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub version: u32,
+    pub dead_letter_queue: DeadLetterQueue,
+    /// The stage queue the message came from, where replay puts it back.
+    pub queue: Queue,
+    pub stage: String,
+    /// `throttled`, `verification`, `transient`, `permanent` or `malformed`.
+    pub class: String,
+    pub error: String,
+    pub attempts: u32,
+    /// RFC 3339.
+    pub first_failure: String,
+    pub last_failure: String,
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The original message, when it was JSON.
+    #[serde(default)]
+    pub original: Option<serde_json::Value>,
+    /// The original bytes, base64, when they were not JSON.
+    #[serde(default)]
+    pub original_base64: Option<String>,
+}
+
+impl DeadLetter {
+    /// A record for `original` (the bytes as delivered) failing in `queue`'s stage.
+    pub fn new(
+        dead_letter_queue: DeadLetterQueue,
+        queue: Queue,
+        class: &str,
+        error: &str,
+        attempts: u32,
+        original: &[u8],
+    ) -> Self {
+        let header = Header::read(original);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let json: Option<serde_json::Value> = serde_json::from_slice(original).ok();
+        DeadLetter {
+            version: crate::VERSION,
+            dead_letter_queue,
+            queue,
+            stage: queue.stage().to_owned(),
+            class: class.to_owned(),
+            error: error.to_owned(),
+            attempts,
+            first_failure: header.first_failure.clone().unwrap_or_else(|| now.clone()),
+            last_failure: now,
+            trace_id: header.trace_id(),
+            message_id: header.id.clone(),
+            idempotency_key: header.idempotency_key.clone(),
+            original_base64: json
+                .is_none()
+                .then(|| base64::engine::general_purpose::STANDARD.encode(original)),
+            original: json,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a dead letter serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a Ferry dead-letter record: {e}"))
+    }
+
+    /// The original message with its attempt count reset, ready to go back on its queue.
+    /// `None` when the original was not JSON: it cannot be replayed, only inspected.
+    pub fn replayable(&self) -> Option<Vec<u8>> {
+        let bytes = serde_json::to_vec(self.original.as_ref()?).ok()?;
+        crate::envelope::with_attempt(&bytes, 0, None)
+    }
+}

@@ -1,0 +1,157 @@
+//! The queues, defined once. `ferry queues init`, the workers, the Lambda event source
+//! mappings and `infra/template.yaml` all come from this definition (a test checks the
+//! template against it).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A stage queue: the input of one function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Queue {
+    /// Raw external events delivered by AWS (ECR pushes through EventBridge), for ingest.
+    Events,
+    Plan,
+    Verify,
+    Copy,
+    Sign,
+    Attest,
+    Replicate,
+}
+
+/// Where failed messages go, with their reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterQueue {
+    /// HTTP 429 beyond the retry budget. Replay once the registry has recovered.
+    Throttled,
+    /// A digest did not match, a signature did not verify, a tag conflicts. Needs a person.
+    VerificationFailed,
+    /// Malformed, an unknown version, a permanent error, or too many failed attempts.
+    Poison,
+}
+
+impl Queue {
+    pub const ALL: [Queue; 7] = [
+        Queue::Events,
+        Queue::Plan,
+        Queue::Verify,
+        Queue::Copy,
+        Queue::Sign,
+        Queue::Attest,
+        Queue::Replicate,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::Events => "events",
+            Queue::Plan => "plan",
+            Queue::Verify => "verify",
+            Queue::Copy => "copy",
+            Queue::Sign => "sign",
+            Queue::Attest => "attest",
+            Queue::Replicate => "replicate",
+        }
+    }
+
+    /// The function that consumes this queue.
+    pub fn stage(self) -> &'static str {
+        match self {
+            Queue::Events => "ingest",
+            Queue::Plan => "planner",
+            Queue::Verify => "verifier",
+            Queue::Copy => "copier",
+            Queue::Sign => "signer",
+            Queue::Attest => "attester",
+            Queue::Replicate => "replicator",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.name() == name || q.stage() == name)
+    }
+
+    /// The longest a function may take on one message. The queue's visibility timeout is
+    /// longer (see [`Topology::visibility_timeout`]).
+    pub fn function_timeout(self) -> Duration {
+        match self {
+            Queue::Copy => Duration::from_secs(900),
+            Queue::Plan => Duration::from_secs(300),
+            _ => Duration::from_secs(120),
+        }
+    }
+}
+
+impl DeadLetterQueue {
+    pub const ALL: [DeadLetterQueue; 3] =
+        [DeadLetterQueue::Throttled, DeadLetterQueue::VerificationFailed, DeadLetterQueue::Poison];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadLetterQueue::Throttled => "throttled",
+            DeadLetterQueue::VerificationFailed => "verification-failed",
+            DeadLetterQueue::Poison => "poison",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DeadLetterQueue> {
+        DeadLetterQueue::ALL.into_iter().find(|q| q.name() == name)
+    }
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for DeadLetterQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Physical names and settings of every queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// Prefixed to every name: `ferry-copy`, `ferry-dlq-poison`.
+    pub prefix: String,
+    /// After this many receives the broker itself moves a message to `poison` (a safety net:
+    /// the runtime dead-letters with a reason well before).
+    pub max_receive_count: u32,
+    /// Overrides every queue's visibility timeout (tests that kill workers use a short one).
+    pub visibility: Option<Duration>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self { prefix: "ferry".into(), max_receive_count: 8, visibility: None }
+    }
+}
+
+impl Topology {
+    pub fn queue_name(&self, queue: Queue) -> String {
+        format!("{}-{}", self.prefix, queue.name())
+    }
+
+    pub fn dead_letter_name(&self, queue: DeadLetterQueue) -> String {
+        format!("{}-dlq-{}", self.prefix, queue.name())
+    }
+
+    /// Longer than the function timeout, so that a message is never redelivered while a
+    /// function still works on it (AWS recommends six times the timeout for Lambda).
+    pub fn visibility_timeout(&self, queue: Queue) -> Duration {
+        self.visibility.unwrap_or(queue.function_timeout() * 6)
+    }
+
+    /// Every queue name, stage queues first.
+    pub fn all_names(&self) -> Vec<String> {
+        Queue::ALL
+            .iter()
+            .map(|q| self.queue_name(*q))
+            .chain(DeadLetterQueue::ALL.iter().map(|d| self.dead_letter_name(*d)))
+            .collect()
+    }
+}

@@ -1,0 +1,237 @@
+//! The body of each stage queue's message.
+
+use ferry_model::{Digest, Host, Repository, Tag};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Keyed, Subject};
+
+/// `plan`: something happened that may need promoting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum PlanMessage {
+    /// An image was pushed to a registry (a distribution, Harbor or ECR push event).
+    RegistryPush { registry: Host, repository: Repository, digest: Digest, tag: Option<Tag> },
+    /// The manifest repository changed between two commits (a merged pull request, a push).
+    ManifestChange { repository: String, base: String, head: String },
+    /// Compare the whole desired state now with the registries and emit only what is missing
+    /// (a scheduled `ferry reconcile`). `repository` names the manifest repository, for logs.
+    Reconcile {
+        #[serde(default)]
+        repository: String,
+    },
+}
+
+impl Keyed for PlanMessage {
+    fn identity(&self) -> String {
+        match self {
+            PlanMessage::RegistryPush { repository, digest, tag, .. } => {
+                format!("plan\npush\n{repository}\n{digest}\n{}", tag.as_ref().map(Tag::as_str).unwrap_or(""))
+            }
+            PlanMessage::ManifestChange { repository, base, head } => {
+                format!("plan\nchange\n{repository}\n{base}\n{head}")
+            }
+            PlanMessage::Reconcile { repository } => format!("plan\nreconcile\n{repository}"),
+        }
+    }
+
+    fn subject(&self) -> Subject {
+        match self {
+            PlanMessage::RegistryPush { repository, digest, .. } => Subject {
+                image: Some(repository.to_string()),
+                digest: Some(digest.to_string()),
+                destination: None,
+            },
+            PlanMessage::ManifestChange { repository, head, .. } => {
+                Subject { image: Some(format!("{repository}@{head}")), ..Subject::default() }
+            }
+            PlanMessage::Reconcile { repository } => {
+                Subject { image: Some(repository.clone()), ..Subject::default() }
+            }
+        }
+    }
+}
+
+/// A destination of a promotion, with the tags it gets there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationTags {
+    pub repository: Repository,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// The primary destination is where signing happens; the others are mirrors.
+    #[serde(default)]
+    pub primary: bool,
+    /// The plan found the manifest absent there.
+    #[serde(default)]
+    pub known_absent: bool,
+}
+
+/// Where the desired state came from, when it came from a manifest repository.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestOrigin {
+    pub repository: Option<String>,
+    pub commit: Option<String>,
+    pub path: Option<String>,
+}
+
+/// One digest from one source, and everywhere it goes: the unit every later stage works on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub source: Repository,
+    pub digest: Digest,
+    /// The tag the input named at the source (images-list, charts sync, a push event).
+    #[serde(default)]
+    pub source_tag: Option<Tag>,
+    /// Signatures and attestations may be copied from this source.
+    #[serde(default)]
+    pub source_trusted: bool,
+    pub destinations: Vec<DestinationTags>,
+    #[serde(default)]
+    pub origin: Option<ManifestOrigin>,
+}
+
+impl Promotion {
+    pub fn primary(&self) -> Option<&DestinationTags> {
+        self.destinations.iter().find(|d| d.primary)
+    }
+
+    pub fn mirrors(&self) -> impl Iterator<Item = &DestinationTags> {
+        self.destinations.iter().filter(|d| !d.primary)
+    }
+
+    fn subject(&self, destination: Option<&Repository>) -> Subject {
+        Subject {
+            image: Some(self.source.to_string()),
+            digest: Some(self.digest.to_string()),
+            destination: destination.or(self.primary().map(|p| &p.repository)).map(ToString::to_string),
+        }
+    }
+
+    fn identity(&self) -> String {
+        let mut destinations: Vec<String> = self
+            .destinations
+            .iter()
+            .map(|d| {
+                let mut tags: Vec<&str> = d.tags.iter().map(Tag::as_str).collect();
+                tags.sort_unstable();
+                format!("{}:{}", d.repository, tags.join(","))
+            })
+            .collect();
+        destinations.sort();
+        format!("{}\n{}\n{}", self.source, self.digest, destinations.join("\n"))
+    }
+}
+
+/// The verifier's verdict on one check, carried to the attester.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub check: String,
+    pub result: String,
+    pub reason: String,
+}
+
+/// A destination the plan refused (a conflicting tag, a prerelease, an overlap), and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub destination: DestinationTags,
+    pub reason: String,
+}
+
+/// `verify`: check this promotion's image before anything is copied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyMessage {
+    pub promotion: Promotion,
+    /// Destinations the plan refused; they are reported, never copied.
+    #[serde(default)]
+    pub refused: Vec<Refused>,
+}
+
+impl Keyed for VerifyMessage {
+    fn identity(&self) -> String {
+        format!("verify\n{}", self.promotion.identity())
+    }
+
+    fn subject(&self) -> Subject {
+        self.promotion.subject(None)
+    }
+}
+
+/// `copy`: copy the image to one destination (one message per destination: the fan-out).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyMessage {
+    pub promotion: Promotion,
+    /// The destination this message copies to, with its tags.
+    pub destination: DestinationTags,
+    #[serde(default)]
+    pub verification: Vec<CheckSummary>,
+}
+
+impl Keyed for CopyMessage {
+    fn identity(&self) -> String {
+        let mut tags: Vec<&str> = self.destination.tags.iter().map(Tag::as_str).collect();
+        tags.sort_unstable();
+        format!("copy\n{}:{}\n{}", self.destination.repository, tags.join(","), self.promotion.identity())
+    }
+
+    fn subject(&self) -> Subject {
+        self.promotion.subject(Some(&self.destination.repository))
+    }
+}
+
+/// `sign`: the primary destination has the image; sign it there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignMessage {
+    pub promotion: Promotion,
+    #[serde(default)]
+    pub verification: Vec<CheckSummary>,
+}
+
+impl Keyed for SignMessage {
+    fn identity(&self) -> String {
+        format!("sign\n{}", self.promotion.identity())
+    }
+
+    fn subject(&self) -> Subject {
+        self.promotion.subject(None)
+    }
+}
+
+/// `attest`: write the promotion attestation at the primary destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestMessage {
+    pub promotion: Promotion,
+    #[serde(default)]
+    pub verification: Vec<CheckSummary>,
+}
+
+impl Keyed for AttestMessage {
+    fn identity(&self) -> String {
+        format!("attest\n{}", self.promotion.identity())
+    }
+
+    fn subject(&self) -> Subject {
+        self.promotion.subject(None)
+    }
+}
+
+/// `replicate`: copy `.sig`/`.att`/`.sbom` of a digest from the primary to one mirror (the
+/// replicator fans out one message per mirror).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicateMessage {
+    pub primary: Repository,
+    pub mirror: Repository,
+    pub digest: Digest,
+}
+
+impl Keyed for ReplicateMessage {
+    fn identity(&self) -> String {
+        format!("replicate\n{}\n{}\n{}", self.primary, self.mirror, self.digest)
+    }
+
+    fn subject(&self) -> Subject {
+        Subject {
+            image: Some(self.primary.to_string()),
+            digest: Some(self.digest.to_string()),
+            destination: Some(self.mirror.to_string()),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The [`Registry`] port and its adapter for the OCI distribution API, [`OciRegistry`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ferry_model::{Digest, RegistryPath, Repository, Tag, TagOrDigest};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, Response};
+
+use crate::error::RegistryError;
+use crate::manifest::{ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, ManifestHead, RawManifest};
+use crate::transport::{Call, Scope, Transport, TransportConfig, read_capped};
+
+/// Read access to registries. One value serves every host: the host is part of each
+/// [`Repository`].
+pub trait Registry: Send + Sync {
+    /// The digest, media type and size of a manifest, or `None` if it does not exist.
+    fn head_manifest(
+        &self,
+        repository: &Repository,
+        reference: &TagOrDigest,
+    ) -> impl Future<Output = Result<Option<ManifestHead>, RegistryError>> + Send;
+
+    /// A manifest's exact bytes, checked to hash to its digest, or `None` if it does not exist.
+    fn get_manifest(
+        &self,
+        repository: &Repository,
+        reference: &TagOrDigest,
+    ) -> impl Future<Output = Result<Option<RawManifest>, RegistryError>> + Send;
+
+    /// Every tag of a repository (all pages); empty if the repository does not exist.
+    fn list_tags(
+        &self,
+        repository: &Repository,
+    ) -> impl Future<Output = Result<Vec<Tag>, RegistryError>> + Send;
+
+    /// Every repository under a registry path, from the catalog API (all pages).
+    fn list_repositories(
+        &self,
+        under: &RegistryPath,
+    ) -> impl Future<Output = Result<Vec<Repository>, RegistryError>> + Send;
+
+    /// A small blob (a signature payload, an attestation envelope), at most `limit` bytes,
+    /// checked against its digest; `None` if it does not exist.
+    fn get_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<bytes::Bytes>, RegistryError>> + Send;
+}
+
+/// The OCI distribution API over HTTP. Cheap to clone; clones share connections, tokens and
+/// rate limits.
+#[derive(Clone, Debug)]
+pub struct OciRegistry {
+    transport: Arc<Transport>,
+    page_size: usize,
+}
+
+const PAGE_SIZE: usize = 1000;
+const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
+
+impl OciRegistry {
+    pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
+        Ok(Self { transport: Arc::new(Transport::new(config)?), page_size: PAGE_SIZE })
+    }
+
+    /// Asks for list pages of `n` entries (the default is 1000); registries may return fewer.
+    pub fn with_page_size(mut self, n: usize) -> Self {
+        self.page_size = n.max(1);
+        self
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    async fn manifest_request(
+        &self,
+        method: Method,
+        repository: &Repository,
+        reference: &TagOrDigest,
+    ) -> Result<Option<Response>, RegistryError> {
+        let call = Call::new(
+            method,
+            repository.host(),
+            format!("/v2/{}/manifests/{reference}", repository.path()),
+            Scope::Pull(repository.path().clone()),
+        )
+        .header(ACCEPT, HeaderValue::from_static(ACCEPT_MANIFESTS))
+        .accept(&[404]);
+        let response = self.transport.send(&call).await?;
+        Ok((response.status() != reqwest::StatusCode::NOT_FOUND).then_some(response))
+    }
+
+    /// Follows `Link: <...>; rel="next"` pages of a JSON list endpoint.
+    async fn list_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        host: &ferry_model::Host,
+        first: String,
+        scope: Scope,
+        mut each: impl FnMut(T),
+    ) -> Result<(), RegistryError> {
+        let mut next = Some(first);
+        let mut pages = 0usize;
+        while let Some(path) = next.take() {
+            pages += 1;
+            if pages > 100_000 {
+                return Err(RegistryError::InvalidResponse {
+                    url: path,
+                    reason: "more than 100000 pages".into(),
+                });
+            }
+            let call = Call::new(Method::GET, host, path.clone(), scope.clone()).accept(&[404]);
+            let response = self.transport.send(&call).await?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            next = next_link(response.headers(), &path)?;
+            let url = response.url().to_string();
+            let body = read_capped(response, MAX_LIST_BYTES).await?;
+            let page: T = serde_json::from_slice(&body).map_err(|e| RegistryError::InvalidResponse {
+                url,
+                reason: format!("not a list response: {e}"),
+            })?;
+            each(page);
+        }
+        Ok(())
+    }
+}
+
+impl Registry for OciRegistry {
+    async fn head_manifest(
+        &self,
+        repository: &Repository,
+        reference: &TagOrDigest,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
+        let Some(response) = self.manifest_request(Method::HEAD, repository, reference).await? else {
+            return Ok(None);
+        };
+        let what = format!("{repository}:{reference}");
+        let header_digest = digest_header(response.headers(), &what)?;
+        let Some(digest) = header_digest else {
+            // Some registries omit Docker-Content-Digest on HEAD; then hash the body.
+            return Ok(self.get_manifest(repository, reference).await?.map(|raw| ManifestHead {
+                digest: raw.digest,
+                media_type: raw.media_type,
+                size: raw.bytes.len() as u64,
+            }));
+        };
+        if let TagOrDigest::Digest(expected) = reference
+            && *expected != digest
+        {
+            return Err(RegistryError::DigestMismatch { what, expected: *expected, actual: digest });
+        }
+        Ok(Some(ManifestHead {
+            digest,
+            media_type: content_type(response.headers()),
+            // A HEAD response has no body, so read the header rather than the body length.
+            size: response
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        }))
+    }
+
+    async fn get_manifest(
+        &self,
+        repository: &Repository,
+        reference: &TagOrDigest,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        let Some(response) = self.manifest_request(Method::GET, repository, reference).await? else {
+            return Ok(None);
+        };
+        let what = format!("{repository}:{reference}");
+        let header_digest = digest_header(response.headers(), &what)?;
+        let media_type = content_type(response.headers());
+        let bytes = read_capped(response, MAX_MANIFEST_BYTES).await?;
+        // The bytes must hash to the digest that was asked for, or to the one the registry
+        // claims for a tag. With neither, the digest is what the bytes hash to.
+        let expected = match reference {
+            TagOrDigest::Digest(d) => Some(*d),
+            TagOrDigest::Tag(_) => header_digest,
+        };
+        let raw = match expected {
+            Some(expected) => RawManifest::verified(expected, media_type, bytes, &what)?,
+            None => RawManifest { digest: Digest::of(&bytes), media_type, bytes },
+        };
+        Ok(Some(raw))
+    }
+
+    async fn list_tags(&self, repository: &Repository) -> Result<Vec<Tag>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            tags: Option<Vec<String>>,
+        }
+        let mut tags = Vec::new();
+        let first = format!("/v2/{}/tags/list?n={}", repository.path(), self.page_size);
+        self.list_pages(repository.host(), first, Scope::Pull(repository.path().clone()), |page: Page| {
+            for text in page.tags.unwrap_or_default() {
+                match Tag::parse(&text) {
+                    Ok(tag) => tags.push(tag),
+                    // A tag Ferry cannot name cannot be promoted or conflict with a promotion.
+                    Err(e) => tracing::warn!(%repository, error = %e, "skipping a tag the registry listed"),
+                }
+            }
+        })
+        .await?;
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    async fn list_repositories(&self, under: &RegistryPath) -> Result<Vec<Repository>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            repositories: Option<Vec<String>>,
+        }
+        let mut repositories = Vec::new();
+        let first = format!("/v2/_catalog?n={}", self.page_size);
+        self.list_pages(&under.host, first, Scope::Catalog, |page: Page| {
+            for name in page.repositories.unwrap_or_default() {
+                match ferry_model::RepoPath::parse(&name) {
+                    Ok(path) => {
+                        let repository = Repository::new(under.host.clone(), path);
+                        if under.contains(&repository) {
+                            repositories.push(repository);
+                        }
+                    }
+                    Err(e) => tracing::warn!(registry = %under, error = %e, "skipping a repository the catalog listed"),
+                }
+            }
+        })
+        .await?;
+        repositories.sort();
+        repositories.dedup();
+        Ok(repositories)
+    }
+
+    async fn get_blob(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Option<bytes::Bytes>, RegistryError> {
+        self.get_blob_impl(repository, digest, limit).await
+    }
+}
+
+impl OciRegistry {
+    async fn get_blob_impl(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Option<bytes::Bytes>, RegistryError> {
+        let call = Call::new(
+            Method::GET,
+            repository.host(),
+            format!("/v2/{}/blobs/{digest}", repository.path()),
+            Scope::Pull(repository.path().clone()),
+        )
+        .accept(&[404]);
+        let response = self.transport.send(&call).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let bytes = read_capped(response, limit).await?;
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {repository}@{digest}"),
+                expected: *digest,
+                actual,
+            });
+        }
+        Ok(Some(bytes))
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn digest_header(headers: &HeaderMap, what: &str) -> Result<Option<Digest>, RegistryError> {
+    match headers.get("docker-content-digest") {
+        None => Ok(None),
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default();
+            Digest::parse(text).map(Some).map_err(|e| RegistryError::InvalidResponse {
+                url: what.to_owned(),
+                reason: format!("Docker-Content-Digest header: {e}"),
+            })
+        }
+    }
+}
+
+/// The path of the next page from a `Link: </v2/...?last=x&n=100>; rel="next"` header. Only
+/// same-host relative paths are followed.
+fn next_link(headers: &HeaderMap, current: &str) -> Result<Option<String>, RegistryError> {
+    let Some(value) = headers.get(reqwest::header::LINK).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    for part in value.split(',') {
+        let Some((target, params)) = part.split_once(';') else { continue };
+        if !params.replace(' ', "").contains("rel=\"next\"") && !params.replace(' ', "").contains("rel=next")
+        {
+            continue;
+        }
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        let path = match target.find("/v2/") {
+            Some(0) => target,
+            Some(at) if target.starts_with("http://") || target.starts_with("https://") => &target[at..],
+            _ => {
+                return Err(RegistryError::InvalidResponse {
+                    url: current.to_owned(),
+                    reason: "a Link header pointed outside the registry API".into(),
+                });
+            }
+        };
+        return Ok(Some(path.to_owned()));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_table() {
+        let cases = [
+            (r#"</v2/_catalog?last=b&n=2>; rel="next""#, Ok(Some("/v2/_catalog?last=b&n=2"))),
+            (
+                r#"<https://r.example/v2/a/tags/list?last=x&n=1>; rel="next""#,
+                Ok(Some("/v2/a/tags/list?last=x&n=1")),
+            ),
+            (r#"</v2/x>; rel="prev""#, Ok(None)),
+            (r#"<//evil.example/steal>; rel="next""#, Err(())),
+        ];
+        for (value, want) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(reqwest::header::LINK, HeaderValue::from_str(value).unwrap());
+            let got = next_link(&headers, "/v2/_catalog").map_err(|_| ());
+            assert_eq!(
+                got.as_ref().map(|o| o.as_deref()),
+                want.as_ref().map(|o| o.as_deref()).map_err(|_| &()),
+                "{value}"
+            );
+        }
+    }
+}

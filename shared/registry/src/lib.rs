@@ -1,0 +1,34 @@
+//! Registry access for Ferry.
+//!
+//! [`Registry`] is the narrow port the planner and stages read through; [`OciRegistry`] is its
+//! adapter for the OCI distribution API. Every request passes through one transport that
+//! authenticates (anonymous, basic, or bearer tokens from the registry's challenge), limits the
+//! request rate per host and adapts it on HTTP 429, honours `Retry-After`, and retries
+//! transient failures with jittered exponential backoff within a time budget. Failures come out
+//! as [`RegistryError`]s with an [`ErrorClass`] the pipeline routes on.
+//!
+//! # Layout
+//! - [`client`]: the `Registry` trait (reads) and `OciRegistry`.
+//! - [`write`]: the `RegistryWrite` trait: streamed, hashed blob transfers and mounts,
+//!   byte-exact manifest pushes.
+//! - [`manifest`]: raw manifests, digest checks, and parsing of children and blobs.
+//! - [`transport`]: HTTP, auth handshake, retries.
+//! - [`limiter`]: the adaptive per-host rate limiter.
+//! - [`auth`]: credentials (`config.json` format) and the `WWW-Authenticate` parser.
+//! - `error`: `RegistryError` and `ErrorClass`.
+
+pub mod auth;
+pub mod client;
+mod error;
+pub mod limiter;
+pub mod manifest;
+pub mod transport;
+pub mod write;
+
+pub use auth::{CredentialSources, Credentials, Secret};
+pub use client::{OciRegistry, Registry};
+pub use error::{ErrorClass, RegistryError};
+pub use limiter::LimiterConfig;
+pub use manifest::{Descriptor, ManifestContent, ManifestHead, RawManifest};
+pub use transport::{RetryPolicy, TransportConfig};
+pub use write::{RegistryWrite, Transfer};

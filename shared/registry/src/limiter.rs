@@ -1,0 +1,247 @@
+//! An adaptive request-rate limiter, one state per registry host (AIMD).
+//!
+//! Each host starts at its configured rate, or unlimited. A 429 pauses every request to that
+//! host until its `Retry-After` has passed, and cuts the host's rate in half, at most once per
+//! second, so that a burst of concurrent 429s counts as one signal. Each success then adds a
+//! twentieth of the ceiling back until the rate is at the ceiling again (unlimited again, for a
+//! host without a configured rate). One throttled host therefore slows down only itself, and
+//! recovers without anyone restarting anything. kpromo instead pauses all work for 10 s.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ferry_model::Host;
+use tokio::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LimiterConfig {
+    /// Requests per second per host; `None` is unlimited until the host throttles.
+    pub max_rate: Option<f64>,
+    /// The rate never drops below this.
+    pub min_rate: f64,
+    /// How long to pause a host after a 429 without `Retry-After`.
+    pub default_pause: Duration,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        Self { max_rate: None, min_rate: 0.5, default_pause: Duration::from_secs(1) }
+    }
+}
+
+/// A throttled host without a configured rate is assumed to have managed at least this.
+const UNLIMITED_FLOOR: f64 = 10.0;
+/// 429s closer together than this are one signal.
+const DECREASE_INTERVAL: Duration = Duration::from_secs(1);
+/// Each success adds this share of the ceiling back.
+const RECOVERY_SHARE: f64 = 0.05;
+/// Request times kept to estimate the current rate.
+const WINDOW: Duration = Duration::from_secs(1);
+const WINDOW_CAP: usize = 10_000;
+
+#[derive(Debug)]
+struct HostState {
+    /// `None`: unlimited.
+    rate: Option<f64>,
+    /// Where recovery stops.
+    ceiling: Option<f64>,
+    next_slot: Instant,
+    paused_until: Instant,
+    last_decrease: Option<Instant>,
+    recent: VecDeque<Instant>,
+}
+
+impl HostState {
+    fn recent_rate(&mut self, now: Instant) -> f64 {
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+            self.recent.pop_front();
+        }
+        self.recent.len() as f64 / WINDOW.as_secs_f64()
+    }
+}
+
+/// Shared by every request the process makes; cheap to call.
+#[derive(Debug)]
+pub struct Limiter {
+    config: LimiterConfig,
+    hosts: Mutex<HashMap<Host, HostState>>,
+}
+
+/// What the limiter currently believes about a host, for logs and tests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostRate {
+    pub rate: Option<f64>,
+    pub paused_for: Duration,
+}
+
+impl Limiter {
+    pub fn new(config: LimiterConfig) -> Self {
+        Self { config, hosts: Mutex::new(HashMap::new()) }
+    }
+
+    fn with_host<T>(&self, host: &Host, f: impl FnOnce(&mut HostState, Instant) -> T) -> T {
+        let now = Instant::now();
+        // A poisoned lock only means another request panicked mid-update; the state is still a
+        // valid set of numbers, so keep going with it.
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let state = hosts.entry(host.clone()).or_insert_with(|| HostState {
+            rate: self.config.max_rate,
+            ceiling: self.config.max_rate,
+            next_slot: now,
+            paused_until: now,
+            last_decrease: None,
+            recent: VecDeque::new(),
+        });
+        f(state, now)
+    }
+
+    /// Waits until a request to `host` may be sent.
+    pub async fn acquire(&self, host: &Host) {
+        let at = self.with_host(host, |s, now| {
+            let start = now.max(s.paused_until);
+            let slot = match s.rate {
+                None => start,
+                Some(rate) => {
+                    let slot = start.max(s.next_slot);
+                    s.next_slot = slot + Duration::from_secs_f64(1.0 / rate);
+                    slot
+                }
+            };
+            if s.recent.len() >= WINDOW_CAP {
+                s.recent.pop_front();
+            }
+            s.recent.push_back(slot);
+            slot
+        });
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Records a 429 from `host`.
+    pub fn throttled(&self, host: &Host, retry_after: Option<Duration>) {
+        let config = self.config;
+        let rate = self.with_host(host, |s, now| {
+            let pause = retry_after.unwrap_or(config.default_pause);
+            s.paused_until = s.paused_until.max(now + pause);
+            s.next_slot = s.next_slot.max(s.paused_until);
+            if s.last_decrease.is_some_and(|t| now.duration_since(t) < DECREASE_INTERVAL) {
+                return s.rate;
+            }
+            s.last_decrease = Some(now);
+            let current = match s.rate {
+                Some(rate) => rate,
+                None => s.recent_rate(now).max(UNLIMITED_FLOOR),
+            };
+            if s.ceiling.is_none() {
+                s.ceiling = Some(config.max_rate.unwrap_or(current));
+            }
+            s.rate = Some((current / 2.0).max(config.min_rate));
+            s.rate
+        });
+        tracing::warn!(%host, ?retry_after, rate_per_second = ?rate, "registry throttled; slowing down");
+    }
+
+    /// Records a successful request to `host`.
+    pub fn succeeded(&self, host: &Host) {
+        let config = self.config;
+        self.with_host(host, |s, _| {
+            let (Some(rate), Some(ceiling)) = (s.rate, s.ceiling) else { return };
+            let raised = rate + ceiling * RECOVERY_SHARE;
+            if raised >= ceiling {
+                s.rate = config.max_rate;
+                s.ceiling = config.max_rate;
+            } else {
+                s.rate = Some(raised);
+            }
+        });
+    }
+
+    pub fn host_rate(&self, host: &Host) -> HostRate {
+        self.with_host(host, |s, now| HostRate {
+            rate: s.rate,
+            paused_for: s.paused_until.saturating_duration_since(now),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Host {
+        Host::parse("registry.example").unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_pauses_the_host_and_halves_the_rate() {
+        let limiter = Limiter::new(LimiterConfig { max_rate: Some(10.0), ..Default::default() });
+        limiter.acquire(&host()).await;
+        limiter.throttled(&host(), Some(Duration::from_secs(3)));
+        let start = Instant::now();
+        limiter.acquire(&host()).await;
+        assert!(start.elapsed() >= Duration::from_secs(3), "waited {:?}", start.elapsed());
+        assert_eq!(limiter.host_rate(&host()).rate, Some(5.0));
+        // Another host is not affected.
+        let other = Host::parse("other.example").unwrap();
+        let start = Instant::now();
+        limiter.acquire(&other).await;
+        assert!(start.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_429s_is_one_signal() {
+        let limiter = Limiter::new(LimiterConfig { max_rate: Some(8.0), ..Default::default() });
+        for _ in 0..5 {
+            limiter.throttled(&host(), None);
+        }
+        assert_eq!(limiter.host_rate(&host()).rate, Some(4.0));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        limiter.throttled(&host(), None);
+        assert_eq!(limiter.host_rate(&host()).rate, Some(2.0), "a 429 a second later is a new signal");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_recovers_additively_to_the_ceiling() {
+        let limiter = Limiter::new(LimiterConfig { max_rate: Some(8.0), ..Default::default() });
+        limiter.throttled(&host(), None);
+        assert_eq!(limiter.host_rate(&host()).rate, Some(4.0));
+        limiter.succeeded(&host());
+        assert_eq!(limiter.host_rate(&host()).rate, Some(4.4));
+        for _ in 0..10 {
+            limiter.succeeded(&host());
+        }
+        assert_eq!(limiter.host_rate(&host()).rate, Some(8.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unlimited_host_becomes_limited_then_unlimited_again() {
+        let limiter = Limiter::new(LimiterConfig::default());
+        for _ in 0..50 {
+            limiter.acquire(&host()).await;
+        }
+        assert_eq!(limiter.host_rate(&host()).rate, None);
+        limiter.throttled(&host(), Some(Duration::from_millis(10)));
+        assert_eq!(limiter.host_rate(&host()).rate, Some(25.0), "half of the 50/s it was doing");
+        for _ in 0..20 {
+            limiter.succeeded(&host());
+        }
+        assert_eq!(limiter.host_rate(&host()).rate, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_spaced_at_the_rate() {
+        let limiter = Limiter::new(LimiterConfig { max_rate: Some(10.0), ..Default::default() });
+        let start = Instant::now();
+        for _ in 0..21 {
+            limiter.acquire(&host()).await;
+        }
+        // 21 requests at 10/s take about 2 s (the first is immediate).
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100),
+            "{elapsed:?}"
+        );
+    }
+}

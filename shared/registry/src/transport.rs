@@ -1,0 +1,616 @@
+//! Every HTTP request Ferry sends to a registry goes through [`Transport::send`]: the per-host
+//! [`Limiter`], authentication (basic or bearer token, learnt from the registry's challenge),
+//! and retries with jittered exponential backoff (backon) for 429, 5xx and connection errors
+//! within a per-operation time budget. A 429's `Retry-After` (seconds or HTTP date) sets the
+//! delay before the retry and pauses the whole host.
+//!
+//! Why not oci-client's HTTP calls: oci-client drops `Retry-After`, turns 429 into an opaque
+//! error, ignores `Link` pagination and hides status codes, so it could neither honour registry
+//! throttling nor classify failures. It is used for its manifest model instead (see
+//! `manifest.rs`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use ferry_model::{Host, RepoPath};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use tokio::time::Instant;
+
+use crate::auth::{Challenge, Credential, Credentials, Secret, parse_challenge};
+use crate::error::{RegistryError, describe_error_body, short_message};
+use crate::limiter::{Limiter, LimiterConfig};
+
+/// How hard to try before giving up on one request.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// Attempts in total, the first included.
+    pub max_attempts: usize,
+    /// The total time one operation may spend waiting between attempts.
+    pub budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            max_attempts: 8,
+            budget: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything the transport needs to know, decided by the caller's configuration.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Hosts that may be reached over plain HTTP (like Docker's `--insecure-registry`). Every
+    /// other host is HTTPS only.
+    pub insecure_hosts: Vec<Host>,
+    pub credentials: Credentials,
+    pub limiter: LimiterConfig,
+    pub retry: RetryPolicy,
+    pub connect_timeout: Duration,
+    /// The longest pause between two reads of one response.
+    pub read_timeout: Duration,
+    pub user_agent: String,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            insecure_hosts: Vec::new(),
+            credentials: Credentials::none(),
+            limiter: LimiterConfig::default(),
+            retry: RetryPolicy::default(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// The access a request needs, as a token scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Scope {
+    Pull(RepoPath),
+    /// Push to the first repository, and pull from the second (a cross-repository mount).
+    Push(RepoPath, Option<RepoPath>),
+    Catalog,
+}
+
+impl Scope {
+    fn as_token_scopes(&self) -> Vec<String> {
+        match self {
+            Scope::Pull(repo) => vec![format!("repository:{repo}:pull")],
+            Scope::Push(repo, None) => vec![format!("repository:{repo}:pull,push")],
+            Scope::Push(repo, Some(from)) => {
+                vec![format!("repository:{repo}:pull,push"), format!("repository:{from}:pull")]
+            }
+            Scope::Catalog => vec!["registry:catalog:*".to_owned()],
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.as_token_scopes().join(" ")
+    }
+}
+
+/// One request. `accept` lists the statuses the caller handles itself (all 2xx are accepted
+/// unless listed otherwise); anything else becomes an error.
+#[derive(Debug)]
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) host: &'a Host,
+    /// Starts with `/v2/`.
+    pub(crate) path_and_query: String,
+    pub(crate) scope: Scope,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Bytes>,
+    pub(crate) accept: &'static [u16],
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: Method, host: &'a Host, path_and_query: String, scope: Scope) -> Self {
+        Self { method, host, path_and_query, scope, headers: HeaderMap::new(), body: None, accept: &[] }
+    }
+
+    pub(crate) fn header(mut self, name: reqwest::header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    pub(crate) fn body(mut self, body: Bytes) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub(crate) fn accept(mut self, statuses: &'static [u16]) -> Self {
+        self.accept = statuses;
+        self
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    value: Secret,
+    expires: Instant,
+}
+
+/// Counts of what the transport did, for benchmarks and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU32,
+    pub throttled: AtomicU32,
+    pub retries: AtomicU32,
+}
+
+#[derive(Debug)]
+pub struct Transport {
+    http: reqwest::Client,
+    config: TransportConfig,
+    limiter: Limiter,
+    challenges: Mutex<HashMap<Host, Challenge>>,
+    tokens: Mutex<HashMap<(Host, Scope), Token>>,
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl Transport {
+    pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .pool_max_idle_per_host(64)
+            // Registries redirect blob GETs to storage; follow those, but never leak
+            // credentials: reqwest drops Authorization on cross-host redirects.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| RegistryError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            limiter: Limiter::new(config.limiter),
+            config,
+            challenges: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// `https://host` unless the host is listed as insecure.
+    pub(crate) fn base_url(&self, host: &Host) -> String {
+        let scheme = if self.config.insecure_hosts.contains(host) { "http" } else { "https" };
+        format!("{scheme}://{}", host.api_authority())
+    }
+
+    /// Sends `call`, retrying 429, 5xx and connection failures within the retry budget.
+    pub(crate) async fn send(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
+        let policy = self.config.retry;
+        let started = Instant::now();
+        let attempts = AtomicU32::new(0);
+        let last_retry_after: Mutex<Option<Duration>> = Mutex::new(None);
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(policy.min_delay)
+            .with_max_delay(policy.max_delay)
+            .with_max_times(policy.max_attempts.saturating_sub(1));
+        let result = (|| async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.attempt(call).await
+        })
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(RegistryError::is_retryable)
+        .adjust(|error, delay| {
+            let retry_after = match error {
+                RegistryError::Throttled { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            *last_retry_after.lock().unwrap_or_else(|p| p.into_inner()) = retry_after;
+            // Honour Retry-After when the registry gives one; never wait past the budget.
+            let delay = retry_after.or(delay)?;
+            (started.elapsed() + delay <= policy.budget).then_some(delay)
+        })
+        .notify(|error, delay| {
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, ?delay, "retrying registry request");
+        })
+        .await;
+        result.map_err(|error| match error {
+            RegistryError::Throttled { host, retry_after, .. } => RegistryError::Throttled {
+                host,
+                attempts: attempts.load(Ordering::Relaxed),
+                retry_after: retry_after.or(*last_retry_after.lock().unwrap_or_else(|p| p.into_inner())),
+            },
+            other => other,
+        })
+    }
+
+    /// Sends a request whose body is a stream, once: a stream cannot be replayed, so the caller
+    /// retries the whole operation instead. The scope's token is fetched beforehand (the
+    /// caller's earlier request on the same scope has already learnt the challenge).
+    pub(crate) async fn send_streaming(
+        &self,
+        method: Method,
+        host: &Host,
+        url_or_path: &str,
+        scope: &Scope,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<Response, RegistryError> {
+        self.limiter.acquire(host).await;
+        let url = self.absolute_url(host, url_or_path)?;
+        let auth = self.authorization(host, scope).await?;
+        let mut request = self.http.request(method.clone(), &url).headers(headers).body(body);
+        if let Some(auth) = auth {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| connection_error(&method, &url, &e))?;
+        tracing::debug!(
+            method = method_name(&method),
+            url,
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "registry request (streamed body)"
+        );
+        self.check_status(&method, &url, host, response, &[]).await
+    }
+
+    /// Resolves a `Location` header or a path against the host, refusing other hosts: a
+    /// registry response must not steer Ferry's credentials elsewhere.
+    pub(crate) fn absolute_url(&self, host: &Host, url_or_path: &str) -> Result<String, RegistryError> {
+        let base = self.base_url(host);
+        if url_or_path.starts_with('/') {
+            return Ok(format!("{base}{url_or_path}"));
+        }
+        if let Some(rest) = url_or_path.strip_prefix(&base)
+            && (rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+        {
+            return Ok(url_or_path.to_owned());
+        }
+        Err(RegistryError::InvalidResponse {
+            url: base,
+            reason: format!("a location on another host ({}) was refused", short_message(url_or_path)),
+        })
+    }
+
+    async fn attempt(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
+        self.limiter.acquire(call.host).await;
+        let url = self.absolute_url(call.host, &call.path_and_query)?;
+        let auth = self.authorization(call.host, &call.scope).await?;
+        let mut response = self.raw_send(call, &url, auth.as_ref()).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let challenge = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_challenge);
+            let Some(challenge) = challenge else {
+                return Err(self.auth_error(call, "the registry answered 401 without a usable challenge"));
+            };
+            self.lock_challenges().insert(call.host.clone(), challenge);
+            self.lock_tokens().remove(&(call.host.clone(), call.scope.clone()));
+            let auth = self.authorization(call.host, &call.scope).await?;
+            if auth.is_none() {
+                return Err(
+                    self.auth_error(call, "the registry requires credentials and none are configured for it")
+                );
+            }
+            response = self.raw_send(call, &url, auth.as_ref()).await?;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                return Err(self.auth_error(call, "the registry rejected the credentials"));
+            }
+        }
+        self.check_status(&call.method, &url, call.host, response, call.accept).await
+    }
+
+    async fn raw_send(
+        &self,
+        call: &Call<'_>,
+        url: &str,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response, RegistryError> {
+        let mut request = self.http.request(call.method.clone(), url).headers(call.headers.clone());
+        if let Some(auth) = auth {
+            request = request.header(reqwest::header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(body) = &call.body {
+            request = request.body(body.clone());
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| connection_error(&call.method, url, &e))?;
+        tracing::debug!(
+            method = method_name(&call.method),
+            url,
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "registry request"
+        );
+        Ok(response)
+    }
+
+    /// Turns an unexpected status into an error (reading the registry's error body), and
+    /// records throttling and success with the limiter.
+    async fn check_status(
+        &self,
+        method: &Method,
+        url: &str,
+        host: &Host,
+        response: Response,
+        accept: &[u16],
+    ) -> Result<Response, RegistryError> {
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after =
+                response.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
+            self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            self.limiter.throttled(host, retry_after);
+            return Err(RegistryError::Throttled { host: host.clone(), attempts: 1, retry_after });
+        }
+        if status.is_success() || accept.contains(&status.as_u16()) {
+            self.limiter.succeeded(host);
+            return Ok(response);
+        }
+        let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
+        let (code, message) = describe_error_body(&body);
+        Err(RegistryError::Status {
+            method: method_name(method),
+            url: url.to_owned(),
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+
+    fn auth_error(&self, call: &Call<'_>, reason: &str) -> RegistryError {
+        RegistryError::Auth {
+            host: call.host.clone(),
+            scope: call.scope.describe(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn lock_challenges(&self) -> std::sync::MutexGuard<'_, HashMap<Host, Challenge>> {
+        self.challenges.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, HashMap<(Host, Scope), Token>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `Authorization` header for `scope` on `host`, given what the host has asked for so
+    /// far; fetches a bearer token when needed.
+    async fn authorization(&self, host: &Host, scope: &Scope) -> Result<Option<HeaderValue>, RegistryError> {
+        let challenge = self.lock_challenges().get(host).cloned();
+        let credential = self.config.credentials.get(host);
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => match credential {
+                Some(Credential::Basic { username, password }) => Ok(Some(basic_header(username, password))),
+                _ => Ok(None),
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                let key = (host.clone(), scope.clone());
+                let cached = self.lock_tokens().get(&key).filter(|t| t.expires > Instant::now()).cloned();
+                let token = match cached {
+                    Some(token) => token,
+                    None => {
+                        let token =
+                            self.fetch_token(host, &realm, service.as_deref(), scope, credential).await?;
+                        self.lock_tokens().insert(key, token.clone());
+                        token
+                    }
+                };
+                let value = HeaderValue::from_str(&format!("Bearer {}", token.value.expose()))
+                    .map_err(|_| self.token_error(host, scope, "the token is not a valid header value"))?;
+                Ok(Some(sensitive(value)))
+            }
+        }
+    }
+
+    fn token_error(&self, host: &Host, scope: &Scope, reason: &str) -> RegistryError {
+        RegistryError::Auth { host: host.clone(), scope: scope.describe(), reason: reason.to_owned() }
+    }
+
+    async fn fetch_token(
+        &self,
+        host: &Host,
+        realm: &str,
+        service: Option<&str>,
+        scope: &Scope,
+        credential: Option<&Credential>,
+    ) -> Result<Token, RegistryError> {
+        let realm_url = reqwest::Url::parse(realm)
+            .map_err(|_| self.token_error(host, scope, &format!("the token realm {realm:?} is not a URL")))?;
+        // Credentials go to the realm only over HTTPS, or over HTTP to a host the user listed
+        // as insecure.
+        let realm_host = realm_url.host_str().unwrap_or_default();
+        let realm_authority = match realm_url.port() {
+            Some(port) => format!("{realm_host}:{port}"),
+            None => realm_host.to_owned(),
+        };
+        let may_send_credentials = realm_url.scheme() == "https"
+            || self.config.insecure_hosts.iter().any(|h| h.as_str() == realm_authority);
+        let credential = credential.filter(|_| may_send_credentials);
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(service) = service {
+            query.push(("service", service.to_owned()));
+        }
+        for s in scope.as_token_scopes() {
+            query.push(("scope", s));
+        }
+        let request = match credential {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = query.clone();
+                form.push(("grant_type", "refresh_token".to_owned()));
+                form.push(("refresh_token", refresh.expose().to_owned()));
+                form.push(("client_id", "ferry".to_owned()));
+                self.http.post(realm_url.clone()).form(&form)
+            }
+            Some(Credential::Basic { username, password }) => self
+                .http
+                .get(realm_url.clone())
+                .query(&query)
+                .header(reqwest::header::AUTHORIZATION, basic_header(username, password)),
+            None => self.http.get(realm_url.clone()).query(&query),
+        };
+        let realm_display = format!("{}://{}{}", realm_url.scheme(), realm_authority, realm_url.path());
+        let response =
+            request.send().await.map_err(|e| connection_error(&Method::GET, &realm_display, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let reason = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                format!("the token service at {realm_display} refused the request (HTTP {status})")
+            } else {
+                format!("the token service at {realm_display} answered HTTP {status}")
+            };
+            return Err(self.token_error(host, scope, &reason));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let body = read_capped(response, 1024 * 1024).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+            self.token_error(host, scope, "the token service answered with something other than a token")
+        })?;
+        let value = parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.token_error(host, scope, "the token service answered without a token"))?;
+        // Renew 10 s early; the spec's default lifetime is 60 s.
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(20) - 10);
+        Ok(Token { value: Secret::new(value), expires: Instant::now() + lifetime })
+    }
+}
+
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
+fn basic_header(username: &str, password: &Secret) -> HeaderValue {
+    use base64::Engine as _;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
+    // Base64 output is always a valid header value.
+    sensitive(HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static("Basic")))
+}
+
+pub(crate) fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "HTTP",
+    }
+}
+
+/// A connection-level failure, described by its cause chain (reqwest's top-level message alone
+/// says only "error sending request").
+pub(crate) fn connection_error(method: &Method, url: &str, error: &reqwest::Error) -> RegistryError {
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    RegistryError::Connection { method: method_name(method), url: url.to_owned(), reason }
+}
+
+/// `Retry-After` is either delta-seconds or an HTTP date.
+pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds.min(3600)));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// Reads a response body, refusing more than `limit` bytes.
+pub(crate) async fn read_capped(mut response: Response, limit: usize) -> Result<Bytes, RegistryError> {
+    let url = response.url().to_string();
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(RegistryError::InvalidResponse {
+            url,
+            reason: format!("the body is larger than {limit} bytes"),
+        });
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| connection_error(&Method::GET, &url, &e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(RegistryError::InvalidResponse {
+                url,
+                reason: format!("the body is larger than {limit} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("3")), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(&HeaderValue::from_static(" 0 ")), Some(Duration::ZERO));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(5));
+        let parsed = parse_retry_after(&HeaderValue::from_str(&soon).unwrap()).unwrap();
+        assert!(parsed <= Duration::from_secs(5) && parsed >= Duration::from_secs(3), "{parsed:?}");
+        let past = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(5));
+        assert_eq!(parse_retry_after(&HeaderValue::from_str(&past).unwrap()), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("999999")), Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn other_hosts_in_locations_are_refused() {
+        let host = Host::parse("127.0.0.1:5000").unwrap();
+        let transport =
+            Transport::new(TransportConfig { insecure_hosts: vec![host.clone()], ..Default::default() })
+                .unwrap();
+        assert_eq!(
+            transport.absolute_url(&host, "/v2/a/blobs/uploads/x").unwrap(),
+            "http://127.0.0.1:5000/v2/a/blobs/uploads/x"
+        );
+        assert!(transport.absolute_url(&host, "http://127.0.0.1:5000/v2/a?x=1").is_ok());
+        assert!(transport.absolute_url(&host, "http://127.0.0.1:50000/v2/a").is_err());
+        assert!(transport.absolute_url(&host, "http://evil.example/v2/a").is_err());
+        let secure = Host::parse("gcr.io").unwrap();
+        assert!(transport.absolute_url(&secure, "http://gcr.io/v2/").is_err(), "no downgrade to HTTP");
+    }
+}

@@ -1,0 +1,367 @@
+//! Write access: the [`RegistryWrite`] port and its implementation for [`OciRegistry`].
+//!
+//! Blobs move as streams. The copier never holds a whole layer: the source `GET` body is
+//! hashed chunk by chunk as it is forwarded into the destination upload, and a digest or size
+//! mismatch fails the upload before the registry can commit it. Manifests are pushed as the
+//! exact bytes that were read.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ferry_model::{Digest, Repository, TagOrDigest};
+use futures_util::Stream;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+use crate::client::{OciRegistry, Registry};
+use crate::error::RegistryError;
+use crate::manifest::{Descriptor, RawManifest};
+use crate::transport::{Call, Scope};
+
+/// How a blob came to exist at the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// A cross-repository mount: no bytes moved.
+    Mounted,
+    /// Streamed from the source; this many bytes.
+    Streamed(u64),
+}
+
+/// Write access to registries.
+pub trait RegistryWrite: Registry {
+    /// Whether `repository` holds the blob.
+    fn blob_exists(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
+
+    /// Makes `blob` exist in `to`, taking it from `from`. When `mount_from` (or `from`) is a
+    /// repository on `to`'s host, a cross-repository mount is tried first. If the registry
+    /// answers the mount with an upload session instead (202), that session is used for a
+    /// normal upload, not abandoned. Otherwise the blob is streamed, hashed on the way, and a
+    /// mismatch with `blob.digest` or `blob.size` aborts the upload as a
+    /// [`RegistryError::DigestMismatch`]. Bytes streamed are added to `progress`.
+    fn transfer_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        blob: &Descriptor,
+        mount_from: Option<&Repository>,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> impl Future<Output = Result<Transfer, RegistryError>> + Send;
+
+    /// Uploads a small blob held in memory (a signature payload, an attestation).
+    fn put_blob(
+        &self,
+        repository: &Repository,
+        bytes: Bytes,
+    ) -> impl Future<Output = Result<Digest, RegistryError>> + Send;
+
+    /// PUTs `manifest`'s exact bytes under `reference` and checks the digest the registry
+    /// reports.
+    fn put_manifest(
+        &self,
+        repository: &Repository,
+        reference: &TagOrDigest,
+        manifest: &RawManifest,
+    ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+}
+
+impl RegistryWrite for OciRegistry {
+    async fn blob_exists(&self, repository: &Repository, digest: &Digest) -> Result<bool, RegistryError> {
+        let call = Call::new(
+            Method::HEAD,
+            repository.host(),
+            format!("/v2/{}/blobs/{digest}", repository.path()),
+            Scope::Pull(repository.path().clone()),
+        )
+        .accept(&[404]);
+        Ok(self.transport().send(&call).await?.status() != StatusCode::NOT_FOUND)
+    }
+
+    async fn transfer_blob(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        blob: &Descriptor,
+        mount_from: Option<&Repository>,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<Transfer, RegistryError> {
+        let mount =
+            mount_from.filter(|m| m.host() == to.host()).or((from.host() == to.host()).then_some(from));
+        let session = self.start_upload(to, &blob.digest, mount).await?;
+        let location = match session {
+            Upload::Mounted => return Ok(Transfer::Mounted),
+            Upload::Session(location) => location,
+        };
+        match self.stream_into(from, to, blob, &location, progress).await {
+            Ok(bytes) => Ok(Transfer::Streamed(bytes)),
+            Err(error) => {
+                self.cancel_upload(to, &location).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn put_blob(&self, repository: &Repository, bytes: Bytes) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(&bytes);
+        if self.blob_exists(repository, &digest).await? {
+            return Ok(digest);
+        }
+        let Upload::Session(location) = self.start_upload(repository, &digest, None).await? else {
+            return Ok(digest);
+        };
+        let call = Call::new(
+            Method::PUT,
+            repository.host(),
+            with_digest(&self.transport().absolute_url(repository.host(), &location)?, &digest),
+            Scope::Push(repository.path().clone(), None),
+        )
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
+        .body(bytes)
+        .accept(&[201]);
+        let result = self.transport().send(&call).await;
+        if result.is_err() {
+            self.cancel_upload(repository, &location).await;
+        }
+        check_reported_digest(&result?, &digest, &format!("blob {repository}@{digest}"))?;
+        Ok(digest)
+    }
+
+    async fn put_manifest(
+        &self,
+        repository: &Repository,
+        reference: &TagOrDigest,
+        manifest: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let content_type =
+            HeaderValue::from_str(&manifest.media_type).map_err(|_| RegistryError::InvalidResponse {
+                url: format!("{repository}@{}", manifest.digest),
+                reason: format!("media type {:?} is not a valid header value", manifest.media_type),
+            })?;
+        let call = Call::new(
+            Method::PUT,
+            repository.host(),
+            format!("/v2/{}/manifests/{reference}", repository.path()),
+            Scope::Push(repository.path().clone(), None),
+        )
+        .header(CONTENT_TYPE, content_type)
+        .body(manifest.bytes.clone())
+        .accept(&[201]);
+        let response = self.transport().send(&call).await?;
+        check_reported_digest(&response, &manifest.digest, &format!("manifest {repository}:{reference}"))
+    }
+}
+
+enum Upload {
+    Mounted,
+    Session(String),
+}
+
+impl OciRegistry {
+    /// Starts an upload session, or mounts the blob from `mount` when that repository holds it.
+    async fn start_upload(
+        &self,
+        to: &Repository,
+        digest: &Digest,
+        mount: Option<&Repository>,
+    ) -> Result<Upload, RegistryError> {
+        let (path, scope) = match mount {
+            Some(from) => (
+                format!("/v2/{}/blobs/uploads/?mount={digest}&from={}", to.path(), from.path()),
+                Scope::Push(to.path().clone(), Some(from.path().clone())),
+            ),
+            None => (format!("/v2/{}/blobs/uploads/", to.path()), Scope::Push(to.path().clone(), None)),
+        };
+        let call = Call::new(Method::POST, to.host(), path, scope).accept(&[201, 202]);
+        let response = self.transport().send(&call).await?;
+        if response.status() == StatusCode::CREATED {
+            check_reported_digest(&response, digest, &format!("mounted blob {to}@{digest}"))?;
+            return Ok(Upload::Mounted);
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::InvalidResponse {
+                url: format!("{to}/blobs/uploads"),
+                reason: "202 without a Location header".into(),
+            })?;
+        Ok(Upload::Session(location))
+    }
+
+    /// GETs the blob from `from` and PUTs it into the upload session at `location`, hashing as
+    /// it goes.
+    async fn stream_into(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        blob: &Descriptor,
+        location: &str,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<u64, RegistryError> {
+        let what = format!("blob {from}@{}", blob.digest);
+        let get = Call::new(
+            Method::GET,
+            from.host(),
+            format!("/v2/{}/blobs/{}", from.path(), blob.digest),
+            Scope::Pull(from.path().clone()),
+        );
+        let response = self.transport().send(&get).await?;
+        if let Some(length) = response.content_length()
+            && length != blob.size
+        {
+            return Err(RegistryError::SizeMismatch { what, expected: blob.size, actual: length });
+        }
+        let verdict = Arc::new(Mutex::new(None));
+        let hashed = HashingStream {
+            inner: Box::pin(response.bytes_stream()),
+            hasher: Sha256::new(),
+            seen: 0,
+            expected: blob.digest,
+            expected_size: blob.size,
+            progress,
+            verdict: verdict.clone(),
+            verified: blob.size == 0 && blob.digest == Digest::of(b""),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(blob.size));
+        let url = with_digest(&self.transport().absolute_url(to.host(), location)?, &blob.digest);
+        let result = self
+            .transport()
+            .send_streaming(
+                Method::PUT,
+                to.host(),
+                &url,
+                &Scope::Push(to.path().clone(), None),
+                headers,
+                reqwest::Body::wrap_stream(hashed),
+            )
+            .await;
+        // A mismatch found by the stream is the real cause, whatever the PUT reported.
+        if let Some(mismatch) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(mismatch);
+        }
+        check_reported_digest(&result?, &blob.digest, &what)?;
+        Ok(blob.size)
+    }
+
+    /// Best effort: a failed cancel only leaves a session the registry expires itself.
+    async fn cancel_upload(&self, to: &Repository, location: &str) {
+        let Ok(url) = self.transport().absolute_url(to.host(), location) else { return };
+        let call =
+            Call::new(Method::DELETE, to.host(), url, Scope::Push(to.path().clone(), None)).accept(&[404]);
+        if let Err(error) = self.transport().send(&call).await {
+            tracing::debug!(%to, %error, "could not cancel an upload session");
+        }
+    }
+}
+
+/// `url` with `digest=<d>` added to its query.
+fn with_digest(url: &str, digest: &Digest) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}digest={digest}")
+}
+
+fn check_reported_digest(
+    response: &reqwest::Response,
+    expected: &Digest,
+    what: &str,
+) -> Result<(), RegistryError> {
+    let Some(value) = response.headers().get("docker-content-digest") else { return Ok(()) };
+    let reported = value.to_str().ok().and_then(|v| Digest::parse(v).ok()).ok_or_else(|| {
+        RegistryError::InvalidResponse {
+            url: what.to_owned(),
+            reason: "invalid Docker-Content-Digest header".into(),
+        }
+    })?;
+    if reported != *expected {
+        return Err(RegistryError::DigestMismatch {
+            what: what.to_owned(),
+            expected: *expected,
+            actual: reported,
+        });
+    }
+    Ok(())
+}
+
+/// Forwards a byte stream while hashing it. At the end it compares the digest and size with
+/// what was expected; on a mismatch it records the verdict and fails the stream, so that the
+/// upload it feeds is never completed.
+struct HashingStream {
+    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    hasher: Sha256,
+    seen: u64,
+    expected: Digest,
+    expected_size: u64,
+    progress: Option<Arc<AtomicU64>>,
+    verdict: Arc<Mutex<Option<RegistryError>>>,
+    /// Set once every expected byte arrived and hashed to the expected digest.
+    verified: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the streamed blob did not match its digest")]
+struct StreamMismatch;
+
+impl Stream for HashingStream {
+    type Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                if self.seen > self.expected_size {
+                    return Poll::Ready(Some(Err(self.fail(None))));
+                }
+                self.hasher.update(&chunk);
+                // With a Content-Length, the HTTP client stops polling once the last byte is
+                // sent, so the digest is checked as soon as the last expected byte arrives, and
+                // that final chunk is withheld on a mismatch: the upload can never complete.
+                if self.seen == self.expected_size {
+                    let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+                    if actual != self.expected {
+                        return Poll::Ready(Some(Err(self.fail(Some(actual)))));
+                    }
+                    self.verified = true;
+                }
+                if let Some(progress) = &self.progress {
+                    progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) if self.verified => Poll::Ready(None),
+            // The source ended early.
+            Poll::Ready(None) => Poll::Ready(Some(Err(self.fail(None)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl HashingStream {
+    fn fail(&mut self, actual: Option<Digest>) -> Box<dyn std::error::Error + Send + Sync> {
+        let error = match actual {
+            Some(actual) if actual != self.expected => RegistryError::DigestMismatch {
+                what: format!("streamed blob {}", self.expected),
+                expected: self.expected,
+                actual,
+            },
+            _ => RegistryError::SizeMismatch {
+                what: format!("streamed blob {}", self.expected),
+                expected: self.expected_size,
+                actual: self.seen,
+            },
+        };
+        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        Box::new(StreamMismatch)
+    }
+}

@@ -1,0 +1,172 @@
+//! Handling one delivery, the same way in every mode.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferry_messages::envelope::{Header, Keyed as _, with_attempt};
+use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope};
+use ferry_queue::{Address, Broker, QueueError};
+use ferry_registry::ErrorClass;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::stage::Stage;
+use crate::telemetry;
+
+/// How many times to try before dead-lettering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetrySettings {
+    /// Transient failures (5xx, connection errors) before `poison`.
+    pub max_attempts: u32,
+    /// HTTP 429 beyond the transport's budget before `throttled`.
+    pub max_throttled_attempts: u32,
+    /// The first retry delay; it doubles with each attempt, up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            max_throttled_attempts: 3,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetrySettings {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(16));
+        (self.base_delay * factor).min(self.max_delay)
+    }
+}
+
+/// What to do with the delivery now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// The stage finished and its output is published: remove the message.
+    Done,
+    /// Deliver again after `delay`, with `body` (the attempt count raised).
+    Retry { body: Vec<u8>, delay: Duration },
+    /// A record went to this dead-letter queue: remove the message.
+    DeadLettered(DeadLetterQueue),
+}
+
+/// Handles one delivery of `stage`'s queue. On `Ok` the caller settles the delivery as the
+/// disposition says; on `Err` (the broker failed while publishing) the delivery must not be
+/// acked, so that it is delivered again.
+pub async fn handle_delivery<S: Stage, B: Broker>(
+    stage: &S,
+    broker: &B,
+    body: &[u8],
+    receive_count: u32,
+    settings: &RetrySettings,
+) -> Result<Disposition, QueueError> {
+    let queue = S::QUEUE;
+    let envelope = match Envelope::<S::Message>::decode(body) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            tracing::warn!(%queue, %error, "malformed message; dead-lettering to poison");
+            let record = DeadLetter::new(
+                DeadLetterQueue::Poison,
+                queue,
+                "malformed",
+                &error.to_string(),
+                receive_count,
+                body,
+            );
+            return dead_letter(broker, record).await;
+        }
+    };
+    let attempt = envelope.attempt.max(receive_count.saturating_sub(1));
+    let subject = envelope.body.subject();
+    let span = tracing::info_span!(
+        "stage",
+        otel.name = queue.stage(),
+        stage = queue.stage(),
+        message_id = %envelope.id,
+        event_id = %envelope.event_id,
+        attempt,
+        image = subject.image.as_deref(),
+        digest = subject.digest.as_deref(),
+        destination = subject.destination.as_deref(),
+        outcome = tracing::field::Empty,
+    );
+    if let Some(parent) = envelope.traceparent.as_deref() {
+        let _ = span.set_parent(telemetry::extract(parent, envelope.tracestate.as_deref()));
+    }
+    let first_failure = envelope.first_failure.clone();
+    let result = stage.handle(envelope).instrument(span.clone()).await;
+    match result {
+        Ok(outgoing) => {
+            let mut by_address: BTreeMap<Address, Vec<Vec<u8>>> = BTreeMap::new();
+            for out in outgoing {
+                by_address.entry(out.to).or_default().push(out.body);
+            }
+            for (address, bodies) in by_address {
+                if let Address::DeadLetter(dlq) = address {
+                    telemetry::counters().dead_lettered(dlq, bodies.len() as u64);
+                }
+                broker.publish(address, bodies).await?;
+            }
+            span.record("outcome", "done");
+            Ok(Disposition::Done)
+        }
+        Err(error) => {
+            let next = attempt + 1;
+            let retry_body = || {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                with_attempt(body, next, Some(first_failure.as_deref().unwrap_or(&now)))
+                    .unwrap_or_else(|| body.to_vec())
+            };
+            let record = |dlq: DeadLetterQueue, text: &str| {
+                let current = retry_body();
+                DeadLetter::new(dlq, queue, error.class.name(), text, next, &current)
+            };
+            span.record("outcome", error.class.name());
+            tracing::warn!(parent: &span, %queue, class = %error.class, error = %error.message, attempt = next, "stage failed");
+            match error.class {
+                ErrorClass::Verification => {
+                    dead_letter(broker, record(DeadLetterQueue::VerificationFailed, &error.message)).await
+                }
+                ErrorClass::Permanent => {
+                    dead_letter(broker, record(DeadLetterQueue::Poison, &error.message)).await
+                }
+                ErrorClass::Throttled => {
+                    telemetry::counters().throttled(1);
+                    if next < settings.max_throttled_attempts {
+                        let delay = error
+                            .retry_after
+                            .unwrap_or_else(|| settings.backoff(attempt))
+                            .max(Duration::from_secs(1));
+                        Ok(Disposition::Retry { body: retry_body(), delay })
+                    } else {
+                        dead_letter(broker, record(DeadLetterQueue::Throttled, &error.message)).await
+                    }
+                }
+                ErrorClass::Transient => {
+                    if next < settings.max_attempts {
+                        Ok(Disposition::Retry { body: retry_body(), delay: settings.backoff(attempt) })
+                    } else {
+                        let text = format!("gave up after {next} attempts: {}", error.message);
+                        dead_letter(broker, record(DeadLetterQueue::Poison, &text)).await
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn dead_letter<B: Broker>(broker: &B, record: DeadLetter) -> Result<Disposition, QueueError> {
+    let dlq = record.dead_letter_queue;
+    telemetry::counters().dead_lettered(dlq, 1);
+    broker.publish(Address::DeadLetter(dlq), vec![record.encode()]).await?;
+    Ok(Disposition::DeadLettered(dlq))
+}
+
+/// The trace id a delivery belongs to, for logs about deliveries that never reach a stage.
+pub fn trace_id_of(body: &[u8]) -> Option<String> {
+    Header::read(body).trace_id()
+}

@@ -1,0 +1,203 @@
+//! The attester: one promotion attestation per promoted digest.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use ferry_model::{Digest, Repository, Tag};
+use ferry_registry::RegistryWrite;
+use serde::Serialize;
+
+use crate::artifacts::{self, Appended};
+use crate::cosign::{
+    self, ArtifactKind, DSSE_MEDIA_TYPE, Envelope, EnvelopeSignature, IN_TOTO_PAYLOAD_TYPE,
+    IN_TOTO_STATEMENT_V1, Layer, PREDICATE_TYPE_ANNOTATION, PROMOTION_PREDICATE_TYPE, SIGNATURE_ANNOTATION,
+    Statement, Subject,
+};
+use crate::error::TrustError;
+use crate::keys::SigningKey;
+use crate::verify::Report;
+
+/// Where the desired state came from, when known.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ManifestOrigin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// A destination and the tags the digest has there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromotedTo {
+    pub repository: Repository,
+    pub tags: Vec<Tag>,
+}
+
+/// What a promotion attestation records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Promotion {
+    pub source: Repository,
+    pub digest: Digest,
+    /// The primary destination first, then the mirrors.
+    pub destinations: Vec<PromotedTo>,
+    pub origin: Option<ManifestOrigin>,
+    pub trigger_event_id: Option<String>,
+    pub verification: Option<Report>,
+    /// RFC 3339.
+    pub timestamp: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PredicateJson<'a> {
+    source: String,
+    destinations: Vec<DestinationJson>,
+    digest: String,
+    tags: Vec<String>,
+    timestamp: &'a str,
+    builder: BuilderJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest_origin: Option<&'a ManifestOrigin>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger_event_id: Option<&'a str>,
+    verification: Vec<CheckJson>,
+}
+
+#[derive(Serialize)]
+struct DestinationJson {
+    reference: String,
+    tags: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct BuilderJson {
+    id: String,
+}
+
+#[derive(Serialize)]
+struct CheckJson {
+    check: &'static str,
+    result: String,
+    reason: String,
+}
+
+impl Promotion {
+    /// The in-toto statement: subject is the digest at the primary destination.
+    pub fn statement(&self) -> Statement {
+        let primary = self.destinations.first().map(|d| d.repository.to_string()).unwrap_or_default();
+        let mut all_tags: Vec<String> =
+            self.destinations.iter().flat_map(|d| d.tags.iter().map(ToString::to_string)).collect();
+        all_tags.sort();
+        all_tags.dedup();
+        let predicate = PredicateJson {
+            source: format!("{}@{}", self.source, self.digest),
+            destinations: self
+                .destinations
+                .iter()
+                .map(|d| DestinationJson {
+                    reference: format!("{}@{}", d.repository, self.digest),
+                    tags: d.tags.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+            digest: self.digest.to_string(),
+            tags: all_tags,
+            timestamp: &self.timestamp,
+            builder: BuilderJson { id: format!("ferry@{}", env!("CARGO_PKG_VERSION")) },
+            manifest_origin: self.origin.as_ref(),
+            trigger_event_id: self.trigger_event_id.as_deref(),
+            verification: self
+                .verification
+                .iter()
+                .flat_map(|r| &r.checks)
+                .map(|c| CheckJson { check: c.name, result: c.status.to_string(), reason: c.reason.clone() })
+                .collect(),
+        };
+        Statement {
+            statement_type: IN_TOTO_STATEMENT_V1.to_owned(),
+            subject: vec![Subject {
+                name: primary,
+                digest: BTreeMap::from([("sha256".to_owned(), self.digest.hex())]),
+            }],
+            predicate_type: PROMOTION_PREDICATE_TYPE.to_owned(),
+            predicate: serde_json::to_value(predicate).expect("the predicate serialises"),
+        }
+    }
+}
+
+/// The current time in RFC 3339, for [`Promotion::timestamp`].
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A DSSE envelope over `statement`, signed with `key`.
+pub async fn envelope(key: &SigningKey, statement: &Statement) -> Result<Envelope, TrustError> {
+    let payload = serde_json::to_vec(statement).expect("a statement serialises");
+    let signature = key.sign(&cosign::pae(IN_TOTO_PAYLOAD_TYPE, &payload)).await?;
+    Ok(Envelope {
+        payload_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
+        payload: cosign::b64(&payload),
+        signatures: vec![EnvelopeSignature { keyid: String::new(), sig: cosign::b64(&signature) }],
+    })
+}
+
+/// Writes the promotion attestation for `promotion.digest` at the primary destination, unless
+/// the `.att` manifest already has a layer of Ferry's predicate type: redelivery never adds a
+/// duplicate.
+pub async fn attest<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    promotion: &Promotion,
+) -> Result<Appended, TrustError> {
+    let primary = &promotion
+        .destinations
+        .first()
+        .ok_or_else(|| TrustError::Image {
+            repository: promotion.source.clone(),
+            digest: promotion.digest,
+            reason: "a promotion without destinations cannot be attested".into(),
+        })?
+        .repository;
+    if has_predicate(registry, primary, &promotion.digest, PROMOTION_PREDICATE_TYPE).await? {
+        return Ok(Appended::Unchanged);
+    }
+    let envelope = envelope(key, &promotion.statement()).await?;
+    let bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");
+    let layer = Layer {
+        media_type: DSSE_MEDIA_TYPE.to_owned(),
+        digest: Digest::of(&bytes),
+        size: bytes.len() as u64,
+        annotations: BTreeMap::from([
+            (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+            (PREDICATE_TYPE_ANNOTATION.to_owned(), PROMOTION_PREDICATE_TYPE.to_owned()),
+        ]),
+    };
+    // Checked again inside the merge loop, so that a concurrent attester that got there first
+    // wins and this one adds nothing.
+    let appended = artifacts::append(
+        registry,
+        primary,
+        &promotion.digest,
+        ArtifactKind::Attestation,
+        &[(layer, Bytes::from(bytes))],
+        |a| a.layers.iter().any(|l| l.predicate_type() == Some(PROMOTION_PREDICATE_TYPE)),
+    )
+    .await?;
+    tracing::info!(repository = %primary, digest = %promotion.digest, ?appended, "attested");
+    Ok(appended)
+}
+
+/// Whether the `.att` manifest of `digest` has a layer annotated with `predicate_type`.
+pub async fn has_predicate<R: RegistryWrite>(
+    registry: &R,
+    repository: &Repository,
+    digest: &Digest,
+    predicate_type: &str,
+) -> Result<bool, TrustError> {
+    Ok(artifacts::read(registry, repository, digest, ArtifactKind::Attestation).await?.is_some_and(|a| {
+        a.layers
+            .iter()
+            .any(|l| l.annotations.get(PREDICATE_TYPE_ANNOTATION).is_some_and(|t| t == predicate_type))
+    }))
+}

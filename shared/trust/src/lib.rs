@@ -1,0 +1,34 @@
+//! Ferry's trust stages, cosign-compatible.
+//!
+//! - [`verify`]: fetch the facts about a source image (its manifests, signatures and
+//!   attestations), then [`verify::decide`] purely, check by check: pass, warn or fail, each with
+//!   a reason.
+//! - [`sign`]: sign promoted digests at the primary destination (and each child of an index),
+//!   appending to the existing `.sig` manifest, never dropping a layer, never signing twice.
+//! - [`attest`]: one promotion attestation per promoted digest (in-toto v1, DSSE-signed, in the
+//!   `.att` manifest), idempotent per predicate type.
+//! - [`replicate`]: copy `.sig`/`.att`/`.sbom` from the primary destination to mirrors, and
+//!   from trusted sources to destinations, replacing a tag only with a superset of its layers.
+//!
+//! # Layout
+//! - [`cosign`]: the formats (tags, simple signing, artifact manifests, DSSE, in-toto).
+//! - [`keys`]: signing keys (cosign key files, AWS KMS) and verification keys.
+//! - [`policy`]: per-source verification policy.
+//! - [`artifacts`]: reading and merging cosign artifact manifests in a registry.
+//! - `error`: `TrustError`.
+
+pub mod artifacts;
+pub mod attest;
+pub mod chain;
+pub mod cosign;
+mod error;
+pub mod keys;
+pub mod policy;
+pub mod replicate;
+pub mod sign;
+pub mod verify;
+
+pub use error::TrustError;
+
+#[cfg(test)]
+mod tests;

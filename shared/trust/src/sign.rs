@@ -1,0 +1,121 @@
+//! The signer: cosign simple-signing signatures at the primary destination.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use ferry_model::{Digest, Repository, TagOrDigest};
+use ferry_registry::RegistryWrite;
+
+use crate::artifacts::{self, Appended};
+use crate::cosign::{
+    self, ArtifactKind, Layer, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE, SimpleSigning,
+};
+use crate::error::TrustError;
+use crate::keys::{SigningKey, VerificationKey};
+
+/// What signing one promoted image did, per digest signed (the image, then each child of an
+/// index).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signed {
+    pub signed: Vec<Digest>,
+    /// Digests this key had already signed: nothing was written for them.
+    pub already: Vec<Digest>,
+}
+
+/// Signs `digest` in `repository` (the primary destination), and each child if it is an index.
+/// Idempotent: a digest this key has already signed is left alone. Otherwise a layer is
+/// appended to the `.sig` manifest; existing layers are never dropped.
+pub async fn sign<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    repository: &Repository,
+    digest: Digest,
+) -> Result<Signed, TrustError> {
+    let verifier = key.verification_key()?;
+    let manifest =
+        registry.get_manifest(repository, &TagOrDigest::Digest(digest)).await?.ok_or_else(|| {
+            TrustError::Image {
+                repository: repository.clone(),
+                digest,
+                reason: "is not in the destination; nothing to sign".into(),
+            }
+        })?;
+    let mut targets = vec![digest];
+    targets.extend(manifest.content()?.children().iter().map(|c| c.digest));
+    let mut outcome = Signed::default();
+    for target in targets {
+        if sign_one(registry, key, &verifier, repository, target).await? {
+            outcome.signed.push(target);
+        } else {
+            outcome.already.push(target);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Whether `verifier` has a valid signature for `digest` among the `.sig` layers.
+pub async fn is_signed_by<R: RegistryWrite>(
+    registry: &R,
+    verifier: &VerificationKey,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<bool, TrustError> {
+    let Some(existing) = artifacts::read(registry, repository, digest, ArtifactKind::Signature).await? else {
+        return Ok(false);
+    };
+    for layer in existing.layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE) {
+        let Some(signature) = layer.signature().and_then(|s| cosign::unb64(s).ok()) else { continue };
+        let payload = artifacts::layer_bytes(registry, repository, layer).await?;
+        if !verifier.verifies(&payload, &signature) {
+            continue;
+        }
+        if serde_json::from_slice::<SimpleSigning>(&payload)
+            .is_ok_and(|p| p.critical.image.docker_manifest_digest == digest.to_string())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+async fn sign_one<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    verifier: &VerificationKey,
+    repository: &Repository,
+    digest: Digest,
+) -> Result<bool, TrustError> {
+    if is_signed_by(registry, verifier, repository, &digest).await? {
+        return Ok(false);
+    }
+    let payload = SimpleSigning::new(repository, &digest).to_bytes();
+    let signature = key.sign(&payload).await?;
+    let layer = Layer {
+        media_type: SIMPLE_SIGNING_MEDIA_TYPE.to_owned(),
+        digest: Digest::of(&payload),
+        size: payload.len() as u64,
+        annotations: BTreeMap::from([(SIGNATURE_ANNOTATION.to_owned(), cosign::b64(&signature))]),
+    };
+    // A concurrent signer with the same key (a redelivered message handled twice at once) may
+    // get there first: its layer for this payload is as good as ours, so ours is not added.
+    let payload_digest = layer.digest;
+    let signed_by_key = |artifact: &artifacts::Artifact| {
+        artifact.layers.iter().any(|l| {
+            l.digest == payload_digest
+                && l.signature()
+                    .and_then(|s| cosign::unb64(s).ok())
+                    .is_some_and(|sig| verifier.verifies(&payload, &sig))
+        })
+    };
+    let appended = artifacts::append(
+        registry,
+        repository,
+        &digest,
+        ArtifactKind::Signature,
+        &[(layer, Bytes::from(payload.clone()))],
+        signed_by_key,
+    )
+    .await?;
+    tracing::info!(%repository, %digest, ?appended, "signed");
+    Ok(appended == Appended::Written)
+}

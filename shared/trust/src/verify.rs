@@ -1,0 +1,499 @@
+//! The verifier: fetch facts about a source image, then decide check by check.
+//!
+//! [`gather`] does all the I/O: the source manifest (and every child of an index) read and
+//! hashed, the source tag resolved again, and the `.sig` and `.att` layers fetched.
+//! [`decide`] is pure: given the facts and the policy it returns a [`Report`] with one
+//! [`Check`] per concern, each pass, warn, fail or skip, with a reason.
+
+use ferry_model::{Digest, Repository, Tag, TagOrDigest};
+use ferry_registry::Registry;
+
+use crate::artifacts::{self, Artifact};
+use crate::cosign::{
+    self, ArtifactKind, COSIGN_VULN_V1, DSSE_MEDIA_TYPE, Envelope, IN_TOTO_PAYLOAD_TYPE,
+    SIMPLE_SIGNING_MEDIA_TYPE, SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, SimpleSigning, Statement,
+};
+use crate::keys::{VerificationKey, first_verifying};
+use crate::policy::{MissingReport, Requirement, Severity, SourcePolicy};
+
+/// What to verify: a source image by digest, and the tag the request named, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub source: Repository,
+    pub digest: Digest,
+    pub source_tag: Option<Tag>,
+    /// Problems the plan found at the destinations (a conflicting tag, a refused prerelease).
+    pub destination_problems: Vec<String>,
+}
+
+/// One fetched layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedLayer {
+    pub media_type: String,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// The layer bytes, or why they could not be read.
+    pub bytes: Result<Vec<u8>, String>,
+}
+
+/// Everything the decision needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// `Ok(children)` when the manifest exists and hashes to the digest (children: each child
+    /// digest and whether it exists and hashes), else why not.
+    pub manifest: Result<Vec<(Digest, Result<(), String>)>, String>,
+    /// Where the source tag points now (`Some(None)`: nowhere), when the request names one.
+    pub tag_now: Option<Result<Option<Digest>, String>>,
+    /// The `.sig` layers; `Ok(None)` when there is no `.sig`.
+    pub signatures: Result<Option<Vec<FetchedLayer>>, String>,
+    /// The `.att` layers; `Ok(None)` when there is no `.att`.
+    pub attestations: Result<Option<Vec<FetchedLayer>>, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Pass => "pass",
+            Status::Skip => "skip",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub reason: String,
+}
+
+/// The verifier's verdict on one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub source: Repository,
+    pub digest: Digest,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// No check failed.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.status != Status::Fail)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Fail)
+    }
+
+    /// No check about the image itself failed. The `destination` check concerns individual
+    /// edges, which the plan already excludes one by one; it does not stop the image from going
+    /// to its other destinations.
+    pub fn image_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.status != Status::Fail || c.name == "destination")
+    }
+}
+
+/// Fetches the facts `decide` needs for `request` under `policy`. Artifacts the policy does
+/// not look at are not fetched.
+pub async fn gather<R: Registry>(registry: &R, request: &Request, policy: &SourcePolicy) -> Facts {
+    let source = &request.source;
+    let manifest = match registry.get_manifest(source, &TagOrDigest::Digest(request.digest)).await {
+        Ok(None) => Err(format!("{source}@{} does not exist", request.digest)),
+        Err(e) => Err(e.to_string()),
+        Ok(Some(raw)) => match raw.content() {
+            Err(e) => Err(e.to_string()),
+            Ok(content) => {
+                let mut children = Vec::new();
+                for child in content.children() {
+                    let state = match registry.get_manifest(source, &TagOrDigest::Digest(child.digest)).await
+                    {
+                        Ok(Some(_)) => Ok(()),
+                        Ok(None) => Err("missing".to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    children.push((child.digest, state));
+                }
+                Ok(children)
+            }
+        },
+    };
+    let tag_now = match &request.source_tag {
+        None => None,
+        Some(tag) => Some(
+            registry
+                .head_manifest(source, &TagOrDigest::Tag(tag.clone()))
+                .await
+                .map(|h| h.map(|h| h.digest))
+                .map_err(|e| e.to_string()),
+        ),
+    };
+    let wants_attestations = policy.provenance != Requirement::Off || policy.vulnerabilities.is_some();
+    let signatures = if policy.signatures == Requirement::Off {
+        Ok(None)
+    } else {
+        fetch_layers(registry, source, &request.digest, ArtifactKind::Signature).await
+    };
+    let attestations = if wants_attestations {
+        fetch_layers(registry, source, &request.digest, ArtifactKind::Attestation).await
+    } else {
+        Ok(None)
+    };
+    Facts { manifest, tag_now, signatures, attestations }
+}
+
+async fn fetch_layers<R: Registry>(
+    registry: &R,
+    repository: &Repository,
+    digest: &Digest,
+    kind: ArtifactKind,
+) -> Result<Option<Vec<FetchedLayer>>, String> {
+    let Some(Artifact { layers, .. }) =
+        artifacts::read(registry, repository, digest, kind).await.map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let mut fetched = Vec::with_capacity(layers.len());
+    for layer in layers {
+        let bytes = artifacts::layer_bytes(registry, repository, &layer)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string());
+        fetched.push(FetchedLayer { media_type: layer.media_type, annotations: layer.annotations, bytes });
+    }
+    Ok(Some(fetched))
+}
+
+/// Decides every check. Pure.
+pub fn decide(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Report {
+    let checks = vec![
+        source_digest(facts),
+        reference(request, facts),
+        signature(request, facts, policy),
+        provenance(request, facts, policy),
+        vulnerabilities(request, facts, policy),
+        destination(request),
+    ];
+    Report { source: request.source.clone(), digest: request.digest, checks }
+}
+
+fn check(name: &'static str, status: Status, reason: impl Into<String>) -> Check {
+    Check { name, status, reason: reason.into() }
+}
+
+fn source_digest(facts: &Facts) -> Check {
+    match &facts.manifest {
+        Err(reason) => check("source-digest", Status::Fail, reason.clone()),
+        Ok(children) => {
+            let bad: Vec<String> = children
+                .iter()
+                .filter_map(|(d, state)| state.as_ref().err().map(|e| format!("child {d}: {e}")))
+                .collect();
+            if bad.is_empty() {
+                let what = if children.is_empty() {
+                    "the manifest exists and its bytes hash to the digest".to_owned()
+                } else {
+                    format!("the index and its {} children exist and hash to their digests", children.len())
+                };
+                check("source-digest", Status::Pass, what)
+            } else {
+                check("source-digest", Status::Fail, bad.join("; "))
+            }
+        }
+    }
+}
+
+fn reference(request: &Request, facts: &Facts) -> Check {
+    let (Some(tag), Some(now)) = (&request.source_tag, &facts.tag_now) else {
+        return check("reference", Status::Skip, "the request names no source tag");
+    };
+    match now {
+        Err(e) => check("reference", Status::Fail, format!("cannot resolve {}:{tag}: {e}", request.source)),
+        Ok(Some(d)) if *d == request.digest => {
+            check("reference", Status::Pass, format!("{tag} still resolves to the digest"))
+        }
+        Ok(Some(d)) => {
+            check("reference", Status::Fail, format!("{tag} now resolves to {d}, not {}", request.digest))
+        }
+        Ok(None) => check("reference", Status::Fail, format!("{tag} no longer exists in {}", request.source)),
+    }
+}
+
+/// Absence of an artifact under `requirement`.
+fn absent(name: &'static str, requirement: Requirement, what: &str) -> Check {
+    match requirement {
+        Requirement::Required => check(name, Status::Fail, format!("no {what}, and one is required")),
+        _ => check(name, Status::Warn, format!("no {what} (verified if present)")),
+    }
+}
+
+fn signature(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
+    const NAME: &str = "signature";
+    if policy.signatures == Requirement::Off {
+        return check(NAME, Status::Skip, "the policy does not check signatures");
+    }
+    let layers = match &facts.signatures {
+        Err(e) => return check(NAME, Status::Fail, format!("cannot read the signatures: {e}")),
+        Ok(None) => return absent(NAME, policy.signatures, "signature"),
+        Ok(Some(layers)) => layers,
+    };
+    let mut problems = Vec::new();
+    for layer in layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE) {
+        match verify_simple_signing(request, layer, policy) {
+            Ok(label) => return check(NAME, Status::Pass, format!("signed with {label}")),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        return absent(NAME, policy.signatures, "simple-signing layer");
+    }
+    check(NAME, Status::Fail, format!("a signature is present but none verifies: {}", problems.join("; ")))
+}
+
+fn verify_simple_signing(
+    request: &Request,
+    layer: &FetchedLayer,
+    policy: &SourcePolicy,
+) -> Result<String, String> {
+    let payload = layer.bytes.as_ref().map_err(Clone::clone)?;
+    let encoded =
+        layer.annotations.get(cosign::SIGNATURE_ANNOTATION).ok_or("a layer has no signature annotation")?;
+    let signature = cosign::unb64(encoded).map_err(|_| "a signature annotation is not base64".to_owned())?;
+    let key = first_verifying(&policy.signature_keys, payload, &signature)
+        .ok_or("a signature does not verify with any configured key")?;
+    let parsed: SimpleSigning =
+        serde_json::from_slice(payload).map_err(|e| format!("a payload is not simple signing: {e}"))?;
+    if parsed.critical.image.docker_manifest_digest != request.digest.to_string() {
+        return Err(format!(
+            "a verified signature is for {}, not this digest",
+            parsed.critical.image.docker_manifest_digest
+        ));
+    }
+    if let Some(identity) = &policy.identity
+        && !identity.is_match(&parsed.critical.identity.docker_reference)
+    {
+        return Err(format!(
+            "identity {:?} does not match {identity}",
+            parsed.critical.identity.docker_reference
+        ));
+    }
+    Ok(key.label.clone())
+}
+
+/// A DSSE layer whose envelope verifies with `keys` and whose statement covers the digest.
+fn verified_statement(
+    layer: &FetchedLayer,
+    digest: &Digest,
+    keys: &[VerificationKey],
+) -> Result<(Statement, String), String> {
+    let bytes = layer.bytes.as_ref().map_err(Clone::clone)?;
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(format!("payload type {:?} is not in-toto", envelope.payload_type));
+    }
+    let payload = envelope.payload_bytes()?;
+    let pae = cosign::pae(&envelope.payload_type, &payload);
+    let key = envelope
+        .signatures
+        .iter()
+        .filter_map(|s| cosign::unb64(&s.sig).ok())
+        .find_map(|sig| first_verifying(keys, &pae, &sig))
+        .ok_or("the envelope does not verify with any configured key")?;
+    let statement: Statement =
+        serde_json::from_slice(&payload).map_err(|e| format!("not an in-toto statement: {e}"))?;
+    if !statement.covers(digest) {
+        return Err("the statement's subjects do not include this digest".into());
+    }
+    Ok((statement, key.label.clone()))
+}
+
+fn attestation_layers<'a>(
+    facts: &'a Facts,
+    predicate_types: &[&str],
+) -> Result<Option<Vec<&'a FetchedLayer>>, String> {
+    let Some(layers) = facts.attestations.as_ref().map_err(Clone::clone)? else { return Ok(None) };
+    let matching: Vec<&FetchedLayer> = layers
+        .iter()
+        .filter(|l| l.media_type == DSSE_MEDIA_TYPE)
+        .filter(|l| {
+            l.annotations
+                .get(cosign::PREDICATE_TYPE_ANNOTATION)
+                .is_none_or(|t| predicate_types.contains(&t.as_str()))
+        })
+        .collect();
+    Ok((!matching.is_empty()).then_some(matching))
+}
+
+fn provenance(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
+    const NAME: &str = "provenance";
+    if policy.provenance == Requirement::Off {
+        return check(NAME, Status::Skip, "the policy does not check provenance");
+    }
+    let layers = match attestation_layers(facts, &[SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02]) {
+        Err(e) => return check(NAME, Status::Fail, format!("cannot read the attestations: {e}")),
+        Ok(None) => return absent(NAME, policy.provenance, "SLSA provenance attestation"),
+        Ok(Some(layers)) => layers,
+    };
+    let mut problems = Vec::new();
+    for layer in layers {
+        let (statement, key) = match verified_statement(layer, &request.digest, &policy.provenance_keys) {
+            Ok(found) => found,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        if statement.predicate_type != SLSA_PROVENANCE_V1 && statement.predicate_type != SLSA_PROVENANCE_V02 {
+            continue;
+        }
+        let (builder, repository) = slsa_fields(&statement);
+        if !policy.builders.is_empty() && !builder.as_ref().is_some_and(|b| policy.builders.contains(b)) {
+            problems.push(format!("builder {} is not allowed", builder.as_deref().unwrap_or("(none)")));
+            continue;
+        }
+        if let Some(pattern) = &policy.source_repository
+            && !repository.as_ref().is_some_and(|r| pattern.is_match(r))
+        {
+            problems.push(format!(
+                "source repository {} does not match {pattern}",
+                repository.as_deref().unwrap_or("(none)")
+            ));
+            continue;
+        }
+        return check(
+            NAME,
+            Status::Pass,
+            format!(
+                "{} signed with {key}, built by {} from {}",
+                statement.predicate_type,
+                builder.as_deref().unwrap_or("(unnamed builder)"),
+                repository.as_deref().unwrap_or("(unnamed source)")
+            ),
+        );
+    }
+    if problems.is_empty() {
+        return absent(NAME, policy.provenance, "SLSA provenance statement");
+    }
+    check(NAME, Status::Fail, format!("provenance is present but does not verify: {}", problems.join("; ")))
+}
+
+/// The builder id and source repository of an SLSA provenance statement (v1 or v0.2).
+fn slsa_fields(statement: &Statement) -> (Option<String>, Option<String>) {
+    let p = &statement.predicate;
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    if statement.predicate_type == SLSA_PROVENANCE_V1 {
+        let builder = text(&p["runDetails"]["builder"]["id"]);
+        let params = &p["buildDefinition"]["externalParameters"];
+        let repository = text(&params["workflow"]["repository"])
+            .or_else(|| text(&params["source"]["uri"]))
+            .or_else(|| text(&params["source"]))
+            .or_else(|| text(&p["buildDefinition"]["resolvedDependencies"][0]["uri"]));
+        (builder, repository)
+    } else {
+        let builder = text(&p["builder"]["id"]);
+        let repository =
+            text(&p["invocation"]["configSource"]["uri"]).or_else(|| text(&p["materials"][0]["uri"]));
+        (builder, repository)
+    }
+}
+
+fn vulnerabilities(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
+    const NAME: &str = "vulnerabilities";
+    let Some(gate) = &policy.vulnerabilities else {
+        return check(NAME, Status::Skip, "no vulnerability gate is configured");
+    };
+    let missing = |why: &str| match gate.missing {
+        MissingReport::Allow => check(NAME, Status::Pass, format!("{why}; allowed by policy")),
+        MissingReport::Warn => check(NAME, Status::Warn, why.to_owned()),
+        MissingReport::Deny => check(NAME, Status::Fail, format!("{why}; a report is required")),
+    };
+    let layers = match attestation_layers(facts, &[COSIGN_VULN_V1]) {
+        Err(e) => return check(NAME, Status::Fail, format!("cannot read the attestations: {e}")),
+        Ok(None) => return missing("no vulnerability report"),
+        Ok(Some(layers)) => layers,
+    };
+    let mut problems = Vec::new();
+    for layer in layers {
+        match verified_statement(layer, &request.digest, &gate.keys) {
+            Ok((statement, key)) if statement.predicate_type == COSIGN_VULN_V1 => {
+                let findings = findings(&statement.predicate["scanner"]["result"]);
+                let blocking: Vec<&(String, Severity)> =
+                    findings.iter().filter(|(_, s)| *s >= gate.block_at).collect();
+                return if blocking.is_empty() {
+                    check(
+                        NAME,
+                        Status::Pass,
+                        format!(
+                            "{} findings, none at or above {:?} (report signed with {key})",
+                            findings.len(),
+                            gate.block_at
+                        ),
+                    )
+                } else {
+                    let ids: Vec<String> =
+                        blocking.iter().take(5).map(|(id, s)| format!("{id} ({s:?})")).collect();
+                    check(
+                        NAME,
+                        Status::Fail,
+                        format!(
+                            "{} findings at or above {:?}: {}",
+                            blocking.len(),
+                            gate.block_at,
+                            ids.join(", ")
+                        ),
+                    )
+                };
+            }
+            Ok(_) => {}
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        return missing("no vulnerability report");
+    }
+    check(
+        NAME,
+        Status::Fail,
+        format!("a vulnerability report is present but does not verify: {}", problems.join("; ")),
+    )
+}
+
+/// Findings (id, severity) in a scanner result: Trivy (`Results[].Vulnerabilities[]`) or Grype
+/// (`matches[].vulnerability`).
+pub fn findings(result: &serde_json::Value) -> Vec<(String, Severity)> {
+    let mut out = Vec::new();
+    for r in result["Results"].as_array().into_iter().flatten() {
+        for v in r["Vulnerabilities"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(severity)) =
+                (v["VulnerabilityID"].as_str(), v["Severity"].as_str().and_then(Severity::parse))
+            {
+                out.push((id.to_owned(), severity));
+            }
+        }
+    }
+    for m in result["matches"].as_array().into_iter().flatten() {
+        let v = &m["vulnerability"];
+        if let (Some(id), Some(severity)) =
+            (v["id"].as_str(), v["severity"].as_str().and_then(Severity::parse))
+        {
+            out.push((id.to_owned(), severity));
+        }
+    }
+    out
+}
+
+fn destination(request: &Request) -> Check {
+    if request.destination_problems.is_empty() {
+        check("destination", Status::Pass, "no destination conflict or refused tag")
+    } else {
+        check("destination", Status::Fail, request.destination_problems.join("; "))
+    }
+}

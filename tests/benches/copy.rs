@@ -1,0 +1,356 @@
+//! Copying: Ferry against `skopeo sync` and parallel `skopeo copy`, side by side, on loopback
+//! registries (CNCF distribution). Each tool copies into its own fresh destination registry.
+//!
+//! 1. 50 two-platform images: one ~20 MB base layer shared by all, plus two unique ~2 MB
+//!    layers per platform (about 420 MB of distinct blobs), staging -> prod.
+//! 2. One image with a single 1 GiB layer: throughput and peak RSS.
+//! 3. A no-op rerun of scenario 1 (everything present).
+//!
+//! Requests are counted from the registries' access logs.
+//!
+//! Run: `cargo build --release -p ferry-cli && cargo bench -p ferry-testkit --bench copy`
+#![allow(clippy::unwrap_used, clippy::print_stdout, reason = "a benchmark program that prints its figures")]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use ferry_testkit::registry::RegistryServer;
+use ferry_testkit::seed::{ImageSpec, LayerSpec, Pushed, Seeder};
+
+const IMAGES: usize = 50;
+const PARALLEL: usize = 8;
+const MB: usize = 1_000_000;
+
+/// Wall time and peak RSS of one command, measured with GNU time.
+struct Run {
+    seconds: f64,
+    max_rss_kib: u64,
+}
+
+#[allow(clippy::disallowed_methods, reason = "a benchmark knob")]
+fn timed(program: &str, args: &[String]) -> Run {
+    let out =
+        Command::new("/usr/bin/time").arg("-f").arg("%e %M %U %S").arg(program).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || program.ends_with("ferry"), "{program} failed: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let mut fields = last.split_whitespace();
+    let run = Run {
+        seconds: fields.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+        max_rss_kib: fields.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+    };
+    let cpu: f64 = fields.filter_map(|v| v.parse::<f64>().ok()).sum();
+    if std::env::var_os("FERRY_BENCH_CPU").is_some() {
+        println!("cpu {program}: {cpu:.2} s user+sys over {:.2} s", run.seconds);
+    }
+    run
+}
+
+/// Runs `commands` on `parallel` workers (like `xargs -P`); returns the wall time and the
+/// largest RSS of any one command.
+fn timed_parallel(program: &str, commands: Vec<Vec<String>>, parallel: usize) -> Run {
+    let started = Instant::now();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(commands));
+    let workers: Vec<_> = (0..parallel)
+        .map(|_| {
+            let queue = queue.clone();
+            let program = program.to_owned();
+            std::thread::spawn(move || {
+                let mut max_rss = 0;
+                while let Some(args) = queue.lock().unwrap().pop() {
+                    max_rss = max_rss.max(timed(&program, &args).max_rss_kib);
+                }
+                max_rss
+            })
+        })
+        .collect();
+    let max_rss = workers.into_iter().map(|w| w.join().unwrap()).max().unwrap_or(0);
+    Run { seconds: started.elapsed().as_secs_f64(), max_rss_kib: max_rss }
+}
+
+fn count(server: &RegistryServer, from: usize) -> (usize, usize) {
+    let log = server.access_log();
+    let lines = &log[from.min(log.len())..];
+    (lines.len(), lines.iter().filter(|l| l.path.contains("/manifests/")).count())
+}
+
+fn ferry_bin() -> PathBuf {
+    let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("ferry");
+    assert!(bin.is_file(), "build the ferry binary first: cargo build --release -p ferry-cli");
+    bin
+}
+
+fn thin_dir(dir: &Path, source: &RegistryServer, destination: &RegistryServer, images: &[(String, &Pushed)]) {
+    std::fs::create_dir_all(dir.join("manifests/bench")).unwrap();
+    std::fs::create_dir_all(dir.join("images/bench")).unwrap();
+    std::fs::write(
+        dir.join("manifests/bench/promoter-manifest.yaml"),
+        format!("registries:\n- name: {}\n  src: true\n- name: {}\n", source.host(), destination.host()),
+    )
+    .unwrap();
+    let mut yaml = String::new();
+    for (name, pushed) in images {
+        let _ = writeln!(yaml, "- name: {name}\n  dmap:\n    \"{}\": [\"v1\"]", pushed.digest);
+    }
+    std::fs::write(dir.join("images/bench/images.yaml"), yaml).unwrap();
+}
+
+/// `FERRY_BENCH_ARGS` adds arguments to every ferry run (e.g. `--max-images 16`).
+#[allow(clippy::disallowed_methods, reason = "a benchmark knob")]
+fn ferry_args(dir: &Path, hosts: &[&RegistryServer]) -> Vec<String> {
+    let mut args: Vec<String> = ["promote", "--confirm", "--progress", "never", "--thin-manifest-dir"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(dir.display().to_string());
+    for h in hosts {
+        args.push("--insecure-registry".into());
+        args.push(h.host().to_string());
+    }
+    if let Ok(extra) = std::env::var("FERRY_BENCH_ARGS") {
+        args.extend(extra.split_whitespace().map(str::to_owned));
+    }
+    args
+}
+
+fn skopeo_copy_args(source: &RegistryServer, destination: &RegistryServer, name: &str) -> Vec<String> {
+    ["copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            format!("docker://{}/{name}:v1", source.host()),
+            format!("docker://{}/{name}:v1", destination.host()),
+        ])
+        .collect()
+}
+
+/// Whether every image is at the destination under its digest. `skopeo sync` names
+/// destinations by the last path component, so that name is tried too.
+async fn verify(destination: &RegistryServer, images: &[(String, &Pushed)]) -> bool {
+    let seeder = Seeder::new(destination);
+    for (name, pushed) in images {
+        let last = name.rsplit('/').next().unwrap_or(name);
+        let found = match seeder.tag_digest(name, "v1").await {
+            Some(digest) => Some(digest),
+            None => seeder.tag_digest(last, "v1").await,
+        };
+        if found != Some(pushed.digest) {
+            return false;
+        }
+    }
+    true
+}
+
+fn row(name: &str, run: &Run, requests: (usize, usize), baseline: Option<f64>) -> String {
+    let ratio = baseline.map(|b| format!("{:.2}x", b / run.seconds)).unwrap_or_else(|| "1.00x".into());
+    format!(
+        "| {name:<34} | {:>7.2} s | {:>8} | {:>6} | {:>9} | {:>7} |",
+        run.seconds,
+        ratio,
+        requests.0,
+        requests.1,
+        format!("{} MiB", run.max_rss_kib / 1024)
+    )
+}
+
+const HEADER: &str = "| tool                               |    time | vs first |  reqs | manifest reqs | max RSS |\n|---|---|---|---|---|---|";
+
+/// `FERRY_BENCH_ONLY_FERRY=1` runs only Ferry's part of scenario 1 (for tuning).
+#[allow(clippy::disallowed_methods, reason = "a benchmark knob")]
+fn only_ferry() -> bool {
+    std::env::var_os("FERRY_BENCH_ONLY_FERRY").is_some()
+}
+
+#[tokio::main]
+async fn main() {
+    let ferry = ferry_bin();
+    ferry_testkit::require_binary("skopeo", "skopeo");
+    let work = tempfile::tempdir().unwrap();
+    let staging = RegistryServer::start().await;
+    let stage = Seeder::new(&staging);
+
+    // Scenario 1 data.
+    let base = LayerSpec { size: 20 * MB, seed: 1 };
+    let mut pushed = Vec::new();
+    let seeding = Instant::now();
+    for i in 0..IMAGES {
+        let spec = |arch: &'static str, k: u64| ImageSpec {
+            os: "linux",
+            architecture: arch,
+            layers: vec![
+                base,
+                LayerSpec { size: 2 * MB, seed: 1000 + i as u64 * 10 + k },
+                LayerSpec { size: 2 * MB, seed: 5000 + i as u64 * 10 + k },
+            ],
+        };
+        let name = format!("bench/img-{i:02}");
+        pushed.push((
+            name.clone(),
+            stage.index(&name, Some("v1"), &[spec("amd64", 1), spec("arm64", 2)]).await,
+        ));
+    }
+    println!("seeded {IMAGES} two-platform images in {:.1} s", seeding.elapsed().as_secs_f64());
+    let images: Vec<(String, &Pushed)> = pushed.iter().map(|(n, p)| (n.clone(), p)).collect();
+
+    // 1. Fifty images, each tool into its own destination.
+    let (sync_dst, copy_dst, ferry_dst) =
+        (RegistryServer::start().await, RegistryServer::start().await, RegistryServer::start().await);
+    let mut sync_yaml = format!("{}:\n  tls-verify: false\n  images:\n", staging.host());
+    for (name, _) in &images {
+        let _ = writeln!(sync_yaml, "    {name}: [\"v1\"]");
+    }
+    let sync_file = work.path().join("sync.yaml");
+    std::fs::write(&sync_file, sync_yaml).unwrap();
+    let sync_args: Vec<String> = [
+        "sync",
+        "--all",
+        "--preserve-digests",
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([sync_file.display().to_string(), sync_dst.host().to_string()])
+    .collect();
+
+    if only_ferry() {
+        let cpu = (staging.cpu_seconds(), copy_dst.cpu_seconds());
+        let run = timed_parallel(
+            "skopeo",
+            images.iter().map(|(n, _)| skopeo_copy_args(&staging, &copy_dst, n)).collect(),
+            PARALLEL,
+        );
+        println!(
+            "parallel skopeo: {:.2} s; cpu source registry {:.2} s, destination registry {:.2} s",
+            run.seconds,
+            staging.cpu_seconds() - cpu.0,
+            copy_dst.cpu_seconds() - cpu.1
+        );
+        let dir = work.path().join("manifests");
+        thin_dir(&dir, &staging, &ferry_dst, &images);
+        let mark = staging.access_log().len();
+        let cpu = (staging.cpu_seconds(), ferry_dst.cpu_seconds());
+        let run = timed(ferry.to_str().unwrap(), &ferry_args(&dir, &[&staging, &ferry_dst]));
+        println!(
+            "cpu source registry {:.2} s, destination registry {:.2} s",
+            staging.cpu_seconds() - cpu.0,
+            ferry_dst.cpu_seconds() - cpu.1
+        );
+        let reqs = add(count(&staging, mark), count(&ferry_dst, 0));
+        println!("{HEADER}\n{}", row("ferry promote --confirm", &run, reqs, None));
+        println!("identical: {}", verify(&ferry_dst, &images).await);
+        return;
+    }
+    let mark = staging.access_log().len();
+    let sync_run = timed("skopeo", &sync_args);
+    let sync_reqs = add(count(&staging, mark), count(&sync_dst, 0));
+    let mark = staging.access_log().len();
+    let copy_run = timed_parallel(
+        "skopeo",
+        images.iter().map(|(n, _)| skopeo_copy_args(&staging, &copy_dst, n)).collect(),
+        PARALLEL,
+    );
+    let copy_reqs = add(count(&staging, mark), count(&copy_dst, 0));
+    let dir = work.path().join("manifests");
+    thin_dir(&dir, &staging, &ferry_dst, &images);
+    let mark = staging.access_log().len();
+    let ferry_run = timed(ferry.to_str().unwrap(), &ferry_args(&dir, &[&staging, &ferry_dst]));
+    let ferry_reqs = add(count(&staging, mark), count(&ferry_dst, 0));
+    let sync_ok = verify(&sync_dst, &images).await;
+    let copy_ok = verify(&copy_dst, &images).await;
+    let ferry_ok = verify(&ferry_dst, &images).await;
+
+    println!("\n## 1. {IMAGES} two-platform images (~420 MB distinct), staging -> prod\n\n{HEADER}");
+    println!("{}", row("skopeo sync --all --preserve-digests", &sync_run, sync_reqs, None));
+    println!(
+        "{}",
+        row(
+            &format!("skopeo copy --all, {PARALLEL} in parallel"),
+            &copy_run,
+            copy_reqs,
+            Some(sync_run.seconds)
+        )
+    );
+    println!("{}", row("ferry promote --confirm", &ferry_run, ferry_reqs, Some(sync_run.seconds)));
+    println!(
+        "\ndigests identical at the destination: skopeo sync {sync_ok}, skopeo copy {copy_ok}, ferry {ferry_ok}"
+    );
+    println!(
+        "ferry vs skopeo sync: {:.2}x (target >= 3x); vs parallel skopeo copy: {:.2}x",
+        sync_run.seconds / ferry_run.seconds,
+        copy_run.seconds / ferry_run.seconds
+    );
+
+    // 3. No-op reruns against the same destinations.
+    let marks = (sync_dst.access_log().len(), copy_dst.access_log().len(), ferry_dst.access_log().len());
+    let sync_noop = timed("skopeo", &sync_args);
+    let sync_noop_reqs = count(&sync_dst, marks.0);
+    let copy_noop = timed_parallel(
+        "skopeo",
+        images.iter().map(|(n, _)| skopeo_copy_args(&staging, &copy_dst, n)).collect(),
+        PARALLEL,
+    );
+    let copy_noop_reqs = count(&copy_dst, marks.1);
+    let m_src = staging.access_log().len();
+    let ferry_noop = timed(ferry.to_str().unwrap(), &ferry_args(&dir, &[&staging, &ferry_dst]));
+    let ferry_noop_reqs = count(&ferry_dst, marks.2);
+    let ferry_noop_src = count(&staging, m_src);
+    println!("\n## 3. No-op rerun (everything present); requests counted at the destination\n\n{HEADER}");
+    println!("{}", row("skopeo sync", &sync_noop, sync_noop_reqs, None));
+    println!(
+        "{}",
+        row(
+            &format!("skopeo copy, {PARALLEL} in parallel"),
+            &copy_noop,
+            copy_noop_reqs,
+            Some(sync_noop.seconds)
+        )
+    );
+    println!("{}", row("ferry promote --confirm", &ferry_noop, ferry_noop_reqs, Some(sync_noop.seconds)));
+    println!(
+        "ferry: {} manifest requests for {IMAGES} edges at the destination, {} requests at the source; {:.1}x faster than skopeo sync (target >= 20x), {:.1}x than parallel skopeo copy",
+        ferry_noop_reqs.1,
+        ferry_noop_src.0,
+        sync_noop.seconds / ferry_noop.seconds,
+        copy_noop.seconds / ferry_noop.seconds
+    );
+
+    // 2. One 1 GiB layer.
+    let big =
+        ImageSpec { os: "linux", architecture: "amd64", layers: vec![LayerSpec { size: 1 << 30, seed: 99 }] };
+    let seeding = Instant::now();
+    let big_image = stage.image("bench/big", Some("v1"), &big).await;
+    println!("\nseeded a 1 GiB image in {:.1} s", seeding.elapsed().as_secs_f64());
+    let big_images = vec![("bench/big".to_owned(), &big_image)];
+    let (skopeo_big_dst, ferry_big_dst) = (RegistryServer::start().await, RegistryServer::start().await);
+    let skopeo_big = timed("skopeo", &skopeo_copy_args(&staging, &skopeo_big_dst, "bench/big"));
+    let big_dir = work.path().join("big");
+    thin_dir(&big_dir, &staging, &ferry_big_dst, &big_images);
+    let ferry_big = timed(ferry.to_str().unwrap(), &ferry_args(&big_dir, &[&staging, &ferry_big_dst]));
+    let gib = 1024.0;
+    println!("\n## 2. One 1 GiB layer\n\n| tool | time | throughput | max RSS |\n|---|---|---|---|");
+    for (name, run) in [("skopeo copy", &skopeo_big), ("ferry promote --confirm", &ferry_big)] {
+        println!(
+            "| {name} | {:.2} s | {:.0} MiB/s | {} MiB |",
+            run.seconds,
+            gib / run.seconds,
+            run.max_rss_kib / 1024
+        );
+    }
+    println!(
+        "digests identical: skopeo {}, ferry {}; ferry throughput {:.2}x skopeo's (target >= 1x); ferry peak RSS {} MiB (target <= 100 MiB)",
+        verify(&skopeo_big_dst, &big_images).await,
+        verify(&ferry_big_dst, &big_images).await,
+        skopeo_big.seconds / ferry_big.seconds,
+        ferry_big.max_rss_kib / 1024
+    );
+}
+
+fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    (a.0 + b.0, a.1 + b.1)
+}

@@ -1,0 +1,308 @@
+//! The event pipeline on RabbitMQ: latency from push to replicated, and throughput, with the
+//! batch baseline (`skopeo sync` of the same images to the same three registries, copy only)
+//! side by side.
+//!
+//! `ferry run` (release build) runs every stage on RabbitMQ. A staging registry (CNCF
+//! distribution) sends its real push notifications to ingest; a mirror rule promotes
+//! `bench/*` to prod (primary, signed and attested) and two mirrors (signatures and
+//! attestations replicated). 100 small images are pushed, 8 at a time.
+//!
+//! - Latency of one image: from the end of its push (the registry then sends its webhook) to
+//!   the replicator's last "replicated" log line for its digest (both mirrors). p50 and p95.
+//! - Throughput: images fully promoted per minute, first push to last replication.
+//!
+//! Run: `cargo build --release -p ferry-cli && cargo bench -p ferry-testkit --bench pipeline`
+#![allow(clippy::unwrap_used, clippy::print_stdout, reason = "a benchmark program that prints its figures")]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_testkit::registry::{Notification, RegistryOptions, RegistryServer};
+use ferry_testkit::seed::{ImageSpec, Seeder};
+use futures_util::StreamExt as _;
+
+const IMAGES: usize = 100;
+const PUSHES_AT_ONCE: usize = 8;
+const SINGLE: usize = 10;
+
+/// The "replicated" lines of ferry's JSON log, read incrementally: digest -> (lines, last time).
+#[derive(Default)]
+struct Replications {
+    offset: usize,
+    seen: HashMap<String, (usize, f64)>,
+}
+
+impl Replications {
+    fn read(&mut self, log: &std::path::Path) {
+        let text = std::fs::read(log).unwrap_or_default();
+        // Only whole lines; a line being written is read next time.
+        let Some(end) = text[self.offset.min(text.len())..].iter().rposition(|b| *b == b'\n') else { return };
+        let chunk = &text[self.offset..self.offset + end + 1];
+        self.offset += end + 1;
+        for line in String::from_utf8_lossy(chunk).lines() {
+            if !line.contains("\"replicated\"") {
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let (Some(digest), Some(at)) =
+                (v["fields"]["digest"].as_str(), v["timestamp"].as_str().and_then(epoch_seconds))
+            else {
+                continue;
+            };
+            let entry = self.seen.entry(digest.to_owned()).or_insert((0, 0.0));
+            entry.0 += 1;
+            entry.1 = entry.1.max(at);
+        }
+    }
+
+    /// When each of `pushed` was replicated to both mirrors, waiting up to 600 s.
+    async fn wait(&mut self, log: &std::path::Path, pushed: &[(String, f64)]) -> HashMap<String, f64> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            self.read(log);
+            if pushed.iter().all(|(d, _)| self.seen.get(d).is_some_and(|(n, _)| *n >= 2)) {
+                return pushed.iter().map(|(d, _)| (d.clone(), self.seen[d].1)).collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every image was replicated within 600 s; see {}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn ferry_release() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/ferry");
+    assert!(bin.is_file(), "{} is missing: cargo build --release -p ferry-cli", bin.display());
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC timestamp such as `2026-11-24T10:42:19.879627Z`.
+fn epoch_seconds(timestamp: &str) -> Option<f64> {
+    let (date, time) = timestamp.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min, s) =
+        (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + s)
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
+/// CPU seconds of every process whose command name starts with `name`.
+fn named_cpu(name: &str) -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with(name)))
+        .map(process_cpu)
+        .sum()
+}
+
+/// (busy, total) CPU seconds of the whole machine, from /proc/stat.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = values.iter().sum();
+    let idle = values.get(3).copied().unwrap_or(0.0) + values.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let port = free_port();
+    let token = "bench-token";
+    let staging = RegistryServer::start_with(RegistryOptions {
+        notifications: vec![Notification {
+            url: format!("http://127.0.0.1:{port}/v1/events/distribution"),
+            headers: vec![("Authorization".into(), format!("Bearer {token}"))],
+        }],
+        ..Default::default()
+    })
+    .await;
+    let (prod, m1, m2) =
+        (RegistryServer::start().await, RegistryServer::start().await, RegistryServer::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = ferry_trust::keys::generate_key_pair(b"bench").unwrap();
+    std::fs::write(dir.path().join("ferry.key"), private).unwrap();
+    std::fs::write(dir.path().join("ferry.pub"), public).unwrap();
+    let hosts = [staging.host(), prod.host(), m1.host(), m2.host()];
+    let quoted: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [{}]\nsigning:\n  key: ferry.key\npipeline:\n  registries: [\"{}\"]\n  \
+             mirror-rules:\n  - source: \"{}/bench\"\n    destinations: [\"{}/bench\", \"{}/bench\", \"{}/bench\"]\n    trusted: true\n",
+            quoted.join(", "),
+            staging.host(),
+            staging.host(),
+            prod.host(),
+            m1.host(),
+            m2.host()
+        ),
+    )
+    .unwrap();
+    let prefix = format!("ferry-bench-{port}");
+    let log = dir.path().join("ferry.log");
+    let mut ferry = Command::new(ferry_release())
+        .args(["run", "--transport", "amqp://guest:guest@127.0.0.1:5672/%2f", "--queue-prefix", &prefix])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--concurrency", "8", "--config"])
+        .arg(&config)
+        .env("FERRY_LOG", "info")
+        .env("FERRY_LOG_FORMAT", "json")
+        .env("COSIGN_PASSWORD", "bench")
+        .env("FERRY_DISTRIBUTION_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+        assert!(
+            Instant::now() < deadline,
+            "ferry run did not start: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Push, 8 at a time, noting when each push ended.
+    let seeder = Seeder::new(&staging);
+    let (ferry_cpu_before, machine_before) = (process_cpu(ferry.id()), machine_cpu());
+    let me_before = process_cpu(std::process::id());
+    let (rabbit_before, registries_before) = (named_cpu("beam.smp"), named_cpu("docker-registry"));
+    let started = now();
+    let pushed: Vec<(String, f64)> = futures_util::stream::iter(0..IMAGES)
+        .map(|i| {
+            let seeder = &seeder;
+            async move {
+                let spec = ImageSpec::small("amd64", 7_000 + i as u64, 2);
+                let p = seeder.image(&format!("bench/app{i}"), Some("1.0"), &spec).await;
+                (p.digest.to_string(), now())
+            }
+        })
+        .buffer_unordered(PUSHES_AT_ONCE)
+        .collect()
+        .await;
+    let pushes_took = now() - started;
+
+    let mut replications = Replications::default();
+    let replicated = replications.wait(&log, &pushed).await;
+    let mut burst: Vec<f64> = pushed.iter().map(|(d, at)| replicated[d] - at).collect();
+    burst.sort_by(f64::total_cmp);
+    let finished = replicated.values().copied().fold(0.0, f64::max);
+    let ferry_minutes = (finished - started) / 60.0;
+    let (ferry_cpu, machine_after) = (process_cpu(ferry.id()) - ferry_cpu_before, machine_cpu());
+    let (busy, total) = (machine_after.0 - machine_before.0, machine_after.1 - machine_before.1);
+    let me = process_cpu(std::process::id()) - me_before;
+    let (rabbit, registries) =
+        (named_cpu("beam.smp") - rabbit_before, named_cpu("docker-registry") - registries_before);
+
+    // Unloaded latency: one push at a time, each waited for.
+    let mut single = Vec::new();
+    for i in 0..SINGLE {
+        let spec = ImageSpec::small("amd64", 9_000 + i as u64, 2);
+        let p = seeder.image(&format!("bench/single{i}"), Some("1.0"), &spec).await;
+        let one = vec![(p.digest.to_string(), now())];
+        let done = replications.wait(&log, &one).await;
+        single.push(done[&one[0].0] - one[0].1);
+    }
+    single.sort_by(f64::total_cmp);
+    let _ = ferry.kill();
+    let _ = ferry.wait();
+
+    // Baseline: skopeo sync copies the same 100 repositories to the three registries (no
+    // signing, no attestation, no replication of either).
+    let skopeo = ferry_testkit::require_binary("skopeo", "skopeo");
+    let images: String = (0..IMAGES).map(|i| format!("    bench/app{i}: [\"1.0\"]\n")).collect();
+    let sync_yaml = dir.path().join("sync.yaml");
+    std::fs::write(&sync_yaml, format!("{}:\n  tls-verify: false\n  images:\n{images}", staging.host()))
+        .unwrap();
+    let baseline_started = Instant::now();
+    for target in
+        [RegistryServer::start().await, RegistryServer::start().await, RegistryServer::start().await]
+    {
+        let out = Command::new(&skopeo)
+            .args(["sync", "--all", "--src", "yaml", "--dest", "docker", "--dest-tls-verify=false"])
+            .arg(&sync_yaml)
+            .arg(format!("{}/bench", target.host()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo sync: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let skopeo_minutes = baseline_started.elapsed().as_secs_f64() / 60.0;
+
+    // Clean up the benchmark's queues.
+    let _ = Command::new(ferry_release())
+        .args(["queues", "remove", "--confirm", "--transport", "amqp://guest:guest@127.0.0.1:5672/%2f"])
+        .args(["--queue-prefix", &prefix])
+        .output();
+
+    let ferry_rate = IMAGES as f64 / ferry_minutes;
+    let skopeo_rate = IMAGES as f64 / skopeo_minutes;
+    println!(
+        "pipeline on RabbitMQ: {IMAGES} pushes of small images ({PUSHES_AT_ONCE} at a time, {pushes_took:.1} s), 1 primary + 2 mirrors"
+    );
+    println!(
+        "  latency push -> replicated to both mirrors, one push at a time ({SINGLE}): p50 {:.2} s, p95 {:.2} s  (targets: p50 <= 1 s, p95 <= 3 s)",
+        percentile(&single, 50.0),
+        percentile(&single, 95.0)
+    );
+    println!(
+        "  latency during the burst of {IMAGES} (queueing included): p50 {:.2} s, p95 {:.2} s, max {:.2} s",
+        percentile(&burst, 50.0),
+        percentile(&burst, 95.0),
+        burst[burst.len() - 1]
+    );
+    println!(
+        "  throughput: {ferry_rate:.0} promotions/min (copy + sign + attest + replicate)  (target >= 600)"
+    );
+    println!(
+        "  CPU during the burst: machine {:.0}% busy ({busy:.1} of {total:.1} core-seconds); ferry itself {ferry_cpu:.1}, this benchmark (pushing, log reading) {me:.1}, RabbitMQ {rabbit:.1}, the 5 registries {registries:.1} core-seconds",
+        100.0 * busy / total.max(0.001)
+    );
+    println!("  baseline skopeo sync to the same 3 registries, copy only: {skopeo_rate:.0} images/min");
+    println!("  ratio ferry / skopeo sync: {:.2}x", ferry_rate / skopeo_rate);
+}

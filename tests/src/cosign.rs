@@ -1,0 +1,163 @@
+//! Cosign artifacts built by hand, independently of Ferry's signer: fixtures for staging
+//! images ("signed and attested by the build"), and the checks that verify what Ferry wrote.
+//!
+//! Signing here uses the `p256` crate directly and manifests are written as literal JSON, so
+//! a bug in Ferry's cosign code cannot make its own output look right.
+
+use base64::Engine as _;
+use ferry_model::Digest;
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+use serde_json::json;
+
+use crate::seed::Seeder;
+
+/// An ECDSA P-256 key for fixtures.
+#[derive(Clone, Debug)]
+pub struct TestKey {
+    signing: p256::ecdsa::SigningKey,
+}
+
+impl TestKey {
+    pub fn generate() -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key pair");
+        Self { signing: p256::ecdsa::SigningKey::from_pkcs8_der(&pair.serialize_der()).expect("signing key") }
+    }
+
+    pub fn public_pem(&self) -> String {
+        self.signing.verifying_key().to_public_key_pem(p256::pkcs8::LineEnding::LF).expect("public key PEM")
+    }
+
+    /// A DER signature over `message`.
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        let signature: p256::ecdsa::Signature = self.signing.sign(message);
+        signature.to_der().as_bytes().to_vec()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// DSSE PAE, written out again here on purpose.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"DSSEv1 ");
+    out.extend_from_slice(payload_type.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Pushes a cosign artifact manifest (tag `sha256-<hex>.<suffix>`) with one layer.
+async fn push_artifact(
+    seeder: &Seeder,
+    repo: &str,
+    digest: &Digest,
+    suffix: &str,
+    layer_media_type: &str,
+    layer: &[u8],
+    annotations: serde_json::Value,
+) -> Digest {
+    let layer_digest = seeder.blob(repo, layer).await;
+    let config = serde_json::to_vec(&json!({"architecture": "", "os": "", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest.to_string()]}}))
+    .expect("config");
+    let config_digest = seeder.blob(repo, &config).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": config.len(), "digest": config_digest.to_string()},
+        "layers": [{"mediaType": layer_media_type, "size": layer.len(), "digest": layer_digest.to_string(), "annotations": annotations}],
+    }))
+    .expect("manifest");
+    let tag = format!("{}.{suffix}", digest.tag_form());
+    seeder.manifest(repo, &tag, "application/vnd.oci.image.manifest.v1+json", &manifest).await
+}
+
+/// What `cosign sign --key` pushes: a `.sig` with one simple-signing layer.
+pub async fn sign_image(
+    seeder: &Seeder,
+    repo: &str,
+    digest: &Digest,
+    docker_reference: &str,
+    key: &TestKey,
+) -> Digest {
+    let payload = serde_json::to_vec(&json!({
+        "critical": {"identity": {"docker-reference": docker_reference},
+                     "image": {"docker-manifest-digest": digest.to_string()},
+                     "type": "cosign container image signature"},
+        "optional": null,
+    }))
+    .expect("payload");
+    let signature = b64(&key.sign(&payload));
+    push_artifact(
+        seeder,
+        repo,
+        digest,
+        "sig",
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        &payload,
+        json!({"dev.cosignproject.cosign/signature": signature}),
+    )
+    .await
+}
+
+/// What `cosign attest --key --type <predicate>` pushes: a `.att` with one DSSE layer.
+pub async fn attest_image(
+    seeder: &Seeder,
+    repo: &str,
+    digest: &Digest,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+    key: &TestKey,
+) -> Digest {
+    let statement = serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": repo, "digest": {"sha256": digest.hex()}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    }))
+    .expect("statement");
+    let signature = key.sign(&pae("application/vnd.in-toto+json", &statement));
+    let envelope = serde_json::to_vec(&json!({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": b64(&statement),
+        "signatures": [{"keyid": "", "sig": b64(&signature)}],
+    }))
+    .expect("envelope");
+    push_artifact(
+        seeder,
+        repo,
+        digest,
+        "att",
+        "application/vnd.dsse.envelope.v1+json",
+        &envelope,
+        json!({"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}),
+    )
+    .await
+}
+
+/// Verifies a DER ECDSA P-256 signature with the `openssl` command: an implementation that
+/// shares no code with Ferry.
+pub fn openssl_verifies(public_pem: &str, message: &[u8], der_signature: &[u8]) -> bool {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (key, msg, sig) = (dir.path().join("key.pem"), dir.path().join("msg"), dir.path().join("sig"));
+    std::fs::write(&key, public_pem).expect("write key");
+    std::fs::write(&msg, message).expect("write message");
+    std::fs::write(&sig, der_signature).expect("write signature");
+    let openssl = crate::require_binary("openssl", "openssl");
+    std::process::Command::new(openssl)
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&key)
+        .arg("-signature")
+        .arg(&sig)
+        .arg(&msg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}

@@ -1,0 +1,226 @@
+//! A fault-injecting HTTP proxy in front of a registry (toxiproxy is not available here).
+//!
+//! It forwards every request to the upstream registry, streaming both ways, and preserves the
+//! `Host` header so that the registry's `Location` headers point back at the proxy. A [`Rule`]
+//! picks requests by method and path pattern and applies a [`Fault`] on the N-th match (or the
+//! first N, or every one): answer 429 with `Retry-After`, answer a 5xx, drop the connection
+//! part-way through the response body, or flip a byte of the response body.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Request, Response, StatusCode};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::registry::RegistryServer;
+
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer 429, with this `Retry-After` value if given.
+    TooManyRequests { retry_after: Option<String> },
+    /// Answer with this status (e.g. 500, 503) and a distribution-style error body.
+    Status(u16),
+    /// Forward the response, but close the connection after this many body bytes.
+    DropMidBody { after: usize },
+    /// Forward the response with the body byte at this offset inverted.
+    FlipByte { at: usize },
+    /// Forward the response body at about this many bytes per second.
+    Slow { bytes_per_second: usize },
+}
+
+/// Which matching requests a rule applies to (1-based).
+#[derive(Clone, Copy, Debug)]
+pub enum Hits {
+    Nth(usize),
+    FirstN(usize),
+    Every,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub method: Option<&'static str>,
+    pub path: regex::Regex,
+    pub hits: Hits,
+    pub fault: Fault,
+}
+
+impl Rule {
+    pub fn new(method: Option<&'static str>, path_pattern: &str, hits: Hits, fault: Fault) -> Self {
+        Self { method, path: regex::Regex::new(path_pattern).expect("valid path pattern"), hits, fault }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Rules {
+    rules: Vec<(Rule, usize)>,
+    applied: usize,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: String,
+    client: reqwest::Client,
+    rules: Mutex<Rules>,
+}
+
+#[derive(Debug)]
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &RegistryServer) -> Self {
+        let shared = Arc::new(Shared {
+            upstream: upstream.base_url(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            rules: Mutex::new(Rules::default()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let app = axum::Router::new().fallback(forward).with_state(shared.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultProxy { port, shared, task }
+    }
+
+    pub fn host(&self) -> ferry_model::Host {
+        ferry_model::Host::parse(&format!("127.0.0.1:{}", self.port)).expect("valid host")
+    }
+
+    pub fn repository(&self, path: &str) -> ferry_model::Repository {
+        ferry_model::Repository::new(self.host(), ferry_model::RepoPath::parse(path).expect("valid path"))
+    }
+
+    pub fn add(&self, rule: Rule) {
+        self.shared.rules.lock().expect("rules").rules.push((rule, 0));
+    }
+
+    /// Removes every rule: the proxy forwards faithfully from now on.
+    pub fn clear(&self) {
+        self.shared.rules.lock().expect("rules").rules.clear();
+    }
+
+    /// How many faults have been applied so far.
+    pub fn n_applied(&self) -> usize {
+        self.shared.rules.lock().expect("rules").applied
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Shared {
+    fn fault_for(&self, method: &str, path: &str) -> Option<Fault> {
+        let mut rules = self.rules.lock().expect("rules");
+        let mut chosen = None;
+        for (rule, seen) in rules.rules.iter_mut() {
+            if rule.method.is_some_and(|m| m != method) || !rule.path.is_match(path) {
+                continue;
+            }
+            *seen += 1;
+            let applies = match rule.hits {
+                Hits::Nth(n) => *seen == n,
+                Hits::FirstN(n) => *seen <= n,
+                Hits::Every => true,
+            };
+            if applies && chosen.is_none() {
+                chosen = Some(rule.fault.clone());
+            }
+        }
+        if chosen.is_some() {
+            rules.applied += 1;
+        }
+        chosen
+    }
+}
+
+async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Response<Body> {
+    let method = request.method().clone();
+    let path_and_query =
+        request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let fault = shared.fault_for(method.as_str(), request.uri().path());
+    match &fault {
+        Some(Fault::TooManyRequests { retry_after }) => {
+            let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+            if let Some(value) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", HeaderValue::from_str(value).expect("header value"));
+            }
+            return response;
+        }
+        Some(Fault::Status(code)) => {
+            return error_response(StatusCode::from_u16(*code).expect("status"), "UNKNOWN");
+        }
+        _ => {}
+    }
+    let (parts, body) = request.into_parts();
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
+    let mut upstream = shared.client.request(method, format!("{}{path_and_query}", shared.upstream));
+    for (name, value) in &parts.headers {
+        if name != "connection" && name != "transfer-encoding" {
+            upstream = upstream.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let upstream = upstream.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(e) => return error_response(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let mut response = Response::builder().status(answer.status().as_u16());
+    for (name, value) in answer.headers() {
+        if name != "connection" && name != "transfer-encoding" {
+            response = response.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let mut offset = 0usize;
+    let fault = fault.clone();
+    let slow = match fault {
+        Some(Fault::Slow { bytes_per_second }) => Some(bytes_per_second.max(1)),
+        _ => None,
+    };
+    let stream = answer.bytes_stream().then(move |chunk| async move {
+        if let (Some(rate), Ok(bytes)) = (slow, &chunk) {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(bytes.len() as f64 / rate as f64)).await;
+        }
+        chunk
+    });
+    let stream = stream.map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        let start = offset;
+        offset += chunk.len();
+        match fault {
+            Some(Fault::DropMidBody { after }) if offset > after => {
+                Err(std::io::Error::other("fault proxy: connection dropped mid-body"))
+            }
+            Some(Fault::FlipByte { at }) if (start..offset).contains(&at) => {
+                let mut bytes = chunk.to_vec();
+                bytes[at - start] ^= 0xff;
+                Ok(Bytes::from(bytes))
+            }
+            _ => Ok(chunk),
+        }
+    });
+    response.body(Body::from_stream(stream)).expect("response")
+}
+
+fn error_response(status: StatusCode, code: &str) -> Response<Body> {
+    let body =
+        serde_json::json!({"errors": [{"code": code, "message": "injected by the fault proxy"}]}).to_string();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .expect("response")
+}

@@ -1,0 +1,277 @@
+//! Pushes test images over the plain registry API (monolithic blob uploads and manifest PUTs),
+//! independently of Ferry's own registry code.
+
+use ferry_model::Digest;
+use serde_json::json;
+
+use crate::registry::RegistryServer;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// A layer of `size` pseudo-random bytes. The same seed and size give the same bytes, so two
+/// images built with one `LayerSpec` share that blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerSpec {
+    pub size: usize,
+    pub seed: u64,
+}
+
+/// One single-platform image.
+#[derive(Clone, Debug)]
+pub struct ImageSpec {
+    pub os: &'static str,
+    pub architecture: &'static str,
+    pub layers: Vec<LayerSpec>,
+}
+
+impl ImageSpec {
+    /// A small image with `n_layers` layers of a few KiB, distinct per `seed`.
+    pub fn small(architecture: &'static str, seed: u64, n_layers: usize) -> Self {
+        let layers =
+            (0..n_layers).map(|i| LayerSpec { size: 2048 + i * 512, seed: seed * 1000 + i as u64 }).collect();
+        Self { os: "linux", architecture, layers }
+    }
+}
+
+/// What was pushed: the manifest's digest and bytes, the blobs it references, and for an index
+/// its children.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    pub digest: Digest,
+    pub media_type: &'static str,
+    pub bytes: Vec<u8>,
+    pub blobs: Vec<Digest>,
+    pub children: Vec<Pushed>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Seeder {
+    http: reqwest::Client,
+    base: String,
+    basic_auth: Option<(String, String)>,
+    bearer: Option<String>,
+}
+
+/// Deterministic bytes: splitmix64 of the seed.
+pub fn pseudo_random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+impl Seeder {
+    pub fn new(server: &RegistryServer) -> Self {
+        Self::for_url(&server.base_url())
+    }
+
+    pub fn for_url(base: &str) -> Self {
+        Self { http: reqwest::Client::new(), base: base.to_owned(), basic_auth: None, bearer: None }
+    }
+
+    pub fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
+        self.basic_auth = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Sends this bearer token with every request (for a registry in token-auth mode).
+    pub fn with_bearer(mut self, token: String) -> Self {
+        self.bearer = Some(token);
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match (&self.basic_auth, &self.bearer) {
+            (Some((user, password)), _) => request.basic_auth(user, Some(password)),
+            (None, Some(token)) => request.bearer_auth(token),
+            (None, None) => request,
+        }
+    }
+
+    /// Uploads a blob (POST then a monolithic PUT) and returns its digest.
+    pub async fn blob(&self, repo: &str, bytes: &[u8]) -> Digest {
+        let digest = Digest::of(bytes);
+        let head = self
+            .request(reqwest::Method::HEAD, &format!("{}/v2/{repo}/blobs/{digest}", self.base))
+            .send()
+            .await;
+        if head.is_ok_and(|r| r.status().is_success()) {
+            return digest;
+        }
+        let start = self
+            .request(reqwest::Method::POST, &format!("{}/v2/{repo}/blobs/uploads/", self.base))
+            .send()
+            .await
+            .expect("start upload");
+        assert_eq!(start.status(), 202, "start upload: {}", start.text().await.unwrap_or_default());
+        let location = start.headers()["location"].to_str().expect("location").to_owned();
+        let url = if location.starts_with('/') { format!("{}{location}", self.base) } else { location };
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let done = self
+            .request(reqwest::Method::PUT, &format!("{url}{separator}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("finish upload");
+        assert_eq!(done.status(), 201, "finish upload: {}", done.text().await.unwrap_or_default());
+        digest
+    }
+
+    /// PUTs manifest bytes under `reference` (a tag or a digest) and returns their digest.
+    pub async fn manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> Digest {
+        let response = self
+            .request(reqwest::Method::PUT, &format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .header("content-type", media_type)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("put manifest");
+        let status = response.status();
+        assert_eq!(
+            status,
+            201,
+            "put manifest {repo}:{reference}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        Digest::of(bytes)
+    }
+
+    /// Pushes a single-platform OCI image and tags it if `tag` is given.
+    pub async fn image(&self, repo: &str, tag: Option<&str>, spec: &ImageSpec) -> Pushed {
+        let mut layer_descriptors = Vec::new();
+        let mut diff_ids = Vec::new();
+        let mut blobs = Vec::new();
+        for layer in &spec.layers {
+            let bytes = pseudo_random_bytes(layer.size, layer.seed);
+            let digest = self.blob(repo, &bytes).await;
+            layer_descriptors
+                .push(json!({"mediaType": OCI_LAYER, "digest": digest.to_string(), "size": bytes.len()}));
+            diff_ids.push(digest.to_string());
+            blobs.push(digest);
+        }
+        let config = serde_json::to_vec(&json!({
+            "architecture": spec.architecture,
+            "os": spec.os,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .expect("config json");
+        let config_digest = self.blob(repo, &config).await;
+        blobs.insert(0, config_digest);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+            "layers": layer_descriptors,
+        }))
+        .expect("manifest json");
+        let digest = Digest::of(&manifest);
+        let reference = tag.map(str::to_owned).unwrap_or_else(|| digest.to_string());
+        self.manifest(repo, &reference, OCI_MANIFEST, &manifest).await;
+        Pushed { digest, media_type: OCI_MANIFEST, bytes: manifest, blobs, children: Vec::new() }
+    }
+
+    /// Pushes one image per spec (untagged) and an OCI index over them, tagged if `tag` is given.
+    pub async fn index(&self, repo: &str, tag: Option<&str>, specs: &[ImageSpec]) -> Pushed {
+        let mut children = Vec::new();
+        let mut entries = Vec::new();
+        for spec in specs {
+            let child = self.image(repo, None, spec).await;
+            entries.push(json!({
+                "mediaType": OCI_MANIFEST,
+                "digest": child.digest.to_string(),
+                "size": child.bytes.len(),
+                "platform": {"architecture": spec.architecture, "os": spec.os},
+            }));
+            children.push(child);
+        }
+        let index =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+                .expect("index json");
+        let digest = Digest::of(&index);
+        let reference = tag.map(str::to_owned).unwrap_or_else(|| digest.to_string());
+        self.manifest(repo, &reference, OCI_INDEX, &index).await;
+        Pushed { digest, media_type: OCI_INDEX, bytes: index, blobs: Vec::new(), children }
+    }
+
+    /// Points `tag` at an already pushed manifest.
+    pub async fn tag(&self, repo: &str, pushed: &Pushed, tag: &str) {
+        self.manifest(repo, tag, pushed.media_type, &pushed.bytes).await;
+    }
+
+    /// The digest `repo:tag` points at, read with a HEAD, or `None`.
+    ///
+    /// Distribution's filesystem storage answers 500 for a moment while another client rewrites
+    /// the tag (its link file is briefly empty); such answers are asked again, a few times.
+    pub async fn tag_digest(&self, repo: &str, tag: &str) -> Option<Digest> {
+        let mut attempt = 0;
+        let response = loop {
+            let response = self
+                .request(reqwest::Method::HEAD, &format!("{}/v2/{repo}/manifests/{tag}", self.base))
+                .header("accept", format!("{OCI_INDEX}, {OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"))
+                .send()
+                .await
+                .expect("head manifest");
+            attempt += 1;
+            if !response.status().is_server_error() || attempt == 5 {
+                break response;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        if response.status() == 404 {
+            return None;
+        }
+        assert!(response.status().is_success(), "HEAD {repo}:{tag}: {}", response.status());
+        let digest = response.headers()["docker-content-digest"].to_str().expect("digest header");
+        Some(Digest::parse(digest).expect("valid digest"))
+    }
+
+    /// The raw bytes of `repo:reference` (a tag or digest), or `None`.
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Option<Vec<u8>> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("{}/v2/{repo}/manifests/{reference}", self.base))
+            .header(
+                "accept",
+                format!("{OCI_INDEX}, {OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"),
+            )
+            .send()
+            .await
+            .expect("get manifest");
+        if response.status() == 404 {
+            return None;
+        }
+        assert!(response.status().is_success(), "GET {repo}:{reference}: {}", response.status());
+        Some(response.bytes().await.expect("manifest body").to_vec())
+    }
+
+    /// The bytes of a blob.
+    pub async fn get_blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        let response = self
+            .request(reqwest::Method::GET, &format!("{}/v2/{repo}/blobs/{digest}", self.base))
+            .send()
+            .await
+            .expect("get blob");
+        assert!(response.status().is_success(), "GET blob {repo}@{digest}: {}", response.status());
+        response.bytes().await.expect("blob body").to_vec()
+    }
+
+    /// Whether a blob exists in `repo`.
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> bool {
+        self.request(reqwest::Method::HEAD, &format!("{}/v2/{repo}/blobs/{digest}", self.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+}

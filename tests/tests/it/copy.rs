@@ -1,0 +1,444 @@
+//! The copier against real registries, through the fault proxy where faults are needed.
+
+use std::time::{Duration, Instant};
+
+use ferry_copy::{Copier, CopyError, CopyOptions, Job};
+use ferry_model::{Host, Repository, TagOrDigest};
+use ferry_registry::{
+    Credentials, ErrorClass, OciRegistry, Registry, RegistryError, RetryPolicy, TransportConfig,
+};
+use ferry_testkit::fault::{Fault, FaultProxy, Hits, Rule};
+use ferry_testkit::registry::RegistryServer;
+use ferry_testkit::seed::{ImageSpec, LayerSpec, Seeder};
+use ferry_testkit::world::World;
+
+use crate::support::client;
+
+fn job(source: Repository, digest: ferry_model::Digest, destination: Repository, tags: &[&str]) -> Job {
+    Job {
+        source,
+        digest,
+        destination,
+        tags: tags.iter().map(|t| t.parse().unwrap()).collect(),
+        known_absent: false,
+    }
+}
+
+fn copier(hosts: &[Host]) -> Copier<OciRegistry> {
+    Copier::new(client(hosts, Credentials::none()), CopyOptions::default())
+}
+
+/// A client whose retry budget is `budget`, for throttling tests.
+fn client_with_budget(hosts: &[Host], budget: Duration) -> OciRegistry {
+    OciRegistry::new(TransportConfig {
+        insecure_hosts: hosts.to_vec(),
+        retry: RetryPolicy { budget, min_delay: Duration::from_millis(50), ..RetryPolicy::default() },
+        ..TransportConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn single_and_multi_arch_copies_keep_every_digest() {
+    let world = World::new().await;
+    let copier = copier(&world.hosts());
+    let src = world.staging.repository("demo/app");
+    let dst = world.mirror.repository("demo/app");
+    let outcome = copier.copy(&job(src.clone(), world.index.digest, dst.clone(), &["1.0"])).await;
+    assert!(matches!(outcome.manifest, Ok(true)) && matches!(outcome.tags[0], Ok(true)), "{outcome:?}");
+    let outcome = copier.copy(&job(src.clone(), world.app_11.digest, dst.clone(), &["1.1"])).await;
+    assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+
+    let mirror = Seeder::new(&world.mirror);
+    assert_eq!(mirror.tag_digest("demo/app", "1.0").await, Some(world.index.digest));
+    assert_eq!(mirror.tag_digest("demo/app", "1.1").await, Some(world.app_11.digest));
+    let registry = client(&world.hosts(), Credentials::none());
+    let raw = registry.get_manifest(&dst, &TagOrDigest::Digest(world.index.digest)).await.unwrap().unwrap();
+    assert_eq!(raw.bytes, world.index.bytes, "the index bytes are identical");
+    for child in &world.index.children {
+        let copied = registry.get_manifest(&dst, &TagOrDigest::Digest(child.digest)).await.unwrap().unwrap();
+        assert_eq!(copied.bytes, child.bytes, "child manifests are identical");
+        for blob in &child.blobs {
+            assert!(mirror.blob_exists("demo/app", blob).await);
+        }
+    }
+    let stats = copier.stats().snapshot();
+    assert_eq!(stats.manifests_pushed, 4, "two children, the index, and 1.1");
+    assert_eq!(stats.tags_written, 2);
+}
+
+#[tokio::test]
+async fn blobs_mount_within_one_registry_and_are_not_uploaded_twice() {
+    let world = World::new().await;
+    let copier = copier(&world.hosts());
+    // Same registry: staging/demo/app -> staging/release/app mounts every blob.
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("demo/app"),
+            world.index.digest,
+            world.staging.repository("release/app"),
+            &["1.0"],
+        ))
+        .await;
+    assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+    let stats = copier.stats().snapshot();
+    assert_eq!(stats.blobs_streamed, 0, "{stats:?}");
+    assert_eq!(stats.bytes, 0);
+    assert_eq!(stats.blobs_mounted, 6, "two configs and four layers: {stats:?}");
+    let mounts = world
+        .staging
+        .access_log()
+        .iter()
+        .filter(|l| l.method == "POST" && l.path.contains("mount=") && l.status == 201)
+        .count();
+    assert_eq!(mounts, 6);
+
+    // Two images sharing a base layer, copied at once to two repositories of another host: the
+    // shared blob is streamed once and mounted into the second repository.
+    let base = LayerSpec { size: 64 * 1024, seed: 4242 };
+    let spec = |seed| ImageSpec {
+        os: "linux",
+        architecture: "amd64",
+        layers: vec![base, LayerSpec { size: 1000, seed }],
+    };
+    let stage = Seeder::new(&world.staging);
+    let a = stage.image("shared/a", Some("1"), &spec(1)).await;
+    let b = stage.image("shared/b", Some("1"), &spec(2)).await;
+    let copier = crate::copy::copier(&world.hosts());
+    let (ja, jb) = (
+        job(world.staging.repository("shared/a"), a.digest, world.mirror.repository("shared/a"), &["1"]),
+        job(world.staging.repository("shared/b"), b.digest, world.mirror.repository("shared/b"), &["1"]),
+    );
+    let (oa, ob) = tokio::join!(copier.copy(&ja), copier.copy(&jb));
+    assert!(oa.tags[0].is_ok() && ob.tags[0].is_ok());
+    let stats = copier.stats().snapshot();
+    assert_eq!(stats.blobs_streamed, 5, "two configs, two unique layers, one base: {stats:?}");
+    assert_eq!(stats.blobs_mounted, 1, "the base layer, into the second repository: {stats:?}");
+    let base_gets = world
+        .staging
+        .access_log()
+        .iter()
+        .filter(|l| l.method == "GET" && l.path.ends_with(&a.blobs[1].to_string()))
+        .count();
+    assert_eq!(base_gets, 1, "the shared base layer left the source once");
+}
+
+#[tokio::test]
+async fn an_image_already_present_transfers_no_blob() {
+    let world = World::new().await;
+    let copier = copier(&world.hosts());
+    let j = job(
+        world.staging.repository("demo/app"),
+        world.index.digest,
+        world.mirror.repository("demo/app"),
+        &["1.0"],
+    );
+    copier.copy(&j).await.manifest.unwrap();
+    let staging_before = world.staging.access_log().len();
+    let again = crate::copy::copier(&world.hosts());
+    let outcome = again.copy(&j).await;
+    assert!(matches!(outcome.manifest, Ok(false)) && matches!(outcome.tags[0], Ok(false)), "{outcome:?}");
+    let stats = again.stats().snapshot();
+    assert_eq!(
+        (stats.blobs_streamed, stats.blobs_mounted, stats.manifests_pushed, stats.tags_written),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(world.staging.access_log().len(), staging_before, "the source was not read at all");
+}
+
+#[tokio::test]
+async fn throttling_with_retry_after_is_waited_out() {
+    let world = World::new().await;
+    let proxy = FaultProxy::start(&world.mirror).await;
+    // The first two manifest PUTs and the first three blob HEADs are refused with 429.
+    proxy.add(Rule::new(
+        Some("PUT"),
+        "/manifests/",
+        Hits::FirstN(2),
+        Fault::TooManyRequests { retry_after: Some("1".into()) },
+    ));
+    proxy.add(Rule::new(
+        Some("HEAD"),
+        "/blobs/",
+        Hits::FirstN(3),
+        Fault::TooManyRequests { retry_after: None },
+    ));
+    let hosts = [world.staging.host(), proxy.host()];
+    let copier = Copier::new(client_with_budget(&hosts, Duration::from_secs(30)), CopyOptions::default());
+    let started = Instant::now();
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("demo/app"),
+            world.index.digest,
+            proxy.repository("demo/app"),
+            &["1.0"],
+        ))
+        .await;
+    assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+    assert_eq!(proxy.n_applied(), 5);
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert_eq!(Seeder::new(&world.mirror).tag_digest("demo/app", "1.0").await, Some(world.index.digest));
+}
+
+#[tokio::test]
+async fn persistent_throttling_is_a_typed_throttled_error() {
+    let world = World::new().await;
+    let proxy = FaultProxy::start(&world.mirror).await;
+    proxy.add(Rule::new(
+        Some("HEAD"),
+        "/blobs/",
+        Hits::Every,
+        Fault::TooManyRequests { retry_after: Some("1".into()) },
+    ));
+    let hosts = [world.staging.host(), proxy.host()];
+    let copier = Copier::new(client_with_budget(&hosts, Duration::from_secs(2)), CopyOptions::default());
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("demo/app"),
+            world.index.digest,
+            proxy.repository("demo/app"),
+            &["1.0"],
+        ))
+        .await;
+    let error = outcome.manifest.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Throttled, "{error}");
+    assert!(
+        matches!(error, CopyError::Registry(RegistryError::Throttled { attempts, retry_after: Some(_), .. }) if attempts >= 2),
+        "{error:?}"
+    );
+    assert_eq!(Seeder::new(&world.mirror).tag_digest("demo/app", "1.0").await, None, "nothing was tagged");
+}
+
+#[tokio::test]
+async fn corrupted_bytes_fail_verification_and_nothing_is_tagged() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let big =
+        ImageSpec { os: "linux", architecture: "amd64", layers: vec![LayerSpec { size: 300_000, seed: 77 }] };
+    let image = stage.image("big/app", Some("1.0"), &big).await;
+    let proxy = FaultProxy::start(&world.staging).await;
+    let layer = image.blobs[1];
+    proxy.add(Rule::new(
+        Some("GET"),
+        &format!("/blobs/{layer}"),
+        Hits::Every,
+        Fault::FlipByte { at: 150_000 },
+    ));
+    let copier = copier(&[proxy.host(), world.mirror.host()]);
+    let outcome = copier
+        .copy(&job(proxy.repository("big/app"), image.digest, world.mirror.repository("big/app"), &["1.0"]))
+        .await;
+    let error = outcome.manifest.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Verification, "{error}");
+    assert!(error.to_string().contains("digest mismatch"), "{error}");
+    assert!(outcome.tags[0].is_err());
+    let mirror = Seeder::new(&world.mirror);
+    assert_eq!(mirror.tag_digest("big/app", "1.0").await, None, "the destination tag is absent");
+    assert!(!mirror.blob_exists("big/app", &layer).await, "the corrupted blob was never committed");
+    assert_eq!(copier.stats().snapshot().manifests_pushed, 0);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_mid_layer_is_retried() {
+    let world = World::new().await;
+    let big = ImageSpec {
+        os: "linux",
+        architecture: "amd64",
+        layers: vec![LayerSpec { size: 2_000_000, seed: 5 }],
+    };
+    let image = Seeder::new(&world.staging).image("big/app", Some("1.0"), &big).await;
+    let proxy = FaultProxy::start(&world.staging).await;
+    let layer = image.blobs[1];
+    proxy.add(Rule::new(
+        Some("GET"),
+        &format!("/blobs/{layer}"),
+        Hits::Nth(1),
+        Fault::DropMidBody { after: 500_000 },
+    ));
+    let copier = copier(&[proxy.host(), world.mirror.host()]);
+    let outcome = copier
+        .copy(&job(proxy.repository("big/app"), image.digest, world.mirror.repository("big/app"), &["1.0"]))
+        .await;
+    assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+    assert_eq!(proxy.n_applied(), 1);
+    assert_eq!(Seeder::new(&world.mirror).tag_digest("big/app", "1.0").await, Some(image.digest));
+    let gets = world
+        .staging
+        .access_log()
+        .iter()
+        .filter(|l| l.method == "GET" && l.path.ends_with(&layer.to_string()))
+        .count();
+    assert_eq!(gets, 2, "the layer was fetched again after the drop");
+}
+
+#[tokio::test]
+async fn a_tag_at_another_digest_is_never_overwritten() {
+    let world = World::new().await;
+    let prod = Seeder::new(&world.prod);
+    assert_eq!(prod.tag_digest("demo/app", "1.1").await, Some(world.prod_11.digest), "before");
+    let copier = copier(&world.hosts());
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("demo/app"),
+            world.app_11.digest,
+            world.prod.repository("demo/app"),
+            &["1.1"],
+        ))
+        .await;
+    assert!(matches!(outcome.manifest, Ok(true)), "the content may be copied by digest: {outcome:?}");
+    let error = outcome.tags[0].clone().unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Verification);
+    assert!(
+        matches!(error, CopyError::Conflict { existing, .. } if existing == world.prod_11.digest),
+        "{error}"
+    );
+    assert_eq!(prod.tag_digest("demo/app", "1.1").await, Some(world.prod_11.digest), "after: untouched");
+    let tag_puts = world
+        .prod
+        .access_log()
+        .iter()
+        .filter(|l| l.method == "PUT" && l.path.ends_with("/manifests/1.1"))
+        .count();
+    assert_eq!(tag_puts, 1, "only the seeding PUT ever wrote that tag");
+}
+
+#[tokio::test]
+async fn a_missing_source_is_a_permanent_error() {
+    let world = World::new().await;
+    let copier = copier(&world.hosts());
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("demo/app"),
+            world.ghost,
+            world.mirror.repository("demo/app"),
+            &["x"],
+        ))
+        .await;
+    let error = outcome.manifest.unwrap_err();
+    assert!(matches!(error, CopyError::SourceMissing { .. }), "{error}");
+    assert_eq!(error.class(), ErrorClass::Permanent);
+}
+
+#[tokio::test]
+async fn server_errors_on_the_streamed_upload_are_retried() {
+    let world = World::new().await;
+    let proxy = FaultProxy::start(&world.mirror).await;
+    proxy.add(Rule::new(Some("PUT"), "/blobs/uploads/", Hits::FirstN(2), Fault::Status(503)));
+    let copier = copier(&[world.staging.host(), proxy.host()]);
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("demo/single"),
+            world.single.digest,
+            proxy.repository("demo/single"),
+            &["2.0"],
+        ))
+        .await;
+    assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+    assert_eq!(proxy.n_applied(), 2);
+}
+
+/// Runs `ferry` without blocking the runtime: a fault proxy in this process must keep serving.
+async fn run_ferry(args: &[String]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(crate::support::ferry_bin()).args(args).output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn cli_promote_dry_run_confirm_and_rerun() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    world.write_thin_dir(dir.path(), "").unwrap();
+    let mut args: Vec<String> =
+        vec!["promote".into(), "--thin-manifest-dir".into(), dir.path().display().to_string()];
+    args.extend(world.insecure_flags());
+
+    // Without --confirm nothing is written.
+    let writes = |server: &RegistryServer| {
+        server.access_log().iter().filter(|l| l.method == "PUT" || l.method == "POST").count()
+    };
+    let (prod_before, mirror_before) = (writes(&world.prod), writes(&world.mirror));
+    let (code, stdout, stderr) = run_ferry(&args).await;
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(
+        stdout.contains("copy (5)") && stderr.contains("dry run: nothing was written"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!((writes(&world.prod), writes(&world.mirror)), (prod_before, mirror_before));
+
+    let mut confirm = args.clone();
+    confirm.extend(["--confirm".into(), "--output".into(), "json".into()]);
+    let (code, stdout, stderr) = run_ferry(&confirm).await;
+    assert_eq!(code, Some(5), "excluded edges remain, nothing failed: {stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["summary"]["copied"], 5, "{stdout}");
+    assert_eq!(json["summary"]["tagged"], 1);
+    assert_eq!(json["summary"]["failed"], 0);
+    assert_eq!(json["summary"]["excluded"], 7);
+
+    let (prod, mirror) = (Seeder::new(&world.prod), Seeder::new(&world.mirror));
+    assert_eq!(
+        prod.tag_digest("demo/app", "1.0").await,
+        Some(world.index.digest),
+        "byte-identical digest in prod"
+    );
+    assert_eq!(mirror.tag_digest("demo/app", "1.0").await, Some(world.index.digest));
+    assert_eq!(prod.tag_digest("demo/tools", "3.0").await, Some(world.tools.digest));
+    assert_eq!(
+        prod.tag_digest("demo/app", "1.1").await,
+        Some(world.prod_11.digest),
+        "the conflicting tag is untouched"
+    );
+    assert_eq!(mirror.tag_digest("demo/app", "latest").await, None, "overlapping edges are not promoted");
+
+    // A rerun finds everything present and writes nothing.
+    let (prod_before, mirror_before) = (writes(&world.prod), writes(&world.mirror));
+    let mut rerun = args.clone();
+    rerun.push("--confirm".into());
+    let (code, stdout, _) = run_ferry(&rerun).await;
+    assert_eq!(code, Some(5));
+    assert!(stdout.contains("present                 7"), "{stdout}");
+    assert_eq!((writes(&world.prod), writes(&world.mirror)), (prod_before, mirror_before));
+}
+
+#[tokio::test]
+async fn cli_promote_reports_failures_with_exit_6() {
+    let world = World::new().await;
+    let proxy = FaultProxy::start(&world.mirror).await;
+    proxy.add(Rule::new(Some("PUT"), "/manifests/", Hits::Every, Fault::Status(500)));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests/a")).unwrap();
+    std::fs::create_dir_all(dir.path().join("images/a")).unwrap();
+    std::fs::write(
+        dir.path().join("manifests/a/promoter-manifest.yaml"),
+        format!("registries:\n- name: {}\n  src: true\n- name: {}\n", world.staging.host(), proxy.host()),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("images/a/images.yaml"),
+        format!("- name: demo/single\n  dmap:\n    \"{}\": [\"2.0\"]\n", world.single.digest),
+    )
+    .unwrap();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [\"{}\", \"{}\"]\n  retry-budget-seconds: 1\n",
+            world.staging.host(),
+            proxy.host()
+        ),
+    )
+    .unwrap();
+    let args: Vec<String> = ["promote", "--confirm", "--progress", "never", "--config"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([config.display().to_string(), "--thin-manifest-dir".into(), dir.path().display().to_string()])
+        .collect();
+    let (code, stdout, stderr) = run_ferry(&args).await;
+    assert_eq!(code, Some(6), "{stdout}{stderr}");
+    assert!(stdout.contains("failed (1)") && stdout.contains("transient: PUT"), "{stdout}");
+    assert!(stdout.contains("HTTP 500"), "{stdout}");
+}

@@ -1,0 +1,14 @@
+//! Integration tests against real services. One test binary, one module per area, so that the
+//! large dependency tree is linked once.
+#![cfg(feature = "services")]
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+mod broker;
+mod copy;
+mod infra;
+mod lambda;
+mod pipeline;
+mod plan;
+mod registry;
+mod support;
+mod trust;

@@ -1,0 +1,742 @@
+//! The event pipeline end to end, on RabbitMQ and on LocalStack SQS, with real registries
+//! sending real push notifications.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_config::Env;
+use ferry_messages::{DeadLetterQueue, Queue, Topology};
+use ferry_model::{Digest, Host};
+use ferry_queue::dlq::{self, Filter};
+use ferry_queue::{AnyBroker, Broker};
+use ferry_registry::Secret;
+use ferry_runtime::RetrySettings;
+use ferry_runtime::function::{Context, load_config};
+use ferry_runtime::worker::WorkerOptions;
+use ferry_testkit::fault::FaultProxy;
+use ferry_testkit::registry::{Notification, RegistryOptions, RegistryServer};
+use ferry_testkit::seed::{ImageSpec, LayerSpec, Pushed, Seeder};
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Transport {
+    Rabbit,
+    Sqs,
+}
+
+impl Transport {
+    /// Image content differs per transport, so that tests running side by side in this process
+    /// never share a digest (spans are told apart by digest).
+    fn seed(self, seed: u64) -> u64 {
+        match self {
+            Transport::Rabbit => seed,
+            Transport::Sqs => seed + 1000,
+        }
+    }
+}
+
+pub(crate) struct Options {
+    /// Put a fault proxy in front of prod and promote to it.
+    pub proxy_prod: bool,
+    /// Put a fault proxy in front of staging; events then name the proxy's host.
+    pub proxy_staging: bool,
+    pub skip: Vec<Queue>,
+    pub max_throttled_attempts: u32,
+    pub retry_budget_seconds: u64,
+    /// Staging sends push notifications to ingest.
+    pub notifications: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            proxy_prod: false,
+            proxy_staging: false,
+            skip: vec![],
+            max_throttled_attempts: 3,
+            retry_budget_seconds: 10,
+            notifications: true,
+        }
+    }
+}
+
+pub(crate) struct Harness {
+    pub url: String,
+    pub prefix: String,
+    pub broker: Arc<AnyBroker>,
+    pub staging: RegistryServer,
+    pub prod: RegistryServer,
+    pub mirrors: [RegistryServer; 2],
+    pub prod_proxy: Option<FaultProxy>,
+    pub staging_proxy: Option<FaultProxy>,
+    pub ingest: SocketAddr,
+    pub github_secret: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    pub(crate) async fn start(transport: Transport, options: Options) -> Self {
+        // Spans go to the test binary's in-memory exporter, so messages carry trace context.
+        crate::support::CapturedLogs::global();
+        // Held until the pipeline binds it, so that the registries started meanwhile cannot be
+        // given the same port.
+        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = reserved.local_addr().unwrap().port();
+        let token = format!("token-{}", Digest::of(port.to_string().as_bytes()).hex());
+        let notifications = match options.notifications {
+            true => vec![Notification {
+                url: format!("http://127.0.0.1:{port}/v1/events/distribution"),
+                headers: vec![("Authorization".into(), format!("Bearer {token}"))],
+            }],
+            false => vec![],
+        };
+        let staging =
+            RegistryServer::start_with(RegistryOptions { notifications, ..Default::default() }).await;
+        let (prod, m1, m2) =
+            (RegistryServer::start().await, RegistryServer::start().await, RegistryServer::start().await);
+        let prod_proxy = if options.proxy_prod { Some(FaultProxy::start(&prod).await) } else { None };
+        let staging_proxy =
+            if options.proxy_staging { Some(FaultProxy::start(&staging).await) } else { None };
+        let prod_host = prod_proxy.as_ref().map(|p| p.host()).unwrap_or_else(|| prod.host());
+        let staging_host = staging_proxy.as_ref().map(|p| p.host()).unwrap_or_else(|| staging.host());
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = ferry_trust::keys::generate_key_pair(b"pipeline-pw").unwrap();
+        std::fs::write(dir.path().join("ferry.key"), private).unwrap();
+        std::fs::write(dir.path().join("ferry.pub"), public).unwrap();
+        let repo = dir.path().join("manifests-repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        let mut hosts: Vec<Host> = vec![staging.host(), prod.host(), m1.host(), m2.host()];
+        hosts.extend(prod_proxy.iter().map(|p| p.host()));
+        hosts.extend(staging_proxy.iter().map(|p| p.host()));
+        let quoted: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+        let config = format!(
+            "registries:\n  insecure: [{}]\n  retry-budget-seconds: {}\nsigning:\n  key: ferry.key\n\
+             pipeline:\n  registries: [\"{staging_host}\"]\n  github-repository: acme/manifests\n  \
+             manifests:\n    git: manifests-repo\n    thin-manifest-dirs: [promotion]\n  \
+             mirror-rules:\n  - source: \"{staging_host}/demo\"\n    destinations: [\"{prod_host}/demo\", \"{}/demo\", \"{}/demo\"]\n    trusted: true\n",
+            quoted.join(", "),
+            options.retry_budget_seconds,
+            m1.host(),
+            m2.host()
+        );
+        let config_path = dir.path().join("ferry.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let prefix =
+            format!("ferry-it-{}", &Digest::of(format!("{port}{:?}", Instant::now()).as_bytes()).hex()[..10]);
+        let url = match transport {
+            Transport::Rabbit => "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            Transport::Sqs => {
+                let endpoint =
+                    tokio::task::spawn_blocking(ferry_testkit::localstack::endpoint).await.unwrap();
+                format!("sqs://{}?region=us-east-1", endpoint.trim_start_matches("http://"))
+            }
+        };
+        let topology = Topology {
+            prefix: prefix.clone(),
+            visibility: Some(Duration::from_secs(5)),
+            ..Topology::default()
+        };
+        let broker = Arc::new(AnyBroker::connect(&url, topology).await.unwrap());
+        broker.init().await.unwrap();
+        let env = Env {
+            config: Some(config_path.clone()),
+            cosign_password: Some(Secret::new("pipeline-pw")),
+            distribution_token: Some(Secret::new(token.clone())),
+            github_webhook_secret: Some(Secret::new("github-secret")),
+            ..Env::default()
+        };
+        let config = load_config(&env).unwrap();
+        let ingest_config = ferry_ingest::IngestConfig::from_config(&config, &env);
+        let stages = ferry_pipeline::build(Context { env, config }).await.unwrap();
+        let retry = RetrySettings {
+            max_throttled_attempts: options.max_throttled_attempts,
+            base_delay: Duration::from_millis(500),
+            ..RetrySettings::default()
+        };
+        let worker_options = WorkerOptions { concurrency: 4, wait: Duration::from_secs(1), retry };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ingest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let run_broker = broker.clone();
+        let skip = options.skip.clone();
+        drop(reserved);
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            ferry_pipeline::run(
+                run_broker,
+                stages,
+                Some((ingest, ingest_config)),
+                worker_options,
+                &skip,
+                shutdown,
+            )
+            .await
+            .unwrap();
+        });
+        let health = format!("http://{ingest}/healthz");
+        wait_for("ingest to listen", Duration::from_secs(20), || async {
+            reqwest::get(&health).await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        Harness {
+            url,
+            prefix,
+            broker,
+            staging,
+            prod,
+            mirrors: [m1, m2],
+            prod_proxy,
+            staging_proxy,
+            ingest,
+            github_secret: "github-secret".into(),
+            dir,
+            config_path,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the pipeline gracefully.
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        // Quorum queues left behind on the shared RabbitMQ add up run after run.
+        self.broker.remove().await.unwrap();
+    }
+
+    /// A thin-manifest directory under `dir`: staging is the source; prod (the primary) and
+    /// both mirrors are the destinations.
+    pub(crate) fn write_thin_manifest(&self, dir: &std::path::Path, images: &str) {
+        let destinations = [self.prod.host(), self.mirrors[0].host(), self.mirrors[1].host()];
+        ferry_testkit::write_thin_manifest(dir, "team", &self.staging.host(), &destinations, images).unwrap();
+    }
+
+    pub(crate) fn transport_args(&self) -> Vec<String> {
+        vec!["--transport".into(), self.url.clone(), "--queue-prefix".into(), self.prefix.clone()]
+    }
+
+    pub(crate) async fn dead_letters(&self, queue: DeadLetterQueue) -> Vec<ferry_messages::DeadLetter> {
+        dlq::list(&*self.broker, queue, &Filter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.record.ok())
+            .collect()
+    }
+
+    /// Every destination has `repo:tag` at `digest`, prod has the signature and the
+    /// attestation, and both mirrors have them too.
+    pub(crate) async fn fully_promoted(&self, repo: &str, tag: &str, digest: &Digest) -> bool {
+        let sig = format!("{}.sig", digest.tag_form());
+        let att = format!("{}.att", digest.tag_form());
+        let prod = Seeder::new(&self.prod);
+        if prod.tag_digest(repo, tag).await != Some(*digest) {
+            return false;
+        }
+        let (Some(prod_sig), Some(prod_att)) =
+            (prod.tag_digest(repo, &sig).await, prod.tag_digest(repo, &att).await)
+        else {
+            return false;
+        };
+        for mirror in &self.mirrors {
+            let m = Seeder::new(mirror);
+            if m.tag_digest(repo, tag).await != Some(*digest)
+                || m.tag_digest(repo, &sig).await != Some(prod_sig)
+                || m.tag_digest(repo, &att).await != Some(prod_att)
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The pipeline's logs tell why.
+    panic!(
+        "timed out after {timeout:?} waiting for {what}; the last log lines:\n{}",
+        crate::support::last_log_lines()
+    );
+}
+
+/// Pushes an image to `to` with skopeo, from a scratch registry: a real client push, so the
+/// registry sends its own notification.
+async fn skopeo_push(to: &str, repo: &str, tag: &str, spec: &[ImageSpec]) -> Pushed {
+    let scratch = RegistryServer::start().await;
+    let pushed = Seeder::new(&scratch).index(repo, Some(tag), spec).await;
+    let skopeo = ferry_testkit::require_binary("skopeo", "skopeo");
+    let out = tokio::process::Command::new(skopeo)
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "-q",
+        ])
+        .arg(format!("docker://{}/{repo}:{tag}", scratch.host()))
+        .arg(format!("docker://{to}/{repo}:{tag}"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    pushed
+}
+
+async fn ferry(args: &[String]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(crate::support::ferry_bin()).args(args).output().await.unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn two_platforms(seed: u64) -> Vec<ImageSpec> {
+    vec![ImageSpec::small("amd64", seed, 2), ImageSpec::small("arm64", seed + 1, 2)]
+}
+
+/// 1. A push webhook promotes, signs, attests and replicates to two mirrors.
+pub(crate) async fn push_webhook(transport: Transport) {
+    let h = Harness::start(transport, Options::default()).await;
+    let pushed =
+        skopeo_push(&h.staging.host().to_string(), "demo/app", "1.0", &two_platforms(transport.seed(1)))
+            .await;
+    wait_for("the push to be promoted everywhere", Duration::from_secs(60), || {
+        h.fully_promoted("demo/app", "1.0", &pushed.digest)
+    })
+    .await;
+    let prod = Seeder::new(&h.prod);
+    // The children of the index are signed too, and one promotion attestation exists.
+    for child in &pushed.children {
+        assert!(prod.tag_digest("demo/app", &format!("{}.sig", child.digest.tag_form())).await.is_some());
+    }
+    let att: serde_json::Value = serde_json::from_slice(
+        &prod.get_manifest("demo/app", &format!("{}.att", pushed.digest.tag_form())).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(att["layers"].as_array().unwrap().len(), 1);
+    for queue in DeadLetterQueue::ALL {
+        let records = h.dead_letters(queue).await;
+        assert!(records.is_empty(), "nothing dead-lettered in {queue}: {records:#?}");
+    }
+    h.stop().await;
+    one_trace(&pushed.digest);
+}
+
+/// Every span about `digest`, from ingest to the last mirror, is in one trace; and the stage
+/// spans name the image, the destination and the outcome.
+fn one_trace(digest: &Digest) {
+    let digest = digest.to_string();
+    let spans: Vec<_> = crate::support::finished_spans()
+        .into_iter()
+        .filter(|s| {
+            s.attributes.iter().any(|kv| kv.key.as_str() == "digest" && kv.value.as_str() == digest.as_str())
+        })
+        .collect();
+    let traces: std::collections::BTreeSet<String> =
+        spans.iter().map(|s| s.span_context.trace_id().to_string()).collect();
+    let by_trace: Vec<(String, Vec<&str>)> = traces
+        .iter()
+        .map(|t| {
+            (
+                t.clone(),
+                spans
+                    .iter()
+                    .filter(|s| &s.span_context.trace_id().to_string() == t)
+                    .map(|s| s.name.as_ref())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(traces.len(), 1, "one trace for the promotion: {by_trace:?}");
+    let names: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    for stage in ["ingest", "planner", "verifier", "copier", "signer", "attester", "replicator"] {
+        assert!(names.contains(stage), "a {stage} span in the trace: {names:?}");
+    }
+    let attribute = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| kv.value.as_str().into_owned())
+    };
+    let copies: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "copier" && attribute(s, "outcome").as_deref() == Some("done"))
+        .collect();
+    let destinations: std::collections::BTreeSet<_> =
+        copies.iter().filter_map(|s| attribute(s, "destination")).collect();
+    assert_eq!(destinations.len(), 3, "a finished copy to each destination: {destinations:?}");
+    assert!(copies.iter().all(|s| attribute(s, "image").is_some_and(|i| i.ends_with("/demo/app"))));
+}
+
+/// 2. A merged pull request that adds a digest to a thin manifest promotes exactly that digest.
+pub(crate) async fn merged_pull_request(transport: Transport) {
+    // Staging's own push notifications would promote what the manifests list as soon as it is
+    // pushed (by design); here only the merged pull request may act.
+    let h = Harness::start(transport, Options { notifications: false, ..Default::default() }).await;
+    let stage = Seeder::new(&h.staging);
+    // Outside the mirror rules (demo/*), so only the manifests decide.
+    let a = stage.image("manifested/app", Some("1.0"), &ImageSpec::small("amd64", 10, 1)).await;
+    let b = stage.image("manifested/app", Some("2.0"), &ImageSpec::small("amd64", 11, 1)).await;
+    let repo = h.dir.path().join("manifests-repo");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let write = |images: &str| h.write_thin_manifest(&repo.join("promotion"), images);
+    git(&["init", "-q"]);
+    write(&format!("- name: manifested/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", a.digest));
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    write(&format!(
+        "- name: manifested/app\n  dmap:\n    \"{}\": [\"1.0\"]\n    \"{}\": [\"2.0\"]\n",
+        a.digest, b.digest
+    ));
+    git(&["commit", "-qam", "add 2.0"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "action": "closed",
+        "number": 7,
+        "pull_request": {"merged": true, "merge_commit_sha": head, "base": {"sha": base}},
+        "repository": {"full_name": "acme/manifests", "default_branch": "main"},
+    }))
+    .unwrap();
+    let signature = {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(h.github_secret.as_bytes()).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/v1/events/github", h.ingest))
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", "delivery-1")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+    wait_for("2.0 to be promoted", Duration::from_secs(60), || {
+        h.fully_promoted("manifested/app", "2.0", &b.digest)
+    })
+    .await;
+    assert_eq!(
+        Seeder::new(&h.prod).tag_digest("manifested/app", "1.0").await,
+        None,
+        "only the added digest was promoted"
+    );
+    h.stop().await;
+}
+
+/// 3. 429 beyond the budget goes to `throttled`; `ferry dlq replay` completes it once the fault
+///    is gone.
+pub(crate) async fn throttling(transport: Transport) {
+    use ferry_testkit::fault::{Fault, Hits, Rule};
+    let h = Harness::start(
+        transport,
+        Options {
+            proxy_prod: true,
+            max_throttled_attempts: 1,
+            retry_budget_seconds: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let proxy = h.prod_proxy.as_ref().unwrap();
+    // Uploads to prod answer 429: the planner's and verifier's reads pass, the copier is throttled.
+    proxy.add(Rule::new(
+        Some("POST"),
+        "/blobs/uploads/",
+        Hits::Every,
+        Fault::TooManyRequests { retry_after: Some("1".into()) },
+    ));
+    let pushed =
+        Seeder::new(&h.staging).image("demo/throttled", Some("1.0"), &ImageSpec::small("amd64", 20, 1)).await;
+    wait_for("a record in the throttled queue", Duration::from_secs(60), || async {
+        !h.dead_letters(DeadLetterQueue::Throttled).await.is_empty()
+    })
+    .await;
+    let records = h.dead_letters(DeadLetterQueue::Throttled).await;
+    let record = &records[0];
+    assert_eq!(record.class, "throttled");
+    assert!(record.error.contains("429"), "{}", record.error);
+    assert!(record.original.is_some() && record.trace_id.is_some(), "{record:?}");
+    proxy.clear();
+    let mut args: Vec<String> =
+        ["dlq", "replay", "--queue", "throttled"].iter().map(|s| s.to_string()).collect();
+    args.extend(h.transport_args());
+    let (code, stdout, stderr) = ferry(&args).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("1 replayed, 0 skipped"), "{stdout}");
+    let prod = Seeder::new(&h.prod);
+    wait_for("the replayed copy to finish", Duration::from_secs(60), || async {
+        prod.tag_digest("demo/throttled", "1.0").await == Some(pushed.digest)
+            && prod.tag_digest("demo/throttled", &format!("{}.sig", pushed.digest.tag_form())).await.is_some()
+    })
+    .await;
+    assert!(h.dead_letters(DeadLetterQueue::Throttled).await.is_empty());
+    h.stop().await;
+}
+
+/// 4. A conflicting destination tag goes to `verification-failed`; prod is untouched.
+pub(crate) async fn conflict(transport: Transport) {
+    let h = Harness::start(transport, Options::default()).await;
+    let existing =
+        Seeder::new(&h.prod).image("demo/app", Some("2.0"), &ImageSpec::small("amd64", 99, 1)).await;
+    let pushed =
+        Seeder::new(&h.staging).image("demo/app", Some("2.0"), &ImageSpec::small("amd64", 30, 1)).await;
+    wait_for("a verification-failed record", Duration::from_secs(60), || async {
+        !h.dead_letters(DeadLetterQueue::VerificationFailed).await.is_empty()
+    })
+    .await;
+    let records = h.dead_letters(DeadLetterQueue::VerificationFailed).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.error.contains("conflict") && r.error.contains(&existing.digest.to_string())),
+        "{records:?}"
+    );
+    // Mirrors still got it; prod's tag did not move.
+    let mirror = Seeder::new(&h.mirrors[0]);
+    wait_for("the mirror copy", Duration::from_secs(30), || async {
+        mirror.tag_digest("demo/app", "2.0").await == Some(pushed.digest)
+    })
+    .await;
+    assert_eq!(
+        Seeder::new(&h.prod).tag_digest("demo/app", "2.0").await,
+        Some(existing.digest),
+        "prod untouched"
+    );
+    h.stop().await;
+}
+
+/// 5. A copier worker killed with SIGKILL mid-copy: the message is delivered again and the
+///    promotion completes once.
+pub(crate) async fn worker_killed(transport: Transport) {
+    use ferry_testkit::fault::{Fault, Hits, Rule};
+    let h = Harness::start(
+        transport,
+        Options { proxy_staging: true, skip: vec![Queue::Copy], ..Default::default() },
+    )
+    .await;
+    let proxy = h.staging_proxy.as_ref().unwrap();
+    // Pushed through the proxy, so the registry's events name the proxy's host.
+    let through_proxy = Seeder::for_url(&format!("http://{}", proxy.host()));
+    let big = ImageSpec {
+        os: "linux",
+        architecture: "amd64",
+        layers: vec![LayerSpec { size: 6_000_000, seed: 40 }],
+    };
+    // Layers cross the proxy at 1 MB/s: the copy takes seconds.
+    proxy.add(Rule::new(
+        Some("GET"),
+        "/blobs/sha256:",
+        Hits::Every,
+        Fault::Slow { bytes_per_second: 1_000_000 },
+    ));
+    let pushed = through_proxy.image("demo/big", Some("1.0"), &big).await;
+    let spawn_worker = || {
+        let mut args: Vec<String> =
+            ["worker", "--stage", "copier", "--config"].iter().map(|s| s.to_string()).collect();
+        args.push(h.config_path.display().to_string());
+        args.extend(h.transport_args());
+        tokio::process::Command::new(crate::support::ferry_bin())
+            .args(&args)
+            .env("FERRY_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn_worker();
+    let prod = h.prod.access_log();
+    drop(prod);
+    wait_for("the copy to start", Duration::from_secs(60), || async {
+        h.prod
+            .access_log()
+            .iter()
+            .chain(h.mirrors[0].access_log().iter())
+            .any(|l| l.method == "POST" && l.path.contains("/blobs/uploads/"))
+    })
+    .await;
+    first.start_kill().unwrap();
+    let status = first.wait().await.unwrap();
+    assert!(!status.success(), "killed");
+    let second = spawn_worker();
+    wait_for("the promotion to complete after redelivery", Duration::from_secs(120), || {
+        h.fully_promoted("demo/big", "1.0", &pushed.digest)
+    })
+    .await;
+    let att: serde_json::Value = serde_json::from_slice(
+        &Seeder::new(&h.prod)
+            .get_manifest("demo/big", &format!("{}.att", pushed.digest.tag_form()))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(att["layers"].as_array().unwrap().len(), 1, "exactly one promotion attestation");
+    let sig: serde_json::Value = serde_json::from_slice(
+        &Seeder::new(&h.prod)
+            .get_manifest("demo/big", &format!("{}.sig", pushed.digest.tag_form()))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1, "signed once");
+    for queue in DeadLetterQueue::ALL {
+        let records = h.dead_letters(queue).await;
+        assert!(records.is_empty(), "nothing dead-lettered in {queue}: {records:#?}");
+    }
+    drop(second); // killed: the queues go away with the harness
+    h.stop().await;
+}
+
+/// 6. `ferry reconcile` finishes a promotion that stopped after the copy (copied everywhere,
+///    never signed: kpromo#1946), and `ferry status` shows before and after. A second
+///    reconcile emits nothing and costs one manifest request per edge.
+pub(crate) async fn reconcile(transport: Transport) {
+    let h = Harness::start(transport, Options { notifications: false, ..Default::default() }).await;
+    let spec = ImageSpec::small("amd64", transport.seed(50), 1);
+    let pushed = Seeder::new(&h.staging).image("reconciled/app", Some("1.0"), &spec).await;
+    for registry in [&h.prod, &h.mirrors[0], &h.mirrors[1]] {
+        Seeder::new(registry).image("reconciled/app", Some("1.0"), &spec).await;
+    }
+    let manifests = h.dir.path().join("desired");
+    h.write_thin_manifest(
+        &manifests,
+        &format!("- name: reconciled/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", pushed.digest),
+    );
+    let inputs = |command: &str| -> Vec<String> {
+        let mut args: Vec<String> =
+            vec![command.into(), "--thin-manifest-dir".into(), manifests.display().to_string()];
+        args.extend(["--config".into(), h.config_path.display().to_string()]);
+        args.extend(h.transport_args());
+        args
+    };
+
+    let (code, stdout, stderr) = ferry(&inputs("status")).await;
+    assert_eq!(code, Some(5), "incomplete: {stdout}{stderr}");
+    assert!(stdout.contains("copied yes  signed no  attested no"), "{stdout}");
+    assert!(stdout.contains("1 promotion(s): 0 complete, 1 incomplete"), "{stdout}");
+
+    let (code, stdout, stderr) = ferry(&inputs("reconcile")).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("emitted 0 verify, 1 sign, 0 attest, 0 replicate"), "{stdout}");
+    wait_for(
+        "the reconciled promotion to be signed, attested and replicated",
+        Duration::from_secs(60),
+        || h.fully_promoted("reconciled/app", "1.0", &pushed.digest),
+    )
+    .await;
+
+    let (code, stdout, stderr) = ferry(&inputs("status")).await;
+    assert_eq!(code, Some(0), "complete: {stdout}{stderr}");
+    assert!(stdout.contains("1 promotion(s): 1 complete, 0 incomplete"), "{stdout}");
+    let before = h.prod.access_log().len();
+    let (code, stdout, stderr) = ferry(&inputs("reconcile")).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 0 replicate"), "{stdout}");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the registry writes its log after answering
+    let requests: Vec<_> = h.prod.access_log().into_iter().skip(before).collect();
+    let manifests_read = requests.iter().filter(|l| l.path.contains("/manifests/")).count();
+    let listings = requests.iter().filter(|l| l.path.contains("/tags/list")).count();
+    assert_eq!(
+        (manifests_read, listings),
+        (1, 1),
+        "one manifest request per edge, one listing: {requests:?}"
+    );
+    h.stop().await;
+}
+
+mod rabbit {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn push_webhook_promotes_signs_attests_and_replicates() {
+        crate::support::bounded(push_webhook(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn merged_pull_request_promotes_exactly_the_added_digests() {
+        crate::support::bounded(merged_pull_request(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn throttled_messages_dead_letter_and_replay() {
+        crate::support::bounded(throttling(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_conflict_goes_to_verification_failed() {
+        crate::support::bounded(conflict(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_killed_worker_loses_nothing() {
+        crate::support::bounded(worker_killed(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn reconcile_finishes_a_promotion_that_stopped_after_the_copy() {
+        crate::support::bounded(reconcile(Transport::Rabbit)).await;
+    }
+}
+
+mod sqs {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn push_webhook_promotes_signs_attests_and_replicates() {
+        crate::support::bounded(push_webhook(Transport::Sqs)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn merged_pull_request_promotes_exactly_the_added_digests() {
+        crate::support::bounded(merged_pull_request(Transport::Sqs)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn throttled_messages_dead_letter_and_replay() {
+        crate::support::bounded(throttling(Transport::Sqs)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_conflict_goes_to_verification_failed() {
+        crate::support::bounded(conflict(Transport::Sqs)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_killed_worker_loses_nothing() {
+        crate::support::bounded(worker_killed(Transport::Sqs)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn reconcile_finishes_a_promotion_that_stopped_after_the_copy() {
+        crate::support::bounded(reconcile(Transport::Sqs)).await;
+    }
+}

@@ -1,0 +1,330 @@
+//! The planner and `ferry plan` / `ferry snapshot` against seeded real registries.
+
+use std::path::Path;
+use std::process::Command;
+
+use ferry_manifests::{Input, Policy};
+use ferry_model::{Digest, RegistryPath};
+use ferry_plan::{Action, GatherOptions, gather, plan};
+use ferry_registry::Credentials;
+use ferry_testkit::seed::{ImageSpec, Seeder};
+use ferry_testkit::world::World;
+
+use crate::support::{client, ferry_bin};
+
+fn summary(plan: &ferry_plan::Plan) -> Vec<String> {
+    let mut lines: Vec<String> = plan
+        .edges
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{} {}",
+                e.destination.path(),
+                e.tag.as_ref().map(|t| t.as_str()).unwrap_or("-"),
+                e.action.name()
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn plan_covers_every_action_against_real_registries() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    world.write_thin_dir(dir.path(), "").unwrap();
+    let desired =
+        ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
+    let registry = client(&world.hosts(), Credentials::none());
+    let facts = gather(&registry, &desired, GatherOptions::default()).await;
+    assert_eq!(facts.n_failures(), 0);
+    let plan = plan(&desired, &facts);
+
+    let all = summary(&plan);
+    let prod_host = world.prod.host();
+    let on = |host: &ferry_model::Host| -> Vec<String> {
+        let mut v: Vec<String> = plan
+            .edges
+            .iter()
+            .filter(|e| e.destination.host() == host)
+            .map(|e| format!("{}:{} {}", e.destination.path(), e.tag.as_ref().unwrap(), e.action.name()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        on(&prod_host),
+        [
+            "demo/app:1.0 copy",
+            "demo/app:1.1 conflict",
+            "demo/app:latest overlap",
+            "demo/app:latest overlap",
+            "demo/ghost:0.1 missing-source",
+            "demo/single:2.0 present",
+            "demo/tools:3.0 add-tag",
+        ],
+        "{all:#?}"
+    );
+    assert_eq!(
+        on(&world.mirror.host()),
+        [
+            "demo/app:1.0 copy",
+            "demo/app:1.1 copy",
+            "demo/app:latest overlap",
+            "demo/app:latest overlap",
+            "demo/ghost:0.1 missing-source",
+            "demo/single:2.0 copy",
+            "demo/tools:3.0 copy",
+        ]
+    );
+    let conflict = plan
+        .edges
+        .iter()
+        .find(|e| e.destination.host() == &prod_host && e.action.name() == "conflict")
+        .unwrap();
+    assert_eq!(conflict.action, Action::Conflict { existing: world.prod_11.digest });
+    let copy = plan.edges.iter().find(|e| e.tag.as_ref().is_some_and(|t| t.as_str() == "1.0")).unwrap();
+    assert_eq!(copy.digest, Some(world.index.digest), "the multi-arch index is promoted by its own digest");
+    // Planning is read-only: the conflicting tag is untouched.
+    assert_eq!(Seeder::new(&world.prod).tag_digest("demo/app", "1.1").await, Some(world.prod_11.digest));
+}
+
+#[tokio::test]
+async fn a_noop_plan_costs_one_manifest_request_per_edge() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Only what prod already holds, tagged: demo/single:2.0.
+    std::fs::create_dir_all(dir.path().join("manifests/a")).unwrap();
+    std::fs::create_dir_all(dir.path().join("images/a")).unwrap();
+    std::fs::write(
+        dir.path().join("manifests/a/promoter-manifest.yaml"),
+        format!(
+            "registries:\n- name: {}\n  src: true\n- name: {}\n",
+            world.staging.host(),
+            world.prod.host()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("images/a/images.yaml"),
+        format!("- name: demo/single\n  dmap:\n    \"{}\": [\"2.0\"]\n", world.single.digest),
+    )
+    .unwrap();
+    let desired =
+        ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
+    let before_prod = world.prod.access_log().len();
+    let before_staging = world.staging.access_log().len();
+    let registry = client(&world.hosts(), Credentials::none());
+    let plan = plan(&desired, &gather(&registry, &desired, GatherOptions::default()).await);
+    assert_eq!(summary(&plan), ["demo/single:2.0 present"]);
+    // One HEAD at prod (plus the /v2/ the client may not even need), none at staging.
+    let prod_requests: Vec<_> = world.prod.access_log()[before_prod..].to_vec();
+    assert_eq!(
+        prod_requests.iter().filter(|l| l.path.contains("/manifests/")).count(),
+        1,
+        "{prod_requests:?}"
+    );
+    assert_eq!(world.staging.access_log().len(), before_staging, "no source lookups when nothing is missing");
+}
+
+#[tokio::test]
+async fn images_list_and_charts_sync_resolve_tags_and_pin_digests() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    // images-list: tag resolved at the source, destination retargeted to prod.
+    let list = dir.path().join("images-list");
+    std::fs::write(
+        &list,
+        format!(
+            "# comment\n{}/demo/app mirrored/app 1.0\n{}/demo/app mirrored/app 9.9\n",
+            world.staging.host(),
+            world.staging.host()
+        ),
+    )
+    .unwrap();
+    let target = RegistryPath::parse(&world.prod.host().to_string()).unwrap();
+    // charts sync: staging = staging, "Docker Hub" = mirror (seeded below), prime = prod.
+    Seeder::new(&world.mirror)
+        .image("rancher/hubonly", Some("v1.0.0"), &ImageSpec::small("amd64", 7, 1))
+        .await;
+    Seeder::new(&world.staging)
+        .image("rancher/fleet", Some("v0.13.8-rc.1"), &ImageSpec::small("amd64", 8, 1))
+        .await;
+    Seeder::new(&world.mirror)
+        .image("rancher/fleet", Some("v0.13.8"), &ImageSpec::small("amd64", 11, 1))
+        .await;
+    Seeder::new(&world.staging)
+        .image("rancher/fleet", Some("v0.13.8"), &ImageSpec::small("amd64", 10, 1))
+        .await;
+    std::fs::write(dir.path().join("stagingToPrime.yaml"), "rancher/fleet:\n  - v0.13.8\n  - v0.13.8-rc.1\n")
+        .unwrap();
+    std::fs::write(dir.path().join("dockerToPrime.yaml"), "rancher/hubonly:\n  - v1.0.0\n").unwrap();
+    let charts = dir.path().join("charts.yaml");
+    std::fs::write(
+        &charts,
+        format!(
+            "staging: {}\ndocker-hub: {}\nprime: {}\ndocker-to-prime: dockerToPrime.yaml\nstaging-to-prime: stagingToPrime.yaml\n",
+            world.staging.host(),
+            world.mirror.host(),
+            world.prod.host()
+        ),
+    )
+    .unwrap();
+    let inputs = [Input::ImagesList { file: list, target: Some(target) }, Input::ChartsSync(charts)];
+    let desired = ferry_manifests::load(&inputs, &Policy::default()).unwrap();
+    let registry = client(&world.hosts(), Credentials::none());
+    let plan = plan(&desired, &gather(&registry, &desired, GatherOptions::default()).await);
+    let mut rows: Vec<String> = plan
+        .edges
+        .iter()
+        .map(|e| {
+            format!(
+                "{} -> {}:{} {} {}",
+                e.source,
+                e.destination.path(),
+                e.tag.as_ref().unwrap(),
+                e.action.name(),
+                e.digest.map(|d| d.to_string()).unwrap_or_default()
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| r.split(" -> ").nth(1).unwrap_or_default().to_owned());
+    let s = world.staging.host();
+    let m = world.mirror.host();
+    let fleet = Seeder::new(&world.staging).tag_digest("rancher/fleet", "v0.13.8").await.unwrap();
+    let fleet_rc = Seeder::new(&world.staging).tag_digest("rancher/fleet", "v0.13.8-rc.1").await.unwrap();
+    let hubonly = Seeder::new(&world.mirror).tag_digest("rancher/hubonly", "v1.0.0").await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            format!("{s}/demo/app -> mirrored/app:1.0 copy {}", world.index.digest),
+            format!("{s}/demo/app -> mirrored/app:9.9 missing-source "),
+            format!("{s}/rancher/fleet -> rancher/fleet:v0.13.8 copy {fleet}"),
+            format!("{s}/rancher/fleet -> rancher/fleet:v0.13.8-rc.1 prerelease {fleet_rc}"),
+            format!("{m}/rancher/hubonly -> rancher/hubonly:v1.0.0 copy {hubonly}"),
+        ],
+        "staging wins over Docker Hub; prereleases are refused for Prime"
+    );
+    let trusted = |path: &str| {
+        plan.edges.iter().find(|e| e.destination.path().as_str() == path).unwrap().source_trusted
+    };
+    assert!(trusted("rancher/fleet") && !trusted("rancher/hubonly"), "staging is trusted, Docker Hub is not");
+}
+
+#[tokio::test]
+async fn cli_plan_output_exit_codes_and_diff() {
+    let world = World::new().await;
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("registry.example");
+    world.write_thin_dir(&dir, "").unwrap();
+    let ferry = |args: &[&str]| {
+        let out = Command::new(ferry_bin()).args(args).args(world.insecure_flags()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir_arg = dir.display().to_string();
+
+    let (code, stdout, stderr) = ferry(&["plan", "--thin-manifest-dir", &dir_arg]);
+    assert_eq!(code, Some(5), "excluded edges give exit 5: {stderr}");
+    for line in
+        ["copy (5)", "add-tag (1)", "present (1)", "conflict (1)", "missing-source (2)", "overlap (4)"]
+    {
+        assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains(&format!("the tag already points at {}", world.prod_11.digest)), "{stdout}");
+
+    let (code, stdout, _) = ferry(&["plan", "--thin-manifest-dir", &dir_arg, "--output", "json"]);
+    assert_eq!(code, Some(5));
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["summary"]["copy"], 5);
+    assert_eq!(json["excluded"], 7);
+    assert_eq!(json["edges"].as_array().unwrap().len(), 14);
+    let (_, yaml, _) = ferry(&["plan", "--thin-manifest-dir", &dir_arg, "--output", "yaml"]);
+    assert!(yaml.contains("summary:") && yaml.contains("action: conflict"), "{yaml}");
+
+    // Diff-only against a git revision: commit, then add one digest.
+    let git = |args: &[&str]| {
+        let out = Command::new("git").arg("-C").arg(repo.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["-c", "user.email=t@example.com", "-c", "user.name=t", "add", "."]);
+    git(&["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base"]);
+    let extra_image =
+        Seeder::new(&world.staging).image("demo/extra", Some("5.0"), &ImageSpec::small("amd64", 12, 1)).await;
+    let extra = format!("- name: demo/extra\n  dmap:\n    \"{}\": [\"5.0\"]\n", extra_image.digest);
+    world.write_thin_dir(&dir, &extra).unwrap();
+    let (code, stdout, stderr) =
+        ferry(&["plan", "--thin-manifest-dir", &dir_arg, "--diff-base-rev", "HEAD", "--output", "json"]);
+    assert_eq!(code, Some(0), "{stderr}\n{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let edges = json["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2, "only the added digest, to prod and mirror: {stdout}");
+    assert!(
+        edges
+            .iter()
+            .all(|e| e["destination"].as_str().unwrap().ends_with("/demo/extra") && e["action"] == "copy")
+    );
+
+    // Bad input: one line per problem, exit 3, no panic.
+    std::fs::write(
+        dir.join("images/demo/images.yaml"),
+        "- name: demo/app\n  dmap:\n    \"sha256:1\": [v1]\n    \"sha256:2\": [\"-x\"]\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = ferry(&["plan", "--thin-manifest-dir", &dir_arg]);
+    assert_eq!(code, Some(3));
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("ferry: error: ")).count(), 3, "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+}
+
+#[tokio::test]
+async fn snapshot_parses_back_as_images_yaml() {
+    let world = World::new().await;
+    let ferry = |args: &[&str]| {
+        let out = Command::new(ferry_bin()).args(args).args(world.insecure_flags()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let prefix = format!("{}/demo", world.staging.host());
+    let yaml = ferry(&["snapshot", &prefix]);
+    let images = ferry_manifests::kpromo::parse_images_yaml(Path::new("snapshot.yaml"), &yaml).unwrap();
+    let app = images.iter().find(|i| i.name.as_str() == "app").unwrap();
+    let tags_of = |digest: Digest| {
+        app.digests
+            .iter()
+            .find(|d| d.digest == digest)
+            .map(|d| d.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>())
+    };
+    assert_eq!(tags_of(world.index.digest), Some(vec!["1.0".to_owned()]));
+    assert_eq!(tags_of(world.app_11.digest), Some(vec!["1.1".to_owned()]));
+    assert_eq!(tags_of(world.index.children[0].digest), Some(vec![]), "index children appear tagless");
+    assert_eq!(images.len(), 3, "app, single and tools");
+
+    let minimal = ferry(&["snapshot", &prefix, "--minimal"]);
+    let images = ferry_manifests::kpromo::parse_images_yaml(Path::new("minimal.yaml"), &minimal).unwrap();
+    assert_eq!(images.iter().find(|i| i.name.as_str() == "app").unwrap().digests.len(), 2);
+
+    let csv = ferry(&["snapshot", &prefix, "--output", "csv"]);
+    assert!(csv.starts_with("name,digest,tag\n"));
+    assert!(csv.contains(&format!("app,{},1.0\n", world.index.digest)));
+
+    // A snapshot is a valid thin manifest: plan it from staging to itself and it is all present.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("manifests/x")).unwrap();
+    std::fs::create_dir_all(dir.path().join("images/x")).unwrap();
+    std::fs::write(dir.path().join("images/x/images.yaml"), &yaml).unwrap();
+    std::fs::write(
+        dir.path().join("manifests/x/promoter-manifest.yaml"),
+        format!("registries:\n- name: {prefix}\n  src: true\n- name: {prefix}-copy\n"),
+    )
+    .unwrap();
+    let desired =
+        ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
+    // app: the index, its two children and 1.1; single; tools.
+    assert_eq!(desired.entries.len(), 4 + 1 + 1);
+}

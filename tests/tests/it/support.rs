@@ -1,0 +1,112 @@
+//! Shared set-up for the integration tests.
+
+use std::sync::{Arc, Mutex};
+
+use ferry_model::Host;
+use ferry_registry::{Credentials, OciRegistry, RetryPolicy, TransportConfig};
+
+/// A registry client that may use plain HTTP to `hosts`, with a short retry budget.
+pub(crate) fn client(hosts: &[Host], credentials: Credentials) -> OciRegistry {
+    OciRegistry::new(TransportConfig {
+        insecure_hosts: hosts.to_vec(),
+        credentials,
+        retry: RetryPolicy { budget: std::time::Duration::from_secs(5), ..RetryPolicy::default() },
+        ..TransportConfig::default()
+    })
+    .expect("client")
+}
+
+/// Every log line any test in this binary emits, at every level. Installed once as the global
+/// subscriber: a per-test (thread-local) subscriber races with tracing's callsite cache when
+/// tests run in parallel.
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+struct Telemetry {
+    logs: CapturedLogs,
+    spans: opentelemetry_sdk::trace::InMemorySpanExporter,
+}
+
+/// The one global subscriber: log lines into [`CapturedLogs`], spans through the same
+/// OpenTelemetry layer the runtime installs, into an in-memory exporter.
+fn telemetry() -> &'static Telemetry {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    static TELEMETRY: std::sync::OnceLock<Telemetry> = std::sync::OnceLock::new();
+    TELEMETRY.get_or_init(|| {
+        let logs = CapturedLogs::default();
+        let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let tracer = provider.tracer("ferry-it");
+        opentelemetry::global::set_tracer_provider(provider);
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || sink.clone()))
+            .with(tracing_opentelemetry::layer().with_tracer(tracer));
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        Telemetry { logs, spans }
+    })
+}
+
+impl CapturedLogs {
+    pub(crate) fn global() -> &'static CapturedLogs {
+        &telemetry().logs
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Every span any test in this binary finished so far.
+pub(crate) fn finished_spans() -> Vec<opentelemetry_sdk::trace::SpanData> {
+    telemetry().spans.get_finished_spans().unwrap()
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The `ferry` binary next to this test binary (cargo builds it with the workspace).
+pub(crate) fn ferry_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("ferry");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p ferry-cli` first (.ci/run does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A scenario with a deadline: a broker or registry that stops answering fails the test with
+/// the pipeline's last log lines; it never hangs the suite.
+pub(crate) fn bounded<'a>(
+    scenario: impl std::future::Future<Output = ()> + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>> {
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+    Box::pin(async move {
+        if tokio::time::timeout(DEADLINE, Box::pin(scenario)).await.is_err() {
+            panic!(
+                "the scenario did not finish within {DEADLINE:?}; the last log lines:\n{}",
+                last_log_lines()
+            );
+        }
+    })
+}
+
+pub(crate) fn last_log_lines() -> String {
+    let logs = crate::support::CapturedLogs::global().text();
+    let lines: Vec<&str> =
+        logs.lines().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains(" INFO ")).collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}

@@ -1,0 +1,550 @@
+//! The trust stages against real registries (and LocalStack KMS). What Ferry writes is checked
+//! with code independent of its signer: hand-parsed JSON and `openssl` for the ECDSA signatures.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use ferry_copy::{Copier, CopyOptions};
+use ferry_model::Digest;
+use ferry_registry::Credentials;
+use ferry_testkit::cosign::{TestKey, attest_image, openssl_verifies, pae, sign_image};
+use ferry_testkit::seed::Seeder;
+use ferry_testkit::world::World;
+use ferry_trust::attest::{PromotedTo, Promotion, attest, now_rfc3339};
+use ferry_trust::cosign::ArtifactKind;
+use ferry_trust::keys::{SigningKey, VerificationKey, generate_key_pair};
+use ferry_trust::policy::{Requirement, SourcePolicy};
+use ferry_trust::replicate::{Replicated, replicate, replicate_all};
+use ferry_trust::sign::sign;
+use ferry_trust::verify::{self, Status};
+use serde_json::Value;
+
+use crate::support::client;
+
+fn ferry_key() -> (SigningKey, String, String) {
+    let (private, public) = generate_key_pair(b"test-password").unwrap();
+    (SigningKey::from_encrypted_pem(private.as_bytes(), b"test-password").unwrap(), public, private)
+}
+
+fn b64d(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
+/// The `.sig`/`.att` manifest of `digest` in `repo`, parsed by hand.
+async fn artifact(seeder: &Seeder, repo: &str, digest: &Digest, suffix: &str) -> Option<(Digest, Value)> {
+    let bytes = seeder.get_manifest(repo, &format!("{}.{suffix}", digest.tag_form())).await?;
+    Some((Digest::of(&bytes), serde_json::from_slice(&bytes).unwrap()))
+}
+
+#[tokio::test]
+async fn signatures_are_cosign_format_and_verify_with_openssl() {
+    let world = World::new().await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let prod = Seeder::new(&world.prod);
+    prod.index(
+        "signed/app",
+        Some("1.0"),
+        &[
+            ferry_testkit::seed::ImageSpec::small("amd64", 1, 1),
+            ferry_testkit::seed::ImageSpec::small("arm64", 2, 1),
+        ],
+    )
+    .await;
+    let digest = prod.tag_digest("signed/app", "1.0").await.unwrap();
+    let (key, public, _) = ferry_key();
+    let repo = world.prod.repository("signed/app");
+    let signed = sign(&registry, &key, &repo, digest).await.unwrap();
+    assert_eq!(signed.signed.len(), 3, "the index and both children: {signed:?}");
+
+    let (_, manifest) = artifact(&prod, "signed/app", &digest, "sig").await.expect("a .sig tag");
+    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    let layer = &manifest["layers"][0];
+    assert_eq!(layer["mediaType"], "application/vnd.dev.cosign.simplesigning.v1+json");
+    let payload = prod.get_blob("signed/app", layer["digest"].as_str().unwrap()).await;
+    let parsed: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(parsed["critical"]["type"], "cosign container image signature");
+    assert_eq!(parsed["critical"]["image"]["docker-manifest-digest"], digest.to_string());
+    assert_eq!(parsed["critical"]["identity"]["docker-reference"], repo.to_string());
+    let signature = b64d(layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap());
+    assert!(
+        openssl_verifies(&public, &payload, &signature),
+        "openssl accepts the signature over the exact payload bytes"
+    );
+    let (_, other_public) = generate_key_pair(b"x").unwrap();
+    assert!(!openssl_verifies(&other_public, &payload, &signature), "a wrong key is rejected");
+    let mut tampered = payload.clone();
+    tampered[10] ^= 1;
+    assert!(!openssl_verifies(&public, &tampered, &signature));
+
+    // Ferry's verifier agrees, and rejects a wrong key.
+    let request =
+        verify::Request { source: repo.clone(), digest, source_tag: None, destination_problems: vec![] };
+    let policy = |pem: &str| SourcePolicy {
+        signatures: Requirement::Required,
+        signature_keys: vec![VerificationKey::from_pem("k", pem.as_bytes()).unwrap()],
+        ..Default::default()
+    };
+    let facts = verify::gather(&registry, &request, &policy(&public)).await;
+    assert!(verify::decide(&request, &facts, &policy(&public)).passed());
+    let facts = verify::gather(&registry, &request, &policy(&other_public)).await;
+    let report = verify::decide(&request, &facts, &policy(&other_public));
+    assert_eq!(report.checks.iter().find(|c| c.name == "signature").unwrap().status, Status::Fail);
+}
+
+#[tokio::test]
+async fn resigning_adds_nothing_and_existing_layers_are_kept() {
+    let world = World::new().await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let prod = Seeder::new(&world.prod);
+    let digest = world.prod_11.digest;
+    let repo = world.prod.repository("demo/app");
+    // A signature someone else made first.
+    let other = TestKey::generate();
+    sign_image(&prod, "demo/app", &digest, &repo.to_string(), &other).await;
+    let (key, _, _) = ferry_key();
+    sign(&registry, &key, &repo, digest).await.unwrap();
+    let (first, manifest) = artifact(&prod, "demo/app", &digest, "sig").await.unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 2, "the existing layer is kept, ours appended");
+    let again = sign(&registry, &key, &repo, digest).await.unwrap();
+    assert_eq!(again.signed, vec![], "{again:?}");
+    assert_eq!(again.already, vec![digest]);
+    let (second, _) = artifact(&prod, "demo/app", &digest, "sig").await.unwrap();
+    assert_eq!(first, second, "re-signing changed nothing");
+    // A second key appends; nothing is dropped.
+    let (key2, _, _) = ferry_key();
+    sign(&registry, &key2, &repo, digest).await.unwrap();
+    let (_, manifest) = artifact(&prod, "demo/app", &digest, "sig").await.unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_attestation_is_written_once_under_redelivery() {
+    let world = World::new().await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let prod = Seeder::new(&world.prod);
+    let (key, public, _) = ferry_key();
+    let promotion = || Promotion {
+        source: world.staging.repository("demo/single"),
+        digest: world.single.digest,
+        destinations: vec![
+            PromotedTo {
+                repository: world.prod.repository("demo/single"),
+                tags: vec!["2.0".parse().unwrap()],
+            },
+            PromotedTo {
+                repository: world.mirror.repository("demo/single"),
+                tags: vec!["2.0".parse().unwrap()],
+            },
+        ],
+        origin: None,
+        trigger_event_id: Some("event-1".into()),
+        verification: None,
+        timestamp: now_rfc3339(),
+    };
+    attest(&registry, &key, &promotion()).await.unwrap();
+    let (first, manifest) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        attest(&registry, &key, &promotion()).await.unwrap();
+    }
+    let (after, _) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
+    assert_eq!(first, after, "redelivery adds no duplicate");
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let layer = &layers[0];
+    assert_eq!(layer["mediaType"], "application/vnd.dsse.envelope.v1+json");
+    assert_eq!(layer["annotations"]["predicateType"], ferry_trust::cosign::PROMOTION_PREDICATE_TYPE);
+    let envelope: Value =
+        serde_json::from_slice(&prod.get_blob("demo/single", layer["digest"].as_str().unwrap()).await)
+            .unwrap();
+    assert_eq!(envelope["payloadType"], "application/vnd.in-toto+json");
+    let statement_bytes = b64d(envelope["payload"].as_str().unwrap());
+    let signature = b64d(envelope["signatures"][0]["sig"].as_str().unwrap());
+    assert!(
+        openssl_verifies(&public, &pae("application/vnd.in-toto+json", &statement_bytes), &signature),
+        "DSSE PAE signature"
+    );
+    let statement: Value = serde_json::from_slice(&statement_bytes).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], world.single.digest.hex());
+    assert_eq!(statement["subject"][0]["name"], world.prod.repository("demo/single").to_string());
+    let predicate = &statement["predicate"];
+    assert_eq!(predicate["builder"]["id"], format!("ferry@{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(predicate["triggerEventId"], "event-1");
+    assert_eq!(predicate["destinations"].as_array().unwrap().len(), 2);
+    assert_eq!(predicate["tags"], serde_json::json!(["2.0"]));
+    assert!(predicate["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn replication_to_two_mirrors_is_idempotent_and_never_drops_layers() {
+    let world = World::new().await;
+    let mirror2 = ferry_testkit::registry::RegistryServer::start().await;
+    let mut hosts = world.hosts();
+    hosts.push(mirror2.host());
+    let registry = client(&hosts, Credentials::none());
+    let copier = Copier::new(registry.clone(), CopyOptions::default());
+    let (key, _, _) = ferry_key();
+    let primary = world.prod.repository("demo/single");
+    let digest = world.single.digest;
+    sign(&registry, &key, &primary, digest).await.unwrap();
+    attest(
+        &registry,
+        &key,
+        &Promotion {
+            source: world.staging.repository("demo/single"),
+            digest,
+            destinations: vec![PromotedTo { repository: primary.clone(), tags: vec![] }],
+            origin: None,
+            trigger_event_id: None,
+            verification: None,
+            timestamp: now_rfc3339(),
+        },
+    )
+    .await
+    .unwrap();
+    // The image itself must be at the mirrors first (the copier's job).
+    for m in [&world.mirror, &mirror2] {
+        copier
+            .copy(&ferry_copy::Job {
+                source: primary.clone(),
+                digest,
+                destination: m.repository("demo/single"),
+                tags: vec![],
+                known_absent: false,
+            })
+            .await
+            .manifest
+            .unwrap();
+    }
+    let prod = Seeder::new(&world.prod);
+    let (sig, _) = artifact(&prod, "demo/single", &digest, "sig").await.unwrap();
+    let (att, _) = artifact(&prod, "demo/single", &digest, "att").await.unwrap();
+    for m in [&world.mirror, &mirror2] {
+        let done =
+            replicate_all(&copier, &primary, &m.repository("demo/single"), &digest, false).await.unwrap();
+        assert_eq!(
+            done,
+            vec![
+                (ArtifactKind::Signature, Replicated::Copied),
+                (ArtifactKind::Attestation, Replicated::Copied),
+                (ArtifactKind::Sbom, Replicated::NothingToCopy)
+            ]
+        );
+        let seeder = Seeder::new(m);
+        assert_eq!(
+            artifact(&seeder, "demo/single", &digest, "sig").await.unwrap().0,
+            sig,
+            "byte-identical .sig"
+        );
+        assert_eq!(
+            artifact(&seeder, "demo/single", &digest, "att").await.unwrap().0,
+            att,
+            "byte-identical .att"
+        );
+        let again =
+            replicate_all(&copier, &primary, &m.repository("demo/single"), &digest, false).await.unwrap();
+        assert!(
+            again.iter().all(|(_, r)| matches!(r, Replicated::AlreadyThere | Replicated::NothingToCopy)),
+            "{again:?}"
+        );
+    }
+    // A mirror holding a layer the primary lacks is merged into, not replaced.
+    let mirror_seeder = Seeder::new(&mirror2);
+    let (mirror_key, _, _) = ferry_key();
+    sign(&registry, &mirror_key, &mirror2.repository("demo/single"), digest).await.unwrap();
+    let (key2, _, _) = ferry_key();
+    sign(&registry, &key2, &primary, digest).await.unwrap();
+    let outcome = replicate(
+        &copier,
+        &primary,
+        &mirror2.repository("demo/single"),
+        &digest,
+        ArtifactKind::Signature,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, Replicated::Merged);
+    let (_, merged) = artifact(&mirror_seeder, "demo/single", &digest, "sig").await.unwrap();
+    assert_eq!(merged["layers"].as_array().unwrap().len(), 3, "the mirror's own layer and the primary's two");
+    // The first mirror, a strict subset of the primary, is replaced by the primary's manifest.
+    let outcome = replicate(
+        &copier,
+        &primary,
+        &world.mirror.repository("demo/single"),
+        &digest,
+        ArtifactKind::Signature,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, Replicated::Replaced);
+}
+
+#[tokio::test]
+async fn kms_signing_through_localstack() {
+    let sdk = ferry_testkit::localstack::sdk_config().await;
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let created = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
+    let key_id = created.key_metadata().unwrap().key_id().to_owned();
+    let key = SigningKey::from_kms(kms, key_id).await.unwrap();
+    let world = World::new().await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let repo = world.prod.repository("demo/single");
+    let digest = Seeder::new(&world.prod).tag_digest("demo/single", "2.0").await.unwrap();
+    sign(&registry, &key, &repo, digest).await.unwrap();
+    let prod = Seeder::new(&world.prod);
+    let (_, manifest) = artifact(&prod, "demo/single", &digest, "sig").await.unwrap();
+    let layer = &manifest["layers"][0];
+    let payload = prod.get_blob("demo/single", layer["digest"].as_str().unwrap()).await;
+    let signature = b64d(layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap());
+    assert!(
+        openssl_verifies(key.public_key_pem(), &payload, &signature),
+        "the KMS signature verifies with its public key"
+    );
+    let again = sign(&registry, &key, &repo, digest).await.unwrap();
+    assert_eq!(again.already, vec![digest], "a KMS key is also idempotent");
+}
+
+#[tokio::test]
+async fn a_tampered_signature_fails_verification() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let key = TestKey::generate();
+    let digest = world.single.digest;
+    sign_image(&stage, "demo/single", &digest, "x", &key).await;
+    // Replace the .sig with one whose payload was changed after signing.
+    let (_, manifest) = artifact(&stage, "demo/single", &digest, "sig").await.unwrap();
+    let layer = &manifest["layers"][0];
+    let mut payload = stage.get_blob("demo/single", layer["digest"].as_str().unwrap()).await;
+    let signature = layer["annotations"]["dev.cosignproject.cosign/signature"].as_str().unwrap().to_owned();
+    payload.extend_from_slice(b" ");
+    let payload_digest = stage.blob("demo/single", &payload).await;
+    let mut tampered = manifest.clone();
+    tampered["layers"][0]["digest"] = Value::String(payload_digest.to_string());
+    tampered["layers"][0]["size"] = Value::from(payload.len());
+    tampered["layers"][0]["annotations"] =
+        serde_json::json!({"dev.cosignproject.cosign/signature": signature});
+    stage
+        .manifest(
+            "demo/single",
+            &format!("{}.sig", digest.tag_form()),
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&tampered).unwrap(),
+        )
+        .await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let request = verify::Request {
+        source: world.staging.repository("demo/single"),
+        digest,
+        source_tag: None,
+        destination_problems: vec![],
+    };
+    let policy = SourcePolicy {
+        signatures: Requirement::IfPresent,
+        signature_keys: vec![VerificationKey::from_pem("staging", key.public_pem().as_bytes()).unwrap()],
+        ..Default::default()
+    };
+    let report = verify::decide(&request, &verify::gather(&registry, &request, &policy).await, &policy);
+    let check = report.checks.iter().find(|c| c.name == "signature").unwrap();
+    assert_eq!(check.status, Status::Fail, "{}", check.reason);
+    assert!(check.reason.contains("does not verify"), "{}", check.reason);
+}
+
+/// Used by the end-to-end test below and by other modules.
+pub(crate) fn provenance_v1(repository: &str) -> Value {
+    serde_json::json!({
+        "buildDefinition": {"buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+                            "externalParameters": {"workflow": {"repository": repository, "path": ".github/workflows/release.yml"}}},
+        "runDetails": {"builder": {"id": BUILDER}}
+    })
+}
+
+pub(crate) const BUILDER: &str = "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.0.0";
+
+#[tokio::test]
+async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
+    let world = World::new().await;
+    let mirror2 = ferry_testkit::registry::RegistryServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Staging: demo/app:1.0 signed and attested by the build, with a clean vuln report.
+    let staging_key = TestKey::generate();
+    let stage = Seeder::new(&world.staging);
+    let staging_repo = world.staging.repository("demo/app").to_string();
+    sign_image(&stage, "demo/app", &world.index.digest, &staging_repo, &staging_key).await;
+    attest_image(
+        &stage,
+        "demo/app",
+        &world.index.digest,
+        "https://slsa.dev/provenance/v1",
+        provenance_v1("https://github.com/acme/app"),
+        &staging_key,
+    )
+    .await;
+    std::fs::write(dir.path().join("staging.pub"), staging_key.public_pem()).unwrap();
+    // Ferry's key.
+    let (_, public, private) = ferry_key();
+    std::fs::write(dir.path().join("ferry.key"), &private).unwrap();
+    std::fs::write(dir.path().join("ferry.pub"), &public).unwrap();
+    // Manifests: demo/app:1.0 from staging to prod (primary), mirror and mirror2.
+    let manifests = dir.path().join("manifests");
+    ferry_testkit::write_thin_manifest(
+        &manifests,
+        "a",
+        &world.staging.host(),
+        &[world.prod.host(), world.mirror.host(), mirror2.host()],
+        &format!("- name: demo/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", world.index.digest),
+    )
+    .unwrap();
+    let hosts: Vec<String> = [world.staging.host(), world.prod.host(), world.mirror.host(), mirror2.host()]
+        .iter()
+        .map(|h| format!("\"{h}\""))
+        .collect();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [{}]\n  trusted-sources: [\"{}\"]\nsigning:\n  key: ferry.key\ntrust:\n  sources:\n  \
+             - registry: \"{}\"\n    signatures: required\n    keys: [staging.pub]\n    provenance: required\n    provenance-keys: [staging.pub]\n    \
+               builders: [\"{BUILDER}\"]\n    source-repository: \"^https://github.com/acme/\"\n{}",
+            hosts.join(", "),
+            world.staging.host(),
+            world.staging.host(),
+            [world.prod.host(), world.mirror.host(), mirror2.host()]
+                .iter()
+                .map(|h| format!("  - registry: \"{h}\"\n    signatures: required\n    keys: [ferry.pub]\n"))
+                .collect::<String>()
+        ),
+    )
+    .unwrap();
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::ferry_bin())
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", "test-password")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = ferry(&[
+        "promote",
+        "--confirm",
+        "--thin-manifest-dir",
+        manifests.to_str().unwrap(),
+        "--progress",
+        "never",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verify signature        pass"), "{stdout}");
+    assert!(stdout.contains("verify provenance       pass"), "{stdout}");
+
+    let snapshot = || async {
+        let mut all = BTreeMap::new();
+        for (name, server) in [("prod", &world.prod), ("mirror", &world.mirror), ("mirror2", &mirror2)] {
+            let seeder = Seeder::new(server);
+            for suffix in ["sig", "att"] {
+                all.insert(
+                    format!("{name}.{suffix}"),
+                    artifact(&seeder, "demo/app", &world.index.digest, suffix).await.map(|a| a.0),
+                );
+            }
+        }
+        all
+    };
+    let first = snapshot().await;
+    assert!(first.values().all(Option::is_some), "{first:?}");
+    assert_eq!(first["prod.sig"], first["mirror.sig"]);
+    assert_eq!(first["prod.att"], first["mirror2.att"]);
+    let (_, att) = artifact(&Seeder::new(&world.prod), "demo/app", &world.index.digest, "att").await.unwrap();
+    let predicates: Vec<&str> = att["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["annotations"]["predicateType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        predicates,
+        ["https://slsa.dev/provenance/v1", ferry_trust::cosign::PROMOTION_PREDICATE_TYPE],
+        "staging's provenance came along from a trusted source; one promotion attestation"
+    );
+
+    // `ferry verify` passes on each mirror with Ferry's key.
+    for server in [&world.mirror, &mirror2] {
+        let reference = format!("{}/demo/app@{}", server.host(), world.index.digest);
+        let (code, stdout, stderr) = ferry(&["verify", &reference]);
+        assert_eq!(code, Some(0), "{reference}: {stdout}{stderr}");
+    }
+    // Children of the index are signed too.
+    for child in &world.index.children {
+        assert!(artifact(&Seeder::new(&world.prod), "demo/app", &child.digest, "sig").await.is_some());
+    }
+
+    // A second run changes nothing.
+    let (code, stdout, stderr) = ferry(&[
+        "promote",
+        "--confirm",
+        "--thin-manifest-dir",
+        manifests.to_str().unwrap(),
+        "--progress",
+        "never",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(snapshot().await, first, "every .sig/.att digest is unchanged");
+
+    // Replicate-signatures dry run: nothing to do.
+    let (code, stdout, _) =
+        ferry(&["replicate-signatures", "--thin-manifest-dir", manifests.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(!stdout.contains("Copied") && stdout.contains("AlreadyThere"), "{stdout}");
+}
+
+#[tokio::test]
+async fn signatures_from_untrusted_sources_are_never_copied() {
+    let world = World::new().await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let copier = Copier::new(registry.clone(), CopyOptions::default());
+    // "Docker Hub" (the mirror registry plays it) signs its own image.
+    let hub = Seeder::new(&world.mirror);
+    let image = hub
+        .image("rancher/hubonly", Some("v1.0.0"), &ferry_testkit::seed::ImageSpec::small("amd64", 7, 1))
+        .await;
+    sign_image(&hub, "rancher/hubonly", &image.digest, "docker.io/rancher/hubonly", &TestKey::generate())
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dockerToPrime.yaml"), "rancher/hubonly:\n  - v1.0.0\n").unwrap();
+    std::fs::write(
+        dir.path().join("charts.yaml"),
+        format!(
+            "staging: {}\ndocker-hub: {}\nprime: {}\ndocker-to-prime: dockerToPrime.yaml\n",
+            world.staging.host(),
+            world.mirror.host(),
+            world.prod.host()
+        ),
+    )
+    .unwrap();
+    let desired = ferry_manifests::load(
+        &[ferry_manifests::Input::ChartsSync(dir.path().join("charts.yaml"))],
+        &Default::default(),
+    )
+    .unwrap();
+    let plan = ferry_plan::plan(&desired, &ferry_plan::gather(&registry, &desired, Default::default()).await);
+    assert!(!plan.edges[0].source_trusted);
+    let (key, _, _) = ferry_key();
+    let options = ferry_trust::chain::TrustOptions { key: Some(key), ..Default::default() };
+    let report = ferry_trust::chain::run(&copier, &plan, &options).await;
+    assert!(report.digests[0].from_source.is_none(), "no artifact is taken from an untrusted source");
+    let (_, sig) =
+        artifact(&Seeder::new(&world.prod), "rancher/hubonly", &image.digest, "sig").await.unwrap();
+    assert_eq!(sig["layers"].as_array().unwrap().len(), 1, "only Ferry's own signature, not Docker Hub's");
+}
