@@ -1,5 +1,7 @@
 //! AWS Lambda with an SQS event source: partial batch responses.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +29,9 @@ pub async fn handle_batch<S: Stage>(
         let body = record.body.clone().unwrap_or_default().into_bytes();
         let receive_count =
             record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
-        let failed = match handle_delivery(stage, broker, &body, receive_count, retry).await {
+        // Boxed: a stage's future is deep; inline, it overflows rustc's layout query depth.
+        let handled = Box::pin(handle_delivery(stage, broker, &body, receive_count, retry)).await;
+        let failed = match handled {
             Ok(Disposition::Done | Disposition::DeadLettered(_)) => false,
             Ok(Disposition::Retry { delay, .. }) => {
                 delay_record(broker, &record.event_source_arn, record.receipt_handle.as_deref(), &id, delay)
@@ -83,6 +87,8 @@ async fn delay_record(
     }
 }
 
+type BatchFuture = Pin<Box<dyn Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>> + Send>>;
+
 /// Runs `stage` as a Lambda function until the runtime stops it.
 pub async fn run_lambda<S: Stage>(
     stage: Arc<S>,
@@ -91,7 +97,11 @@ pub async fn run_lambda<S: Stage>(
 ) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (stage, broker) = (stage.clone(), broker.clone());
-        async move { Ok::<_, lambda_runtime::Error>(handle_batch(&*stage, &broker, event.payload, &retry).await) }
+        // Type-erased: the runtime's service future would otherwise nest the whole stage's
+        // future in its layout, which overflowed rustc's query depth limit for the planner.
+        let batch: BatchFuture =
+            Box::pin(async move { Ok(handle_batch(&*stage, &broker, event.payload, &retry).await) });
+        batch
     }))
     .await
 }
