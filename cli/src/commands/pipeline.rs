@@ -63,10 +63,9 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
         retry: retry_settings(env),
         ..WorkerOptions::default()
     };
-    let stages =
-        Box::pin(ferry_pipeline::build(context)).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let stages = ferry_pipeline::build(context).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
     output::note(&format!("running every stage on {}; ingest on http://{listen}", broker.transport()));
-    Box::pin(ferry_pipeline::run(broker, stages, Some((listen, ingest)), options, &[], shutdown_signal()))
+    ferry_pipeline::run(broker, stages, Some((listen, ingest)), options, &[], shutdown_signal())
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)
@@ -80,7 +79,7 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
         retry: retry_settings(env),
         ..WorkerOptions::default()
     };
-    Box::pin(ferry_pipeline::run_stage(&args.stage, broker, context, options, shutdown_signal()))
+    ferry_pipeline::run_stage(&args.stage, broker, context, options, shutdown_signal())
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)

@@ -43,7 +43,7 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
         ferry_verifier::Verifier { registry: registry.clone(), policy: context.config.trust.clone() };
     let copier = ferry_copier::CopierStage::new(Copier::new(registry.clone(), CopyOptions::default()));
     let replicator = ferry_replicator::Replicator { copier: Copier::new(registry, CopyOptions::default()) };
-    let planner = Box::pin(ferry_planner::build(context)).await?;
+    let planner = ferry_planner::build(context).await?;
     Ok(Stages { events, planner, verifier, copier, signer, attester, replicator })
 }
 
@@ -66,25 +66,25 @@ pub async fn run<B: Broker>(
     };
     let mut tasks = tokio::task::JoinSet::new();
     if !skip.contains(&Queue::Events) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.events), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.events), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Plan) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.planner), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.planner), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Verify) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.verifier), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.verifier), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Copy) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.copier), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.copier), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Sign) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.signer), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.signer), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Attest) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.attester), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.attester), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Replicate) {
-        tasks.spawn(Box::pin(run_worker(Arc::new(stages.replicator), broker.clone(), options, until())));
+        tasks.spawn(run_worker(Arc::new(stages.replicator), broker.clone(), options, until()));
     }
     if let Some((listen, config)) = ingest {
         let router = ferry_ingest::router(ferry_ingest::Ingest::new(broker.clone(), config));
@@ -125,36 +125,25 @@ pub async fn run_stage<B: Broker>(
     match queue {
         Queue::Events => {
             let stage = ferry_ingest::EventsStage { registries: context.config.pipeline.registries.clone() };
-            Box::pin(run_worker(Arc::new(stage), broker, options, shutdown)).await;
+            run_worker(Arc::new(stage), broker, options, shutdown).await;
         }
         Queue::Plan => {
-            Box::pin(run_worker(
-                Arc::new(Box::pin(ferry_planner::build(context)).await?),
-                broker,
-                options,
-                shutdown,
-            ))
-            .await
+            run_worker(Arc::new(ferry_planner::build(context).await?), broker, options, shutdown).await
         }
         Queue::Verify => {
-            Box::pin(run_worker(Arc::new(ferry_verifier::build(context).await?), broker, options, shutdown))
-                .await
+            run_worker(Arc::new(ferry_verifier::build(context).await?), broker, options, shutdown).await
         }
         Queue::Copy => {
-            Box::pin(run_worker(Arc::new(ferry_copier::build(context).await?), broker, options, shutdown))
-                .await
+            run_worker(Arc::new(ferry_copier::build(context).await?), broker, options, shutdown).await
         }
         Queue::Sign => {
-            Box::pin(run_worker(Arc::new(ferry_signer::build(context).await?), broker, options, shutdown))
-                .await
+            run_worker(Arc::new(ferry_signer::build(context).await?), broker, options, shutdown).await
         }
         Queue::Attest => {
-            Box::pin(run_worker(Arc::new(ferry_attester::build(context).await?), broker, options, shutdown))
-                .await
+            run_worker(Arc::new(ferry_attester::build(context).await?), broker, options, shutdown).await
         }
         Queue::Replicate => {
-            Box::pin(run_worker(Arc::new(ferry_replicator::build(context).await?), broker, options, shutdown))
-                .await
+            run_worker(Arc::new(ferry_replicator::build(context).await?), broker, options, shutdown).await
         }
     }
     Ok(())

@@ -74,16 +74,14 @@ where
             return ExitCode::FAILURE;
         }
     };
-    // Boxed: the futures of a stage's whole stack are deep enough to overflow rustc's layout
-    // query when nested inline.
-    let result: anyhow::Result<()> = runtime.block_on(Box::pin(async move {
+    let result: anyhow::Result<()> = runtime.block_on(async move {
         let config = load_config(&env)?;
         let retry = retry_settings(&env);
         let topology = topology(&env);
         let lambda = env.lambda_runtime_api.is_some();
         let transport = env.transport.clone();
         let concurrency = env.concurrency.unwrap_or(8);
-        let stage = Arc::new(Box::pin(build(Context { env, config })).await?);
+        let stage = Arc::new(build(Context { env, config }).await?);
         if lambda {
             let endpoint =
                 transport.as_deref().and_then(|t| t.strip_prefix("sqs://")).filter(|a| !a.is_empty()).map(
@@ -93,23 +91,21 @@ where
                     },
                 );
             let broker = Arc::new(SqsBroker::connect(endpoint.as_deref(), None, topology).await);
-            Box::pin(crate::lambda::run_lambda(stage, broker, retry))
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            crate::lambda::run_lambda(stage, broker, retry).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         } else {
             let url = transport
                 .ok_or_else(|| anyhow::anyhow!("set FERRY_TRANSPORT (amqp://…, sqs://…) to run a worker"))?;
             let broker = Arc::new(AnyBroker::connect(&url, topology).await?);
-            Box::pin(run_worker(
+            run_worker(
                 stage,
                 broker,
                 WorkerOptions { concurrency, retry, ..WorkerOptions::default() },
                 shutdown_signal(),
-            ))
+            )
             .await;
         }
         Ok(())
-    }));
+    });
     crate::telemetry::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ferry_config::Env;
 use ferry_queue::AnyBroker;
+use futures_util::FutureExt as _;
 
 use crate::function::{Context, load_config, topology};
 use crate::worker::shutdown_signal;
@@ -25,7 +26,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let result: anyhow::Result<()> = runtime.block_on(Box::pin(async move {
+    let result: anyhow::Result<()> = runtime.block_on(async move {
         let config = load_config(&env)?;
         let lambda = env.lambda_runtime_api.is_some();
         let transport =
@@ -38,12 +39,13 @@ where
         let context = Context { env, config };
         let router = build(&context, broker);
         if lambda {
-            lambda_http::run(router).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Boxed, like `run_lambda`: the runtime's stack is deep (and not `Send`).
+            lambda_http::run(router).boxed_local().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         } else {
             serve(router, listen, shutdown_signal()).await?;
         }
         Ok(())
-    }));
+    });
     crate::telemetry::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

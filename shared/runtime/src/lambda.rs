@@ -1,7 +1,5 @@
 //! AWS Lambda with an SQS event source: partial batch responses.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +7,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use ferry_messages::Queue;
 use ferry_queue::sqs::SqsBroker;
 use ferry_queue::{Address, Broker, Delivery, DeliveryHandle};
+use futures_util::FutureExt as _;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::process::{Disposition, RetrySettings, handle_delivery};
@@ -29,9 +28,7 @@ pub async fn handle_batch<S: Stage>(
         let body = record.body.clone().unwrap_or_default().into_bytes();
         let receive_count =
             record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
-        // Boxed: a stage's future is deep; inline, it overflows rustc's layout query depth.
-        let handled = Box::pin(handle_delivery(stage, broker, &body, receive_count, retry)).await;
-        let failed = match handled {
+        let failed = match handle_delivery(stage, broker, &body, receive_count, retry).await {
             Ok(Disposition::Done | Disposition::DeadLettered(_)) => false,
             Ok(Disposition::Retry { delay, .. }) => {
                 delay_record(broker, &record.event_source_arn, record.receipt_handle.as_deref(), &id, delay)
@@ -87,9 +84,10 @@ async fn delay_record(
     }
 }
 
-type BatchFuture = Pin<Box<dyn Future<Output = Result<SqsBatchResponse, lambda_runtime::Error>> + Send>>;
-
 /// Runs `stage` as a Lambda function until the runtime stops it.
+///
+/// The runtime's future is boxed: its tower stack is deep, and nested inline in a function's
+/// `main` it overflowed rustc's layout query depth.
 pub async fn run_lambda<S: Stage>(
     stage: Arc<S>,
     broker: Arc<SqsBroker>,
@@ -97,11 +95,8 @@ pub async fn run_lambda<S: Stage>(
 ) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (stage, broker) = (stage.clone(), broker.clone());
-        // Type-erased: the runtime's service future would otherwise nest the whole stage's
-        // future in its layout, which overflowed rustc's query depth limit for the planner.
-        let batch: BatchFuture =
-            Box::pin(async move { Ok(handle_batch(&*stage, &broker, event.payload, &retry).await) });
-        batch
+        async move { Ok::<_, lambda_runtime::Error>(handle_batch(&*stage, &broker, event.payload, &retry).await) }
     }))
+    .boxed()
     .await
 }

@@ -7,6 +7,7 @@ use ferry_messages::envelope::{Header, Keyed as _, with_attempt};
 use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope};
 use ferry_queue::{Address, Broker, QueueError};
 use ferry_registry::ErrorClass;
+use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -98,7 +99,10 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
         let _ = span.set_parent(telemetry::extract(parent, envelope.tracestate.as_deref()));
     }
     let first_failure = envelope.first_failure.clone();
-    let result = stage.handle(envelope).instrument(span.clone()).await;
+    // Boxed (type-erased), once for every transport: a stage's future (registry clients,
+    // signing) is deep, and nested inline in a worker's or the Lambda runtime's future it
+    // overflows rustc's layout query depth when the function binaries are built.
+    let result = stage.handle(envelope).instrument(span.clone()).boxed().await;
     match result {
         Ok(outgoing) => {
             let mut by_address: BTreeMap<Address, Vec<Vec<u8>>> = BTreeMap::new();

@@ -63,7 +63,7 @@ pub async fn run_worker<S: Stage, B: Broker>(
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let (stage, broker, retry) = (stage.clone(), broker.clone(), options.retry);
             tasks.spawn(async move {
-                Box::pin(settle(&*stage, &*broker, delivery, &retry)).await;
+                settle(&*stage, &*broker, delivery, &retry).await;
                 drop(permit);
             });
         }
