@@ -1,6 +1,7 @@
 //! What the commands print. Serialisation of reports lives here, at the edge; the library
 //! types carry no serde.
 
+use ferry_registry::Classify as _;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -13,7 +14,7 @@ use ferry_manifests::Input;
 use ferry_manifests::kpromo::ImageDmap;
 use ferry_model::DesiredState;
 use ferry_plan::{Action, Plan, PlannedEdge};
-use ferry_trust::chain::{ChainReport, DigestOutcome};
+use ferry_promotion::chain::{ChainReport, DigestOutcome};
 use ferry_trust::verify::Report;
 use serde::Serialize;
 

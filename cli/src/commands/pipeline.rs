@@ -51,7 +51,7 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
     let broker = Arc::new(broker(&args.transport, env, Some("memory://")).await?);
     broker.init().await.map_err(pipeline_error)?;
     let context = context(&args.config, env)?;
-    let ingest = ferry_ingest::IngestConfig::from_config(&context.config, &context.env);
+    let ingest = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
     let listen: SocketAddr = args
         .listen
         .or_else(|| env.ingest_listen.clone())

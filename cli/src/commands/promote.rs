@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ferry_config::Env;
 use ferry_copy::{Copier, CopyOptions};
-use ferry_trust::chain::{self, TrustOptions};
+use ferry_promotion::chain::{self, TrustOptions};
 
 use super::plan::{desired_state, inputs, make_plan};
 use crate::args::{PlanFormat, ProgressMode, PromoteArgs, PromoteFormat};

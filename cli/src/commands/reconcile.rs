@@ -3,7 +3,7 @@
 use ferry_config::Env;
 use ferry_messages::envelope::Keyed;
 use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Queue};
-use ferry_planner::reconcile::{Holdings, PromotionStatus, Repair, reconcile as repair_plan};
+use ferry_promotion::reconcile::{Holdings, PromotionStatus, Repair, reconcile as repair_plan};
 use ferry_queue::dlq::{self, Filter};
 use ferry_queue::{Address, Broker as _};
 use serde::Serialize;

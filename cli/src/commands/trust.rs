@@ -1,5 +1,6 @@
 //! `ferry keys generate`, `verify`, `sign`, `attest`, `replicate-signatures`.
 
+use ferry_registry::Classify as _;
 use std::path::Path;
 
 use ferry_config::{Config, Env, SigningConfig};

@@ -1,9 +1,11 @@
-//! The copier function: `copy` → `sign` (for the primary destination).
+//! The copier function: `copy` → `sign` after the primary's copy, `replicate` after a
+//! mirror's ([`ferry_promotion::steps::copy`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ferry_copy::{Copier, CopyOptions, Job};
-use ferry_messages::{CopyMessage, Envelope, Queue, SignMessage};
+use ferry_copy::{Copier, CopyOptions};
+use ferry_messages::{CopyMessage, Envelope};
+use ferry_promotion::steps;
 use ferry_registry::OciRegistry;
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError, telemetry};
@@ -26,42 +28,18 @@ pub async fn build(context: Context) -> anyhow::Result<CopierStage> {
 
 impl Stage for CopierStage {
     type Message = CopyMessage;
-    const QUEUE: Queue = Queue::Copy;
 
     async fn handle(&self, message: Envelope<CopyMessage>) -> Result<Vec<Outgoing>, StageError> {
-        let body = &message.body;
-        let destination = &body.destination;
-        let job = Job {
-            source: body.promotion.source.clone(),
-            digest: body.promotion.digest,
-            destination: destination.repository.clone(),
-            tags: destination.tags.clone(),
-            // A redelivered message must look again: an earlier attempt may have copied it.
-            known_absent: destination.known_absent && message.attempt == 0,
-        };
-        let outcome = self.copier.copy(&job).await;
+        // A redelivered message must look again: an earlier attempt may have copied it.
+        let copied = steps::copy(&self.copier, &message.body, message.attempt > 0).await;
         let total = self.copier.stats().bytes.load(Ordering::Relaxed);
         telemetry::counters().bytes(total.saturating_sub(self.reported_bytes.swap(total, Ordering::Relaxed)));
-        let copied = outcome.manifest.map_err(|e| stage_error(&e))?;
-        for result in &outcome.tags {
-            result.as_ref().map_err(stage_error)?;
+        if let Some(error) = copied.error() {
+            return Err(error.into());
         }
         telemetry::counters().promoted(1);
-        tracing::info!(destination = %job.destination, digest = %job.digest, copied, tags = ?job.tags, "copied");
-        if !destination.primary {
-            return Ok(Vec::new());
-        }
-        let sign = SignMessage { promotion: body.promotion.clone(), verification: body.verification.clone() };
-        Ok(vec![Outgoing::message(Queue::Sign, sign, &message)?])
+        let destination = &message.body.destination;
+        tracing::info!(destination = %destination.repository, digest = %message.body.promotion.digest, copied = ?copied.outcome.manifest, tags = ?destination.tags, "copied");
+        copied.next.into_iter().map(|next| Outgoing::next(next, &message)).collect()
     }
-}
-
-fn stage_error(error: &ferry_copy::CopyError) -> StageError {
-    let retry_after = match error {
-        ferry_copy::CopyError::Registry(ferry_registry::RegistryError::Throttled { retry_after, .. }) => {
-            *retry_after
-        }
-        _ => None,
-    };
-    StageError { class: error.class(), message: error.to_string(), retry_after }
 }

@@ -4,6 +4,8 @@ use ferry_messages::PlanMessage;
 use ferry_model::{Digest, Host, RepoPath, Repository, Tag};
 use serde::Deserialize;
 
+pub use ferry_messages::{EcrDetail, EcrEvent};
+
 /// What one delivery asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepted {
@@ -165,38 +167,6 @@ pub fn harbor(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, Rejecti
         });
     }
     Ok(accepted)
-}
-
-/// An ECR push event from EventBridge (`detail-type: ECR Image Action`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct EcrEvent {
-    pub id: String,
-    #[serde(rename = "detail-type")]
-    pub detail_type: String,
-    pub source: String,
-    pub account: String,
-    pub region: String,
-    pub detail: EcrDetail,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct EcrDetail {
-    #[serde(rename = "action-type")]
-    pub action_type: String,
-    #[serde(default)]
-    pub result: Option<String>,
-    #[serde(rename = "repository-name")]
-    pub repository_name: String,
-    #[serde(rename = "image-digest")]
-    pub image_digest: String,
-    #[serde(rename = "image-tag", default)]
-    pub image_tag: Option<String>,
-}
-
-impl ferry_messages::envelope::Keyed for EcrEvent {
-    fn identity(&self) -> String {
-        format!("ecr\n{}", self.id)
-    }
 }
 
 pub fn ecr(event: &EcrEvent, registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {

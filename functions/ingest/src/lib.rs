@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ferry_config::{Config, Env};
-use ferry_messages::{Envelope, PlanMessage, Queue};
+use ferry_messages::{Envelope, Queue};
 use ferry_model::Host;
 use ferry_queue::{Address, Broker};
 use ferry_registry::Secret;
@@ -279,14 +279,10 @@ pub struct EventsStage {
 
 impl Stage for EventsStage {
     type Message = EcrEvent;
-    const QUEUE: Queue = Queue::Events;
 
     async fn handle(&self, message: Envelope<EcrEvent>) -> Result<Vec<Outgoing>, StageError> {
         let accepted = events::ecr(&message.body, &self.registries)
             .map_err(|Rejection::Malformed(reason)| StageError::permanent(reason))?;
-        accepted
-            .into_iter()
-            .map(|a| Outgoing::message::<PlanMessage, _>(Queue::Plan, a.message, &message))
-            .collect()
+        accepted.into_iter().map(|a| Outgoing::message(a.message, &message)).collect()
     }
 }

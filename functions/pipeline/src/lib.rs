@@ -15,6 +15,8 @@ use ferry_planner::source::AnySource;
 use ferry_queue::Broker;
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::worker::{WorkerOptions, run_worker};
+
+pub use ferry_ingest::IngestConfig;
 use tokio::sync::watch;
 
 /// Every stage, built once from one configuration. They share one registry client (its rate

@@ -3,25 +3,21 @@
 //! A registry push is matched against the mirror rules and the manifests' own entries; a
 //! manifest change is planned diff-only between its base and head commits, reading only the
 //! files the change touched. Either way the registries are asked what the plan needs, then
-//! [`promotions`] groups the plan into messages. A large change becomes many small messages.
+//! [`ferry_promotion::promotions`] groups the plan into messages. A large change becomes many
+//! small messages.
 
-pub mod reconcile;
 pub mod source;
 
-use std::collections::BTreeMap;
-
 use ferry_manifests::rules::{MirrorRule, desired_for_push};
-use ferry_messages::{
-    DeadLetterQueue, DestinationTags, Envelope, ManifestOrigin, PlanMessage, Promotion, Queue, Refused,
-    VerifyMessage,
-};
-use ferry_model::{DesiredState, Digest, Host, Repository};
-use ferry_plan::{Action, GatherOptions, Plan, diff, gather, plan};
+use ferry_messages::{DeadLetterQueue, Envelope, ManifestOrigin, PlanMessage, Queue};
+use ferry_model::{DesiredState, Host};
+use ferry_plan::{GatherOptions, Plan, diff, gather, plan};
+use ferry_promotion::reconcile;
 use ferry_registry::{ErrorClass, OciRegistry};
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
-use crate::source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource, SourceError};
+use crate::source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource};
 
 #[derive(Debug)]
 pub struct Planner<S> {
@@ -59,14 +55,6 @@ pub async fn build(context: Context) -> anyhow::Result<Planner<AnySource>> {
     })
 }
 
-fn source_error(error: SourceError) -> StageError {
-    if error.is_transient() {
-        StageError::transient(error.to_string())
-    } else {
-        StageError::permanent(error.to_string())
-    }
-}
-
 impl<S: ManifestSource> Planner<S> {
     async fn desired(
         &self,
@@ -79,7 +67,7 @@ impl<S: ManifestSource> Planner<S> {
                     return Ok((DesiredState::default(), None));
                 }
                 let manifests = match &self.source {
-                    Some(source) => source.current().await.map_err(source_error)?,
+                    Some(source) => source.current().await?,
                     None => DesiredState::default(),
                 };
                 Ok((
@@ -98,7 +86,7 @@ impl<S: ManifestSource> Planner<S> {
                 let source = self.source.as_ref().ok_or_else(|| {
                     StageError::permanent("a manifest change arrived, but no manifest source is configured")
                 })?;
-                let change = source.change(base, head).await.map_err(source_error)?;
+                let change = source.change(base, head).await?;
                 let origin = ManifestOrigin {
                     repository: Some(repository.clone()),
                     commit: Some(head.clone()),
@@ -110,7 +98,7 @@ impl<S: ManifestSource> Planner<S> {
                 let source = self.source.as_ref().ok_or_else(|| {
                     StageError::permanent("a reconcile arrived, but no manifest source is configured")
                 })?;
-                Ok((source.current().await.map_err(source_error)?, None))
+                Ok((source.current().await?, None))
             }
         }
     }
@@ -135,16 +123,16 @@ impl<S: ManifestSource> Planner<S> {
         );
         let mut out = Vec::with_capacity(repair.len());
         for m in repair.verify {
-            out.push(Outgoing::message(Queue::Verify, m, message)?);
+            out.push(Outgoing::message(m, message)?);
         }
         for m in repair.sign {
-            out.push(Outgoing::message(Queue::Sign, m, message)?);
+            out.push(Outgoing::message(m, message)?);
         }
         for m in repair.attest {
-            out.push(Outgoing::message(Queue::Attest, m, message)?);
+            out.push(Outgoing::message(m, message)?);
         }
         for m in repair.replicate {
-            out.push(Outgoing::message(Queue::Replicate, m, message)?);
+            out.push(Outgoing::message(m, message)?);
         }
         Ok(out)
     }
@@ -152,7 +140,6 @@ impl<S: ManifestSource> Planner<S> {
 
 impl<S: ManifestSource> Stage for Planner<S> {
     type Message = PlanMessage;
-    const QUEUE: Queue = Queue::Plan;
 
     async fn handle(&self, message: Envelope<PlanMessage>) -> Result<Vec<Outgoing>, StageError> {
         let (desired, origin) = self.desired(&message).await?;
@@ -169,7 +156,7 @@ impl<S: ManifestSource> Stage for Planner<S> {
         if let PlanMessage::Reconcile { .. } = message.body {
             return self.reconcile(&plan, &message).await;
         }
-        let grouped = promotions(
+        let grouped = ferry_promotion::promotions(
             &plan,
             origin.map(|mut o| {
                 o.repository = o.repository.or(self.repository_name.clone());
@@ -178,7 +165,7 @@ impl<S: ManifestSource> Stage for Planner<S> {
         );
         let mut out = Vec::new();
         for verify in grouped.verify {
-            out.push(Outgoing::message(Queue::Verify, verify, &message)?);
+            out.push(Outgoing::message(verify, &message)?);
         }
         for (verify, reason) in grouped.missing {
             let original =
@@ -194,115 +181,4 @@ impl<S: ManifestSource> Stage for Planner<S> {
         tracing::info!(event = %message.event_id, edges = plan.edges.len(), messages = out.len(), "planned");
         Ok(out)
     }
-}
-
-/// The messages a plan turns into.
-#[derive(Debug, Default)]
-pub struct Promotions {
-    /// One per (source, digest) with work: its destinations (present ones too, so that the
-    /// primary is always known) and the destinations the plan refused.
-    pub verify: Vec<VerifyMessage>,
-    /// (source, digest) groups whose source lacks the image: dead-lettered with the reason, as
-    /// the verify message a replay should run once the image exists.
-    pub missing: Vec<(VerifyMessage, String)>,
-}
-
-/// Everything the plan says about one (source, digest).
-#[derive(Debug, Default)]
-pub(crate) struct Group {
-    /// Destinations that hold it or will (copy, add-tag, present), tags merged.
-    pub(crate) destinations: Vec<DestinationTags>,
-    pub(crate) refused: Vec<Refused>,
-    pub(crate) missing: Vec<String>,
-    /// Some destination needs a copy or a tag.
-    pub(crate) work: bool,
-    /// The destinations that need a copy or a tag.
-    pub(crate) pending: std::collections::BTreeSet<Repository>,
-    pub(crate) source_tag: Option<ferry_model::Tag>,
-    pub(crate) trusted: bool,
-    pub(crate) path: Option<String>,
-}
-
-impl Group {
-    pub(crate) fn promotion(
-        &self,
-        source: &Repository,
-        digest: Digest,
-        destinations: Vec<DestinationTags>,
-        origin: Option<&ManifestOrigin>,
-    ) -> Promotion {
-        Promotion {
-            source: source.clone(),
-            digest,
-            source_tag: self.source_tag.clone(),
-            source_trusted: self.trusted,
-            destinations,
-            origin: origin.cloned().map(|mut o| {
-                o.path = self.path.clone();
-                o
-            }),
-        }
-    }
-}
-
-/// A plan grouped by (source, digest). Pure.
-pub(crate) fn groups(plan: &Plan) -> BTreeMap<(Repository, Digest), Group> {
-    let mut groups: BTreeMap<(Repository, Digest), Group> = BTreeMap::new();
-    for edge in &plan.edges {
-        let Some(digest) = edge.digest else { continue };
-        let group = groups.entry((edge.source.clone(), digest)).or_default();
-        group.source_tag = group.source_tag.take().or(edge.source_tag.clone());
-        group.trusted |= edge.source_trusted;
-        group.path.get_or_insert_with(|| edge.origin.source.to_string());
-        let destination = DestinationTags {
-            repository: edge.destination.clone(),
-            tags: edge.tag.iter().cloned().collect(),
-            primary: edge.primary,
-            known_absent: edge.action == Action::Copy,
-        };
-        match &edge.action {
-            Action::Copy | Action::AddTag | Action::Present => {
-                if edge.action.is_work() {
-                    group.work = true;
-                    group.pending.insert(edge.destination.clone());
-                }
-                match group.destinations.iter_mut().find(|d| d.repository == destination.repository) {
-                    Some(existing) => {
-                        existing.tags.extend(destination.tags);
-                        existing.primary |= destination.primary;
-                        existing.known_absent &= destination.known_absent;
-                    }
-                    None => group.destinations.push(destination),
-                }
-            }
-            Action::MissingSource => group.missing.push(format!("{edge}: {}", edge.action)),
-            Action::Conflict { .. }
-            | Action::Prerelease
-            | Action::Overlap { .. }
-            | Action::Unchecked { .. } => {
-                group.refused.push(Refused { destination, reason: format!("{edge}: {}", edge.action) });
-            }
-        }
-    }
-    groups
-}
-
-/// Groups a plan by (source, digest) into the messages it turns into. Pure.
-pub fn promotions(plan: &Plan, origin: Option<ManifestOrigin>) -> Promotions {
-    let mut out = Promotions::default();
-    for ((source, digest), group) in groups(plan) {
-        if !group.missing.is_empty() && !group.work {
-            let verify = VerifyMessage {
-                promotion: group.promotion(&source, digest, Vec::new(), origin.as_ref()),
-                refused: Vec::new(),
-            };
-            out.missing.push((verify, group.missing.join("; ")));
-            continue;
-        }
-        if group.work || !group.refused.is_empty() {
-            let promotion = group.promotion(&source, digest, group.destinations.clone(), origin.as_ref());
-            out.verify.push(VerifyMessage { promotion, refused: group.refused });
-        }
-    }
-    out
 }

@@ -24,10 +24,13 @@ pub enum SourceError {
     Io(String),
 }
 
-impl SourceError {
+impl ferry_registry::Classify for SourceError {
     /// GitHub outages are worth retrying; a broken manifest is not.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::GitHub(_))
+    fn class(&self) -> ferry_registry::ErrorClass {
+        match self {
+            SourceError::GitHub(_) => ferry_registry::ErrorClass::Transient,
+            SourceError::Manifest(_) | SourceError::Io(_) => ferry_registry::ErrorClass::Permanent,
+        }
     }
 }
 

@@ -1,12 +1,13 @@
-//! The replicator function: `replicate` → nothing. Copies `.sig`, `.att` and `.sbom` of one
-//! digest from the primary destination to one mirror, replacing a tag only with a superset.
+//! The replicator function: `replicate` → nothing. Copies the primary's `.sig`, `.att` and
+//! `.sbom` of one digest and of every child of an index to one mirror, replacing a tag only with
+//! a superset ([`ferry_promotion::steps::replicate`]).
 
 use ferry_copy::{Copier, CopyOptions};
-use ferry_messages::{Envelope, Queue, ReplicateMessage};
+use ferry_messages::{Envelope, ReplicateMessage};
+use ferry_promotion::steps;
 use ferry_registry::OciRegistry;
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
-use ferry_trust::replicate::replicate_all;
 
 #[derive(Debug)]
 pub struct Replicator {
@@ -19,14 +20,21 @@ pub async fn build(context: Context) -> anyhow::Result<Replicator> {
 
 impl Stage for Replicator {
     type Message = ReplicateMessage;
-    const QUEUE: Queue = Queue::Replicate;
 
     async fn handle(&self, message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
         let m = &message.body;
-        let done = replicate_all(&self.copier, &m.primary, &m.mirror, &m.digest, false)
-            .await
-            .map_err(ferry_signer::trust_error)?;
-        tracing::info!(primary = %m.primary, mirror = %m.mirror, digest = %m.digest, ?done, "replicated");
+        let done = steps::replicate(&self.copier, m).await?;
+        let written = done
+            .iter()
+            .filter(|(_, _, r)| {
+                !matches!(
+                    r,
+                    ferry_trust::replicate::Replicated::NothingToCopy
+                        | ferry_trust::replicate::Replicated::AlreadyThere
+                )
+            })
+            .count();
+        tracing::info!(primary = %m.primary, mirror = %m.mirror, digest = %m.digest, artifacts = done.len(), written, "replicated");
         Ok(Vec::new())
     }
 }

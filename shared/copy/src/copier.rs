@@ -1,5 +1,6 @@
 //! Copying one manifest tree and writing its tags.
 
+use ferry_registry::Classify as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,5 +1,5 @@
 use ferry_model::{Digest, Repository, Tag};
-use ferry_registry::{ErrorClass, RegistryError};
+use ferry_registry::{Classify, ErrorClass, RegistryError};
 use thiserror::Error;
 
 /// Why one copy failed. [`CopyError::class`] is what the pipeline routes on.
@@ -21,8 +21,15 @@ pub enum CopyError {
     Manifest { repository: Repository, digest: Digest, reason: String },
 }
 
-impl CopyError {
-    pub fn class(&self) -> ErrorClass {
+impl Classify for CopyError {
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            CopyError::Registry(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
         match self {
             CopyError::Registry(e) => e.class(),
             CopyError::Conflict { .. } | CopyError::ReadBack { .. } => ErrorClass::Verification,

@@ -1,5 +1,6 @@
 //! Running the work of a plan.
 
+use ferry_registry::Classify as _;
 use std::collections::HashMap;
 
 use ferry_model::{Digest, Repository};

@@ -96,7 +96,11 @@ mod tests {
     fn oversized_messages_are_refused() {
         let mut message = copy_message("prod.example/app");
         message.verification = (0..5000)
-            .map(|i| CheckSummary { check: format!("c{i}"), result: "pass".into(), reason: "x".repeat(50) })
+            .map(|i| CheckSummary {
+                check: CheckName::Signature,
+                result: CheckResult::Pass,
+                reason: format!("{i}{}", "x".repeat(50)),
+            })
             .collect();
         let err = Envelope::new(message, "e", None).encode().unwrap_err();
         assert!(matches!(err, MessageError::TooLarge { .. }));

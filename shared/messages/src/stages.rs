@@ -4,6 +4,40 @@ use ferry_model::{Digest, Host, Repository, Tag};
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Keyed, Subject};
+use crate::queues::Queue;
+
+/// A message body bound to the one queue that carries it: `Outgoing::message(body, cause)`
+/// takes the queue from the type, so a body cannot be published to another stage's queue.
+pub trait Routed: Keyed {
+    const QUEUE: Queue;
+}
+
+/// A message for the stage after this one: what a step of a promotion asks for next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Copy(CopyMessage),
+    Sign(SignMessage),
+    Attest(AttestMessage),
+    Replicate(ReplicateMessage),
+}
+
+macro_rules! routed {
+    ($($message:ty => $queue:expr),* $(,)?) => {
+        $(impl Routed for $message {
+            const QUEUE: Queue = $queue;
+        })*
+    };
+}
+
+routed! {
+    EcrEvent => Queue::Events,
+    PlanMessage => Queue::Plan,
+    VerifyMessage => Queue::Verify,
+    CopyMessage => Queue::Copy,
+    SignMessage => Queue::Sign,
+    AttestMessage => Queue::Attest,
+    ReplicateMessage => Queue::Replicate,
+}
 
 /// `plan`: something happened that may need promoting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,11 +155,64 @@ impl Promotion {
     }
 }
 
+/// The checks the verifier makes (and `reconcile`, which re-emits without verifying).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckName {
+    SourceDigest,
+    Reference,
+    Signature,
+    Provenance,
+    Vulnerabilities,
+    Destination,
+    /// Re-emitted by `ferry reconcile`: the image was verified when it was first copied.
+    Reconcile,
+}
+
+impl CheckName {
+    pub const ALL: [CheckName; 7] = [
+        CheckName::SourceDigest,
+        CheckName::Reference,
+        CheckName::Signature,
+        CheckName::Provenance,
+        CheckName::Vulnerabilities,
+        CheckName::Destination,
+        CheckName::Reconcile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::SourceDigest => "source-digest",
+            CheckName::Reference => "reference",
+            CheckName::Signature => "signature",
+            CheckName::Provenance => "provenance",
+            CheckName::Vulnerabilities => "vulnerabilities",
+            CheckName::Destination => "destination",
+            CheckName::Reconcile => "reconcile",
+        }
+    }
+
+    /// The check of this name, if Ferry makes one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+}
+
+/// A check's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckResult {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+}
+
 /// The verifier's verdict on one check, carried to the attester.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckSummary {
-    pub check: String,
-    pub result: String,
+    pub check: CheckName,
+    pub result: CheckResult,
     pub reason: String,
 }
 
@@ -233,5 +320,38 @@ impl Keyed for ReplicateMessage {
             digest: Some(self.digest.to_string()),
             destination: Some(self.mirror.to_string()),
         }
+    }
+}
+
+/// `events`: an ECR push event from EventBridge (`detail-type: ECR Image Action`), as the
+/// rule's input transformer puts it in an envelope (see `infra/template.yaml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcrEvent {
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub account: String,
+    pub region: String,
+    pub detail: EcrDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcrDetail {
+    #[serde(rename = "action-type")]
+    pub action_type: String,
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(rename = "repository-name")]
+    pub repository_name: String,
+    #[serde(rename = "image-digest")]
+    pub image_digest: String,
+    #[serde(rename = "image-tag", default)]
+    pub image_tag: Option<String>,
+}
+
+impl Keyed for EcrEvent {
+    fn identity(&self) -> String {
+        format!("ecr\n{}", self.id)
     }
 }

@@ -1,5 +1,6 @@
 //! What the registries hold, as far as a plan needs to know.
 
+use ferry_registry::Classify as _;
 use std::sync::Arc;
 
 use ferry_model::{DesiredState, Digest, Repository, Tag, TagOrDigest};

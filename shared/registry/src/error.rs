@@ -43,6 +43,18 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// An error that knows how the pipeline must treat it. Every crate's error enum implements it
+/// once, where the error is defined; the runtime routes on it (`StageError: From<E>` for every
+/// `E: Classify`), and nothing else inspects error variants to decide about retries.
+pub trait Classify: std::error::Error {
+    fn class(&self) -> ErrorClass;
+
+    /// For throttling: when the registry asked to come back.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
 /// A registry failure. Messages name the host, method and path but never credentials: request
 /// headers are not part of any variant, and registry error bodies are shortened.
 #[derive(Clone, Debug, Error)]
@@ -79,8 +91,15 @@ fn retry_after_note(retry_after: &Option<Duration>) -> String {
     }
 }
 
-impl RegistryError {
-    pub fn class(&self) -> ErrorClass {
+impl Classify for RegistryError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
         match self {
             RegistryError::Throttled { .. } => ErrorClass::Throttled,
             RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
@@ -100,7 +119,9 @@ impl RegistryError {
             | RegistryError::Config(_) => ErrorClass::Permanent,
         }
     }
+}
 
+impl RegistryError {
     /// Whether the request that failed this way may be sent again within the retry budget.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {

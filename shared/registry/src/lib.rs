@@ -27,7 +27,7 @@ pub mod write;
 
 pub use auth::{CredentialSources, Credentials, Secret};
 pub use client::{OciRegistry, Registry};
-pub use error::{ErrorClass, RegistryError};
+pub use error::{Classify, ErrorClass, RegistryError};
 pub use limiter::LimiterConfig;
 pub use manifest::{Descriptor, ManifestContent, ManifestHead, RawManifest};
 pub use transport::{RetryPolicy, TransportConfig};

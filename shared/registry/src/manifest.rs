@@ -200,6 +200,7 @@ fn descriptor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Classify as _;
 
     fn raw(media_type: &str, json: &str) -> RawManifest {
         RawManifest {

@@ -13,7 +13,7 @@ use ferry_queue::AnyBroker;
 use ferry_queue::sqs::SqsBroker;
 
 use crate::process::RetrySettings;
-use crate::stage::Stage;
+use crate::stage::{Consumes as _, Stage};
 use crate::worker::{WorkerOptions, run_worker, shutdown_signal};
 
 /// What a function needs to build its stage.

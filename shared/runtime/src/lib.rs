@@ -24,4 +24,4 @@ pub mod telemetry;
 pub mod worker;
 
 pub use process::{Disposition, RetrySettings, handle_delivery};
-pub use stage::{Outgoing, Stage, StageError};
+pub use stage::{Consumes, Outgoing, Stage, StageError};

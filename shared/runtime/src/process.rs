@@ -11,7 +11,7 @@ use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::stage::Stage;
+use crate::stage::{Consumes as _, Stage};
 use crate::telemetry;
 
 /// How many times to try before dead-lettering.

@@ -2,21 +2,30 @@ use std::future::Future;
 use std::time::Duration;
 
 use ferry_messages::envelope::Keyed;
-use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Queue};
+use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Next, Queue, Routed};
 use ferry_queue::Address;
-use ferry_registry::ErrorClass;
+use ferry_registry::{Classify, ErrorClass};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A pipeline function: it consumes `QUEUE` and returns what to publish next.
 pub trait Stage: Send + Sync + 'static {
-    type Message: Serialize + DeserializeOwned + Keyed + Send + Sync + 'static;
-    const QUEUE: Queue;
+    type Message: Serialize + DeserializeOwned + Routed + Send + Sync + 'static;
 
     fn handle(
         &self,
         message: Envelope<Self::Message>,
     ) -> impl Future<Output = Result<Vec<Outgoing>, StageError>> + Send;
+}
+
+/// The queue a stage consumes: the one its message type is bound to. It is not an item of
+/// [`Stage`], so no stage can consume a queue other than its message's.
+pub trait Consumes {
+    const QUEUE: Queue;
+}
+
+impl<S: Stage> Consumes for S {
+    const QUEUE: Queue = <S::Message as Routed>::QUEUE;
 }
 
 /// A message to publish once the stage has finished.
@@ -27,17 +36,25 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// A new message for `queue`, caused by `cause`, in the current trace.
-    pub fn message<T: Serialize + Keyed, C>(
-        queue: Queue,
-        body: T,
-        cause: &Envelope<C>,
-    ) -> Result<Self, StageError> {
+    /// A new message for the queue its type is bound to, caused by `cause`, in the current
+    /// trace.
+    pub fn message<T: Serialize + Routed, C>(body: T, cause: &Envelope<C>) -> Result<Self, StageError> {
+        let queue = T::QUEUE;
         let envelope = Envelope::new(body, &cause.event_id, crate::telemetry::current_traceparent());
         let bytes = envelope
             .encode()
             .map_err(|e| StageError::permanent(format!("the {queue} message is too large: {e}")))?;
         Ok(Outgoing { to: Address::Stage(queue), body: bytes })
+    }
+
+    /// The message a promotion step asked for next, on its own queue.
+    pub fn next<C>(next: Next, cause: &Envelope<C>) -> Result<Self, StageError> {
+        match next {
+            Next::Copy(m) => Self::message(m, cause),
+            Next::Sign(m) => Self::message(m, cause),
+            Next::Attest(m) => Self::message(m, cause),
+            Next::Replicate(m) => Self::message(m, cause),
+        }
     }
 
     /// A dead-letter record for part of a message (e.g. one refused destination), while the
@@ -84,12 +101,10 @@ impl StageError {
     }
 }
 
-impl From<ferry_registry::RegistryError> for StageError {
-    fn from(error: ferry_registry::RegistryError) -> Self {
-        let retry_after = match &error {
-            ferry_registry::RegistryError::Throttled { retry_after, .. } => *retry_after,
-            _ => None,
-        };
-        StageError { class: error.class(), message: error.to_string(), retry_after }
+/// The one conversion: every error that classifies itself becomes a stage error with its class
+/// and its `Retry-After`. Stages write `?`, never a converter of their own.
+impl<E: Classify> From<E> for StageError {
+    fn from(error: E) -> Self {
+        StageError { class: error.class(), message: error.to_string(), retry_after: error.retry_after() }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::process::{Disposition, RetrySettings, handle_delivery};
-use crate::stage::Stage;
+use crate::stage::{Consumes as _, Stage};
 
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerOptions {

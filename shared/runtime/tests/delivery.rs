@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Queue, ReplicateMessage};
+use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, PlanMessage, Queue, ReplicateMessage};
 use ferry_model::{Digest, Repository};
 use ferry_queue::memory::MemoryBroker;
 use ferry_queue::{Address, Broker as _};
@@ -29,13 +29,15 @@ impl Scripted {
 
 impl Stage for Scripted {
     type Message = ReplicateMessage;
-    const QUEUE: Queue = Queue::Attest;
 
     async fn handle(&self, message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
         tokio::time::sleep(self.delay).await;
         self.handled.fetch_add(1, Ordering::SeqCst);
         match self.result {
-            Ok(()) => Ok(vec![Outgoing::message(Queue::Replicate, message.body.clone(), &message)?]),
+            Ok(()) => Ok(vec![Outgoing::message(
+                PlanMessage::Reconcile { repository: message.body.mirror.to_string() },
+                &message,
+            )?]),
             Err((class, retry_after)) => {
                 Err(StageError { class, message: format!("scripted {} failure", class.name()), retry_after })
             }
@@ -209,7 +211,7 @@ async fn every_outcome_is_settled_as_it_must_be() {
             handle_delivery(&stage, &broker, &case.body, case.receive_count, &settings()).await.unwrap();
         let got = match disposition {
             Disposition::Done => {
-                let out = broker.receive(Address::Stage(Queue::Replicate), 10, Duration::ZERO).await.unwrap();
+                let out = broker.receive(Address::Stage(Queue::Plan), 10, Duration::ZERO).await.unwrap();
                 let sent = Envelope::<ReplicateMessage>::decode(&out[0].body).unwrap();
                 let original = Envelope::<ReplicateMessage>::decode(&case.body).unwrap();
                 // The next message continues the event and carries the same kind of work.
@@ -225,7 +227,7 @@ async fn every_outcome_is_settled_as_it_must_be() {
             Disposition::DeadLettered(queue) => {
                 let out = broker.receive(Address::DeadLetter(queue), 10, Duration::ZERO).await.unwrap();
                 let record = DeadLetter::decode(&out[0].body).unwrap();
-                assert_eq!(record.queue, Queue::Attest, "{}", case.name);
+                assert_eq!(record.queue, Queue::Replicate, "{}", case.name);
                 assert_eq!(record.stage, "attester", "{}", case.name);
                 assert!(
                     record.original.is_some() || record.original_base64.is_some(),
@@ -279,7 +281,7 @@ async fn a_dead_letter_keeps_the_trace_and_replays_with_attempts_reset() {
 #[tokio::test]
 async fn shutdown_finishes_what_is_in_flight_and_loses_nothing() {
     let broker = Arc::new(MemoryBroker::new(Duration::from_secs(60)));
-    broker.publish(Address::Stage(Queue::Attest), (0..6).map(|_| message(0)).collect()).await.unwrap();
+    broker.publish(Address::Stage(Queue::Replicate), (0..6).map(|_| message(0)).collect()).await.unwrap();
     let stage = Arc::new(Scripted { delay: Duration::from_millis(400), ..Scripted::new(Ok(())) });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = WorkerOptions { concurrency: 2, wait: Duration::from_millis(50), retry: settings() };
@@ -293,9 +295,9 @@ async fn shutdown_finishes_what_is_in_flight_and_loses_nothing() {
     let handled = stage.handled.load(Ordering::SeqCst);
     assert_eq!(handled, 2, "the two in flight were finished, nothing new was taken");
     assert_eq!(broker.in_flight(), 0, "everything received was settled");
-    assert_eq!(broker.depth(Address::Stage(Queue::Attest)), 6 - handled, "the rest wait in the queue");
+    assert_eq!(broker.depth(Address::Stage(Queue::Replicate)), 6 - handled, "the rest wait in the queue");
     assert_eq!(
-        broker.depth(Address::Stage(Queue::Replicate)),
+        broker.depth(Address::Stage(Queue::Plan)),
         handled,
         "each finished message published its output"
     );

@@ -1,6 +1,6 @@
 use ferry_copy::CopyError;
 use ferry_model::{Digest, Repository, Tag};
-use ferry_registry::{ErrorClass, RegistryError};
+use ferry_registry::{Classify, ErrorClass, RegistryError};
 use thiserror::Error;
 
 /// Why a trust stage failed.
@@ -32,8 +32,18 @@ impl TrustError {
     pub(crate) fn key(error: impl std::fmt::Display) -> Self {
         TrustError::Key(error.to_string())
     }
+}
 
-    pub fn class(&self) -> ErrorClass {
+impl Classify for TrustError {
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            TrustError::Registry(e) => e.retry_after(),
+            TrustError::Copy(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
         match self {
             TrustError::Registry(e) => e.class(),
             TrustError::Copy(e) => e.class(),

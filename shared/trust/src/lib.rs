@@ -19,7 +19,6 @@
 
 pub mod artifacts;
 pub mod attest;
-pub mod chain;
 pub mod cosign;
 mod error;
 pub mod keys;

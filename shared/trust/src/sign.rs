@@ -31,7 +31,17 @@ pub async fn sign<R: RegistryWrite>(
     repository: &Repository,
     digest: Digest,
 ) -> Result<Signed, TrustError> {
-    let verifier = key.verification_key()?;
+    let targets = targets(registry, repository, digest).await?;
+    sign_targets(registry, key, repository, &targets).await
+}
+
+/// `digest` and, when it is an index, each of its children, as `repository` holds them: what a
+/// promotion signs, and what every mirror must carry the signatures of.
+pub async fn targets<R: RegistryWrite>(
+    registry: &R,
+    repository: &Repository,
+    digest: Digest,
+) -> Result<Vec<Digest>, TrustError> {
     let manifest =
         registry.get_manifest(repository, &TagOrDigest::Digest(digest)).await?.ok_or_else(|| {
             TrustError::Image {
@@ -42,8 +52,19 @@ pub async fn sign<R: RegistryWrite>(
         })?;
     let mut targets = vec![digest];
     targets.extend(manifest.content()?.children().iter().map(|c| c.digest));
+    Ok(targets)
+}
+
+/// Signs each of `targets` in `repository` that this key has not signed yet.
+pub async fn sign_targets<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    repository: &Repository,
+    targets: &[Digest],
+) -> Result<Signed, TrustError> {
+    let verifier = key.verification_key()?;
     let mut outcome = Signed::default();
-    for target in targets {
+    for &target in targets {
         if sign_one(registry, key, &verifier, repository, target).await? {
             outcome.signed.push(target);
         } else {

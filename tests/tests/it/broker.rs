@@ -120,7 +120,6 @@ struct Counting(Arc<AtomicUsize>);
 
 impl Stage for Counting {
     type Message = ReplicateMessage;
-    const QUEUE: Queue = Queue::Replicate;
 
     async fn handle(&self, _message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
         self.0.fetch_add(1, Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! The copier against real registries, through the fault proxy where faults are needed.
 
+use ferry_registry::Classify as _;
 use std::time::{Duration, Instant};
 
 use ferry_copy::{Copier, CopyError, CopyOptions, Job};

@@ -1,6 +1,7 @@
 //! The registry adapter against real CNCF distribution.
 
 use ferry_model::{Digest, Host, RegistryPath, TagOrDigest};
+use ferry_registry::Classify as _;
 use ferry_registry::auth::Credential;
 use ferry_registry::{Credentials, ErrorClass, ManifestContent, Registry, RegistryError, Secret};
 use ferry_testkit::registry::{RegistryOptions, RegistryServer};

@@ -541,8 +541,8 @@ async fn signatures_from_untrusted_sources_are_never_copied() {
     let plan = ferry_plan::plan(&desired, &ferry_plan::gather(&registry, &desired, Default::default()).await);
     assert!(!plan.edges[0].source_trusted);
     let (key, _, _) = ferry_key();
-    let options = ferry_trust::chain::TrustOptions { key: Some(key), ..Default::default() };
-    let report = ferry_trust::chain::run(&copier, &plan, &options).await;
+    let options = ferry_promotion::chain::TrustOptions { key: Some(key), ..Default::default() };
+    let report = ferry_promotion::chain::run(&copier, &plan, &options).await;
     assert!(report.digests[0].from_source.is_none(), "no artifact is taken from an untrusted source");
     let (_, sig) =
         artifact(&Seeder::new(&world.prod), "rancher/hubonly", &image.digest, "sig").await.unwrap();

@@ -4,30 +4,42 @@
 //! it.
 //!
 //! The plan already knows whether each destination holds the image. What it does not know is
-//! whether the primary holds the signature (`sha256-<hex>.sig`) and the promotion attestation
-//! (`.att`), and whether each mirror holds them too. Those are tags, so one tag listing per
-//! destination repository answers them for every digest at once: when nothing is missing a
-//! reconcile costs the plan's one manifest request per edge plus one listing per repository.
+//! whether the primary holds the signatures (`sha256-<hex>.sig` of the digest and of every child
+//! of an index) and the promotion attestation (`.att`), and whether each mirror holds every
+//! artifact tag the primary holds for the digest and its children. Those are tags, so one tag
+//! listing per destination repository answers them for every digest at once; the children of a
+//! promoted digest come from one read of its manifest at the primary. When nothing is missing a
+//! reconcile costs the plan's one manifest request per edge, one manifest read per promoted
+//! digest, and one listing per repository.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use ferry_messages::{
-    AttestMessage, CheckSummary, ManifestOrigin, ReplicateMessage, SignMessage, VerifyMessage,
+    AttestMessage, CheckName, CheckResult, CheckSummary, ManifestOrigin, ReplicateMessage, SignMessage,
+    VerifyMessage,
 };
-use ferry_model::{Digest, Repository};
+use ferry_model::{Digest, Repository, TagOrDigest};
 use ferry_plan::Plan;
 use ferry_registry::Registry;
 use futures_util::StreamExt as _;
 
-/// The tag names each destination repository holds, or why they could not be listed.
+use crate::group::groups;
+
+/// The artifact tags Ferry writes or carries per digest, in the order a stage writes them.
+const KINDS: [&str; 3] = ["sig", "att", "sbom"];
+
+/// The tag names each destination repository holds, and the children of each promoted digest
+/// at its primary, or why they could not be read.
 #[derive(Clone, Debug, Default)]
 pub struct Holdings {
     tags: BTreeMap<Repository, Result<BTreeSet<String>, String>>,
+    children: BTreeMap<(Repository, Digest), Result<Vec<Digest>, String>>,
 }
 
 impl Holdings {
-    /// Lists the tags of every destination repository in `plan`, `concurrency` at a time.
+    /// Lists the tags of every destination repository in `plan`, and reads the manifest of each
+    /// promoted digest at its primary for its children, `concurrency` at a time.
     pub async fn gather<R: Registry>(registry: &R, plan: &Plan, concurrency: usize) -> Self {
         let repositories: BTreeSet<Repository> = plan.edges.iter().map(|e| e.destination.clone()).collect();
         let listed: Vec<(Repository, Result<BTreeSet<String>, String>)> =
@@ -43,7 +55,33 @@ impl Holdings {
                 .buffer_unordered(concurrency.max(1))
                 .collect()
                 .await;
-        Self { tags: listed.into_iter().collect() }
+        let at_primary: Vec<(Repository, Digest)> = groups(plan)
+            .into_iter()
+            .filter_map(|((_, digest), group)| {
+                let primary = group.primary()?;
+                (!group.pending.contains(&primary.repository)).then(|| (primary.repository.clone(), digest))
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let children: Vec<((Repository, Digest), Result<Vec<Digest>, String>)> =
+            futures_util::stream::iter(at_primary)
+                .map(|(repository, digest)| async move {
+                    let children =
+                        match registry.get_manifest(&repository, &TagOrDigest::Digest(digest)).await {
+                            Ok(Some(raw)) => raw
+                                .content()
+                                .map(|c| c.children().iter().map(|d| d.digest).collect())
+                                .map_err(|e| e.to_string()),
+                            Ok(None) => Err(format!("{repository}@{digest} is gone")),
+                            Err(e) => Err(e.to_string()),
+                        };
+                    ((repository, digest), children)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        Self { tags: listed.into_iter().collect(), children: children.into_iter().collect() }
     }
 
     /// Records a repository's tags (tests, and callers that listed them already).
@@ -51,12 +89,39 @@ impl Holdings {
         self.tags.insert(repository, tags);
     }
 
-    fn has(&self, repository: &Repository, tag: &str) -> Held {
+    /// Records the children of `digest` at `primary`.
+    pub fn insert_children(
+        &mut self,
+        primary: Repository,
+        digest: Digest,
+        children: Result<Vec<Digest>, String>,
+    ) {
+        self.children.insert((primary, digest), children);
+    }
+
+    fn listing(&self, repository: &Repository) -> Result<&BTreeSet<String>, String> {
         match self.tags.get(repository) {
-            Some(Ok(tags)) if tags.contains(tag) => Held::Yes,
-            Some(Ok(_)) => Held::No,
-            Some(Err(reason)) => Held::Unknown(reason.clone()),
-            None => Held::Unknown(format!("{repository} was not listed")),
+            Some(Ok(tags)) => Ok(tags),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err(format!("{repository} was not listed")),
+        }
+    }
+
+    /// Whether `repository` has every one of `tags`.
+    fn has_all(&self, repository: &Repository, tags: &[String]) -> Held {
+        match self.listing(repository) {
+            Ok(held) if tags.iter().all(|t| held.contains(t)) => Held::Yes,
+            Ok(_) => Held::No,
+            Err(reason) => Held::Unknown(reason),
+        }
+    }
+
+    /// The digest and its children at the primary (the digest alone when it was not read).
+    fn targets(&self, primary: &Repository, digest: Digest) -> Result<Vec<Digest>, String> {
+        match self.children.get(&(primary.clone(), digest)) {
+            Some(Ok(children)) => Ok(std::iter::once(digest).chain(children.iter().copied()).collect()),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Ok(vec![digest]),
         }
     }
 }
@@ -68,8 +133,7 @@ pub enum Held {
     No,
     /// The registry could not be asked; nothing is decided or emitted for it.
     Unknown(String),
-    /// Not applicable: signatures and attestations live at the primary; a refused destination
-    /// gets nothing.
+    /// Not applicable: a refused destination gets nothing.
     NotApplicable,
 }
 
@@ -92,18 +156,23 @@ pub struct DestinationStatus {
     pub tags: Vec<String>,
     /// The image and its tags are there.
     pub copied: Held,
-    /// Its signature (`.sig`) is there.
+    /// The signatures of the digest and of every child of an index are there.
     pub signed: Held,
     /// Its promotion attestation (`.att`) is there.
     pub attested: Held,
+    /// At a mirror: the artifact tags the primary holds for the digest and its children and
+    /// this mirror lacks.
+    pub missing: Vec<String>,
     /// Why the plan refused this destination (a conflicting tag, a prerelease, an overlap).
     pub refused: Option<String>,
 }
 
 impl DestinationStatus {
-    /// Copied, signed and attested (or refused, and left alone).
+    /// Copied, signed and attested, with every artifact the primary has (or refused, and left
+    /// alone).
     pub fn is_complete(&self) -> bool {
         self.refused.is_none()
+            && self.missing.is_empty()
             && [&self.copied, &self.signed, &self.attested].iter().all(|h| **h == Held::Yes)
     }
 }
@@ -113,6 +182,8 @@ impl DestinationStatus {
 pub struct PromotionStatus {
     pub source: Repository,
     pub digest: Digest,
+    /// The children of an index, as the primary holds them.
+    pub children: Vec<Digest>,
     pub destinations: Vec<DestinationStatus>,
     /// Why the source lacks it, when it does.
     pub missing_source: Option<String>,
@@ -124,11 +195,12 @@ pub struct PromotionStatus {
 pub struct Repair {
     /// Some destination lacks the image or a tag: verify, then copy, sign, attest, replicate.
     pub verify: Vec<VerifyMessage>,
-    /// Everything is copied but the primary is not signed: sign, then attest, replicate.
+    /// Everything is copied but the primary lacks a signature (of the digest or a child): sign,
+    /// then attest, copy to the mirrors (present: cheap), replicate.
     pub sign: Vec<SignMessage>,
-    /// Signed but not attested: attest, then replicate.
+    /// Signed but not attested: attest, then the rest.
     pub attest: Vec<AttestMessage>,
-    /// Signed and attested at the primary, but a mirror lacks them.
+    /// Signed and attested at the primary, but a mirror lacks one of the primary's artifacts.
     pub replicate: Vec<ReplicateMessage>,
 }
 
@@ -146,12 +218,16 @@ impl Repair {
 /// attestation says so rather than inventing checks.
 fn reconcile_note() -> Vec<CheckSummary> {
     vec![CheckSummary {
-        check: "reconcile".into(),
-        result: "skip".into(),
+        check: CheckName::Reconcile,
+        result: CheckResult::Skip,
         reason: "re-emitted by ferry reconcile: the image was already at every destination, \
                  verified when it was first copied"
             .into(),
     }]
+}
+
+fn artifact_tags(targets: &[Digest], kind: &str) -> Vec<String> {
+    targets.iter().map(|d| format!("{}.{kind}", d.tag_form())).collect()
 }
 
 /// Where every promotion in `plan` stands, and the messages that would finish it. Pure.
@@ -162,24 +238,48 @@ pub fn reconcile(
 ) -> (Vec<PromotionStatus>, Repair) {
     let mut statuses = Vec::new();
     let mut repair = Repair::default();
-    for ((source, digest), group) in crate::groups(plan) {
-        let sig = format!("{}.sig", digest.tag_form());
-        let att = format!("{}.att", digest.tag_form());
-        let primary = group.destinations.iter().find(|d| d.primary);
-        let primary_sig = primary.map(|p| holdings.has(&p.repository, &sig));
-        let primary_att = primary.map(|p| holdings.has(&p.repository, &att));
+    for ((source, digest), group) in groups(plan) {
+        let primary = group.primary();
+        let targets = match primary {
+            Some(p) => holdings.targets(&p.repository, digest),
+            None => Ok(vec![digest]),
+        };
+        let att = artifact_tags(&[digest], "att");
+        // What the primary holds of every artifact kind, for the digest and its children.
+        let primary_artifacts: Result<Vec<String>, String> = match (primary, &targets) {
+            (Some(p), Ok(targets)) => holdings.listing(&p.repository).map(|held| {
+                KINDS
+                    .iter()
+                    .flat_map(|kind| artifact_tags(targets, kind))
+                    .filter(|t| held.contains(t))
+                    .collect()
+            }),
+            (_, Err(reason)) => Err(reason.clone()),
+            (None, Ok(_)) => Ok(Vec::new()),
+        };
         let mut destinations: Vec<DestinationStatus> = group
             .destinations
             .iter()
             .map(|d| {
                 let copied = if group.pending.contains(&d.repository) { Held::No } else { Held::Yes };
+                let signed = match &targets {
+                    Ok(targets) => holdings.has_all(&d.repository, &artifact_tags(targets, "sig")),
+                    Err(reason) => Held::Unknown(reason.clone()),
+                };
+                let missing = match (&primary_artifacts, holdings.listing(&d.repository)) {
+                    (Ok(wanted), Ok(held)) if !d.primary && copied == Held::Yes => {
+                        wanted.iter().filter(|t| !held.contains(*t)).cloned().collect()
+                    }
+                    _ => Vec::new(),
+                };
                 DestinationStatus {
                     repository: d.repository.clone(),
                     primary: d.primary,
                     tags: d.tags.iter().map(|t| t.as_str().to_owned()).collect(),
                     copied,
-                    signed: holdings.has(&d.repository, &sig),
-                    attested: holdings.has(&d.repository, &att),
+                    signed,
+                    attested: holdings.has_all(&d.repository, &att),
+                    missing,
                     refused: None,
                 }
             })
@@ -191,11 +291,21 @@ pub fn reconcile(
             copied: Held::NotApplicable,
             signed: Held::NotApplicable,
             attested: Held::NotApplicable,
+            missing: Vec::new(),
             refused: Some(r.reason.clone()),
         }));
+        let children = targets.as_ref().map(|t| t[1..].to_vec()).unwrap_or_default();
+        let promotion = group.promotion(&source, digest, group.destinations.clone(), origin.as_ref());
+        let primary_status = destinations.iter().find(|d| d.primary && d.refused.is_none()).cloned();
+        let mirrors_missing: Vec<Repository> = destinations
+            .iter()
+            .filter(|d| !d.primary && d.refused.is_none() && !d.missing.is_empty())
+            .map(|d| d.repository.clone())
+            .collect();
         statuses.push(PromotionStatus {
             source: source.clone(),
             digest,
+            children,
             destinations,
             missing_source: (!group.missing.is_empty()).then(|| group.missing.join("; ")),
         });
@@ -203,35 +313,28 @@ pub fn reconcile(
         if group.destinations.is_empty() {
             continue;
         }
-        let promotion = group.promotion(&source, digest, group.destinations.clone(), origin.as_ref());
         if group.work {
             repair.verify.push(VerifyMessage { promotion, refused: group.refused.clone() });
             continue;
         }
         // Everything is copied. Signing happens at the primary; without one (it was refused)
         // there is nothing to sign or replicate from.
-        let (Some(primary), Some(sig_held), Some(att_held)) = (primary, primary_sig, primary_att) else {
-            continue;
-        };
-        match (sig_held, att_held) {
+        let (Some(primary), Some(status)) = (primary, primary_status) else { continue };
+        match (&status.signed, &status.attested) {
             (Held::No, _) => repair.sign.push(SignMessage { promotion, verification: reconcile_note() }),
             (Held::Yes, Held::No) => {
                 repair.attest.push(AttestMessage { promotion, verification: reconcile_note() });
             }
             (Held::Yes, Held::Yes) => {
-                for mirror in group.destinations.iter().filter(|d| !d.primary) {
-                    let lacks =
-                        [&sig, &att].iter().any(|tag| holdings.has(&mirror.repository, tag) == Held::No);
-                    if lacks {
-                        repair.replicate.push(ReplicateMessage {
-                            primary: primary.repository.clone(),
-                            mirror: mirror.repository.clone(),
-                            digest,
-                        });
-                    }
+                for mirror in mirrors_missing {
+                    repair.replicate.push(ReplicateMessage {
+                        primary: primary.repository.clone(),
+                        mirror,
+                        digest,
+                    });
                 }
             }
-            // A listing failed: decide nothing about this promotion.
+            // A listing or a read failed: decide nothing about this promotion.
             _ => {}
         }
     }

@@ -1,0 +1,334 @@
+//! The whole promotion in one process (`ferry promote --confirm`): the same steps as the event
+//! pipeline, driven from an in-memory work list instead of queues.
+//!
+//! The plan is grouped into verify messages exactly as the planner groups it; each finished
+//! step's next messages are run in turn, `max_images` steps at a time. Afterwards every plan
+//! edge gets the outcome of the copy that served it, and every promoted digest the outcome of
+//! each trust step. A step that fails stops that promotion where it failed, as a dead letter
+//! would in the pipeline; the other promotions go on.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+
+use ferry_copy::{Copier, CopyError, CopyStats, EdgeOutcome, JobOutcome, PromotionReport};
+use ferry_messages::{
+    AttestMessage, CopyMessage, ManifestOrigin, Next, ReplicateMessage, SignMessage, VerifyMessage,
+};
+use ferry_model::{Digest, Repository};
+use ferry_plan::Plan;
+use ferry_registry::RegistryWrite;
+use ferry_trust::TrustError;
+use ferry_trust::artifacts::Appended;
+use ferry_trust::keys::SigningKey;
+use ferry_trust::policy::TrustPolicy;
+use ferry_trust::sign::Signed;
+use ferry_trust::verify::Report;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+
+use crate::error::PromotionError;
+use crate::group::promotions;
+use crate::steps::{self, AttestStep, Copied, Replication, SignStep, Verified};
+
+/// What the trust steps need besides the plan.
+#[derive(Debug, Default)]
+pub struct TrustOptions {
+    pub policy: TrustPolicy,
+    /// Without a key nothing is signed or attested; that is reported, not hidden.
+    pub key: Option<SigningKey>,
+    pub origin: Option<ManifestOrigin>,
+    pub trigger_event_id: Option<String>,
+}
+
+/// What happened to one promoted digest.
+#[derive(Debug)]
+pub struct DigestOutcome {
+    pub source: Repository,
+    pub digest: Digest,
+    pub report: Report,
+    pub primary: Option<Repository>,
+    /// The source's own artifacts copied to the primary (trusted sources only), per digest (the
+    /// image and each child) and kind.
+    pub from_source: Option<
+        Result<
+            Vec<(Digest, ferry_trust::cosign::ArtifactKind, ferry_trust::replicate::Replicated)>,
+            TrustError,
+        >,
+    >,
+    pub signed: Option<Result<Signed, TrustError>>,
+    pub attested: Option<Result<Appended, TrustError>>,
+    /// Per mirror that holds the image: the primary's artifacts replicated there.
+    pub replicated: Vec<(Repository, Result<Replication, PromotionError>)>,
+    /// Why a step did not run, when one did not.
+    pub skipped: Option<String>,
+}
+
+impl DigestOutcome {
+    fn new(report: Report) -> Self {
+        Self {
+            source: report.source.clone(),
+            digest: report.digest,
+            report,
+            primary: None,
+            from_source: None,
+            signed: None,
+            attested: None,
+            replicated: Vec::new(),
+            skipped: None,
+        }
+    }
+
+    /// Whether any step failed.
+    pub fn failed(&self) -> bool {
+        !self.report.image_passed()
+            || matches!(self.from_source, Some(Err(_)))
+            || matches!(self.signed, Some(Err(_)))
+            || matches!(self.attested, Some(Err(_)))
+            || self.replicated.iter().any(|(_, r)| r.is_err())
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ChainReport {
+    /// One outcome per plan edge.
+    pub edges: PromotionReport,
+    pub digests: Vec<DigestOutcome>,
+}
+
+/// One unit of work, as a queue would carry it.
+enum Work {
+    Verify(VerifyMessage),
+    Copy(CopyMessage),
+    Sign(SignMessage),
+    Attest(AttestMessage),
+    Replicate(ReplicateMessage),
+}
+
+/// A finished step.
+enum Finished {
+    Verified(Verified),
+    Copied(CopyMessage, Copied),
+    Signed(SignMessage, Result<SignStep, PromotionError>),
+    Attested(AttestMessage, Result<AttestStep, PromotionError>),
+    Replicated(ReplicateMessage, Result<Replication, PromotionError>),
+}
+
+type Running<'a> = Pin<Box<dyn Future<Output = Finished> + Send + 'a>>;
+
+fn start<'a, R: RegistryWrite>(copier: &'a Copier<R>, options: &'a TrustOptions, work: Work) -> Running<'a> {
+    Box::pin(async move {
+        let key = options.key.as_ref();
+        match work {
+            Work::Verify(m) => {
+                Finished::Verified(steps::verify(copier.registry(), &options.policy, &m).await)
+            }
+            Work::Copy(m) => {
+                let copied = steps::copy(copier, &m, false).await;
+                Finished::Copied(m, copied)
+            }
+            Work::Sign(m) => {
+                let step = steps::sign(copier, key, &m).await;
+                Finished::Signed(m, step)
+            }
+            Work::Attest(m) => {
+                let step =
+                    steps::attest(copier.registry(), key, &m, options.trigger_event_id.as_deref()).await;
+                Finished::Attested(m, step)
+            }
+            Work::Replicate(m) => {
+                let done = steps::replicate(copier, &m).await;
+                Finished::Replicated(m, done)
+            }
+        }
+    })
+}
+
+/// Runs the promotion of every edge of `plan` that needs work, with the trust steps.
+pub async fn run<R: RegistryWrite>(copier: &Copier<R>, plan: &Plan, options: &TrustOptions) -> ChainReport {
+    let grouped = promotions(plan, options.origin.clone());
+    let mut queue: VecDeque<Work> = grouped.verify.into_iter().map(Work::Verify).collect();
+    let mut digests: BTreeMap<(Repository, Digest), DigestOutcome> = BTreeMap::new();
+    // (source, digest, destination) → the copy that served those edges: its tags and outcome.
+    let mut copies: BTreeMap<(Repository, Digest, Repository), (CopyMessage, JobOutcome)> = BTreeMap::new();
+    let limit = copier.options().max_images.max(1);
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < limit
+            && let Some(work) = queue.pop_front()
+        {
+            running.push(start(copier, options, work));
+        }
+        let Some(finished) = running.next().await else { break };
+        let mut follow = |next: Next| {
+            queue.push_back(match next {
+                Next::Copy(m) => Work::Copy(m),
+                Next::Sign(m) => Work::Sign(m),
+                Next::Attest(m) => Work::Attest(m),
+                Next::Replicate(m) => Work::Replicate(m),
+            })
+        };
+        match finished {
+            Finished::Verified(verified) => {
+                let key = (verified.report.source.clone(), verified.report.digest);
+                let mut outcome = DigestOutcome::new(verified.report.clone());
+                match verified.failure() {
+                    Some(error) => {
+                        tracing::warn!(%error, "verification failed; not promoting");
+                        outcome.skipped = Some("verification failed".into());
+                    }
+                    None => verified.copies.into_iter().for_each(|c| follow(Next::Copy(c))),
+                }
+                digests.insert(key, outcome);
+            }
+            Finished::Copied(message, copied) => {
+                let promotion = &message.promotion;
+                let key =
+                    (promotion.source.clone(), promotion.digest, message.destination.repository.clone());
+                if let Some(outcome) = digests.get_mut(&(promotion.source.clone(), promotion.digest)) {
+                    match copied.error() {
+                        Some(error) if message.destination.primary => {
+                            outcome.skipped = Some(format!(
+                                "the copy to the primary failed, so nothing was signed: {error}"
+                            ));
+                        }
+                        Some(_) => {}
+                        None if message.destination.primary => {
+                            outcome.primary = Some(message.destination.repository.clone());
+                        }
+                        None => {}
+                    }
+                }
+                copied.next.into_iter().for_each(&mut follow);
+                copies.insert(key, (message, copied.outcome));
+            }
+            Finished::Signed(message, step) => {
+                let promotion = &message.promotion;
+                let Some(outcome) = digests.get_mut(&(promotion.source.clone(), promotion.digest)) else {
+                    continue;
+                };
+                match step {
+                    Err(error) => outcome.signed = Some(Err(as_trust(error))),
+                    Ok(step) => {
+                        if options.key.is_none() {
+                            outcome.skipped =
+                                Some("no signing key is configured; not signed or attested".into());
+                        }
+                        outcome.from_source = step.from_source;
+                        outcome.signed = step.signed;
+                        step.next.into_iter().for_each(|m| follow(Next::Attest(m)));
+                    }
+                }
+            }
+            Finished::Attested(message, step) => {
+                let promotion = &message.promotion;
+                let Some(outcome) = digests.get_mut(&(promotion.source.clone(), promotion.digest)) else {
+                    continue;
+                };
+                match step {
+                    Err(error) => outcome.attested = Some(Err(as_trust(error))),
+                    Ok(step) => {
+                        outcome.attested = step.attested;
+                        step.next.into_iter().for_each(|m| follow(Next::Copy(m)));
+                    }
+                }
+            }
+            Finished::Replicated(message, done) => {
+                if let Some(outcome) = digests.iter_mut().find_map(|((_, digest), o)| {
+                    (*digest == message.digest && o.primary.as_ref() == Some(&message.primary)).then_some(o)
+                }) {
+                    outcome.replicated.push((message.mirror, done));
+                }
+            }
+        }
+    }
+    let edges = edge_outcomes(copier, plan, &digests, &copies);
+    ChainReport { edges, digests: digests.into_values().collect() }
+}
+
+/// A step's error as the report's trust columns show it.
+fn as_trust(error: PromotionError) -> TrustError {
+    match error {
+        PromotionError::Trust(e) => e,
+        PromotionError::Registry(e) => TrustError::Registry(e),
+        PromotionError::Copy(e) => TrustError::Copy(e),
+        other => TrustError::Key(other.to_string()),
+    }
+}
+
+/// Every plan edge's outcome: excluded by the plan, present, or the result of the copy that
+/// served it; an edge whose copy never ran says why.
+fn edge_outcomes<R: RegistryWrite>(
+    copier: &Copier<R>,
+    plan: &Plan,
+    digests: &BTreeMap<(Repository, Digest), DigestOutcome>,
+    copies: &BTreeMap<(Repository, Digest, Repository), (CopyMessage, JobOutcome)>,
+) -> PromotionReport {
+    let outcomes = plan
+        .edges
+        .iter()
+        .map(|edge| {
+            if edge.action.is_excluded() {
+                return EdgeOutcome::Excluded;
+            }
+            let Some(digest) = edge.digest.filter(|_| edge.action.is_work()) else {
+                return EdgeOutcome::Present;
+            };
+            let result = match copies.get(&(edge.source.clone(), digest, edge.destination.clone())) {
+                Some((message, outcome)) => match &edge.tag {
+                    Some(tag) => match message.destination.tags.iter().position(|t| t == tag) {
+                        Some(i) => outcome.tag(i),
+                        None => outcome.tagless(),
+                    },
+                    None => outcome.tagless(),
+                },
+                None => Err(CopyError::Manifest {
+                    repository: edge.source.clone(),
+                    digest,
+                    reason: not_copied(digests.get(&(edge.source.clone(), digest))),
+                }),
+            };
+            let counter =
+                if result.is_ok() { &copier.stats().edges_done } else { &copier.stats().edges_failed };
+            CopyStats::add(counter, 1);
+            match result {
+                Ok(done) => EdgeOutcome::Done(done),
+                Err(error) => EdgeOutcome::Failed(error),
+            }
+        })
+        .collect();
+    PromotionReport { outcomes }
+}
+
+/// Why an edge's copy never ran.
+fn not_copied(outcome: Option<&DigestOutcome>) -> String {
+    let Some(outcome) = outcome else { return "not copied: the promotion was never verified".into() };
+    if !outcome.report.image_passed() {
+        let failed: Vec<String> =
+            outcome.report.failures().map(|c| format!("{}: {}", c.name, c.reason)).collect();
+        return format!("verification failed: {}", failed.join("; "));
+    }
+    let step = [
+        outcome
+            .from_source
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .map(|e| format!("copying the source's artifacts failed: {e}")),
+        outcome
+            .signed
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .map(|e| format!("signing at the primary failed: {e}")),
+        outcome
+            .attested
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .map(|e| format!("attesting at the primary failed: {e}")),
+        outcome.skipped.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or_else(|| "an earlier step failed".into());
+    format!("not copied to this mirror, which is copied only once the primary is signed and attested: {step}")
+}

@@ -1,0 +1,333 @@
+//! Each step of a promotion: a typed message and its ports in, what happened and the next
+//! messages out. The pipeline's stages and the in-process driver ([`crate::chain`]) call these
+//! and nothing else, so a promotion means the same whichever runs it.
+//!
+//! The order, for one (source, digest):
+//!
+//! ```text
+//! verify ──pass──> copy to the primary ──> sign ──> attest ──> copy to each mirror ──> replicate
+//!        └─(no primary: refused)──> copy to each mirror (nothing is signed, nothing replicated)
+//! ```
+//!
+//! Mirrors are copied after the primary is signed and attested, and a mirror receives the
+//! primary's artifacts only after its own copy succeeded: an image never sits at a mirror that
+//! could already have its signature and does not.
+
+use ferry_copy::{Copier, CopyError, Job, JobOutcome};
+use ferry_messages::{
+    AttestMessage, CheckName, CheckResult, CheckSummary, CopyMessage, DestinationTags, Next, Promotion,
+    ReplicateMessage, SignMessage, VerifyMessage,
+};
+use ferry_model::{Digest, TagOrDigest};
+use ferry_registry::{Registry, RegistryWrite};
+use ferry_trust::TrustError;
+use ferry_trust::artifacts::Appended;
+use ferry_trust::attest::{self, ManifestOrigin, PromotedTo};
+use ferry_trust::cosign::ArtifactKind;
+use ferry_trust::keys::SigningKey;
+use ferry_trust::policy::TrustPolicy;
+use ferry_trust::replicate::{Replicated, replicate as replicate_artifact};
+use ferry_trust::sign::{self, Signed};
+use ferry_trust::verify::{self, Check, Report, Status};
+
+use crate::error::PromotionError;
+
+/// What the verify step decided.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub report: Report,
+    /// The copies to run now: the primary's, or every mirror's when the plan refused the
+    /// primary. Empty when the image failed.
+    pub copies: Vec<CopyMessage>,
+    /// Destinations the plan refused, each as the copy message a replay would run (once the
+    /// conflict is resolved), with the reason.
+    pub refused: Vec<(CopyMessage, String)>,
+}
+
+impl Verified {
+    /// The failure, when a check about the image itself failed.
+    pub fn failure(&self) -> Option<PromotionError> {
+        if self.report.image_passed() {
+            return None;
+        }
+        let failures: Vec<String> = self
+            .report
+            .failures()
+            .filter(|c| c.name != CheckName::Destination.as_str())
+            .map(|c| format!("{}: {}", c.name, c.reason))
+            .collect();
+        Some(PromotionError::Verification {
+            source_repository: self.report.source.clone(),
+            digest: self.report.digest,
+            failures: failures.join("; "),
+        })
+    }
+}
+
+/// Verifies the source image under the source's policy.
+pub async fn verify<R: Registry>(registry: &R, policy: &TrustPolicy, message: &VerifyMessage) -> Verified {
+    let promotion = &message.promotion;
+    let request = verify::Request {
+        source: promotion.source.clone(),
+        digest: promotion.digest,
+        source_tag: promotion.source_tag.clone(),
+        destination_problems: message.refused.iter().map(|r| r.reason.clone()).collect(),
+    };
+    let policy = policy.for_source(&promotion.source);
+    let facts = verify::gather(registry, &request, policy).await;
+    let report = verify::decide(&request, &facts, policy);
+    if !report.image_passed() {
+        return Verified { report, copies: Vec::new(), refused: Vec::new() };
+    }
+    let verification = summary(&report);
+    let copy = |destination: &DestinationTags| CopyMessage {
+        promotion: promotion.clone(),
+        destination: destination.clone(),
+        verification: verification.clone(),
+    };
+    let copies = match promotion.primary() {
+        Some(primary) => vec![copy(primary)],
+        None => promotion.destinations.iter().map(copy).collect(),
+    };
+    let refused = message.refused.iter().map(|r| (copy(&r.destination), r.reason.clone())).collect();
+    Verified { report, copies, refused }
+}
+
+/// What the copy step did.
+#[derive(Clone, Debug)]
+pub struct Copied {
+    pub outcome: JobOutcome,
+    /// After the primary: sign. After a mirror: replicate the primary's artifacts to it.
+    pub next: Vec<Next>,
+}
+
+impl Copied {
+    /// The first failure: of the manifest, or of a tag.
+    pub fn error(&self) -> Option<CopyError> {
+        match &self.outcome.manifest {
+            Err(error) => Some(error.clone()),
+            Ok(_) => self.outcome.tags.iter().find_map(|t| t.as_ref().err().cloned()),
+        }
+    }
+}
+
+/// Copies the image to the message's destination and writes its tags there. `redelivered`: an
+/// earlier attempt may have copied it, so the plan's "known absent" no longer holds.
+pub async fn copy<R: RegistryWrite>(copier: &Copier<R>, message: &CopyMessage, redelivered: bool) -> Copied {
+    let destination = &message.destination;
+    let promotion = &message.promotion;
+    let job = Job {
+        source: promotion.source.clone(),
+        digest: promotion.digest,
+        destination: destination.repository.clone(),
+        tags: destination.tags.clone(),
+        known_absent: destination.known_absent && !redelivered,
+    };
+    let outcome = copier.copy(&job).await;
+    let mut copied = Copied { outcome, next: Vec::new() };
+    if copied.error().is_some() {
+        return copied;
+    }
+    if destination.primary {
+        copied.next.push(Next::Sign(SignMessage {
+            promotion: promotion.clone(),
+            verification: message.verification.clone(),
+        }));
+    } else if let Some(primary) = promotion.primary() {
+        copied.next.push(Next::Replicate(ReplicateMessage {
+            primary: primary.repository.clone(),
+            mirror: destination.repository.clone(),
+            digest: promotion.digest,
+        }));
+    }
+    copied
+}
+
+/// What the sign step did.
+#[derive(Clone, Debug, Default)]
+pub struct SignStep {
+    /// The source's own artifacts copied to the primary, for the digest and each child
+    /// (trusted sources only).
+    pub from_source: Option<Result<Vec<(Digest, ArtifactKind, Replicated)>, TrustError>>,
+    /// `None` without a signing key.
+    pub signed: Option<Result<Signed, TrustError>>,
+    /// Present when every part succeeded.
+    pub next: Option<AttestMessage>,
+}
+
+impl SignStep {
+    pub fn error(&self) -> Option<PromotionError> {
+        let from_source = self.from_source.as_ref().and_then(|r| r.as_ref().err());
+        let signed = self.signed.as_ref().and_then(|r| r.as_ref().err());
+        from_source.or(signed).cloned().map(PromotionError::Trust)
+    }
+}
+
+fn primary_of(promotion: &Promotion) -> Result<&DestinationTags, PromotionError> {
+    promotion.primary().ok_or_else(|| {
+        PromotionError::Malformed(format!(
+            "{}@{}: the promotion has no primary destination",
+            promotion.source, promotion.digest
+        ))
+    })
+}
+
+/// At the primary: carries the trusted source's own artifacts (never an untrusted source's),
+/// then signs the digest and every child of an index with `key`.
+pub async fn sign<R: RegistryWrite>(
+    copier: &Copier<R>,
+    key: Option<&SigningKey>,
+    message: &SignMessage,
+) -> Result<SignStep, PromotionError> {
+    let promotion = &message.promotion;
+    let primary = &primary_of(promotion)?.repository;
+    let targets = sign::targets(copier.registry(), primary, promotion.digest).await?;
+    let mut step = SignStep::default();
+    if promotion.source_trusted {
+        let mut carried = Vec::new();
+        let mut result = Ok(());
+        'targets: for target in &targets {
+            for kind in ArtifactKind::ALL {
+                match replicate_artifact(copier, &promotion.source, primary, target, kind, false).await {
+                    Ok(done) => carried.push((*target, kind, done)),
+                    Err(error) => {
+                        result = Err(error);
+                        break 'targets;
+                    }
+                }
+            }
+        }
+        step.from_source = Some(result.map(|()| carried));
+    }
+    if step.error().is_none()
+        && let Some(key) = key
+    {
+        step.signed = Some(sign::sign_targets(copier.registry(), key, primary, &targets).await);
+    }
+    if step.error().is_none() {
+        step.next =
+            Some(AttestMessage { promotion: promotion.clone(), verification: message.verification.clone() });
+    }
+    Ok(step)
+}
+
+/// What the attest step did.
+#[derive(Clone, Debug, Default)]
+pub struct AttestStep {
+    /// `None` without a signing key.
+    pub attested: Option<Result<Appended, TrustError>>,
+    /// The mirrors' copies, once the primary is attested.
+    pub next: Vec<CopyMessage>,
+}
+
+impl AttestStep {
+    pub fn error(&self) -> Option<PromotionError> {
+        self.attested.as_ref().and_then(|r| r.as_ref().err()).cloned().map(PromotionError::Trust)
+    }
+}
+
+/// Writes the promotion attestation at the primary. It names every destination of the
+/// promotion, primary first: the primary holds the image now, and the mirrors are copied next.
+pub async fn attest<R: RegistryWrite>(
+    registry: &R,
+    key: Option<&SigningKey>,
+    message: &AttestMessage,
+    trigger_event_id: Option<&str>,
+) -> Result<AttestStep, PromotionError> {
+    let p = &message.promotion;
+    let primary = primary_of(p)?;
+    let mut step = AttestStep::default();
+    if let Some(key) = key {
+        let mut destinations =
+            vec![PromotedTo { repository: primary.repository.clone(), tags: primary.tags.clone() }];
+        destinations.extend(
+            p.mirrors().map(|m| PromotedTo { repository: m.repository.clone(), tags: m.tags.clone() }),
+        );
+        let promotion = attest::Promotion {
+            source: p.source.clone(),
+            digest: p.digest,
+            destinations,
+            origin: p.origin.as_ref().map(|o| ManifestOrigin {
+                repository: o.repository.clone(),
+                commit: o.commit.clone(),
+                path: o.path.clone(),
+            }),
+            trigger_event_id: trigger_event_id.map(str::to_owned),
+            verification: Some(report(p, &message.verification)),
+            timestamp: attest::now_rfc3339(),
+        };
+        step.attested = Some(attest::attest(registry, key, &promotion).await);
+    }
+    if step.error().is_none() {
+        step.next = p
+            .mirrors()
+            .map(|mirror| CopyMessage {
+                promotion: p.clone(),
+                destination: mirror.clone(),
+                verification: message.verification.clone(),
+            })
+            .collect();
+    }
+    Ok(step)
+}
+
+/// What replicating to one mirror did, per digest (the image, then each child) and kind.
+pub type Replication = Vec<(Digest, ArtifactKind, Replicated)>;
+
+/// Copies the primary's artifacts of the digest and of every child of an index to the mirror,
+/// replacing an artifact tag only with a superset of its layers. The mirror must hold the image.
+pub async fn replicate<R: RegistryWrite>(
+    copier: &Copier<R>,
+    message: &ReplicateMessage,
+) -> Result<Replication, PromotionError> {
+    let registry = copier.registry();
+    if registry.head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest)).await?.is_none() {
+        return Err(PromotionError::NotAtMirror { mirror: message.mirror.clone(), digest: message.digest });
+    }
+    let targets = sign::targets(registry, &message.primary, message.digest).await?;
+    let mut done = Vec::new();
+    for target in targets {
+        for kind in ArtifactKind::ALL {
+            let replicated =
+                replicate_artifact(copier, &message.primary, &message.mirror, &target, kind, false).await?;
+            done.push((target, kind, replicated));
+        }
+    }
+    Ok(done)
+}
+
+/// The verifier's report as it travels with the promotion.
+pub fn summary(report: &Report) -> Vec<CheckSummary> {
+    report
+        .checks
+        .iter()
+        .filter_map(|c| {
+            let check = CheckName::parse(c.name)?;
+            let result = match c.status {
+                Status::Pass => CheckResult::Pass,
+                Status::Skip => CheckResult::Skip,
+                Status::Warn => CheckResult::Warn,
+                Status::Fail => CheckResult::Fail,
+            };
+            Some(CheckSummary { check, result, reason: c.reason.clone() })
+        })
+        .collect()
+}
+
+/// The report a message carries, back in the verifier's terms.
+pub fn report(promotion: &Promotion, verification: &[CheckSummary]) -> Report {
+    let checks = verification
+        .iter()
+        .map(|c| Check {
+            name: c.check.as_str(),
+            status: match c.result {
+                CheckResult::Pass => Status::Pass,
+                CheckResult::Skip => Status::Skip,
+                CheckResult::Warn => Status::Warn,
+                CheckResult::Fail => Status::Fail,
+            },
+            reason: c.reason.clone(),
+        })
+        .collect();
+    Report { source: promotion.source.clone(), digest: promotion.digest, checks }
+}
