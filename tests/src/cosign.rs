@@ -161,3 +161,32 @@ pub fn openssl_verifies(public_pem: &str, message: &[u8], der_signature: &[u8]) 
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Checks that `repo` in the registry behind `seeder` holds a cosign signature of `digest`
+/// (`sha256-<hex>.sig`) by the key `public_pem`: a simple-signing layer whose payload names the
+/// digest and whose signature annotation verifies with `openssl`. Nothing of Ferry's is used.
+pub async fn verify_signature(seeder: &Seeder, repo: &str, digest: &Digest, public_pem: &str) -> Result<(), String> {
+    let tag = format!("{}.sig", digest.tag_form());
+    let manifest = seeder.get_manifest(repo, &tag).await.ok_or_else(|| format!("{repo}:{tag} does not exist"))?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| format!("{repo}:{tag} is not JSON: {e}"))?;
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    for layer in layers {
+        if layer["mediaType"] != "application/vnd.dev.cosign.simplesigning.v1+json" {
+            continue;
+        }
+        let (Some(layer_digest), Some(signature)) =
+            (layer["digest"].as_str(), layer["annotations"]["dev.cosignproject.cosign/signature"].as_str())
+        else {
+            continue;
+        };
+        let payload = seeder.get_blob(repo, layer_digest).await;
+        let Ok(signature) = base64::engine::general_purpose::STANDARD.decode(signature) else { continue };
+        let names_digest = serde_json::from_slice::<serde_json::Value>(&payload)
+            .is_ok_and(|p| p["critical"]["image"]["docker-manifest-digest"] == digest.to_string());
+        if names_digest && openssl_verifies(public_pem, &payload, &signature) {
+            return Ok(());
+        }
+    }
+    Err(format!("{repo}:{tag} has no layer signed by the key for {digest}"))
+}

@@ -274,4 +274,14 @@ impl Seeder {
             .await
             .is_ok_and(|r| r.status().is_success())
     }
+
+    /// Deletes the manifest `digest` from `repo` (and with it every tag pointing at it).
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) {
+        let response = self
+            .request(reqwest::Method::DELETE, &format!("{}/v2/{repo}/manifests/{digest}", self.base))
+            .send()
+            .await
+            .expect("delete manifest");
+        assert!(response.status().is_success(), "DELETE {repo}@{digest}: {}", response.status());
+    }
 }

@@ -147,6 +147,9 @@ fn uuid_like() -> String {
 struct Row {
     source: String,
     digest: String,
+    /// The children of an index, each signed at the primary and replicated to every mirror.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    children: Vec<String>,
     complete: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing_source: Option<String>,
@@ -162,6 +165,10 @@ struct DestinationRow {
     copied: String,
     signed: String,
     attested: String,
+    /// At a mirror: artifact tags the primary holds (for the digest and each child) and this
+    /// mirror lacks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    missing: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<String>,
 }
@@ -181,6 +188,7 @@ impl Row {
         Row {
             source: s.source.to_string(),
             digest: s.digest.to_string(),
+            children: s.children.iter().map(ToString::to_string).collect(),
             complete: s.missing_source.is_none()
                 && dead_letters.is_empty()
                 && s.destinations.iter().all(|d| d.is_complete() || d.refused.is_some()),
@@ -195,6 +203,7 @@ impl Row {
                     copied: d.copied.to_string(),
                     signed: d.signed.to_string(),
                     attested: d.attested.to_string(),
+                    missing: d.missing.clone(),
                     refused: d.refused.clone(),
                 })
                 .collect(),
@@ -238,6 +247,9 @@ fn table(rows: &[Row], all: bool) -> String {
                     d.signed,
                     d.attested
                 )),
+            }
+            if !d.missing.is_empty() {
+                text.push_str(&format!("          lacks {}\n", d.missing.join(", ")));
             }
         }
         for dead in &row.dead_letters {

@@ -9,7 +9,7 @@ use ferry_model::{Digest, ImageRef, TagOrDigest};
 use ferry_registry::{OciRegistry, Registry};
 use ferry_trust::attest::{PromotedTo, Promotion, attest, now_rfc3339};
 use ferry_trust::keys::{SigningKey, generate_key_pair};
-use ferry_trust::replicate::replicate_all;
+use ferry_promotion::steps::replicate_artifacts;
 use ferry_trust::sign::sign;
 use ferry_trust::verify;
 
@@ -177,10 +177,11 @@ pub(crate) async fn replicate_command(args: ReplicateArgs, env: &Env) -> Result<
     let mut rows = Vec::new();
     let mut failed = false;
     for (digest, primary, mirror) in pairs {
-        match replicate_all(&copier, &primary, &mirror, &digest, !args.confirm).await {
-            Ok(done) => rows.extend(
-                done.into_iter().map(|(kind, r)| format!("{mirror}@{digest} .{}: {r:?}", kind.suffix())),
-            ),
+        match replicate_artifacts(&copier, &primary, &mirror, digest, !args.confirm).await {
+            Ok(done) => rows.extend(done.into_iter().map(|(target, kind, r)| {
+                let child = if target == digest { String::new() } else { format!(" (child {target})") };
+                format!("{mirror}@{digest}{child} .{}: {r:?}", kind.suffix())
+            })),
             Err(e) => {
                 failed = true;
                 rows.push(format!("{mirror}@{digest}: failed: {} ({})", e, e.class()));

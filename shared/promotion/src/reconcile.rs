@@ -463,4 +463,64 @@ mod tests {
         let to: Vec<String> = repair.replicate.iter().map(|r| r.mirror.to_string()).collect();
         assert_eq!(to, ["m2.example/app"]);
     }
+
+    #[test]
+    fn every_child_of_an_index_is_part_of_the_promotion() {
+        use Action::Present;
+        let digest = Digest::of(b"app");
+        let children = [Digest::of(b"amd64"), Digest::of(b"arm64")];
+        let tag = |d: &Digest, kind: &str| format!("{}.{kind}", d.tag_form());
+        let everything: Vec<String> = std::iter::once(&digest)
+            .chain(&children)
+            .map(|d| tag(d, "sig"))
+            .chain([tag(&digest, "att")])
+            .collect();
+        let without = |missing: &str| -> Vec<String> { everything.iter().filter(|t| *t != missing).cloned().collect() };
+        let child_sig = tag(&children[1], "sig");
+        /// (case, what prod, m1, m2 hold, sign, replicate to, incomplete destinations)
+        type Case<'a> = (&'a str, [Vec<String>; 3], usize, Vec<&'a str>, Vec<&'a str>);
+        let table: Vec<Case> = vec![
+            ("complete", [everything.clone(), everything.clone(), everything.clone()], 0, vec![], vec![]),
+            (
+                "prod lacks a child's signature: sign again (signing skips what is signed)",
+                [without(&child_sig), everything.clone(), everything.clone()],
+                1,
+                vec![],
+                vec!["prod.example/app"],
+            ),
+            (
+                "a mirror lacks a child's signature: replicate to it",
+                [everything.clone(), everything.clone(), without(&child_sig)],
+                0,
+                vec!["m2.example/app"],
+                vec!["m2.example/app"],
+            ),
+        ];
+        for (case, held, sign, replicate, incomplete) in table {
+            let mut h = Holdings::default();
+            for (d, have) in ["prod.example/app", "m1.example/app", "m2.example/app"].iter().zip(held) {
+                let mut tags: BTreeSet<String> = BTreeSet::from(["1.0".to_owned()]);
+                tags.extend(have);
+                h.insert(repo(d), Ok(tags));
+            }
+            h.insert_children(repo("prod.example/app"), digest, Ok(children.to_vec()));
+            let (status, repair) = reconcile(&plan([Present, Present, Present]), &h, None);
+            assert_eq!(repair.sign.len(), sign, "{case}: sign");
+            let to: Vec<String> = repair.replicate.iter().map(|r| r.mirror.to_string()).collect();
+            assert_eq!(to, replicate, "{case}: replicate");
+            let not_done: Vec<String> = status[0]
+                .destinations
+                .iter()
+                .filter(|d| !d.is_complete())
+                .map(|d| d.repository.to_string())
+                .collect();
+            assert_eq!(not_done, incomplete, "{case}: incomplete");
+            assert_eq!(status[0].children, children, "{case}");
+        }
+        // The children could not be read: nothing is decided.
+        let mut h = holdings([&["sig", "att"], &["sig", "att"], &[]]);
+        h.insert_children(repo("prod.example/app"), digest, Err("503".into()));
+        let (_, repair) = reconcile(&plan([Present, Present, Present]), &h, None);
+        assert!(repair.is_empty(), "{repair:?}");
+    }
 }

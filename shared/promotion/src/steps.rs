@@ -18,7 +18,7 @@ use ferry_messages::{
     AttestMessage, CheckName, CheckResult, CheckSummary, CopyMessage, DestinationTags, Next, Promotion,
     ReplicateMessage, SignMessage, VerifyMessage,
 };
-use ferry_model::{Digest, TagOrDigest};
+use ferry_model::{Digest, Repository, TagOrDigest};
 use ferry_registry::{Registry, RegistryWrite};
 use ferry_trust::TrustError;
 use ferry_trust::artifacts::Appended;
@@ -284,12 +284,23 @@ pub async fn replicate<R: RegistryWrite>(
     if registry.head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest)).await?.is_none() {
         return Err(PromotionError::NotAtMirror { mirror: message.mirror.clone(), digest: message.digest });
     }
-    let targets = sign::targets(registry, &message.primary, message.digest).await?;
+    replicate_artifacts(copier, &message.primary, &message.mirror, message.digest, false).await
+}
+
+/// Replicates every artifact kind of `digest` and of each child (as `primary` holds them) from
+/// `primary` to `mirror`. With `dry_run`, says what it would do and writes nothing.
+pub async fn replicate_artifacts<R: RegistryWrite>(
+    copier: &Copier<R>,
+    primary: &Repository,
+    mirror: &Repository,
+    digest: Digest,
+    dry_run: bool,
+) -> Result<Replication, PromotionError> {
+    let targets = sign::targets(copier.registry(), primary, digest).await?;
     let mut done = Vec::new();
     for target in targets {
         for kind in ArtifactKind::ALL {
-            let replicated =
-                replicate_artifact(copier, &message.primary, &message.mirror, &target, kind, false).await?;
+            let replicated = replicate_artifact(copier, primary, mirror, &target, kind, dry_run).await?;
             done.push((target, kind, replicated));
         }
     }

@@ -212,9 +212,9 @@ async fn every_outcome_is_settled_as_it_must_be() {
         let got = match disposition {
             Disposition::Done => {
                 let out = broker.receive(Address::Stage(Queue::Plan), 10, Duration::ZERO).await.unwrap();
-                let sent = Envelope::<ReplicateMessage>::decode(&out[0].body).unwrap();
+                let sent = Envelope::<PlanMessage>::decode(&out[0].body).unwrap();
                 let original = Envelope::<ReplicateMessage>::decode(&case.body).unwrap();
-                // The next message continues the event and carries the same kind of work.
+                // The next message continues the event.
                 assert_eq!(sent.event_id, original.event_id, "{}", case.name);
                 assert_eq!(sent.attempt, 0, "{}", case.name);
                 Expect::Published
@@ -228,7 +228,7 @@ async fn every_outcome_is_settled_as_it_must_be() {
                 let out = broker.receive(Address::DeadLetter(queue), 10, Duration::ZERO).await.unwrap();
                 let record = DeadLetter::decode(&out[0].body).unwrap();
                 assert_eq!(record.queue, Queue::Replicate, "{}", case.name);
-                assert_eq!(record.stage, "attester", "{}", case.name);
+                assert_eq!(record.stage, "replicator", "{}", case.name);
                 assert!(
                     record.original.is_some() || record.original_base64.is_some(),
                     "{}: the original is kept",

@@ -20,6 +20,7 @@ use ferry_testkit::seed::{ImageSpec, LayerSpec, Pushed, Seeder};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Transport {
+    Memory,
     Rabbit,
     Sqs,
 }
@@ -31,6 +32,7 @@ impl Transport {
         match self {
             Transport::Rabbit => seed,
             Transport::Sqs => seed + 1000,
+            Transport::Memory => seed + 2000,
         }
     }
 }
@@ -127,6 +129,7 @@ impl Harness {
         let prefix =
             format!("ferry-it-{}", &Digest::of(format!("{port}{:?}", Instant::now()).as_bytes()).hex()[..10]);
         let url = match transport {
+            Transport::Memory => "memory://".to_owned(),
             Transport::Rabbit => "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
             Transport::Sqs => {
                 let endpoint =
@@ -246,6 +249,15 @@ impl Harness {
         else {
             return false;
         };
+        // Every child of an index is signed at prod, and each mirror has the same signatures.
+        let children = self.children(repo, digest).await;
+        let mut child_sigs = Vec::new();
+        for child in &children {
+            match prod.tag_digest(repo, &format!("{}.sig", child.tag_form())).await {
+                Some(sig) => child_sigs.push((child, sig)),
+                None => return false,
+            }
+        }
         for mirror in &self.mirrors {
             let m = Seeder::new(mirror);
             if m.tag_digest(repo, tag).await != Some(*digest)
@@ -254,8 +266,30 @@ impl Harness {
             {
                 return false;
             }
+            for (child, sig) in &child_sigs {
+                if m.tag_digest(repo, &format!("{}.sig", child.tag_form())).await != Some(*sig) {
+                    return false;
+                }
+            }
         }
         true
+    }
+
+    /// The children of `digest` at prod, when it is an index.
+    pub(crate) async fn children(&self, repo: &str, digest: &Digest) -> Vec<Digest> {
+        let Some(bytes) = Seeder::new(&self.prod).get_manifest(repo, &digest.to_string()).await else {
+            return Vec::new();
+        };
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        manifest["manifests"]
+            .as_array()
+            .map(|m| m.iter().map(|c| Digest::parse(c["digest"].as_str().unwrap()).unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Ferry's public key, as a verifier at a mirror would hold it.
+    pub(crate) fn public_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("ferry.pub")).unwrap()
     }
 }
 
@@ -326,10 +360,18 @@ pub(crate) async fn push_webhook(transport: Transport) {
     })
     .await;
     let prod = Seeder::new(&h.prod);
-    // The children of the index are signed too, and one promotion attestation exists.
-    for child in &pushed.children {
-        assert!(prod.tag_digest("demo/app", &format!("{}.sig", child.digest.tag_form())).await.is_some());
+    // The index and each of its children verify at prod and at both mirrors, with openssl and
+    // Ferry's public key: a per-platform pull from a mirror finds its signature.
+    let public = h.public_key();
+    for server in [&h.prod, &h.mirrors[0], &h.mirrors[1]] {
+        let seeder = Seeder::new(server);
+        for digest in std::iter::once(&pushed.digest).chain(pushed.children.iter().map(|c| &c.digest)) {
+            ferry_testkit::cosign::verify_signature(&seeder, "demo/app", digest, &public)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", server.host()));
+        }
     }
+    // One promotion attestation exists.
     let att: serde_json::Value = serde_json::from_slice(
         &prod.get_manifest("demo/app", &format!("{}.att", pushed.digest.tag_form())).await.unwrap(),
     )
@@ -621,10 +663,11 @@ pub(crate) async fn worker_killed(transport: Transport) {
 ///    reconcile emits nothing and costs one manifest request per edge.
 pub(crate) async fn reconcile(transport: Transport) {
     let h = Harness::start(transport, Options { notifications: false, ..Default::default() }).await;
-    let spec = ImageSpec::small("amd64", transport.seed(50), 1);
-    let pushed = Seeder::new(&h.staging).image("reconciled/app", Some("1.0"), &spec).await;
+    let specs = two_platforms(transport.seed(50));
+    let pushed = Seeder::new(&h.staging).index("reconciled/app", Some("1.0"), &specs).await;
     for registry in [&h.prod, &h.mirrors[0], &h.mirrors[1]] {
-        Seeder::new(registry).image("reconciled/app", Some("1.0"), &spec).await;
+        let copy = Seeder::new(registry).index("reconciled/app", Some("1.0"), &specs).await;
+        assert_eq!(copy.digest, pushed.digest);
     }
     let manifests = h.dir.path().join("desired");
     h.write_thin_manifest(
@@ -667,10 +710,39 @@ pub(crate) async fn reconcile(transport: Transport) {
     let listings = requests.iter().filter(|l| l.path.contains("/tags/list")).count();
     assert_eq!(
         (manifests_read, listings),
-        (1, 1),
-        "one manifest request per edge, one listing: {requests:?}"
+        (2, 1),
+        "one manifest request per edge, one read of the index for its children, one listing: {requests:?}"
     );
+
+    // A mirror loses the signature of one child (the per-platform pull there would find none):
+    // status says so, and reconcile replicates it again.
+    let child = pushed.children[1].digest;
+    let mirror = Seeder::new(&h.mirrors[1]);
+    let child_sig = mirror.tag_digest("reconciled/app", &format!("{}.sig", child.tag_form())).await.unwrap();
+    mirror.delete_manifest("reconciled/app", &child_sig).await;
+    let (code, stdout, stderr) = ferry(&inputs("status")).await;
+    assert_eq!(code, Some(5), "incomplete: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("lacks {}.sig", child.tag_form())), "{stdout}");
+    let (code, stdout, stderr) = ferry(&inputs("reconcile")).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 1 replicate"), "{stdout}");
+    wait_for("the child's signature to be replicated again", Duration::from_secs(60), || {
+        h.fully_promoted("reconciled/app", "1.0", &pushed.digest)
+    })
+    .await;
+    ferry_testkit::cosign::verify_signature(&mirror, "reconciled/app", &child, &h.public_key()).await.unwrap();
+    let (code, stdout, stderr) = ferry(&inputs("status")).await;
+    assert_eq!(code, Some(0), "complete again: {stdout}{stderr}");
     h.stop().await;
+}
+
+mod memory {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn push_webhook_promotes_signs_attests_and_replicates() {
+        crate::support::bounded(push_webhook(Transport::Memory)).await;
+    }
 }
 
 mod rabbit {
