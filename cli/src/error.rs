@@ -55,6 +55,8 @@ impl CliError {
             CliError::Input(_) | CliError::Config(_) | CliError::Usage(_) => ExitStatus::InvalidInput,
             CliError::Registry(_) => ExitStatus::Registry,
             CliError::Trust(ferry_trust::TrustError::Registry(_)) => ExitStatus::Registry,
+            // An unreadable key file or a missing COSIGN_PASSWORD is a configuration problem.
+            CliError::Trust(ferry_trust::TrustError::Key(_)) => ExitStatus::InvalidInput,
             CliError::Trust(_) => ExitStatus::PromotionFailed,
             CliError::Output(_) => ExitStatus::Internal,
         }

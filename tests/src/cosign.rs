@@ -165,9 +165,15 @@ pub fn openssl_verifies(public_pem: &str, message: &[u8], der_signature: &[u8]) 
 /// Checks that `repo` in the registry behind `seeder` holds a cosign signature of `digest`
 /// (`sha256-<hex>.sig`) by the key `public_pem`: a simple-signing layer whose payload names the
 /// digest and whose signature annotation verifies with `openssl`. Nothing of Ferry's is used.
-pub async fn verify_signature(seeder: &Seeder, repo: &str, digest: &Digest, public_pem: &str) -> Result<(), String> {
+pub async fn verify_signature(
+    seeder: &Seeder,
+    repo: &str,
+    digest: &Digest,
+    public_pem: &str,
+) -> Result<(), String> {
     let tag = format!("{}.sig", digest.tag_form());
-    let manifest = seeder.get_manifest(repo, &tag).await.ok_or_else(|| format!("{repo}:{tag} does not exist"))?;
+    let manifest =
+        seeder.get_manifest(repo, &tag).await.ok_or_else(|| format!("{repo}:{tag} does not exist"))?;
     let manifest: serde_json::Value =
         serde_json::from_slice(&manifest).map_err(|e| format!("{repo}:{tag} is not JSON: {e}"))?;
     let layers = manifest["layers"].as_array().cloned().unwrap_or_default();

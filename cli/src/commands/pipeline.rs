@@ -64,8 +64,11 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
         ..WorkerOptions::default()
     };
     let stages = ferry_pipeline::build(context).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| CliError::Usage(format!("--listen {listen}: cannot listen: {e}")))?;
     output::note(&format!("running every stage on {}; ingest on http://{listen}", broker.transport()));
-    ferry_pipeline::run(broker, stages, Some((listen, ingest)), options, &[], shutdown_signal())
+    ferry_pipeline::run(broker, stages, Some((listener, ingest)), options, &[], shutdown_signal())
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)

@@ -61,8 +61,8 @@ pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, Cl
                 .filter(|(_, r)| r.original.as_ref().is_some_and(|o| o.to_string().contains(&digest)))
                 .map(|(queue, r)| DeadRow {
                     queue: queue.to_string(),
-                    stage: r.stage.clone(),
-                    class: r.class.clone(),
+                    stage: r.stage.to_string(),
+                    class: r.class.to_string(),
                     error: r.error.clone(),
                     attempts: r.attempts,
                     message_id: r.message_id.clone(),

@@ -6,10 +6,10 @@ use std::path::Path;
 use ferry_config::{Config, Env, SigningConfig};
 use ferry_copy::{Copier, CopyOptions};
 use ferry_model::{Digest, ImageRef, TagOrDigest};
+use ferry_promotion::steps::replicate_artifacts;
 use ferry_registry::{OciRegistry, Registry};
 use ferry_trust::attest::{PromotedTo, Promotion, attest, now_rfc3339};
 use ferry_trust::keys::{SigningKey, generate_key_pair};
-use ferry_promotion::steps::replicate_artifacts;
 use ferry_trust::sign::sign;
 use ferry_trust::verify;
 
@@ -104,7 +104,8 @@ pub(crate) async fn optional_key(
         (None, Some(id)) => Some(SigningConfig::Kms(id.clone())),
         (None, None) => None,
     };
-    Ok(config.signing_key(flag.as_ref(), env).await?)
+    Ok(ferry_trust::keys::load(flag.as_ref().or(config.signing.as_ref()), env.cosign_password.as_ref())
+        .await?)
 }
 
 pub(crate) async fn sign_command(args: SignArgs, env: &Env) -> Result<ExitStatus, CliError> {

@@ -15,7 +15,8 @@ pub struct Attester {
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Attester> {
-    let key = context.config.signing_key(None, &context.env).await?;
+    let key = ferry_trust::keys::load(context.config.signing.as_ref(), context.env.cosign_password.as_ref())
+        .await?;
     Ok(Attester { registry: registry(&context)?, key })
 }
 

@@ -5,7 +5,6 @@
 //! [`run_stage`]. The stages are the same values the function binaries build.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferry_copy::{Copier, CopyOptions};
@@ -34,7 +33,8 @@ pub struct Stages {
 
 pub async fn build(context: Context) -> anyhow::Result<Stages> {
     let registry = registry(&context)?;
-    let key = || context.config.signing_key(None, &context.env);
+    let key =
+        || ferry_trust::keys::load(context.config.signing.as_ref(), context.env.cosign_password.as_ref());
     let events = ferry_ingest::EventsStage { registries: context.config.pipeline.registries.clone() };
     let signer = ferry_signer::Signer {
         copier: Copier::new(registry.clone(), CopyOptions::default()),
@@ -49,12 +49,13 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
     Ok(Stages { events, planner, verifier, copier, signer, attester, replicator })
 }
 
-/// Runs every stage (except those in `skip`) and ingest on `listen` (when given) until
+/// Runs every stage (except those in `skip`) and ingest on `listener` (when given; the caller
+/// binds it, so that a test can bind port 0 and know the address before anything runs) until
 /// `shutdown`; then stops receiving and finishes every message in flight.
 pub async fn run<B: Broker>(
     broker: Arc<B>,
     stages: Stages,
-    ingest: Option<(SocketAddr, ferry_ingest::IngestConfig)>,
+    ingest: Option<(tokio::net::TcpListener, ferry_ingest::IngestConfig)>,
     options: WorkerOptions,
     skip: &[Queue],
     shutdown: impl Future<Output = ()>,
@@ -88,10 +89,9 @@ pub async fn run<B: Broker>(
     if !skip.contains(&Queue::Replicate) {
         tasks.spawn(run_worker(Arc::new(stages.replicator), broker.clone(), options, until()));
     }
-    if let Some((listen, config)) = ingest {
+    if let Some((listener, config)) = ingest {
         let router = ferry_ingest::router(ferry_ingest::Ingest::new(broker.clone(), config));
         let done = until();
-        let listener = tokio::net::TcpListener::bind(listen).await?;
         tracing::info!(address = %listener.local_addr()?, "ingest listening");
         tasks.spawn(async move {
             if let Err(error) = axum_serve(listener, router, done).await {

@@ -415,3 +415,86 @@ impl ManifestSource for AnySource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn write(dir: &Path, sub: &str, images: &str) {
+        let top = dir.join("promotion");
+        std::fs::create_dir_all(top.join("manifests").join(sub)).unwrap();
+        std::fs::create_dir_all(top.join("images").join(sub)).unwrap();
+        std::fs::write(
+            top.join("manifests").join(sub).join("promoter-manifest.yaml"),
+            "registries:\n- name: staging.example/team\n  src: true\n- name: prod.example/team\n",
+        )
+        .unwrap();
+        std::fs::write(top.join("images").join(sub).join("images.yaml"), images).unwrap();
+    }
+
+    /// The GitHub contents-API source, driven through `FakeGitHub` over real commits, reads the
+    /// same desired state as a local checkout, for a change and for the head.
+    #[tokio::test]
+    async fn the_github_source_reads_what_a_checkout_reads() {
+        let repo = tempfile::tempdir().unwrap();
+        let digest = |n: u8| ferry_model::Digest::of(&[n]);
+        git(repo.path(), &["init", "-q"]);
+        write(repo.path(), "a", &format!("- name: app\n  dmap:\n    \"{}\": [\"1.0\"]\n", digest(1)));
+        write(repo.path(), "b", &format!("- name: tool\n  dmap:\n    \"{}\": [\"0.1\"]\n", digest(2)));
+        git(repo.path(), &["add", "."]);
+        git(repo.path(), &["commit", "-qm", "base"]);
+        let base = git(repo.path(), &["rev-parse", "HEAD"]);
+        write(
+            repo.path(),
+            "a",
+            &format!(
+                "- name: app\n  dmap:\n    \"{}\": [\"1.0\"]\n    \"{}\": [\"2.0\"]\n",
+                digest(1),
+                digest(3)
+            ),
+        );
+        git(repo.path(), &["commit", "-qam", "add 2.0"]);
+        let head = git(repo.path(), &["rev-parse", "HEAD"]);
+
+        let inputs = vec![Input::KpromoThinDir(PathBuf::from("promotion"))];
+        let github =
+            GitHubSource::new(FakeGitHub::new(repo.path().to_path_buf()), inputs.clone(), Policy::default());
+        let checkout = GitCheckout::new(repo.path().to_path_buf(), inputs, Policy::default());
+        let (from_github, from_checkout) =
+            (github.change(&base, &head).await.unwrap(), checkout.change(&base, &head).await.unwrap());
+        // Origins name each source's own temporary copy; the rest must be identical.
+        let text = |state: &DesiredState| {
+            state
+                .entries
+                .iter()
+                .map(|e| {
+                    let origin = e.origin.to_string();
+                    let relative =
+                        origin.split_once("/promotion/").map_or(origin.clone(), |(_, r)| r.to_owned());
+                    format!("{:?} {:?} {:?} {:?} {relative}", e.sources, e.pin, e.tags, e.destinations)
+                })
+                .collect::<Vec<_>>()
+        };
+        let same = |a: &DesiredState, b: &DesiredState| text(a) == text(b);
+        assert!(same(&from_github.head, &from_checkout.head), "{from_github:?} / {from_checkout:?}");
+        assert!(same(&from_github.base, &from_checkout.base), "{from_github:?} / {from_checkout:?}");
+        // Only subproject `a` changed, so only it is read: its two digests, not `b`'s.
+        assert_eq!(from_github.head.entries.len(), 2, "{:?}", from_github.head.entries);
+        assert!(same(&github.current().await.unwrap(), &checkout.current().await.unwrap()));
+        assert_eq!(github.current().await.unwrap().entries.len(), 3);
+    }
+}

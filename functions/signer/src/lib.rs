@@ -20,7 +20,8 @@ pub struct Signer {
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Signer> {
-    let key = context.config.signing_key(None, &context.env).await?;
+    let key = ferry_trust::keys::load(context.config.signing.as_ref(), context.env.cosign_password.as_ref())
+        .await?;
     Ok(Signer { copier: Copier::new(registry(&context)?, CopyOptions::default()), key })
 }
 

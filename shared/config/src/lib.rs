@@ -83,7 +83,7 @@ use ferry_manifests::yaml::{self, Spanned, line_of};
 use ferry_model::{Host, RegistryPath};
 use ferry_registry::auth::default_files;
 use ferry_registry::{CredentialSources, Credentials, LimiterConfig, RetryPolicy, Secret, TransportConfig};
-use ferry_trust::keys::{SigningKey, VerificationKey};
+use ferry_trust::keys::VerificationKey;
 use ferry_trust::policy::{
     MissingReport, Requirement, Severity, SourcePolicy, TrustPolicy, VulnerabilityGate,
 };
@@ -98,8 +98,6 @@ pub enum ConfigError {
     Field { path: String, line: u64, field: &'static str, message: String },
     #[error("registry credentials: {0}")]
     Credentials(#[from] ferry_registry::RegistryError),
-    #[error("signing key: {0}")]
-    Signing(String),
 }
 
 /// Every environment variable Ferry reads.
@@ -318,12 +316,8 @@ struct VulnerabilitiesYaml {
     keys: Vec<Spanned<String>>,
 }
 
-/// Where the signing key comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SigningConfig {
-    KeyFile(PathBuf),
-    Kms(String),
-}
+/// Where the signing key comes from (loaded by `ferry_trust::keys::load`).
+pub use ferry_trust::keys::KeySource as SigningConfig;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -424,15 +418,6 @@ impl Config {
     }
 
     /// Loads the signing key the configuration (or `flag`, which wins) names, if any.
-    pub async fn signing_key(
-        &self,
-        flag: Option<&SigningConfig>,
-        env: &Env,
-    ) -> Result<Option<SigningKey>, ConfigError> {
-        let Some(signing) = flag.or(self.signing.as_ref()) else { return Ok(None) };
-        signing_key(signing, env).await.map(Some)
-    }
-
     /// Adds command-line settings (`--insecure-registry`, `--deny-prerelease`) to the file's.
     pub fn with_flags(mut self, insecure: &[Host], deny_prerelease: &[RegistryPath]) -> Self {
         self.insecure_hosts.extend(insecure.iter().cloned());
@@ -449,27 +434,6 @@ impl Config {
             retry: self.retry,
             ..TransportConfig::default()
         })
-    }
-}
-
-/// Loads a signing key: a cosign key file (password from `COSIGN_PASSWORD`) or a KMS key.
-pub async fn signing_key(signing: &SigningConfig, env: &Env) -> Result<SigningKey, ConfigError> {
-    match signing {
-        SigningConfig::KeyFile(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| ConfigError::Signing(format!("{}: {e}", path.display())))?;
-            let password = env.cosign_password.as_ref().ok_or_else(|| {
-                ConfigError::Signing(format!("{}: set COSIGN_PASSWORD to the key's password", path.display()))
-            })?;
-            SigningKey::from_encrypted_pem(&pem, password.expose().as_bytes())
-                .map_err(|e| ConfigError::Signing(format!("{}: {e}", path.display())))
-        }
-        SigningConfig::Kms(key_id) => {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            SigningKey::from_kms(aws_sdk_kms::Client::new(&sdk), key_id.clone())
-                .await
-                .map_err(|e| ConfigError::Signing(e.to_string()))
-        }
     }
 }
 

@@ -1,13 +1,10 @@
 //! Copying one manifest tree and writing its tags.
 
-use ferry_registry::Classify as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use ferry_model::{Digest, Host, Repository, Tag, TagOrDigest};
-use ferry_registry::{Descriptor, ErrorClass, RawManifest, RegistryError, RegistryWrite, Transfer};
+use ferry_registry::{Descriptor, RawManifest, RegistryWrite, Transfer};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::OnceCell;
 
@@ -20,13 +17,11 @@ pub struct CopyOptions {
     pub max_images: usize,
     /// Blobs and child manifests of one image transferred at once.
     pub max_blobs: usize,
-    /// Attempts per blob transfer; a dropped connection or a 5xx restarts the transfer.
-    pub blob_attempts: usize,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        Self { max_images: 8, max_blobs: 4, blob_attempts: 4 }
+        Self { max_images: 8, max_blobs: 4 }
     }
 }
 
@@ -258,21 +253,11 @@ impl<R: RegistryWrite> Copier<R> {
         blob: &Descriptor,
         mount_from: Option<&Repository>,
     ) -> Result<(), CopyError> {
-        let attempt = || async {
-            self.registry
-                .transfer_blob(source, destination, blob, mount_from, Some(self.stats.bytes.clone()))
-                .await
-        };
-        let backoff = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(self.options.blob_attempts.saturating_sub(1));
-        let transfer = attempt
-            .retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(|e: &RegistryError| e.class() == ErrorClass::Transient)
-            .notify(|error, delay| tracing::info!(%destination, blob = %blob.digest, %error, ?delay, "retrying blob transfer"))
+        // A failed streamed upload is restarted inside `transfer_blob`; every other request
+        // was retried by the transport. Nothing is retried again here.
+        let transfer = self
+            .registry
+            .transfer_blob(source, destination, blob, mount_from, Some(self.stats.bytes.clone()))
             .await?;
         match transfer {
             Transfer::Mounted => CopyStats::add(&self.stats.blobs_mounted, 1),

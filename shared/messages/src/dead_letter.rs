@@ -4,7 +4,37 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::envelope::Header;
-use crate::queues::{DeadLetterQueue, Queue};
+use crate::queues::{DeadLetterQueue, Queue, StageName};
+
+/// Why a message was dead-lettered: the class of the stage's error, or `malformed` for a body
+/// that never reached a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureClass {
+    Throttled,
+    Verification,
+    Transient,
+    Permanent,
+    Malformed,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Throttled => "throttled",
+            FailureClass::Verification => "verification",
+            FailureClass::Transient => "transient",
+            FailureClass::Permanent => "permanent",
+            FailureClass::Malformed => "malformed",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What a dead-letter queue holds. The original message is kept as JSON when it was JSON (so
 /// that replay can put it back), or as base64 bytes when it was not.
@@ -14,9 +44,8 @@ pub struct DeadLetter {
     pub dead_letter_queue: DeadLetterQueue,
     /// The stage queue the message came from, where replay puts it back.
     pub queue: Queue,
-    pub stage: String,
-    /// `throttled`, `verification`, `transient`, `permanent` or `malformed`.
-    pub class: String,
+    pub stage: StageName,
+    pub class: FailureClass,
     pub error: String,
     pub attempts: u32,
     /// RFC 3339.
@@ -41,7 +70,7 @@ impl DeadLetter {
     pub fn new(
         dead_letter_queue: DeadLetterQueue,
         queue: Queue,
-        class: &str,
+        class: FailureClass,
         error: &str,
         attempts: u32,
         original: &[u8],
@@ -53,8 +82,8 @@ impl DeadLetter {
             version: crate::VERSION,
             dead_letter_queue,
             queue,
-            stage: queue.stage().to_owned(),
-            class: class.to_owned(),
+            stage: queue.stage_name(),
+            class,
             error: error.to_owned(),
             attempts,
             first_failure: header.first_failure.clone().unwrap_or_else(|| now.clone()),

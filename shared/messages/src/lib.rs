@@ -17,9 +17,9 @@ pub mod envelope;
 pub mod queues;
 pub mod stages;
 
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, FailureClass};
 pub use envelope::{DecodeError, Envelope, MAX_MESSAGE_BYTES, MessageError, VERSION};
-pub use queues::{DeadLetterQueue, Queue, Topology};
+pub use queues::{DeadLetterQueue, Queue, StageName, Topology};
 pub use stages::*;
 
 #[cfg(test)]
@@ -113,10 +113,17 @@ mod tests {
         envelope.attempt = 3;
         envelope.first_failure = Some("2026-11-24T00:00:00.000Z".into());
         let bytes = envelope.encode().unwrap();
-        let record = DeadLetter::new(DeadLetterQueue::Throttled, Queue::Copy, "throttled", "429", 4, &bytes);
+        let record = DeadLetter::new(
+            DeadLetterQueue::Throttled,
+            Queue::Copy,
+            FailureClass::Throttled,
+            "429",
+            4,
+            &bytes,
+        );
         assert_eq!(record.first_failure, "2026-11-24T00:00:00.000Z");
         assert_eq!(record.trace_id.as_deref(), Some("trace"));
-        assert_eq!(record.stage, "copier");
+        assert_eq!(record.stage, StageName::Copier);
         let decoded = DeadLetter::decode(&record.encode()).unwrap();
         let replay = Envelope::<CopyMessage>::decode(&decoded.replayable().unwrap()).unwrap();
         assert_eq!(replay.attempt, 0);
@@ -126,7 +133,7 @@ mod tests {
         let junk = DeadLetter::new(
             DeadLetterQueue::Poison,
             Queue::Plan,
-            "malformed",
+            FailureClass::Malformed,
             "not JSON",
             1,
             b"\xff\x00junk",

@@ -21,6 +21,39 @@ pub enum Queue {
     Replicate,
 }
 
+/// A pipeline function, by the name records, spans and `ferry worker --stage` use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageName {
+    Ingest,
+    Planner,
+    Verifier,
+    Copier,
+    Signer,
+    Attester,
+    Replicator,
+}
+
+impl StageName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Ingest => "ingest",
+            StageName::Planner => "planner",
+            StageName::Verifier => "verifier",
+            StageName::Copier => "copier",
+            StageName::Signer => "signer",
+            StageName::Attester => "attester",
+            StageName::Replicator => "replicator",
+        }
+    }
+}
+
+impl std::fmt::Display for StageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where failed messages go, with their reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -58,14 +91,19 @@ impl Queue {
 
     /// The function that consumes this queue.
     pub fn stage(self) -> &'static str {
+        self.stage_name().as_str()
+    }
+
+    /// The function that consumes this queue, typed.
+    pub fn stage_name(self) -> StageName {
         match self {
-            Queue::Events => "ingest",
-            Queue::Plan => "planner",
-            Queue::Verify => "verifier",
-            Queue::Copy => "copier",
-            Queue::Sign => "signer",
-            Queue::Attest => "attester",
-            Queue::Replicate => "replicator",
+            Queue::Events => StageName::Ingest,
+            Queue::Plan => StageName::Planner,
+            Queue::Verify => StageName::Verifier,
+            Queue::Copy => StageName::Copier,
+            Queue::Sign => StageName::Signer,
+            Queue::Attest => StageName::Attester,
+            Queue::Replicate => StageName::Replicator,
         }
     }
 

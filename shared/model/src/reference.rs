@@ -53,10 +53,6 @@ impl ImageRef {
     pub fn by_digest(repository: Repository, digest: Digest) -> Self {
         Self { repository, tag: None, digest: Some(digest) }
     }
-
-    pub fn by_tag(repository: Repository, tag: Tag) -> Self {
-        Self { repository, tag: Some(tag), digest: None }
-    }
 }
 
 impl fmt::Display for ImageRef {

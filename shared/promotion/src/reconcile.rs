@@ -475,7 +475,8 @@ mod tests {
             .map(|d| tag(d, "sig"))
             .chain([tag(&digest, "att")])
             .collect();
-        let without = |missing: &str| -> Vec<String> { everything.iter().filter(|t| *t != missing).cloned().collect() };
+        let without =
+            |missing: &str| -> Vec<String> { everything.iter().filter(|t| *t != missing).cloned().collect() };
         let child_sig = tag(&children[1], "sig");
         /// (case, what prod, m1, m2 hold, sign, replicate to, incomplete destinations)
         type Case<'a> = (&'a str, [Vec<String>; 3], usize, Vec<&'a str>, Vec<&'a str>);

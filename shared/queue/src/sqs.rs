@@ -103,6 +103,30 @@ impl SqsBroker {
         Ok(url)
     }
 
+    /// Makes the message with `receipt` on `queue` visible again after `delay` (a Lambda event
+    /// source's record to retry later: Lambda owns the receive, the broker only the queue).
+    pub async fn delay(&self, queue: Queue, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let url = self.url(Address::Stage(queue)).await?;
+        self.change_visibility(url, receipt.to_owned(), delay).await
+    }
+
+    async fn change_visibility(
+        &self,
+        url: String,
+        receipt: String,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| QueueError::broker(T, sdk_error(&e)))
+    }
+
     /// The URL of the queue called `name`; `Missing` when there is none.
     async fn lookup(&self, name: &str) -> Result<String, QueueError> {
         let found = self.client.get_queue_url().queue_name(name).send().await.map_err(|e| {
@@ -392,15 +416,7 @@ impl Broker for SqsBroker {
         let DeliveryHandle::Sqs { queue_url, receipt, .. } = delivery.handle else {
             return Err(QueueError::Config("not an SQS delivery".into()));
         };
-        self.client
-            .change_message_visibility()
-            .queue_url(queue_url)
-            .receipt_handle(receipt)
-            .visibility_timeout(delay.as_secs().min(43_200) as i32)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| QueueError::broker(T, sdk_error(&e)))
+        self.change_visibility(queue_url, receipt, delay).await
     }
 
     async fn release(&self, delivery: Delivery) -> Result<(), QueueError> {

@@ -34,6 +34,9 @@ pub struct RetryPolicy {
     pub max_attempts: usize,
     /// The total time one operation may spend waiting between attempts.
     pub budget: Duration,
+    /// Attempts of a streamed blob upload, which the transport cannot replay: a failed one
+    /// restarts the transfer (`OciRegistry::transfer_blob`), within the same budget.
+    pub stream_attempts: usize,
 }
 
 impl Default for RetryPolicy {
@@ -43,6 +46,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             max_attempts: 8,
             budget: Duration::from_secs(120),
+            stream_attempts: 4,
         }
     }
 }
@@ -187,6 +191,10 @@ impl Transport {
             tokens: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.config.retry
     }
 
     pub fn limiter(&self) -> &Limiter {

@@ -95,17 +95,43 @@ impl RegistryWrite for OciRegistry {
     ) -> Result<Transfer, RegistryError> {
         let mount =
             mount_from.filter(|m| m.host() == to.host()).or((from.host() == to.host()).then_some(from));
-        let session = self.start_upload(to, &blob.digest, mount).await?;
-        let location = match session {
-            Upload::Mounted => return Ok(Transfer::Mounted),
-            Upload::Session(location) => location,
-        };
-        match self.stream_into(from, to, blob, &location, progress).await {
-            Ok(bytes) => Ok(Transfer::Streamed(bytes)),
-            Err(error) => {
-                self.cancel_upload(to, &location).await;
-                Err(error)
+        // Every request but the streamed PUT (and the body it reads from the source) is
+        // replayable, and the transport retries it. A streamed upload is not, so a failure there
+        // (a dropped source stream, a 5xx or a 429 on the PUT) restarts the whole transfer here,
+        // up to `stream_attempts` times within the same budget, honouring `Retry-After`.
+        let policy = self.transport().retry_policy();
+        let started = std::time::Instant::now();
+        let mut attempt = 0usize;
+        loop {
+            attempt += 1;
+            let session = self.start_upload(to, &blob.digest, mount).await?;
+            let location = match session {
+                Upload::Mounted => return Ok(Transfer::Mounted),
+                Upload::Session(location) => location,
+            };
+            let error = match self.stream_into(from, to, blob, &location, progress.clone()).await {
+                Ok(bytes) => return Ok(Transfer::Streamed(bytes)),
+                Err(failure) => {
+                    self.cancel_upload(to, &location).await;
+                    match failure {
+                        StreamFailure::Final(error) => return Err(error),
+                        StreamFailure::Interrupted(error) => error,
+                    }
+                }
+            };
+            let backoff = policy.min_delay.saturating_mul(1 << attempt.min(8)).min(policy.max_delay);
+            let delay = match &error {
+                RegistryError::Throttled { retry_after, .. } => retry_after.unwrap_or(backoff),
+                _ => backoff,
+            };
+            if !error.is_retryable()
+                || attempt >= policy.stream_attempts
+                || started.elapsed() + delay > policy.budget
+            {
+                return Err(error);
             }
+            tracing::info!(%to, blob = %blob.digest, %error, ?delay, attempt, "restarting a streamed blob transfer");
+            tokio::time::sleep(delay).await;
         }
     }
 
@@ -164,6 +190,16 @@ enum Upload {
     Session(String),
 }
 
+/// How a streamed transfer failed.
+enum StreamFailure {
+    /// Already retried by the transport (the source GET), or never worth retrying (content
+    /// that does not match its digest).
+    Final(RegistryError),
+    /// The streamed PUT, or the source stream under it, failed part way: only a restart of the
+    /// whole transfer can retry it.
+    Interrupted(RegistryError),
+}
+
 impl OciRegistry {
     /// Starts an upload session, or mounts the blob from `mount` when that repository holds it.
     async fn start_upload(
@@ -206,7 +242,8 @@ impl OciRegistry {
         blob: &Descriptor,
         location: &str,
         progress: Option<Arc<AtomicU64>>,
-    ) -> Result<u64, RegistryError> {
+    ) -> Result<u64, StreamFailure> {
+        use StreamFailure::{Final, Interrupted};
         let what = format!("blob {from}@{}", blob.digest);
         let get = Call::new(
             Method::GET,
@@ -214,11 +251,11 @@ impl OciRegistry {
             format!("/v2/{}/blobs/{}", from.path(), blob.digest),
             Scope::Pull(from.path().clone()),
         );
-        let response = self.transport().send(&get).await?;
+        let response = self.transport().send(&get).await.map_err(Final)?;
         if let Some(length) = response.content_length()
             && length != blob.size
         {
-            return Err(RegistryError::SizeMismatch { what, expected: blob.size, actual: length });
+            return Err(Final(RegistryError::SizeMismatch { what, expected: blob.size, actual: length }));
         }
         let verdict = Arc::new(Mutex::new(None));
         let hashed = HashingStream {
@@ -234,7 +271,8 @@ impl OciRegistry {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(blob.size));
-        let url = with_digest(&self.transport().absolute_url(to.host(), location)?, &blob.digest);
+        let url =
+            with_digest(&self.transport().absolute_url(to.host(), location).map_err(Final)?, &blob.digest);
         let result = self
             .transport()
             .send_streaming(
@@ -248,9 +286,9 @@ impl OciRegistry {
             .await;
         // A mismatch found by the stream is the real cause, whatever the PUT reported.
         if let Some(mismatch) = verdict.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(mismatch);
+            return Err(Final(mismatch));
         }
-        check_reported_digest(&result?, &blob.digest, &what)?;
+        check_reported_digest(&result.map_err(Interrupted)?, &blob.digest, &what).map_err(Final)?;
         Ok(blob.size)
     }
 

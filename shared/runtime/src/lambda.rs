@@ -1,17 +1,14 @@
 //! AWS Lambda with an SQS event source: partial batch responses.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use ferry_messages::Queue;
 use ferry_queue::sqs::SqsBroker;
-use ferry_queue::{Address, Broker, Delivery, DeliveryHandle};
 use futures_util::FutureExt as _;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use crate::process::{Disposition, RetrySettings, handle_delivery};
-use crate::stage::Stage;
+use crate::stage::{Consumes as _, Stage};
 
 /// Handles one batch. A record that finished or was dead-lettered is a success (Lambda
 /// deletes it); a record to retry gets its visibility timeout changed to the retry delay and is
@@ -31,8 +28,13 @@ pub async fn handle_batch<S: Stage>(
         let failed = match handle_delivery(stage, broker, &body, receive_count, retry).await {
             Ok(Disposition::Done | Disposition::DeadLettered(_)) => false,
             Ok(Disposition::Retry { delay, .. }) => {
-                delay_record(broker, &record.event_source_arn, record.receipt_handle.as_deref(), &id, delay)
-                    .await;
+                // The record returns after `delay` (a throttled message's `Retry-After`) instead
+                // of after the queue's visibility timeout.
+                if let Some(receipt) = record.receipt_handle.as_deref()
+                    && let Err(error) = broker.delay(S::QUEUE, receipt, delay).await
+                {
+                    tracing::warn!(%error, message_id = %id, "cannot delay the record; it returns after the visibility timeout");
+                }
                 true
             }
             Err(error) => {
@@ -50,38 +52,6 @@ pub async fn handle_batch<S: Stage>(
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures;
     response
-}
-
-/// Sets the record's visibility timeout to `delay` (a throttled message's `Retry-After`).
-async fn delay_record(
-    broker: &SqsBroker,
-    source_arn: &Option<String>,
-    receipt: Option<&str>,
-    id: &str,
-    delay: Duration,
-) {
-    let (Some(arn), Some(receipt)) = (source_arn, receipt) else { return };
-    let Some(name) = arn.rsplit(':').next() else { return };
-    let url = match broker.client().get_queue_url().queue_name(name).send().await {
-        Ok(found) => found.queue_url().unwrap_or_default().to_owned(),
-        Err(error) => {
-            tracing::warn!(%error, "cannot find the queue to delay a message; it returns after the visibility timeout");
-            return;
-        }
-    };
-    let delivery = Delivery {
-        from: Address::Stage(Queue::Plan),
-        body: Vec::new(),
-        receive_count: 0,
-        handle: DeliveryHandle::Sqs {
-            queue_url: url,
-            receipt: receipt.to_owned(),
-            message_id: id.to_owned(),
-        },
-    };
-    if let Err(error) = broker.retry_later(delivery, Vec::new(), delay).await {
-        tracing::warn!(%error, "cannot delay a message; it returns after the visibility timeout");
-    }
 }
 
 /// Runs `stage` as a Lambda function until the runtime stops it.

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferry_messages::envelope::{Header, Keyed as _, with_attempt};
-use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope};
+use ferry_messages::envelope::{Keyed as _, with_attempt};
+use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, FailureClass};
 use ferry_queue::{Address, Broker, QueueError};
 use ferry_registry::ErrorClass;
 use futures_util::FutureExt as _;
@@ -73,7 +73,7 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
             let record = DeadLetter::new(
                 DeadLetterQueue::Poison,
                 queue,
-                "malformed",
+                FailureClass::Malformed,
                 &error.to_string(),
                 receive_count,
                 body,
@@ -127,7 +127,7 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
             };
             let record = |dlq: DeadLetterQueue, text: &str| {
                 let current = retry_body();
-                DeadLetter::new(dlq, queue, error.class.name(), text, next, &current)
+                DeadLetter::new(dlq, queue, failure_class(error.class), text, next, &current)
             };
             span.record("outcome", error.class.name());
             tracing::warn!(parent: &span, %queue, class = %error.class, error = %error.message, attempt = next, "stage failed");
@@ -170,7 +170,12 @@ async fn dead_letter<B: Broker>(broker: &B, record: DeadLetter) -> Result<Dispos
     Ok(Disposition::DeadLettered(dlq))
 }
 
-/// The trace id a delivery belongs to, for logs about deliveries that never reach a stage.
-pub fn trace_id_of(body: &[u8]) -> Option<String> {
-    Header::read(body).trace_id()
+/// A stage error's class as dead-letter records name it.
+pub fn failure_class(class: ErrorClass) -> FailureClass {
+    match class {
+        ErrorClass::Throttled => FailureClass::Throttled,
+        ErrorClass::Verification => FailureClass::Verification,
+        ErrorClass::Transient => FailureClass::Transient,
+        ErrorClass::Permanent => FailureClass::Permanent,
+    }
 }

@@ -67,8 +67,14 @@ impl Outgoing {
         original: &Envelope<T>,
     ) -> Result<Self, StageError> {
         let bytes = original.encode().map_err(|e| StageError::permanent(e.to_string()))?;
-        let record =
-            DeadLetter::new(dead_letter_queue, queue, class.name(), error, original.attempt + 1, &bytes);
+        let record = DeadLetter::new(
+            dead_letter_queue,
+            queue,
+            crate::process::failure_class(class),
+            error,
+            original.attempt + 1,
+            &bytes,
+        );
         Ok(Outgoing { to: Address::DeadLetter(dead_letter_queue), body: record.encode() })
     }
 }

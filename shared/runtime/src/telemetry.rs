@@ -19,7 +19,7 @@ use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -48,13 +48,6 @@ pub fn init(service: &str, env: &Env) {
         }
     }
     install(service, builder.build(), meter.build(), env);
-}
-
-/// Like [`init`], but exporting spans to `exporter` (tests use an in-memory exporter).
-pub fn init_with_exporter<E: SpanExporter + 'static>(service: &str, exporter: E, env: &Env) {
-    let provider =
-        SdkTracerProvider::builder().with_resource(resource(service)).with_simple_exporter(exporter).build();
-    install(service, provider, SdkMeterProvider::builder().build(), env);
 }
 
 fn install(service: &str, provider: SdkTracerProvider, meter: SdkMeterProvider, env: &Env) {

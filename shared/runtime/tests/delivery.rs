@@ -228,7 +228,7 @@ async fn every_outcome_is_settled_as_it_must_be() {
                 let out = broker.receive(Address::DeadLetter(queue), 10, Duration::ZERO).await.unwrap();
                 let record = DeadLetter::decode(&out[0].body).unwrap();
                 assert_eq!(record.queue, Queue::Replicate, "{}", case.name);
-                assert_eq!(record.stage, "replicator", "{}", case.name);
+                assert_eq!(record.stage.as_str(), "replicator", "{}", case.name);
                 assert!(
                     record.original.is_some() || record.original_base64.is_some(),
                     "{}: the original is kept",
@@ -240,7 +240,7 @@ async fn every_outcome_is_settled_as_it_must_be() {
                 };
                 Expect::DeadLetter {
                     queue: record.dead_letter_queue,
-                    class: leak(record.class),
+                    class: record.class.as_str(),
                     error: if record.error.contains(expected_error) {
                         expected_error
                     } else {
@@ -271,7 +271,7 @@ async fn a_dead_letter_keeps_the_trace_and_replays_with_attempts_reset() {
         broker.receive(Address::DeadLetter(DeadLetterQueue::Throttled), 1, Duration::ZERO).await.unwrap();
     let record = DeadLetter::decode(&out[0].body).unwrap();
     assert_eq!(record.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-    assert_eq!(record.class, "throttled");
+    assert_eq!(record.class.as_str(), "throttled");
     assert!(record.first_failure <= record.last_failure);
     let replay = Envelope::<ReplicateMessage>::decode(&record.replayable().unwrap()).unwrap();
     assert_eq!(replay.attempt, 0);

@@ -21,10 +21,6 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    pub fn has_layer(&self, digest: &Digest) -> bool {
-        self.layers.iter().any(|l| l.digest == *digest)
-    }
-
     /// Whether every layer of `other` (digest and annotations) is also here.
     pub fn is_superset_of(&self, other: &Artifact) -> bool {
         other.layers.iter().all(|l| self.layers.contains(l))

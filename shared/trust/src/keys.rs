@@ -12,6 +12,38 @@ use sigstore::crypto::{CosignVerificationKey, SigStoreSigner, Signature, Signing
 
 use crate::error::TrustError;
 
+/// Where the signing key comes from: a cosign key file (its password from `COSIGN_PASSWORD`)
+/// or an AWS KMS key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    KeyFile(std::path::PathBuf),
+    Kms(String),
+}
+
+/// Loads the signing key `source` names, when it names one. This is where the key file is read
+/// and the KMS client is made: configuration only says where the key is.
+pub async fn load(
+    source: Option<&KeySource>,
+    password: Option<&ferry_registry::Secret>,
+) -> Result<Option<SigningKey>, TrustError> {
+    let Some(source) = source else { return Ok(None) };
+    let key = match source {
+        KeySource::KeyFile(path) => {
+            let pem = std::fs::read(path).map_err(|e| TrustError::Key(format!("{}: {e}", path.display())))?;
+            let password = password.ok_or_else(|| {
+                TrustError::Key(format!("{}: set COSIGN_PASSWORD to the key's password", path.display()))
+            })?;
+            SigningKey::from_encrypted_pem(&pem, password.expose().as_bytes())
+                .map_err(|e| TrustError::Key(format!("{}: {e}", path.display())))?
+        }
+        KeySource::Kms(key_id) => {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            SigningKey::from_kms(aws_sdk_kms::Client::new(&sdk), key_id.clone()).await?
+        }
+    };
+    Ok(Some(key))
+}
+
 /// A new cosign-compatible key pair: the encrypted private key (`ENCRYPTED SIGSTORE PRIVATE
 /// KEY` PEM, scrypt + secretbox, which `cosign` reads) and the public key PEM.
 pub fn generate_key_pair(password: &[u8]) -> Result<(String, String), TrustError> {

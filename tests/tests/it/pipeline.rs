@@ -83,10 +83,10 @@ impl Harness {
     pub(crate) async fn start(transport: Transport, options: Options) -> Self {
         // Spans go to the test binary's in-memory exporter, so messages carry trace context.
         crate::support::CapturedLogs::global();
-        // Held until the pipeline binds it, so that the registries started meanwhile cannot be
-        // given the same port.
-        let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = reserved.local_addr().unwrap().port();
+        // Bound here and handed to the pipeline, so the staging registry's notification URL
+        // can name the port before anything runs.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let token = format!("token-{}", Digest::of(port.to_string().as_bytes()).hex());
         let notifications = match options.notifications {
             true => vec![Notification {
@@ -164,7 +164,6 @@ impl Harness {
         let ingest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let run_broker = broker.clone();
         let skip = options.skip.clone();
-        drop(reserved);
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.await;
@@ -172,7 +171,7 @@ impl Harness {
             ferry_pipeline::run(
                 run_broker,
                 stages,
-                Some((ingest, ingest_config)),
+                Some((listener, ingest_config)),
                 worker_options,
                 &skip,
                 shutdown,
@@ -180,11 +179,6 @@ impl Harness {
             .await
             .unwrap();
         });
-        let health = format!("http://{ingest}/healthz");
-        wait_for("ingest to listen", Duration::from_secs(20), || async {
-            reqwest::get(&health).await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
         Harness {
             url,
             prefix,
@@ -526,7 +520,7 @@ pub(crate) async fn throttling(transport: Transport) {
     .await;
     let records = h.dead_letters(DeadLetterQueue::Throttled).await;
     let record = &records[0];
-    assert_eq!(record.class, "throttled");
+    assert_eq!(record.class, ferry_messages::FailureClass::Throttled);
     assert!(record.error.contains("429"), "{}", record.error);
     assert!(record.original.is_some() && record.trace_id.is_some(), "{record:?}");
     proxy.clear();
@@ -730,7 +724,9 @@ pub(crate) async fn reconcile(transport: Transport) {
         h.fully_promoted("reconciled/app", "1.0", &pushed.digest)
     })
     .await;
-    ferry_testkit::cosign::verify_signature(&mirror, "reconciled/app", &child, &h.public_key()).await.unwrap();
+    ferry_testkit::cosign::verify_signature(&mirror, "reconciled/app", &child, &h.public_key())
+        .await
+        .unwrap();
     let (code, stdout, stderr) = ferry(&inputs("status")).await;
     assert_eq!(code, Some(0), "complete again: {stdout}{stderr}");
     h.stop().await;
