@@ -1,7 +1,6 @@
 //! What the commands print. Serialisation of reports lives here, at the edge; the library
 //! types carry no serde.
 
-use ferry_registry::Classify as _;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -15,6 +14,7 @@ use ferry_manifests::kpromo::ImageDmap;
 use ferry_model::DesiredState;
 use ferry_plan::{Action, Plan, PlannedEdge};
 use ferry_promotion::chain::{ChainReport, DigestOutcome};
+use ferry_registry::Classify as _;
 use ferry_trust::verify::Report;
 use serde::Serialize;
 

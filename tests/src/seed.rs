@@ -206,6 +206,46 @@ impl Seeder {
         Pushed { digest, media_type: OCI_INDEX, bytes: index, blobs: Vec::new(), children }
     }
 
+    /// Pushes an index nested `depth` levels deep (depth 1 is an ordinary index of one image),
+    /// tagging the outermost with `tag`, and returns the outermost index's digest. Staging
+    /// registries accept any depth.
+    pub async fn nested_index(&self, repo: &str, tag: Option<&str>, depth: usize, seed: u64) -> Digest {
+        let inner = self.index(repo, None, &[ImageSpec::small("amd64", seed, 1)]).await;
+        let (mut digest, mut size) = (inner.digest, inner.bytes.len());
+        for level in 2..=depth {
+            let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                "manifests": [{"mediaType": OCI_INDEX, "digest": digest.to_string(), "size": size}]}))
+            .expect("index json");
+            let reference = match tag {
+                Some(tag) if level == depth => tag.to_owned(),
+                _ => Digest::of(&index).to_string(),
+            };
+            digest = self.manifest(repo, &reference, OCI_INDEX, &index).await;
+            size = index.len();
+        }
+        if depth == 1
+            && let Some(tag) = tag
+        {
+            self.tag(repo, &inner, tag).await;
+        }
+        digest
+    }
+
+    /// Pushes an index whose `manifests` list `n` entries cycling over `children` (digest and
+    /// size), which need not exist: what a hostile push can look like.
+    pub async fn wide_index(&self, repo: &str, tag: &str, n: usize, children: &[(Digest, usize)]) -> Digest {
+        let entries: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let (digest, size) = &children[i % children.len()];
+                json!({"mediaType": OCI_MANIFEST, "digest": digest.to_string(), "size": size})
+            })
+            .collect();
+        let index =
+            serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}))
+                .expect("index json");
+        self.manifest(repo, tag, OCI_INDEX, &index).await
+    }
+
     /// Points `tag` at an already pushed manifest.
     pub async fn tag(&self, repo: &str, pushed: &Pushed, tag: &str) {
         self.manifest(repo, tag, pushed.media_type, &pushed.bytes).await;

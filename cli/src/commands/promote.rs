@@ -31,8 +31,10 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
         return Ok(excluded);
     }
     let key = super::trust::optional_key(&args.key, &config, env).await?;
-    let copier =
-        Copier::new(registry, CopyOptions { max_images: args.max_images, max_blobs: args.max_blobs });
+    let copier = Copier::new(
+        registry,
+        CopyOptions { max_images: args.max_images, max_blobs: args.max_blobs, ..CopyOptions::default() },
+    );
     let total = plan.edges.iter().filter(|e| e.action.is_work()).count() as u64;
     let live = match args.progress {
         ProgressMode::Never => None,

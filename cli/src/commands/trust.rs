@@ -1,12 +1,12 @@
 //! `ferry keys generate`, `verify`, `sign`, `attest`, `replicate-signatures`.
 
-use ferry_registry::Classify as _;
 use std::path::Path;
 
 use ferry_config::{Config, Env, SigningConfig};
 use ferry_copy::{Copier, CopyOptions};
 use ferry_model::{Digest, ImageRef, TagOrDigest};
 use ferry_promotion::steps::replicate_artifacts;
+use ferry_registry::Classify as _;
 use ferry_registry::{OciRegistry, Registry};
 use ferry_trust::attest::{PromotedTo, Promotion, attest, now_rfc3339};
 use ferry_trust::keys::{SigningKey, generate_key_pair};

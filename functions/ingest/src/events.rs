@@ -329,9 +329,11 @@ pub fn github_signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> 
     mac.verify_slice(&signature).is_ok()
 }
 
-/// Constant-time comparison of a presented bearer token with the expected one.
-pub fn token_ok(expected: &str, authorization: Option<&str>) -> bool {
-    let Some(presented) = authorization.map(|a| a.strip_prefix("Bearer ").unwrap_or(a)) else { return false };
+/// Constant-time comparison of a presented secret with the expected one. The caller decides the
+/// form: `Authorization: Bearer <token>` for distribution and ECR (a raw token is refused), the
+/// header value exactly as configured for Harbor, which sends its "Auth Header" verbatim.
+pub fn token_ok(expected: &str, presented: Option<&str>) -> bool {
+    let Some(presented) = presented else { return false };
     let (a, b) = (presented.as_bytes(), expected.as_bytes());
     if a.len() != b.len() {
         return false;

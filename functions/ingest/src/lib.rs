@@ -15,7 +15,7 @@
 
 pub mod events;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -35,8 +35,11 @@ use tracing::Instrument as _;
 
 use crate::events::{Accepted, EcrEvent, GitHubDelivery, Rejection};
 
+/// The default for [`IngestConfig::enqueue_timeout`].
+pub const DEFAULT_ENQUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What ingest accepts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct IngestConfig {
     /// Events naming any other registry host are ignored.
     pub registries: Vec<Host>,
@@ -47,6 +50,24 @@ pub struct IngestConfig {
     pub harbor_token: Option<Secret>,
     pub github_secret: Option<Secret>,
     pub max_body_bytes: usize,
+    /// How long a webhook waits for the broker to confirm its message before it is answered
+    /// 503 (the sender retries). Well under the notification timeouts of registries.
+    pub enqueue_timeout: std::time::Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            registries: Vec::new(),
+            github_repository: None,
+            manifest_paths: Vec::new(),
+            distribution_token: None,
+            harbor_token: None,
+            github_secret: None,
+            max_body_bytes: 1024 * 1024,
+            enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
+        }
+    }
 }
 
 impl IngestConfig {
@@ -64,23 +85,34 @@ impl IngestConfig {
             harbor_token: env.harbor_token.clone(),
             github_secret: env.github_webhook_secret.clone(),
             max_body_bytes: 1024 * 1024,
+            enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
         }
     }
 }
 
-/// Event ids already enqueued, the most recent `capacity` of them.
+/// What ingest knows of an event id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    /// A request is enqueueing it now; the broker has not confirmed it.
+    InFlight,
+    /// The broker confirmed it: a delivery of the same id again is a duplicate.
+    Enqueued,
+}
+
+/// Event ids in flight, and the most recent `capacity` enqueued ones. An id counts as seen
+/// only once the broker confirmed it; one that was never enqueued is enqueued when it comes
+/// again.
 #[derive(Debug)]
 struct Seen {
-    ids: HashSet<String>,
+    ids: HashMap<String, Known>,
     order: VecDeque<String>,
     capacity: usize,
 }
 
 impl Seen {
-    /// Records `id`; false if it was already there.
-    fn insert(&mut self, id: &str) -> bool {
-        if !self.ids.insert(id.to_owned()) {
-            return false;
+    fn confirm(&mut self, id: &str) {
+        if self.ids.insert(id.to_owned(), Known::Enqueued) == Some(Known::Enqueued) {
+            return;
         }
         self.order.push_back(id.to_owned());
         while self.order.len() > self.capacity {
@@ -88,12 +120,54 @@ impl Seen {
                 self.ids.remove(&old);
             }
         }
-        true
     }
 
-    fn forget(&mut self, id: &str) {
-        self.ids.remove(id);
+    fn forget_in_flight(&mut self, id: &str) {
+        if self.ids.get(id) == Some(&Known::InFlight) {
+            self.ids.remove(id);
+        }
     }
+}
+
+/// The ids one request marked in flight. Dropped without [`InFlight::confirm`] (the publish
+/// failed, timed out, or the sender hung up and the request was cancelled), it forgets them, so
+/// that the sender's retry enqueues them.
+struct InFlight<'a> {
+    seen: &'a Mutex<Seen>,
+    ids: Vec<String>,
+}
+
+impl InFlight<'_> {
+    fn confirm(mut self) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for id in self.ids.drain(..) {
+            seen.confirm(&id);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &self.ids {
+            seen.forget_in_flight(id);
+        }
+    }
+}
+
+/// What enqueueing a request's events came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Enqueued {
+    /// This many new messages are confirmed by the broker.
+    Fresh(usize),
+    /// Every event was enqueued before.
+    Duplicate,
+    /// An earlier delivery of one of these events is still being enqueued: the sender must come
+    /// back, since that delivery may yet fail.
+    Pending,
 }
 
 #[derive(Debug)]
@@ -108,23 +182,33 @@ impl<B: Broker> Ingest<B> {
         Arc::new(Self {
             broker,
             config,
-            seen: Mutex::new(Seen { ids: HashSet::new(), order: VecDeque::new(), capacity: 100_000 }),
+            seen: Mutex::new(Seen { ids: HashMap::new(), order: VecDeque::new(), capacity: 100_000 }),
         })
     }
 
-    /// Enqueues every accepted event not seen before; returns how many were enqueued.
-    async fn enqueue(&self, accepted: Vec<Accepted>) -> Result<usize, String> {
+    /// Enqueues every accepted event not enqueued before, waiting at most
+    /// `enqueue_timeout` for the broker's confirmation.
+    async fn enqueue(&self, accepted: Vec<Accepted>) -> Result<Enqueued, String> {
         let mut fresh = Vec::new();
-        {
+        let mut pending = false;
+        let in_flight = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ids = Vec::new();
             for a in accepted {
-                if seen.insert(&a.event_id) {
-                    fresh.push(a);
+                match seen.ids.get(&a.event_id) {
+                    Some(Known::Enqueued) => {}
+                    Some(Known::InFlight) => pending = true,
+                    None => {
+                        seen.ids.insert(a.event_id.clone(), Known::InFlight);
+                        ids.push(a.event_id.clone());
+                        fresh.push(a);
+                    }
                 }
             }
-        }
+            InFlight { seen: &self.seen, ids }
+        };
         if fresh.is_empty() {
-            return Ok(0);
+            return Ok(if pending { Enqueued::Pending } else { Enqueued::Duplicate });
         }
         let mut bodies = Vec::with_capacity(fresh.len());
         for a in &fresh {
@@ -144,14 +228,13 @@ impl<B: Broker> Ingest<B> {
             .await;
             bodies.push(envelope.encode().map_err(|e| e.to_string())?);
         }
-        if let Err(error) = self.broker.publish(Address::Stage(Queue::Plan), bodies).await {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            for a in &fresh {
-                seen.forget(&a.event_id);
-            }
-            return Err(error.to_string());
+        let limit = self.config.enqueue_timeout;
+        match tokio::time::timeout(limit, self.broker.publish(Address::Stage(Queue::Plan), bodies)).await {
+            Ok(Ok(())) => in_flight.confirm(),
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => return Err(format!("the broker did not confirm the message within {limit:?}")),
         }
-        Ok(fresh.len())
+        Ok(if pending { Enqueued::Pending } else { Enqueued::Fresh(fresh.len()) })
     }
 }
 
@@ -172,8 +255,16 @@ async fn respond<B: Broker>(ingest: &Ingest<B>, parsed: Result<Vec<Accepted>, Re
         Ok(accepted) => {
             let offered = accepted.len();
             match ingest.enqueue(accepted).await {
-                Ok(0) => answer(StatusCode::OK, json!({"status": "duplicate", "events": offered})),
-                Ok(n) => answer(StatusCode::ACCEPTED, json!({"status": "accepted", "messages": n})),
+                Ok(Enqueued::Duplicate) => {
+                    answer(StatusCode::OK, json!({"status": "duplicate", "events": offered}))
+                }
+                Ok(Enqueued::Fresh(n)) => {
+                    answer(StatusCode::ACCEPTED, json!({"status": "accepted", "messages": n}))
+                }
+                Ok(Enqueued::Pending) => answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"status": "pending", "error": "an earlier delivery of this event is still being enqueued; retry"}),
+                ),
                 Err(error) => {
                     tracing::error!(%error, "cannot enqueue; the sender will retry");
                     answer(
@@ -190,7 +281,14 @@ fn unauthorized() -> Response {
     answer(StatusCode::UNAUTHORIZED, json!({"status": "unauthorized"}))
 }
 
-fn token_ok(expected: &Option<Secret>, headers: &HeaderMap) -> bool {
+/// `Authorization: Bearer <token>`; a raw token without the scheme is refused.
+fn bearer_ok(expected: &Option<Secret>, headers: &HeaderMap) -> bool {
+    let presented = header(headers, "authorization").and_then(|a| a.strip_prefix("Bearer "));
+    expected.as_ref().is_some_and(|t| events::token_ok(t.expose(), presented))
+}
+
+/// `Authorization: <the configured value>`, as Harbor sends its webhook's auth header.
+fn header_ok(expected: &Option<Secret>, headers: &HeaderMap) -> bool {
     expected.as_ref().is_some_and(|t| events::token_ok(t.expose(), header(headers, "authorization")))
 }
 
@@ -199,7 +297,7 @@ async fn distribution<B: Broker>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !token_ok(&ingest.config.distribution_token, &headers) {
+    if !bearer_ok(&ingest.config.distribution_token, &headers) {
         return unauthorized();
     }
     respond(&ingest, events::distribution(&body, &ingest.config.registries)).await
@@ -210,14 +308,14 @@ async fn harbor<B: Broker>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !token_ok(&ingest.config.harbor_token, &headers) {
+    if !header_ok(&ingest.config.harbor_token, &headers) {
         return unauthorized();
     }
     respond(&ingest, events::harbor(&body, &ingest.config.registries)).await
 }
 
 async fn ecr<B: Broker>(State(ingest): State<Arc<Ingest<B>>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !token_ok(&ingest.config.distribution_token, &headers) {
+    if !bearer_ok(&ingest.config.distribution_token, &headers) {
         return unauthorized();
     }
     let parsed = serde_json::from_slice::<EcrEvent>(&body)

@@ -130,6 +130,13 @@ fn cases() -> Vec<Case> {
             says: "duplicate",
         },
         Case {
+            name: "the right token without the Bearer scheme",
+            request: distribution(vec![("authorization", TOKEN.to_owned())], with_event("event-raw", |_| {})),
+            status: 401,
+            enqueued: 0,
+            says: "unauthorized",
+        },
+        Case {
             name: "no Authorization header",
             request: distribution(vec![], with_event("event-2", |_| {})),
             status: 401,
@@ -438,7 +445,7 @@ async fn serve(broker: Arc<MemoryBroker>) -> String {
         distribution_token: Some(Secret::new(TOKEN)),
         harbor_token: Some(Secret::new(HARBOR)),
         github_secret: Some(Secret::new(GITHUB_SECRET)),
-        max_body_bytes: 1024 * 1024,
+        ..IngestConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -17,11 +17,21 @@ pub struct CopyOptions {
     pub max_images: usize,
     /// Blobs and child manifests of one image transferred at once.
     pub max_blobs: usize,
+    /// Indexes nested deeper than this are refused (a verification failure). The OCI ecosystem
+    /// nests at most two or three (an index of indexes of images).
+    pub max_index_depth: usize,
+    /// An index with more distinct children than this is refused.
+    pub max_index_children: usize,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        Self { max_images: 8, max_blobs: 4 }
+        Self {
+            max_images: 8,
+            max_blobs: 4,
+            max_index_depth: ferry_registry::MAX_INDEX_DEPTH,
+            max_index_children: ferry_registry::MAX_INDEX_CHILDREN,
+        }
     }
 }
 
@@ -154,34 +164,71 @@ impl<R: RegistryWrite> Copier<R> {
         destination: &Repository,
         digest: Digest,
     ) -> Result<RawManifest, CopyError> {
+        self.copy_subtree(source, destination, digest, 1).await
+    }
+
+    /// [`Self::copy_tree`] for a manifest `level` indexes deep (the root is level 1). The
+    /// recursion is bounded by `max_index_depth`, never by the input: a staging registry
+    /// accepts an index nested hundreds deep, and following it would exhaust the stack.
+    async fn copy_subtree(
+        &self,
+        source: &Repository,
+        destination: &Repository,
+        digest: Digest,
+        level: usize,
+    ) -> Result<RawManifest, CopyError> {
         let root = self.fetch(source, digest).await?;
         let content = root.content()?;
         let mut blobs: Vec<Descriptor> = content.blobs().into_iter().cloned().collect();
+        // Each distinct child once: an index may list the same child many times.
+        let mut children: Vec<Descriptor> = content.children().to_vec();
+        children.sort_by_key(|c| c.digest);
+        children.dedup_by_key(|c| c.digest);
+        if children.len() > self.options.max_index_children {
+            return Err(CopyError::Refused {
+                repository: source.clone(),
+                digest,
+                reason: format!(
+                    "the index lists {} distinct children; Ferry copies at most {}",
+                    children.len(),
+                    self.options.max_index_children
+                ),
+            });
+        }
         // Children the destination lacks, fetched from the source in parallel.
-        let children: Vec<Option<(RawManifest, Vec<Descriptor>)>> =
-            futures_util::stream::iter(content.children().to_vec())
-                .map(|child| async move {
-                    if self
-                        .registry
-                        .head_manifest(destination, &TagOrDigest::Digest(child.digest))
-                        .await?
-                        .is_some()
-                    {
-                        return Ok::<_, CopyError>(None);
+        let children: Vec<Option<(RawManifest, Vec<Descriptor>)>> = futures_util::stream::iter(children)
+            .map(|child| async move {
+                if self
+                    .registry
+                    .head_manifest(destination, &TagOrDigest::Digest(child.digest))
+                    .await?
+                    .is_some()
+                {
+                    return Ok::<_, CopyError>(None);
+                }
+                let raw = self.fetch(source, child.digest).await?;
+                let child_content = raw.content()?;
+                if !child_content.children().is_empty() {
+                    if level >= self.options.max_index_depth {
+                        return Err(CopyError::Refused {
+                            repository: source.clone(),
+                            digest,
+                            reason: format!(
+                                "indexes are nested more than {} deep (at child {})",
+                                self.options.max_index_depth, child.digest
+                            ),
+                        });
                     }
-                    let raw = self.fetch(source, child.digest).await?;
-                    let child_content = raw.content()?;
-                    if !child_content.children().is_empty() {
-                        // A nested index: copy its subtree fully before the parent.
-                        Box::pin(self.copy_tree(source, destination, child.digest)).await?;
-                        return Ok(None);
-                    }
-                    let blobs = child_content.blobs().into_iter().cloned().collect();
-                    Ok(Some((raw, blobs)))
-                })
-                .buffer_unordered(self.options.max_blobs.max(1))
-                .try_collect()
-                .await?;
+                    // A nested index: copy its subtree fully before the parent.
+                    Box::pin(self.copy_subtree(source, destination, child.digest, level + 1)).await?;
+                    return Ok(None);
+                }
+                let blobs = child_content.blobs().into_iter().cloned().collect();
+                Ok(Some((raw, blobs)))
+            })
+            .buffer_unordered(self.options.max_blobs.max(1))
+            .try_collect()
+            .await?;
         let children: Vec<(RawManifest, Vec<Descriptor>)> = children.into_iter().flatten().collect();
         for (_, child_blobs) in &children {
             blobs.extend(child_blobs.iter().cloned());

@@ -19,6 +19,11 @@ pub enum CopyError {
 
     #[error("{repository}@{digest}: {reason}")]
     Manifest { repository: Repository, digest: Digest, reason: String },
+
+    /// The source serves something Ferry will not promote (an index nested too deep, too many
+    /// children): a verification failure, dead-lettered with the reason.
+    #[error("{repository}@{digest}: refused: {reason}")]
+    Refused { repository: Repository, digest: Digest, reason: String },
 }
 
 impl Classify for CopyError {
@@ -32,7 +37,9 @@ impl Classify for CopyError {
     fn class(&self) -> ErrorClass {
         match self {
             CopyError::Registry(e) => e.class(),
-            CopyError::Conflict { .. } | CopyError::ReadBack { .. } => ErrorClass::Verification,
+            CopyError::Conflict { .. } | CopyError::ReadBack { .. } | CopyError::Refused { .. } => {
+                ErrorClass::Verification
+            }
             CopyError::SourceMissing { .. } | CopyError::Manifest { .. } => ErrorClass::Permanent,
         }
     }

@@ -1,10 +1,10 @@
 //! Running the work of a plan.
 
-use ferry_registry::Classify as _;
 use std::collections::HashMap;
 
 use ferry_model::{Digest, Repository};
 use ferry_plan::{Action, Plan};
+use ferry_registry::Classify as _;
 use ferry_registry::RegistryWrite;
 use futures_util::StreamExt as _;
 

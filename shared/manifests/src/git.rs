@@ -48,9 +48,10 @@ pub fn materialize(repo: &Path, revision: &str, paths: &[PathBuf]) -> Result<Sna
     // Keep only the paths that exist at that commit; `git archive` fails on unknown paths.
     let mut present = Vec::new();
     for path in paths {
-        let spec = format!("{commit}:{}", path.display());
+        let path = tree_path(path);
+        let spec = format!("{commit}:{path}");
         if run(repo, &["cat-file", "-e", &spec]).is_ok() {
-            present.push(path.display().to_string());
+            present.push(pathspec(&path));
         }
     }
     if present.is_empty() {
@@ -123,7 +124,7 @@ pub fn changed_paths(
             });
         }
     }
-    let under: Vec<String> = under.iter().map(|p| p.display().to_string()).collect();
+    let under: Vec<String> = under.iter().map(|p| pathspec(&tree_path(p))).collect();
     let mut args: Vec<&str> = vec!["diff", "--name-only", "-z", "--no-renames", base];
     args.extend(head);
     args.push("--");
@@ -137,6 +138,20 @@ pub fn changed_paths(
     paths.sort();
     paths.dedup();
     Ok(paths)
+}
+
+/// A path inside the repository as git's `<commit>:<path>` syntax wants it: the top level is
+/// the empty path (an input at the repository's root may be given as `""` or `.`).
+fn tree_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    let trimmed = text.trim_start_matches("./").trim_end_matches('/');
+    if trimmed == "." { String::new() } else { trimmed.to_owned() }
+}
+
+/// A pathspec for `path` (from [`tree_path`]): git refuses the empty pathspec, and `:/` means
+/// the whole tree wherever git runs.
+fn pathspec(path: &str) -> String {
+    if path.is_empty() { ":/".to_owned() } else { path.to_owned() }
 }
 
 fn split_nul(bytes: &[u8]) -> Vec<PathBuf> {

@@ -503,6 +503,14 @@ proptest::proptest! {
 
 #[test]
 fn load_change_reads_only_touched_subprojects() {
+    // The thin-manifest directory in a subdirectory, and at the repository's top level (the
+    // layout of the k8s.io manifests repository's own promoter tree).
+    for layout in ["k8s", ""] {
+        load_change_case(layout);
+    }
+}
+
+fn load_change_case(layout: &str) {
     let repo = tempfile::tempdir().unwrap();
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
@@ -514,7 +522,7 @@ fn load_change_reads_only_touched_subprojects() {
             .unwrap();
         assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
-    let root = repo.path().join("k8s");
+    let root = if layout.is_empty() { repo.path().to_path_buf() } else { repo.path().join(layout) };
     let write_sub = |sub: &str, images: &str| {
         std::fs::create_dir_all(root.join("manifests").join(sub)).unwrap();
         std::fs::create_dir_all(root.join("images").join(sub)).unwrap();
@@ -531,8 +539,8 @@ fn load_change_reads_only_touched_subprojects() {
     write_sub("a", &format!("- name: a\n  dmap:\n    \"{D1}\": [v1]\n    \"{d2}\": [v2]\n"));
     write_sub("c", &format!("- name: c\n  dmap:\n    \"{d2}\": []\n"));
     let input = Input::KpromoThinDir(root.clone());
-    let change =
-        crate::revision::load_change(std::slice::from_ref(&input), "HEAD", None, &Policy::default()).unwrap();
+    let change = crate::revision::load_change(std::slice::from_ref(&input), "HEAD", None, &Policy::default())
+        .unwrap_or_else(|e| panic!("layout {layout:?}: {e}"));
     let names = |state: &DesiredState| {
         let mut n: Vec<String> =
             state.entries.iter().map(|e| e.sources[0].repository.path().to_string()).collect();
@@ -546,8 +554,8 @@ fn load_change_reads_only_touched_subprojects() {
 
     git(&["add", "."]);
     git(&["commit", "-qm", "head"]);
-    let committed =
-        crate::revision::load_change(&[input], "HEAD~1", Some("HEAD"), &Policy::default()).unwrap();
+    let committed = crate::revision::load_change(&[input], "HEAD~1", Some("HEAD"), &Policy::default())
+        .unwrap_or_else(|e| panic!("layout {layout:?}: {e}"));
     assert_eq!(names(&committed.head), ["stage/a", "stage/a", "stage/c"]);
 }
 

@@ -1,9 +1,9 @@
 //! What the registries hold, as far as a plan needs to know.
 
-use ferry_registry::Classify as _;
 use std::sync::Arc;
 
 use ferry_model::{DesiredState, Digest, Repository, Tag, TagOrDigest};
+use ferry_registry::Classify as _;
 use ferry_registry::{Registry, RegistryError};
 use futures_util::StreamExt as _;
 use rustc_hash::{FxHashMap, FxHashSet};

@@ -29,6 +29,8 @@ pub use auth::{CredentialSources, Credentials, Secret};
 pub use client::{OciRegistry, Registry};
 pub use error::{Classify, ErrorClass, RegistryError};
 pub use limiter::LimiterConfig;
-pub use manifest::{Descriptor, ManifestContent, ManifestHead, RawManifest};
+pub use manifest::{
+    Descriptor, MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH, ManifestContent, ManifestHead, RawManifest,
+};
 pub use transport::{RetryPolicy, TransportConfig};
 pub use write::{RegistryWrite, Transfer};

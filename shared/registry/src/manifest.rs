@@ -30,6 +30,13 @@ pub fn is_index_media_type(media_type: &str) -> bool {
     media_type == OCI_IMAGE_INDEX_MEDIA_TYPE || media_type == IMAGE_MANIFEST_LIST_MEDIA_TYPE
 }
 
+/// The most distinct children an index may list for Ferry to promote it (a limit on the work
+/// one message can cause; real multi-platform indexes list a few dozen at most).
+pub const MAX_INDEX_CHILDREN: usize = 10_000;
+
+/// The deepest nesting of indexes Ferry follows. The OCI ecosystem nests two or three levels.
+pub const MAX_INDEX_DEPTH: usize = 8;
+
 /// What a HEAD of a manifest tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {

@@ -102,7 +102,32 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
     // Boxed (type-erased), once for every transport: a stage's future (registry clients,
     // signing) is deep, and nested inline in a worker's or the Lambda runtime's future it
     // overflows rustc's layout query depth when the function binaries are built.
-    let result = stage.handle(envelope).instrument(span.clone()).boxed().await;
+    // A panic in a stage is caught here and dead-letters this message as poison, with the
+    // panic's text; it never takes the process (and every message in flight) down.
+    let result = match std::panic::AssertUnwindSafe(stage.handle(envelope).instrument(span.clone()).boxed())
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            tracing::error!(parent: &span, %queue, panic = %text, "the stage panicked; dead-lettering the message as poison");
+            span.record("outcome", "panicked");
+            let record = DeadLetter::new(
+                DeadLetterQueue::Poison,
+                queue,
+                FailureClass::Permanent,
+                &format!("the {} stage panicked: {text}", queue.stage()),
+                attempt + 1,
+                body,
+            );
+            return dead_letter(broker, record).await;
+        }
+    };
     match result {
         Ok(outgoing) => {
             let mut by_address: BTreeMap<Address, Vec<Vec<u8>>> = BTreeMap::new();

@@ -302,3 +302,41 @@ async fn shutdown_finishes_what_is_in_flight_and_loses_nothing() {
         "each finished message published its output"
     );
 }
+
+/// Panics on every message, as a stage with a bug would.
+struct Panicking;
+
+impl Stage for Panicking {
+    type Message = ReplicateMessage;
+
+    async fn handle(&self, message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
+        if message.attempt < u32::MAX {
+            panic!("index out of bounds: the len is 0 but the index is 3");
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_stage_dead_letters_the_message_and_the_worker_goes_on() {
+    let broker = Arc::new(MemoryBroker::default());
+    let disposition = handle_delivery(&Panicking, &*broker, &message(0), 1, &settings()).await.unwrap();
+    assert_eq!(disposition, Disposition::DeadLettered(DeadLetterQueue::Poison));
+    let out = broker.receive(Address::DeadLetter(DeadLetterQueue::Poison), 1, Duration::ZERO).await.unwrap();
+    let record = DeadLetter::decode(&out[0].body).unwrap();
+    assert!(record.error.contains("the replicator stage panicked: index out of bounds"), "{}", record.error);
+    assert!(record.replayable().is_some(), "the original is kept for a replay after the fix");
+
+    // A worker survives a stream of them and settles each.
+    broker.publish(Address::Stage(Queue::Replicate), (0..3).map(|_| message(0)).collect()).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = WorkerOptions { concurrency: 2, wait: Duration::from_millis(50), retry: settings() };
+    let worker = tokio::spawn(run_worker(Arc::new(Panicking), broker.clone(), options, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    assert_eq!(broker.depth(Address::Stage(Queue::Replicate)), 0);
+    assert_eq!(broker.depth(Address::DeadLetter(DeadLetterQueue::Poison)), 3);
+}

@@ -111,6 +111,21 @@ pub async fn gather<R: Registry>(registry: &R, request: &Request, policy: &Sourc
         Ok(Some(raw)) => match raw.content() {
             Err(e) => Err(e.to_string()),
             Ok(content) => {
+                let mut distinct: Vec<Digest> = content.children().iter().map(|c| c.digest).collect();
+                distinct.sort();
+                distinct.dedup();
+                if distinct.len() > ferry_registry::MAX_INDEX_CHILDREN {
+                    return Facts {
+                        manifest: Err(format!(
+                            "the index lists {} distinct children; Ferry promotes at most {}",
+                            distinct.len(),
+                            ferry_registry::MAX_INDEX_CHILDREN
+                        )),
+                        tag_now: None,
+                        signatures: Ok(None),
+                        attestations: Ok(None),
+                    };
+                }
                 let mut children = Vec::new();
                 for child in content.children() {
                     let state = match registry.get_manifest(source, &TagOrDigest::Digest(child.digest)).await

@@ -188,3 +188,102 @@ async fn restart() {
     stop.send(()).unwrap();
     worker.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_during_a_broker_outage_gets_503_and_its_retry_is_enqueued_once() {
+    crate::support::bounded(outage()).await;
+}
+
+/// Ingest on its own RabbitMQ node. While the node is down, a webhook is answered 503 within
+/// the enqueue deadline (never "duplicate"), however often the registry retries it; once the
+/// node is back, the same event id is accepted and enqueued exactly once.
+async fn outage() {
+    let node = Arc::new(tokio::task::spawn_blocking(ferry_testkit::rabbit::RabbitNode::start).await.unwrap());
+    let b = Arc::new(broker(&node.url()).await);
+    if let Err(error) = b.init().await {
+        panic!("{error}; the node's log says:\n{}", node.log_errors());
+    }
+    let deadline = Duration::from_secs(2);
+    let config = ferry_ingest::IngestConfig {
+        registries: vec![ferry_model::Host::parse("127.0.0.1:5001").unwrap()],
+        distribution_token: Some(ferry_registry::Secret::new("outage-token")),
+        enqueue_timeout: deadline,
+        ..ferry_ingest::IngestConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/events/distribution", listener.local_addr().unwrap());
+    let router = ferry_ingest::router(ferry_ingest::Ingest::new(b.clone(), config));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let sample: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            ferry_testkit::data_dir().join("distribution-webhooks/registry-push-event.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let event = |id: &str| {
+        let mut v = sample.clone();
+        v["events"][0]["id"] = id.into();
+        serde_json::to_vec(&v).unwrap()
+    };
+    let http = reqwest::Client::new();
+    let post = |id: &'static str| {
+        let (http, url, body) = (http.clone(), url.clone(), event(id));
+        async move {
+            let started = Instant::now();
+            let response = http
+                .post(&url)
+                .header("authorization", "Bearer outage-token")
+                .body(body)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap(), started.elapsed())
+        }
+    };
+    let (status, text, _) = post("before").await;
+    assert_eq!(status, 202, "{text}");
+
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || n.stop_app()).await.unwrap();
+    for attempt in 0..3 {
+        let (status, text, took) = post("during").await;
+        assert_eq!(status, 503, "attempt {attempt} during the outage: {text}");
+        assert!(!text.contains("duplicate"), "{text}");
+        assert!(took < deadline + Duration::from_millis(1500), "answered within the deadline: {took:?}");
+    }
+    let n = node.clone();
+    tokio::task::spawn_blocking(move || n.start_app()).await.unwrap();
+    // The registry keeps retrying the same id; once the broker confirms, it is accepted.
+    let mut accepted = false;
+    for _ in 0..60 {
+        let (status, text, _) = post("during").await;
+        if status == 202 {
+            accepted = true;
+            break;
+        }
+        assert_eq!(status, 503, "{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(accepted, "the retry after the outage was accepted");
+    let (status, text, _) = post("during").await;
+    assert_eq!((status, text.contains("duplicate")), (200, true), "{text}");
+
+    // Exactly one message for each event id.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let got = b.receive(Address::Stage(Queue::Plan), 10, Duration::from_millis(500)).await.unwrap();
+        for delivery in got {
+            ids.push(
+                ferry_messages::envelope::Header::read(&delivery.body).event_id.clone().unwrap_or_default(),
+            );
+            b.ack(delivery).await.unwrap();
+        }
+    }
+    ids.sort();
+    let during = ids.iter().filter(|id| *id == "during").count();
+    assert!(ids.contains(&"before".to_owned()), "{ids:?}");
+    assert_eq!(during, 1, "enqueued once: {ids:?}");
+    b.remove().await.unwrap();
+}

@@ -1,10 +1,10 @@
 //! The copier against real registries, through the fault proxy where faults are needed.
 
-use ferry_registry::Classify as _;
 use std::time::{Duration, Instant};
 
 use ferry_copy::{Copier, CopyError, CopyOptions, Job};
 use ferry_model::{Host, Repository, TagOrDigest};
+use ferry_registry::Classify as _;
 use ferry_registry::{
     Credentials, ErrorClass, OciRegistry, Registry, RegistryError, RetryPolicy, TransportConfig,
 };
@@ -442,4 +442,145 @@ async fn cli_promote_reports_failures_with_exit_6() {
     assert_eq!(code, Some(6), "{stdout}{stderr}");
     assert!(stdout.contains("failed (1)") && stdout.contains("transient: PUT"), "{stdout}");
     assert!(stdout.contains("HTTP 500"), "{stdout}");
+}
+
+/// One 429 with `Retry-After: 1` on the first request of each kind the copier makes, at the
+/// source or at the destination: every one is absorbed within the budget, and the copy is
+/// complete. (Ferry uploads a blob in one streamed PUT, so it sends no PATCH.)
+#[tokio::test]
+async fn a_single_429_on_any_request_kind_is_absorbed() {
+    let world = World::new().await;
+    let staging = FaultProxy::start(&world.staging).await;
+    let mirror = FaultProxy::start(&world.mirror).await;
+    let hosts = [world.staging.host(), world.mirror.host(), staging.host(), mirror.host()];
+    // (kind, at the source?, method, path pattern)
+    let kinds: [(&str, bool, &'static str, &str); 8] = [
+        ("source manifest GET", true, "GET", "/manifests/"),
+        ("source blob GET", true, "GET", "/blobs/sha256:"),
+        ("destination manifest HEAD", false, "HEAD", "/manifests/"),
+        ("destination manifest PUT", false, "PUT", "/manifests/"),
+        ("destination blob HEAD", false, "HEAD", "/blobs/sha256:"),
+        ("destination upload POST", false, "POST", "/blobs/uploads/"),
+        ("destination upload PUT", false, "PUT", "/blobs/uploads/"),
+        ("destination mount POST", false, "POST", "/blobs/uploads/"),
+    ];
+    let mut failures = Vec::new();
+    for (i, (kind, at_source, method, path)) in kinds.into_iter().enumerate() {
+        let copier = Copier::new(client_with_budget(&hosts, Duration::from_secs(30)), CopyOptions::default());
+        let repo = format!("kinds/case{i}");
+        if kind.contains("mount") {
+            // A first copy on the same host, so that the next one mounts its blobs.
+            let first = copier
+                .copy(&job(
+                    staging.repository("demo/app"),
+                    world.index.digest,
+                    mirror.repository(&format!("{repo}-a")),
+                    &[],
+                ))
+                .await;
+            assert!(first.manifest.is_ok(), "{kind}: {first:?}");
+        }
+        let proxy = if at_source { &staging } else { &mirror };
+        proxy.clear();
+        let before = proxy.n_applied();
+        proxy.add(Rule::new(
+            Some(method),
+            path,
+            Hits::Nth(1),
+            Fault::TooManyRequests { retry_after: Some("1".into()) },
+        ));
+        let outcome = copier
+            .copy(&job(
+                staging.repository("demo/app"),
+                world.index.digest,
+                mirror.repository(&repo),
+                &["1.0"],
+            ))
+            .await;
+        proxy.clear();
+        let applied = proxy.n_applied() - before;
+        let tagged = Seeder::new(&world.mirror).tag_digest(&repo, "1.0").await;
+        if outcome.tags.first().is_none_or(|t| t.is_err())
+            || tagged != Some(world.index.digest)
+            || applied != 1
+        {
+            failures.push(format!("{kind}: {outcome:?}, 429s applied {applied}, tag {tagged:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Indexes nested 2 and 8 deep copy; 9 and 400 deep are refused as a verification failure
+/// (never a stack overflow). An index with 20,000 distinct children is refused before any child
+/// is fetched; one listing the same real child 5,000 times copies that child once.
+#[tokio::test]
+async fn nested_and_wide_indexes_are_bounded() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let copier = copier(&world.hosts());
+    for (depth, copies) in [(2, true), (8, true), (9, false), (400, false)] {
+        let repo = format!("nested/d{depth}");
+        let digest = stage.nested_index(&repo, Some("1.0"), depth, 600 + depth as u64).await;
+        let outcome = copier
+            .copy(&job(world.staging.repository(&repo), digest, world.mirror.repository(&repo), &["1.0"]))
+            .await;
+        match (copies, &outcome.manifest) {
+            (true, Ok(_)) => {
+                assert_eq!(
+                    Seeder::new(&world.mirror).tag_digest(&repo, "1.0").await,
+                    Some(digest),
+                    "depth {depth}"
+                )
+            }
+            (false, Err(error)) => {
+                assert_eq!(error.class(), ErrorClass::Verification, "depth {depth}: {error}");
+                assert!(error.to_string().contains("nested more than 8 deep"), "depth {depth}: {error}");
+                assert_eq!(Seeder::new(&world.mirror).tag_digest(&repo, "1.0").await, None, "depth {depth}");
+            }
+            (_, result) => panic!("depth {depth}: {result:?}"),
+        }
+    }
+
+    // Too many distinct children: refused before any child is fetched. (Distribution accepts
+    // an index only when its children exist, so the limit is lowered here instead of pushing
+    // 10,001 images; the default is `ferry_registry::MAX_INDEX_CHILDREN`.)
+    let mut distinct = Vec::new();
+    for i in 0..12u64 {
+        let spec = ferry_testkit::seed::ImageSpec::small("amd64", 800 + i, 1);
+        let image = stage.image("wide/many", None, &spec).await;
+        distinct.push((image.digest, image.bytes.len()));
+    }
+    let wide = stage.wide_index("wide/many", "1.0", 12, &distinct).await;
+    let narrow = Copier::new(
+        client(&world.hosts(), Credentials::none()),
+        CopyOptions { max_index_children: 10, ..CopyOptions::default() },
+    );
+    let before = world.staging.access_log().len();
+    let outcome = narrow
+        .copy(&job(
+            world.staging.repository("wide/many"),
+            wide,
+            world.mirror.repository("wide/many"),
+            &["1.0"],
+        ))
+        .await;
+    let error = outcome.manifest.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Verification, "{error}");
+    assert!(error.to_string().contains("12 distinct children; Ferry copies at most 10"), "{error}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(world.staging.access_log().len() - before <= 2, "no child was fetched");
+
+    let child = stage.image("wide/same", None, &ferry_testkit::seed::ImageSpec::small("amd64", 777, 1)).await;
+    let same = stage.wide_index("wide/same", "1.0", 5_000, &[(child.digest, child.bytes.len())]).await;
+    let started = Instant::now();
+    let outcome = copier
+        .copy(&job(
+            world.staging.repository("wide/same"),
+            same,
+            world.mirror.repository("wide/same"),
+            &["1.0"],
+        ))
+        .await;
+    assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "the child is copied once: {:?}", started.elapsed());
 }
