@@ -27,7 +27,13 @@ fn main() -> ExitCode {
     }));
     let args = args::Cli::parse();
     let env = ferry_config::Env::from_process();
-    logging::init(args.verbose, &env);
+    match &args.command {
+        // The long-running pipeline logs like the function binaries: JSON by default, and
+        // with OpenTelemetry spans whether or not an OTLP endpoint is set, so that trace ids
+        // are created, propagated through messages, logged and kept in dead letters.
+        args::Command::Run(_) | args::Command::Worker(_) => ferry_runtime::telemetry::init("ferry", &env),
+        _ => logging::init(args.verbose, &env),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -126,8 +126,12 @@ impl RabbitNode {
 const DIST_OFFSET: u16 = 5000;
 
 fn free_port_pair() -> u16 {
+    // Nodes started by tests running at the same time in this process start their search at
+    // different places: a port found free here is bound by the node only seconds later.
+    static STARTED: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-    let start = 21_000 + (std::process::id() % 4000) as u16;
+    let start = 21_000 + ((std::process::id() as u16 % 4000 + nth.wrapping_mul(97)) % 4000);
     (0..4000)
         .map(|i| 21_000 + (start - 21_000 + i) % 4000)
         .find(|&port| free(port) && free(port + DIST_OFFSET))

@@ -22,7 +22,19 @@ pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliErro
     let registry = super::registry(&config, env)?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
     output::print(&output::render_plan(&plan, args.output, args.show_present)?);
-    Ok(if plan.n_excluded() > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok })
+    Ok(plan_status(&plan))
+}
+
+/// 4 when a registry could not be read (unreachable, auth refused, throttled beyond the
+/// budget: the edges it concerns are `unchecked`), else 5 when edges are excluded, else 0.
+pub(crate) fn plan_status(plan: &Plan) -> ExitStatus {
+    if plan.edges.iter().any(|e| matches!(e.action, ferry_plan::Action::Unchecked { .. })) {
+        ExitStatus::Registry
+    } else if plan.n_excluded() > 0 {
+        ExitStatus::ExcludedEdges
+    } else {
+        ExitStatus::Ok
+    }
 }
 
 /// Gathers the facts the plan needs and decides every edge.

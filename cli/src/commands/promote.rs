@@ -19,7 +19,7 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
     let desired = desired_state(&args.diff, &inputs, &config.policy)?;
     let registry = super::registry(&config, env)?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
-    let excluded = if plan.n_excluded() > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok };
+    let excluded = super::plan::plan_status(&plan);
     if !args.confirm {
         let format = match args.output {
             PromoteFormat::Table => PlanFormat::Table,

@@ -566,3 +566,31 @@ fn ferry_plan_free_diff(change: &crate::revision::Change) -> usize {
     let base: Vec<_> = change.base.entries.iter().map(key).collect();
     change.head.entries.iter().filter(|e| !base.contains(&key(e))).count()
 }
+
+/// Real manifests reuse one anchored tag list for many digests: 200 aliases of one anchor parse.
+/// An alias bomb (each level doubling the one before) is still refused, in words.
+#[test]
+fn anchors_reused_many_times_parse_and_alias_bombs_are_refused_in_words() {
+    let mut text = String::from("- name: app\n  dmap:\n");
+    for i in 0..200u32 {
+        let digest = ferry_model::Digest::of(&i.to_be_bytes());
+        if i == 0 {
+            text.push_str(&format!("    \"{digest}\": &tags [\"v1\", \"v1-stable\"]\n"));
+        } else {
+            text.push_str(&format!("    \"{digest}\": *tags\n"));
+        }
+    }
+    let images = kpromo::parse_images_yaml(Path::new("images.yaml"), &text).unwrap();
+    assert_eq!(images.len(), 1);
+
+    let mut bomb = String::from("a0: &a0 [\"x\", \"x\"]\n");
+    for level in 1..40 {
+        bomb.push_str(&format!("a{level}: &a{level} [*a{prev}, *a{prev}]\n", prev = level - 1));
+    }
+    // Read without a schema, so that nothing but the budget stops the expansion.
+    let err =
+        crate::yaml::parse::<serde::de::IgnoredAny>(Path::new("images.yaml"), &bomb).unwrap_err().to_string();
+    assert!(err.starts_with("images.yaml:"), "{err}");
+    assert!(err.contains("the YAML is refused"), "{err}");
+    assert!(!err.contains('{') && !err.contains("Budget"), "no Rust debug text: {err}");
+}

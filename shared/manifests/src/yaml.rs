@@ -24,6 +24,10 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Manifest
     let mut budget = serde_saphyr::Budget::default();
     budget.max_nodes = 8_000_000;
     budget.max_events = 32_000_000;
+    // Real manifests reuse one anchored tag list for hundreds of digests; the ratio of aliases
+    // to anchors says nothing about harm. What an alias expands to is still bounded, by the
+    // alias count and the retained-event and node budgets.
+    budget.enforce_alias_anchor_ratio = false;
     options.budget = Some(budget);
     options.with_snippet = false;
     serde_saphyr::from_str_with_options(text, options).map_err(|e| syntax_error(path, &e))
@@ -43,7 +47,21 @@ fn syntax_error(path: &Path, error: &serde_saphyr::Error) -> ManifestError {
     if let Some(at) = message.find(", set DuplicateKeyPolicy") {
         message.truncate(at);
     }
-    let message = message.lines().next().unwrap_or_default().to_owned();
+    let mut message = message.lines().next().unwrap_or_default().to_owned();
+    if let Some(breach) = message.strip_prefix("budget breached: ") {
+        // The library renders its limit as a Rust value; name it for a person instead.
+        let limit = breach.split([' ', '{', '(']).next().unwrap_or(breach);
+        let what = match limit {
+            "Aliases" | "Anchors" | "RecordedAnchorEvents" | "RecordedAnchorBytes" | "AliasAnchorRatio" => {
+                "its anchors and aliases expand to more than Ferry reads"
+            }
+            "Nodes" | "Events" | "Depth" | "ScalarBytes" | "InputBytes" => {
+                "it is larger or deeper than Ferry reads"
+            }
+            _ => "it exceeds a limit Ferry sets on YAML input",
+        };
+        message = format!("the YAML is refused: {what} (limit: {limit})");
+    }
     ManifestError::Syntax { path: path.to_owned(), line, column, message }
 }
 

@@ -94,9 +94,15 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
         digest = subject.digest.as_deref(),
         destination = subject.destination.as_deref(),
         outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     if let Some(parent) = envelope.traceparent.as_deref() {
         let _ = span.set_parent(telemetry::extract(parent, envelope.tracestate.as_deref()));
+    }
+    // The trace id in every log line of this message (JSON logs carry the current span's
+    // fields), with or without a tracing backend.
+    if let Some(trace_id) = telemetry::trace_id(&span) {
+        span.record("trace_id", trace_id);
     }
     let first_failure = envelope.first_failure.clone();
     // Boxed (type-erased), once for every transport: a stage's future (registry clients,

@@ -64,7 +64,11 @@ fn install(service: &str, provider: SdkTracerProvider, meter: SdkMeterProvider, 
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = if env.log_format.as_deref() == Some("text") {
-        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+        // Colours only for a person at a terminal, never into a file or a pipe.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .try_init()
     } else {
         registry
             .with(
@@ -108,6 +112,13 @@ pub fn current_traceparent() -> Option<String> {
     let mut carrier: HashMap<String, String> = HashMap::new();
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
     carrier.remove("traceparent")
+}
+
+/// The OpenTelemetry trace id of `span`, when a tracer is installed.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }
 
 /// The counters Ferry keeps.

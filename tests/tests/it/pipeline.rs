@@ -732,8 +732,37 @@ pub(crate) async fn reconcile(transport: Transport) {
     h.stop().await;
 }
 
+/// A staging push of an index nested 400 deep is refused into `verification-failed` with the
+/// reason, nothing of it reaches prod, and the pipeline goes on: the next push is promoted.
+pub(crate) async fn hostile_index(transport: Transport) {
+    let h = Harness::start(transport, Options::default()).await;
+    let stage = Seeder::new(&h.staging);
+    let deep = stage.nested_index("demo/deep", Some("1.0"), 400, transport.seed(70)).await;
+    wait_for("the nested index to be refused", Duration::from_secs(60), || async {
+        !h.dead_letters(DeadLetterQueue::VerificationFailed).await.is_empty()
+    })
+    .await;
+    let records = h.dead_letters(DeadLetterQueue::VerificationFailed).await;
+    assert!(records.iter().any(|r| r.error.contains("nested more than 8 deep")), "{records:#?}");
+    assert_eq!(Seeder::new(&h.prod).tag_digest("demo/deep", "1.0").await, None, "prod is untouched");
+    let _ = deep;
+    let pushed =
+        skopeo_push(&h.staging.host().to_string(), "demo/after", "1.0", &two_platforms(transport.seed(72)))
+            .await;
+    wait_for("the next push to be promoted everywhere", Duration::from_secs(60), || {
+        h.fully_promoted("demo/after", "1.0", &pushed.digest)
+    })
+    .await;
+    h.stop().await;
+}
+
 mod memory {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_hostile_index_is_refused_and_the_pipeline_goes_on() {
+        crate::support::bounded(hostile_index(Transport::Memory)).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn push_webhook_promotes_signs_attests_and_replicates() {

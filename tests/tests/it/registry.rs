@@ -193,3 +193,55 @@ async fn bearer_token_flow_with_a_real_token_service() {
     assert_eq!(registry.list_tags(&repo).await.unwrap().len(), 1);
     assert_eq!(tokens.n_issued() - issued_before, 1, "one token serves every pull of that repository");
 }
+
+/// A wrong password is "a registry could not be read": exit 4, with the edge unchecked and the
+/// reason on the plan, and the password in no output.
+#[tokio::test]
+async fn a_wrong_password_exits_4() {
+    const PASSWORD: &str = "right-pa55";
+    let staging = RegistryServer::start_with(RegistryOptions {
+        basic_auth: Some(("ferry".into(), PASSWORD.into())),
+        ..Default::default()
+    })
+    .await;
+    let prod = RegistryServer::start().await;
+    let pushed = Seeder::new(&staging)
+        .with_basic_auth("ferry", PASSWORD)
+        .image("team/app", Some("1.0"), &ImageSpec::small("amd64", 31, 1))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    ferry_testkit::write_thin_manifest(
+        &dir.path().join("m"),
+        "a",
+        &staging.host(),
+        &[prod.host()],
+        &format!("- name: team/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", pushed.digest),
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let auth = |password: &str| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ferry:{password}"));
+        format!("{{\"auths\":{{\"{}\":{{\"auth\":\"{encoded}\"}}}}}}", staging.host())
+    };
+    let run = |password: &str| {
+        std::process::Command::new(crate::support::ferry_bin())
+            .args(["plan", "--thin-manifest-dir"])
+            .arg(dir.path().join("m"))
+            .args([
+                "--insecure-registry",
+                &staging.host().to_string(),
+                "--insecure-registry",
+                &prod.host().to_string(),
+            ])
+            .env("FERRY_REGISTRY_AUTH", auth(password))
+            .output()
+            .unwrap()
+    };
+    let out = run("wrong-pa55");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("unchecked"), "{stdout}");
+    assert!(!stdout.contains("wrong-pa55") && !stderr.contains("wrong-pa55"));
+    let out = run(PASSWORD);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
