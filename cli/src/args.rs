@@ -330,9 +330,14 @@ pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
     pub(crate) output: PlanFormat,
-    /// Only parse and check the inputs; contact no registry.
+    /// Only parse and check the inputs; contact no registry. With `--output json|yaml`, lists
+    /// every edge the inputs ask for, and every invalid entry.
     #[arg(long)]
     pub(crate) parse_only: bool,
+    /// Lint mode: every warning and every invalid entry is an error (exit 3), each named by
+    /// file:line and field. What a manifest repository's CI runs.
+    #[arg(long)]
+    pub(crate) strict: bool,
     /// List edges that are already present too (the table shows only their count otherwise).
     #[arg(long)]
     pub(crate) show_present: bool,
@@ -385,7 +390,10 @@ pub(crate) struct PromoteArgs {
 pub(crate) enum SnapshotFormat {
     #[default]
     Yaml,
+    /// kpromo's snapshot CSV: no header, `name@digest,name:tag`, a tagless row ends in `,-`.
     Csv,
+    /// `name,digest,tag` with a header line; a tagless digest has an empty tag.
+    CsvHeader,
 }
 
 #[derive(Debug, Args)]

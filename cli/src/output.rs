@@ -11,7 +11,7 @@ use ferry_copy::stats::StatsSnapshot;
 use ferry_copy::{Done, EdgeOutcome};
 use ferry_manifests::Input;
 use ferry_manifests::kpromo::ImageDmap;
-use ferry_model::DesiredState;
+use ferry_model::{DesiredState, NoticeKind};
 use ferry_plan::{Action, Plan, PlannedEdge};
 use ferry_promotion::chain::{ChainReport, DigestOutcome};
 use ferry_registry::Classify as _;
@@ -28,13 +28,124 @@ pub(crate) fn print(text: &str) {
     let _ = stdout.flush();
 }
 
-pub(crate) fn parse_summary(inputs: &[Input], desired: &DesiredState) -> String {
-    format!(
-        "parsed {} input(s): {} entries, {} edges\n",
-        inputs.len(),
-        desired.entries.len(),
-        desired.n_edges()
-    )
+/// Every notice on stderr, one line each: tolerated input is reported, never silent.
+pub(crate) fn warn_notices(desired: &DesiredState) {
+    for notice in &desired.notices {
+        let what = match notice.kind {
+            NoticeKind::Warning => "warning",
+            NoticeKind::Invalid => "invalid entry, left out",
+        };
+        let _ = writeln!(std::io::stderr(), "ferry: {what}: {notice}");
+    }
+}
+
+/// `plan --parse-only`: a summary (table), or every edge the inputs ask for and every invalid
+/// entry (JSON, YAML), without contacting a registry.
+pub(crate) fn parse_only(
+    inputs: &[Input],
+    desired: &DesiredState,
+    format: PlanFormat,
+) -> Result<String, CliError> {
+    let invalid = desired.invalid().count();
+    if let PlanFormat::Table = format {
+        return Ok(format!(
+            "parsed {} input(s): {} entries, {} edges, {invalid} invalid entr{} left out\n",
+            inputs.len(),
+            desired.entries.len(),
+            desired.n_edges(),
+            if invalid == 1 { "y" } else { "ies" }
+        ));
+    }
+    #[derive(Serialize)]
+    struct OfflineEdge {
+        action: &'static str,
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source_tag: Option<String>,
+        destination: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
+        primary: bool,
+        origin: String,
+    }
+    #[derive(Serialize)]
+    struct Offline {
+        entries: usize,
+        edges: Vec<OfflineEdge>,
+        invalid: Vec<InvalidReport>,
+        warnings: Vec<String>,
+    }
+    let mut edges = Vec::with_capacity(desired.n_edges());
+    for entry in &desired.entries {
+        let (digest, source_tag) = match &entry.pin {
+            ferry_model::TagOrDigest::Digest(d) => (Some(d.to_string()), None),
+            ferry_model::TagOrDigest::Tag(t) => (None, Some(t.to_string())),
+        };
+        let tags: Vec<Option<String>> = if entry.tags.is_empty() {
+            vec![None]
+        } else {
+            entry.tags.iter().map(|t| Some(t.to_string())).collect()
+        };
+        for (i, destination) in entry.destinations.iter().enumerate() {
+            for tag in &tags {
+                edges.push(OfflineEdge {
+                    action: "desired",
+                    source: entry
+                        .sources
+                        .iter()
+                        .map(|s| s.repository.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                    digest: digest.clone(),
+                    source_tag: source_tag.clone(),
+                    destination: destination.repository.to_string(),
+                    tag: tag.clone(),
+                    primary: i == 0,
+                    origin: entry.origin.to_string(),
+                });
+            }
+        }
+    }
+    let report = Offline {
+        entries: desired.entries.len(),
+        edges,
+        invalid: desired.invalid().map(invalid_report).collect(),
+        warnings: desired
+            .notices
+            .iter()
+            .filter(|n| n.kind == NoticeKind::Warning)
+            .map(ToString::to_string)
+            .collect(),
+    };
+    serialise(&report, format)
+}
+
+#[derive(Serialize)]
+struct InvalidReport {
+    action: &'static str,
+    origin: String,
+    field: String,
+    reason: String,
+}
+
+fn invalid_report(notice: &ferry_model::Notice) -> InvalidReport {
+    InvalidReport {
+        action: "invalid",
+        origin: notice.origin.to_string(),
+        field: notice.field.to_string(),
+        reason: notice.message.clone(),
+    }
+}
+
+fn serialise<T: Serialize>(report: &T, format: PlanFormat) -> Result<String, CliError> {
+    match format {
+        PlanFormat::Json => serde_json::to_string_pretty(report)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Output(format!("cannot write JSON: {e}"))),
+        _ => serde_saphyr::to_string(report).map_err(|e| CliError::Output(format!("cannot write YAML: {e}"))),
+    }
 }
 
 #[derive(Serialize)]
@@ -42,6 +153,7 @@ struct PlanReport<'a> {
     summary: BTreeMap<&'static str, usize>,
     excluded: usize,
     edges: Vec<EdgeReport<'a>>,
+    invalid: Vec<InvalidReport>,
 }
 
 #[derive(Serialize)]
@@ -79,18 +191,15 @@ pub(crate) fn render_plan(plan: &Plan, format: PlanFormat, show_present: bool) -
     match format {
         PlanFormat::Table => Ok(plan_table(plan, show_present)),
         PlanFormat::Json | PlanFormat::Yaml => {
+            let mut summary: BTreeMap<&'static str, usize> = plan.counts().into_iter().collect();
+            summary.insert("invalid", plan.invalid.len());
             let report = PlanReport {
-                summary: plan.counts().into_iter().collect(),
+                summary,
                 excluded: plan.n_excluded(),
                 edges: plan.edges.iter().map(edge_report).collect(),
+                invalid: plan.invalid.iter().map(invalid_report).collect(),
             };
-            match format {
-                PlanFormat::Json => serde_json::to_string_pretty(&report)
-                    .map(|s| s + "\n")
-                    .map_err(|e| CliError::Output(format!("cannot write JSON: {e}"))),
-                _ => serde_saphyr::to_string(&report)
-                    .map_err(|e| CliError::Output(format!("cannot write YAML: {e}"))),
-            }
+            serialise(&report, format)
         }
     }
 }
@@ -116,11 +225,24 @@ fn plan_table(plan: &Plan, show_present: bool) -> String {
             let _ = writeln!(out, "\n      from {}", edge.origin);
         }
     }
+    if !plan.invalid.is_empty() {
+        let _ = writeln!(out, "invalid ({})", plan.invalid.len());
+        for notice in &plan.invalid {
+            let _ = writeln!(
+                out,
+                "  {}:{}  field `{}`\n      {}",
+                notice.origin.source, notice.origin.line, notice.field, notice.message
+            );
+        }
+    }
     let _ = writeln!(out, "\n{:<16} {:>8}", "action", "edges");
     for (name, count) in plan.counts() {
         if count > 0 {
             let _ = writeln!(out, "{name:<16} {count:>8}");
         }
+    }
+    if !plan.invalid.is_empty() {
+        let _ = writeln!(out, "{:<16} {:>8}", "invalid", plan.invalid.len());
     }
     let _ = writeln!(out, "{:<16} {:>8}", "total", plan.edges.len());
     if plan.n_excluded() > 0 {
@@ -131,6 +253,26 @@ fn plan_table(plan: &Plan, show_present: bool) -> String {
         );
     }
     out
+}
+
+/// kpromo's snapshot CSV (`kpromo snapshot --output csv`), so that scripts built on it keep
+/// working: no header, one row per tag, `name@digest,name:tag`; a tagless digest's row ends in
+/// `,-`.
+pub(crate) fn snapshot_csv_kpromo(images: &[ImageDmap]) -> String {
+    let mut rows: Vec<String> = Vec::new();
+    for image in images {
+        for d in &image.digests {
+            let left = format!("{}@{}", image.name, d.digest);
+            if d.tags.is_empty() {
+                rows.push(format!("{left},-"));
+            }
+            for tag in &d.tags {
+                rows.push(format!("{left},{}:{tag}", image.name));
+            }
+        }
+    }
+    rows.sort();
+    rows.into_iter().map(|r| r + "\n").collect()
 }
 
 /// `name,digest,tag` rows; a tagless digest has an empty tag.

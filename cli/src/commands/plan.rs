@@ -15,9 +15,14 @@ pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliErro
     let config = super::config(&args.registries, env)?;
     let inputs = inputs(&args.inputs)?;
     let desired = desired_state(&args.diff, &inputs, &config.policy)?;
+    if args.strict {
+        ferry_manifests::kpromo::strict(desired.notices.clone())?;
+    }
+    output::warn_notices(&desired);
     if args.parse_only {
-        output::print(&output::parse_summary(&inputs, &desired));
-        return Ok(ExitStatus::Ok);
+        output::print(&output::parse_only(&inputs, &desired, args.output)?);
+        let invalid = desired.invalid().count();
+        return Ok(if invalid > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok });
     }
     let registry = super::registry(&config, env)?;
     let plan = make_plan(&registry, &desired, &args.registries).await;

@@ -14,7 +14,8 @@ pub(crate) async fn run(args: SnapshotArgs, env: &Env) -> Result<ExitStatus, Cli
     let images = snapshot(&registry, &args.registry, options).await?;
     let text = match args.output {
         SnapshotFormat::Yaml => ferry_manifests::kpromo::write_images_yaml(&images),
-        SnapshotFormat::Csv => output::snapshot_csv(&images),
+        SnapshotFormat::Csv => output::snapshot_csv_kpromo(&images),
+        SnapshotFormat::CsvHeader => output::snapshot_csv(&images),
     };
     output::print(&text);
     Ok(ExitStatus::Ok)

@@ -143,6 +143,10 @@ impl<S: ManifestSource> Stage for Planner<S> {
 
     async fn handle(&self, message: Envelope<PlanMessage>) -> Result<Vec<Outgoing>, StageError> {
         let (desired, origin) = self.desired(&message).await?;
+        // Tolerated input is reported, never silent: each invalid entry left out, each warning.
+        for notice in &desired.notices {
+            tracing::warn!(event = %message.event_id, kind = ?notice.kind, %notice, "manifest notice");
+        }
         if desired.entries.is_empty() {
             tracing::info!(event = %message.event_id, "nothing to promote");
             return Ok(Vec::new());

@@ -124,12 +124,12 @@ pub fn parse_sync_file(
         let (staging, docker_hub, prime) = match ends {
             Ok(ends) => ends,
             Err(e) => {
-                problems.field(line, "repository", e);
+                problems.invalid(line, "repository", format!("{e}; the repository is left out"));
                 continue;
             }
         };
         if tag_texts.is_empty() {
-            problems.field(line, "tags", format!("{} lists no tags", repo_text.value));
+            problems.warn(line, "tags", format!("{} lists no tags", repo_text.value));
         }
         let sources: Arc<[_]> = Arc::from([policy.source(staging, true), policy.source(docker_hub, false)]);
         let destinations: Arc<[_]> = Arc::from([policy.destination(prime, config.deny_prerelease)]);
@@ -137,8 +137,14 @@ pub fn parse_sync_file(
         for tag_text in tag_texts {
             let tag_line = line_of(&tag_text);
             match Tag::parse(&tag_text.value) {
+                // The charts sync never treats a cosign artifact tag as an image.
+                Ok(tag) if tag.as_str().starts_with("sha256-") => problems.warn(
+                    tag_line,
+                    "tags",
+                    format!("{tag} is a signature or attestation tag, not an image; skipped"),
+                ),
                 Ok(tag) if tags.contains(&tag) => {
-                    problems.field(tag_line, "tags", format!("tag {tag} is listed twice"))
+                    problems.warn(tag_line, "tags", format!("tag {tag} is listed twice; read once"))
                 }
                 Ok(tag) => {
                     tags.push(tag.clone());
@@ -153,10 +159,10 @@ pub fn parse_sync_file(
                         },
                     });
                 }
-                Err(e) => problems.field(tag_line, "tags", e),
+                Err(e) => problems.invalid(tag_line, "tags", format!("{e}; this tag is left out")),
             }
         }
     }
-    problems.finish()?;
-    Ok(DesiredState { entries })
+    let notices = problems.finish_with_notices()?;
+    Ok(DesiredState { entries, notices })
 }

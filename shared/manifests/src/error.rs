@@ -1,5 +1,5 @@
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -22,11 +22,53 @@ pub enum ManifestError {
     #[error("git {}: {message}", repo.display())]
     Git { repo: PathBuf, message: String },
 
+    /// A notice (an invalid entry, a warning) refused in lint mode (`--strict`).
+    #[error("{}", notice_text(.origin, .field, .message))]
+    Notice {
+        kind: ferry_model::NoticeKind,
+        origin: ferry_model::Origin,
+        field: std::sync::Arc<str>,
+        message: String,
+    },
+
     #[error("{}", ManyDisplay(.0))]
     Many(Vec<ManifestError>),
 }
 
+fn notice_text(origin: &ferry_model::Origin, field: &str, message: &str) -> String {
+    if origin.line > 0 {
+        format!("{}:{}: field `{field}`: {message}", origin.source, origin.line)
+    } else {
+        format!("{}: field `{field}`: {message}", origin.source)
+    }
+}
+
 impl ManifestError {
+    /// The same error with every path it names passed through `relabel` (a snapshot's
+    /// temporary path becomes `head@<rev>:<path in the repository>`).
+    pub fn relabel(self, relabel: &dyn Fn(&Path) -> PathBuf) -> Self {
+        match self {
+            ManifestError::Read { path, source } => ManifestError::Read { path: relabel(&path), source },
+            ManifestError::Syntax { path, line, column, message } => {
+                ManifestError::Syntax { path: relabel(&path), line, column, message }
+            }
+            ManifestError::Field { path, line, field, message } => {
+                ManifestError::Field { path: relabel(&path), line, field, message }
+            }
+            ManifestError::Layout { path, message } => {
+                ManifestError::Layout { path: relabel(&path), message }
+            }
+            ManifestError::Notice { kind, mut origin, field, message } => {
+                origin.source = relabel(Path::new(&*origin.source)).display().to_string().into();
+                ManifestError::Notice { kind, origin, field, message }
+            }
+            ManifestError::Many(all) => {
+                ManifestError::Many(all.into_iter().map(|e| e.relabel(relabel)).collect())
+            }
+            git @ ManifestError::Git { .. } => git,
+        }
+    }
+
     /// Collapses a list of problems into one error, keeping a single problem as itself.
     pub(crate) fn from_problems(mut problems: Vec<ManifestError>) -> Result<(), ManifestError> {
         match problems.len() {

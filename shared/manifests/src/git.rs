@@ -19,6 +19,11 @@ impl Snapshot {
     pub fn path(&self, relative: &Path) -> PathBuf {
         self.dir.path().join(relative)
     }
+
+    /// The temporary directory the snapshot lives in (gone once the snapshot is dropped).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// The top level of the git work tree containing `path`.

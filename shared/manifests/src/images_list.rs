@@ -45,24 +45,27 @@ pub fn parse(
         }
         let fields: Vec<&str> = trimmed.split_whitespace().collect();
         let [source, destination, tag] = fields[..] else {
-            problems.field(
+            problems.invalid(
                 line,
                 "line",
-                format!("expected 3 fields `<source> <destination> <tag>`, found {}", fields.len()),
+                format!(
+                    "expected 3 fields `<source> <destination> <tag>`, found {}; the line is left out",
+                    fields.len()
+                ),
             );
             continue;
         };
-        let source = Repository::parse_docker_style(source).map_err(|e| problems.field(line, "source", e));
+        let source = Repository::parse_docker_style(source).map_err(|e| problems.invalid(line, "source", e));
         let destination = Repository::parse_docker_style(destination)
             .and_then(|d| match target {
                 Some(target) => target.join(d.path()),
                 None => Ok(d),
             })
-            .map_err(|e| problems.field(line, "destination", e));
-        let tag = Tag::parse(tag).map_err(|e| problems.field(line, "tag", e));
+            .map_err(|e| problems.invalid(line, "destination", e));
+        let tag = Tag::parse(tag).map_err(|e| problems.invalid(line, "tag", e));
         let (Ok(source), Ok(destination), Ok(tag)) = (source, destination, tag) else { continue };
         if let Some(first) = seen.insert((source.clone(), destination.clone(), tag.clone()), line) {
-            problems.field(line, "line", format!("duplicate of line {first}"));
+            problems.warn(line, "line", format!("duplicate of line {first}; read once"));
             continue;
         }
         entries.push(Entry {
@@ -73,6 +76,6 @@ pub fn parse(
             origin: Origin { source: file.clone(), line: u32::try_from(line).unwrap_or(u32::MAX) },
         });
     }
-    problems.finish()?;
-    Ok(DesiredState { entries })
+    let notices = problems.finish_with_notices()?;
+    Ok(DesiredState { entries, notices })
 }

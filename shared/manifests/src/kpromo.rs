@@ -15,7 +15,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_model::{
-    DesiredState, Destination, Digest, Entry, Origin, RegistryPath, RepoPath, Source, Tag, TagOrDigest,
+    DesiredState, Destination, Digest, Entry, Notice, Origin, RegistryPath, RepoPath, Source, Tag,
+    TagOrDigest,
 };
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -30,12 +31,18 @@ struct PlainYaml {
     registries: Vec<RegistryYaml>,
     #[serde(default)]
     images: Vec<ImageYaml>,
+    /// Deprecated in kpromo and ignored there; accepted with a warning.
+    #[serde(default, rename = "imagesPath")]
+    images_path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ThinYaml {
     registries: Vec<RegistryYaml>,
+    /// Deprecated in kpromo and ignored there; accepted with a warning.
+    #[serde(default, rename = "imagesPath")]
+    images_path: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -54,7 +61,9 @@ struct RegistryYaml {
 #[serde(deny_unknown_fields)]
 struct ImageYaml {
     name: Spanned<String>,
-    dmap: Pairs<Spanned<String>, Vec<Spanned<String>>>,
+    /// `dmap:` with no value (a placeholder in real trees) is `None`: no edges, a warning.
+    #[serde(default)]
+    dmap: Option<Pairs<Spanned<String>, Vec<Spanned<String>>>>,
 }
 
 /// The `registries` section, validated.
@@ -86,16 +95,35 @@ pub fn load_manifest_file(path: &Path, policy: &Policy) -> Result<DesiredState, 
     let text = yaml::read_file(path)?;
     let doc: PlainYaml = yaml::parse(path, &text)?;
     let registries = check_registries(path, &doc.registries)?;
-    let images = check_images(path, doc.images)?;
-    expand(path, &registries, &images, policy)
+    let mut notices = images_path_notice(path, doc.images_path.as_ref());
+    let (images, image_notices) = check_images(path, doc.images)?;
+    notices.extend(image_notices);
+    let mut desired = expand(path, &registries, &images, policy)?;
+    desired.notices.splice(0..0, notices);
+    Ok(desired)
+}
+
+/// kpromo still declares `imagesPath` as a deprecated no-op; so does Ferry.
+fn images_path_notice(path: &Path, images_path: Option<&Spanned<String>>) -> Vec<Notice> {
+    let mut problems = Problems::new(path);
+    if let Some(value) = images_path {
+        problems.warn(
+            line_of(value),
+            "imagesPath",
+            "is deprecated and ignored (as kpromo ignores it): images are read from images/<sub>/images.yaml",
+        );
+    }
+    problems.notices
 }
 
 /// Parses a thin-manifest directory. Symbolic links anywhere under `dir` are refused, and only
 /// the fixed paths `manifests/<sub>/promoter-manifest.yaml` and `images/<sub>/images.yaml` are
 /// read, so nothing outside `dir` is ever opened.
 pub fn load_thin_dir(dir: &Path, policy: &Policy) -> Result<DesiredState, ManifestError> {
-    let subprojects = thin_subprojects(dir)?;
-    load_thin_subprojects(dir, &subprojects, policy)
+    let (subprojects, notices) = thin_layout(dir)?;
+    let mut desired = load_thin_subprojects(dir, &subprojects, policy)?;
+    desired.notices.splice(0..0, notices);
+    Ok(desired)
 }
 
 /// Loads only the named subprojects of a thin-manifest directory. A diff-only plan uses this
@@ -118,6 +146,10 @@ pub fn load_thin_subprojects(
             continue;
         }
         if !dir.join("manifests").join(sub).exists() {
+            // Removed by the change, or an images/<sub> folder kpromo never reads.
+            if dir.join("images").join(sub).is_dir() {
+                desired.notices.push(orphan_notice(&dir.join("images").join(sub), sub));
+            }
             continue;
         }
         match load_subproject(dir, sub, policy) {
@@ -132,15 +164,47 @@ pub fn load_thin_subprojects(
 fn load_subproject(dir: &Path, sub: &str, policy: &Policy) -> Result<DesiredState, ManifestError> {
     let manifest_path = dir.join("manifests").join(sub).join("promoter-manifest.yaml");
     let images_path = dir.join("images").join(sub).join("images.yaml");
+    // The layout rules of a whole tree (`thin_layout`), for one subproject.
+    for (path, what) in [(&manifest_path, "promoter-manifest.yaml"), (&images_path, "images.yaml")] {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Err(ManifestError::Layout {
+                path: path.clone(),
+                message: format!("is missing: every manifests/<sub> needs a {what}"),
+            });
+        }
+    }
     let text = yaml::read_file(&manifest_path)?;
     let doc: ThinYaml = yaml::parse(&manifest_path, &text)?;
     let registries = check_registries(&manifest_path, &doc.registries)?;
-    let images = read_images_yaml(&images_path)?;
-    expand(&images_path, &registries, &images, policy)
+    let mut notices = images_path_notice(&manifest_path, doc.images_path.as_ref());
+    let (images, image_notices) = read_images_yaml_with_notices(&images_path)?;
+    notices.extend(image_notices);
+    let mut desired = expand(&images_path, &registries, &images, policy)?;
+    desired.notices.splice(0..0, notices);
+    Ok(desired)
 }
 
-/// Lists the subproject names of a thin-manifest directory, checking its layout.
+/// An `images/<sub>/` folder without `manifests/<sub>/`: kpromo walks only `manifests/` and
+/// never reads it; neither does Ferry, but it says so.
+fn orphan_notice(path: &Path, sub: &str) -> Notice {
+    let mut problems = Problems::new(path);
+    problems.warn(
+        0,
+        "images",
+        format!("has no matching manifests/{sub}/promoter-manifest.yaml; it is not read (as kpromo does not read it)"),
+    );
+    problems.notices.remove(0)
+}
+
+/// Lists the subproject names of a thin-manifest directory, checking its layout. Orphan image
+/// folders are tolerated (see [`thin_layout`]).
 pub fn thin_subprojects(dir: &Path) -> Result<Vec<String>, ManifestError> {
+    thin_layout(dir).map(|(subs, _)| subs)
+}
+
+/// The subproject names of a thin-manifest directory, and the notices about its layout (an
+/// `images/<sub>/` with no `manifests/<sub>/`).
+pub fn thin_layout(dir: &Path) -> Result<(Vec<String>, Vec<Notice>), ManifestError> {
     let layout = |path: &Path, message: String| ManifestError::Layout { path: path.to_owned(), message };
     let manifests = dir.join("manifests");
     let images = dir.join("images");
@@ -194,17 +258,18 @@ pub fn thin_subprojects(dir: &Path) -> Result<Vec<String>, ManifestError> {
             problems.push(layout(&images_sub, "is a symbolic link; refusing to follow it".into()));
         }
     }
+    let mut notices = Vec::new();
     for name in list_names(&images).map_err(|source| ManifestError::Read { path: images.clone(), source })? {
         let path = images.join(&name);
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) && !subs.contains(&name) {
-            problems.push(layout(&path, format!("has no matching manifests/{name}/promoter-manifest.yaml")));
+            notices.push(orphan_notice(&path, &name));
         }
     }
     ManifestError::from_problems(problems)?;
     if subs.is_empty() {
         return Err(layout(&manifests, "holds no <sub>/promoter-manifest.yaml".into()));
     }
-    Ok(subs)
+    Ok((subs, notices))
 }
 
 fn list_names(dir: &Path) -> std::io::Result<Vec<String>> {
@@ -216,17 +281,50 @@ fn list_names(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Reads and validates one `images.yaml`.
+/// Reads and validates one `images.yaml`, strictly: every notice is an error.
 pub fn read_images_yaml(path: &Path) -> Result<Vec<ImageDmap>, ManifestError> {
     let text = yaml::read_file(path)?;
     parse_images_yaml(path, &text)
 }
 
-/// Validates the text of an `images.yaml`; `path` is used only in error messages.
+/// Reads one `images.yaml` as promotion does: invalid entries are left out and reported.
+pub fn read_images_yaml_with_notices(path: &Path) -> Result<(Vec<ImageDmap>, Vec<Notice>), ManifestError> {
+    let text = yaml::read_file(path)?;
+    parse_images_yaml_with_notices(path, &text)
+}
+
+/// Validates the text of an `images.yaml` strictly; `path` is used only in error messages.
 pub fn parse_images_yaml(path: &Path, text: &str) -> Result<Vec<ImageDmap>, ManifestError> {
+    let (images, notices) = parse_images_yaml_with_notices(path, text)?;
+    strict(notices)?;
+    Ok(images)
+}
+
+/// Validates the text of an `images.yaml`: the valid entries, and a notice for each entry left
+/// out or tolerated.
+pub fn parse_images_yaml_with_notices(
+    path: &Path,
+    text: &str,
+) -> Result<(Vec<ImageDmap>, Vec<Notice>), ManifestError> {
     // An empty file is an empty list, as in kpromo.
     let images: Option<Vec<ImageYaml>> = yaml::parse(path, text)?;
     check_images(path, images.unwrap_or_default())
+}
+
+/// Lint mode: every notice (warning or invalid entry) as an error naming its file, line and
+/// field.
+pub fn strict(notices: Vec<Notice>) -> Result<(), ManifestError> {
+    ManifestError::from_problems(
+        notices
+            .into_iter()
+            .map(|n| ManifestError::Notice {
+                kind: n.kind,
+                origin: n.origin,
+                field: n.field,
+                message: n.message,
+            })
+            .collect(),
+    )
 }
 
 fn check_registries(path: &Path, registries: &[RegistryYaml]) -> Result<Registries, ManifestError> {
@@ -275,7 +373,9 @@ fn check_registries(path: &Path, registries: &[RegistryYaml]) -> Result<Registri
     Ok(Registries { source, destinations })
 }
 
-fn check_images(path: &Path, images: Vec<ImageYaml>) -> Result<Vec<ImageDmap>, ManifestError> {
+/// Checks every image, digest and tag. What cannot be valid is left out and reported (only the
+/// edges it would have produced); nothing here is fatal but the YAML itself.
+fn check_images(path: &Path, images: Vec<ImageYaml>) -> Result<(Vec<ImageDmap>, Vec<Notice>), ManifestError> {
     let mut problems = Problems::new(path);
     let mut out = Vec::with_capacity(images.len());
     for image in images {
@@ -283,33 +383,50 @@ fn check_images(path: &Path, images: Vec<ImageYaml>) -> Result<Vec<ImageDmap>, M
         let name = match RepoPath::parse(&image.name.value) {
             Ok(name) => Some(name),
             Err(e) => {
-                problems.field(line, "images.name", e);
+                problems.invalid(line, "images.name", format!("{e}; the image is left out"));
                 None
             }
         };
-        let mut digests = Vec::with_capacity(image.dmap.0.len());
-        for (digest_text, tag_texts) in image.dmap.0 {
+        let Some(dmap) = image.dmap else {
+            problems.warn(
+                line,
+                "images.dmap",
+                format!("{} has an empty `dmap:`; it has no edges", image.name.value),
+            );
+            continue;
+        };
+        let mut digests = Vec::with_capacity(dmap.0.len());
+        for (digest_text, tag_texts) in dmap.0 {
             let digest_line = line_of(&digest_text);
             let digest = match Digest::parse(&digest_text.value) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    problems.field(digest_line, "images.dmap", e);
+                    problems.invalid(digest_line, "images.dmap", format!("{e}; this digest is left out"));
                     None
                 }
             };
-            let mut tags: Vec<Tag> = Vec::with_capacity(tag_texts.len());
+            let listed = tag_texts.len();
+            let mut tags: Vec<Tag> = Vec::with_capacity(listed);
             for tag_text in tag_texts {
                 match Tag::parse(&tag_text.value) {
                     Ok(tag) if tags.contains(&tag) => {
-                        problems.field(
+                        problems.warn(
                             line_of(&tag_text),
                             "images.dmap",
                             format!("tag {tag} is listed twice"),
                         );
                     }
                     Ok(tag) => tags.push(tag),
-                    Err(e) => problems.field(line_of(&tag_text), "images.dmap", e),
+                    Err(e) => problems.invalid(
+                        line_of(&tag_text),
+                        "images.dmap",
+                        format!("{e}; this tag is left out"),
+                    ),
                 }
+            }
+            // Tags were listed and none is valid: the entry is not turned into a tagless one.
+            if listed > 0 && tags.is_empty() {
+                continue;
             }
             if let Some(digest) = digest {
                 digests.push(DigestTags { digest, tags, line: digest_line });
@@ -319,8 +436,8 @@ fn check_images(path: &Path, images: Vec<ImageYaml>) -> Result<Vec<ImageDmap>, M
             out.push(ImageDmap { name, line, digests });
         }
     }
-    problems.finish()?;
-    Ok(out)
+    let notices = problems.finish_with_notices()?;
+    Ok((out, notices))
 }
 
 /// Turns validated registries and images into desired-state entries: one entry per
@@ -353,7 +470,7 @@ fn expand(
                 match joined {
                     Ok(ends) => by_name.entry(&image.name).or_insert(ends).clone(),
                     Err(e) => {
-                        problems.field(image.line, "images.name", e);
+                        problems.invalid(image.line, "images.name", format!("{e}; the image is left out"));
                         continue;
                     }
                 }
@@ -369,8 +486,8 @@ fn expand(
             });
         }
     }
-    problems.finish()?;
-    Ok(DesiredState { entries })
+    let notices = problems.finish_with_notices()?;
+    Ok(DesiredState { entries, notices })
 }
 
 /// Writes images in `images.yaml` form, sorted by name and digest, one flow list of tags per

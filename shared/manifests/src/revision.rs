@@ -110,7 +110,36 @@ pub fn load_change(
         }
         Ok(state)
     };
-    Ok(Change { base: load_side(&base_side)?, head: load_side(&head_side)? })
+    // What a side reports names the file as it is in the repository, and the side and
+    // revision: `base@<rev>:images/a/images.yaml:12`, never a deleted temporary folder.
+    let label = |side: &Side<'_>, name: &str| {
+        // The working tree's files are real: their paths stay as they are.
+        let root = match side {
+            Side::Revision(snapshot) => Some(snapshot.root().to_path_buf()),
+            Side::WorkingTree(_) => None,
+        };
+        let label = name.to_owned();
+        move |path: &Path| -> PathBuf {
+            match root.as_ref().and_then(|root| path.strip_prefix(root).ok()) {
+                Some(inside) => PathBuf::from(format!("{label}:{}", inside.display())),
+                None => path.to_owned(),
+            }
+        }
+    };
+    let base_label = label(&base_side, &format!("base@{base}"));
+    let head_label = label(&head_side, &format!("head@{}", head.unwrap_or("working-tree")));
+    let relabel_state = |mut state: DesiredState, relabel: &dyn Fn(&Path) -> PathBuf| {
+        for entry in &mut state.entries {
+            entry.origin.source = relabel(Path::new(&*entry.origin.source)).display().to_string().into();
+        }
+        for notice in &mut state.notices {
+            notice.origin.source = relabel(Path::new(&*notice.origin.source)).display().to_string().into();
+        }
+        state
+    };
+    let base_state = load_side(&base_side).map_err(|e| e.relabel(&base_label))?;
+    let head_state = load_side(&head_side).map_err(|e| e.relabel(&head_label))?;
+    Ok(Change { base: relabel_state(base_state, &base_label), head: relabel_state(head_state, &head_label) })
 }
 
 /// The subprojects of a thin-manifest directory at `dir` that `changed` touches.

@@ -172,6 +172,7 @@ mod tests {
                 entry(TagOrDigest::Digest(Digest::of(b"other"))),
                 entry(TagOrDigest::Tag(Tag::parse("1.0").unwrap())),
             ],
+            ..Default::default()
         };
         let desired =
             desired_for_push(&[], &manifests, &repository, &digest, Some(&Tag::parse("1.0").unwrap()), "e1");

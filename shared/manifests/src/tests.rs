@@ -207,7 +207,7 @@ fn plain_manifest_table() {
     for (name, text, want) in cases {
         let path = dir.path().join("manifest.yaml");
         std::fs::write(&path, &text).unwrap();
-        let got = kpromo::load_manifest_file(&path, &Policy::default());
+        let got = lint(kpromo::load_manifest_file(&path, &Policy::default()));
         match (got, want) {
             (Ok(state), None) => assert!(!state.entries.is_empty(), "{name}"),
             (Err(e), Some(fragment)) => {
@@ -232,7 +232,7 @@ fn every_problem_in_a_file_is_reported() {
         format!("{REGISTRIES}images:\n- name: a\n  dmap:\n    \"sha256:1\": [v1]\n    \"{D1}\": [\"x y\"]\n"),
     )
     .unwrap();
-    let err = kpromo::load_manifest_file(&path, &Policy::default()).unwrap_err();
+    let err = lint(kpromo::load_manifest_file(&path, &Policy::default())).unwrap_err();
     assert_eq!(err.problems().len(), 2, "{err}");
 }
 
@@ -281,8 +281,21 @@ fn thin_dir_layout_errors() {
     std::fs::write(root.join("manifests/OWNERS"), "approvers: []\n").unwrap();
     let err = kpromo::load_thin_dir(root, &Policy::default()).unwrap_err().to_string();
     assert!(err.contains("images/a/images.yaml: is missing"), "{err}");
-    assert!(err.contains("images/b: has no matching manifests/b"), "{err}");
     assert!(!err.contains("OWNERS"), "plain files beside subprojects are ignored: {err}");
+    // An orphan images/<sub> is what kpromo never reads: a warning, an error only when linting.
+    std::fs::create_dir_all(root.join("images/a")).unwrap();
+    std::fs::write(root.join("images/a/images.yaml"), "[]\n").unwrap();
+    let tolerant = kpromo::load_thin_dir(root, &Policy::default()).unwrap();
+    assert_eq!(tolerant.notices.len(), 1, "{:?}", tolerant.notices);
+    let err = lint(kpromo::load_thin_dir(root, &Policy::default())).unwrap_err().to_string();
+    assert!(err.contains("images/b: field `images`: has no matching manifests/b"), "{err}");
+}
+
+/// Lint mode (`--strict`): every notice is an error, as the parsers were strict before.
+fn lint(loaded: Result<DesiredState, ManifestError>) -> Result<DesiredState, ManifestError> {
+    let desired = loaded?;
+    kpromo::strict(desired.notices.clone())?;
+    Ok(desired)
 }
 
 #[test]
@@ -321,7 +334,7 @@ fn images_list_table() {
         ("a b v1\n# x\na b v1\n", Err(":3: field `line`: duplicate of line 1")),
     ];
     for (text, want) in cases {
-        let got = images_list::parse(Path::new("images-list"), text, None, &Policy::default());
+        let got = lint(images_list::parse(Path::new("images-list"), text, None, &Policy::default()));
         match (got, want) {
             (Ok(state), Ok(edge)) => {
                 let e = &state.entries[0];
@@ -382,8 +395,8 @@ fn charts_rejections() {
         ("rancher/fleet: [v1]\nrancher/fleet: [v2]\n", ":2:1: duplicate mapping key"),
     ];
     for (text, fragment) in cases {
-        let err =
-            charts::parse_sync_file(Path::new("sync.yaml"), text, &parsed, &Policy::default()).unwrap_err();
+        let err = lint(charts::parse_sync_file(Path::new("sync.yaml"), text, &parsed, &Policy::default()))
+            .unwrap_err();
         assert!(err.to_string().contains(fragment), "{text:?}: {err}");
     }
     std::fs::write(dir.path().join("bad.yaml"), "staging: a.io\nprime: b.io\nextra: 1\n").unwrap();
@@ -593,4 +606,208 @@ fn anchors_reused_many_times_parse_and_alias_bombs_are_refused_in_words() {
     assert!(err.starts_with("images.yaml:"), "{err}");
     assert!(err.contains("the YAML is refused"), "{err}");
     assert!(!err.contains('{') && !err.contains("Budget"), "no Rust debug text: {err}");
+}
+
+/// Real manifest trees, each case a small thin-manifest tree: promotion reads what kpromo reads
+/// and reports the rest; lint mode (`--strict`) refuses every notice. (case, files, edges in
+/// promotion mode, notices as `kind line field`, does lint refuse it)
+#[test]
+fn real_trees_plan_every_valid_edge_and_lint_names_each_problem() {
+    let d2 = "sha256:06fdf10aae2eeeac5a82c213e4693f82ab05b3b09b820fce95a7cac0bbdad534";
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, usize, Vec<&'a str>);
+    let registries = REGISTRIES.to_owned();
+    let cases: Vec<Case> = vec![
+        (
+            "a clean tree",
+            vec![
+                ("manifests/a/promoter-manifest.yaml", registries.clone()),
+                ("images/a/images.yaml", format!("- name: x\n  dmap:\n    \"{D1}\": [v1]\n")),
+            ],
+            1,
+            vec![],
+        ),
+        (
+            "an orphan images folder with a placeholder",
+            vec![
+                ("manifests/a/promoter-manifest.yaml", registries.clone()),
+                ("images/a/images.yaml", format!("- name: x\n  dmap:\n    \"{D1}\": [v1]\n")),
+                ("images/orphan/images.yaml", "# No images yet\n".into()),
+            ],
+            1,
+            vec!["Warning 0 images"],
+        ),
+        (
+            "imagesPath in a promoter manifest",
+            vec![
+                ("manifests/a/promoter-manifest.yaml", format!("{registries}imagesPath: images/a\n")),
+                ("images/a/images.yaml", format!("- name: x\n  dmap:\n    \"{D1}\": [v1]\n")),
+            ],
+            1,
+            vec!["Warning 5 imagesPath"],
+        ),
+        (
+            "an empty dmap: placeholder",
+            vec![
+                ("manifests/a/promoter-manifest.yaml", registries.clone()),
+                (
+                    "images/a/images.yaml",
+                    format!("- name: x\n  dmap:\n    \"{D1}\": [v1]\n- name: later\n  dmap:\n"),
+                ),
+            ],
+            1,
+            vec!["Warning 4 images.dmap"],
+        ),
+        (
+            "one bad digest among valid entries in two subprojects",
+            vec![
+                ("manifests/a/promoter-manifest.yaml", registries.clone()),
+                (
+                    "images/a/images.yaml",
+                    format!(
+                        "- name: x\n  dmap:\n    \"{D1}\": [v1]\n    \"ha256:3ddf\": [v2]\n    \"{d2}\": [v3]\n"
+                    ),
+                ),
+                ("manifests/b/promoter-manifest.yaml", registries.clone()),
+                ("images/b/images.yaml", format!("- name: y\n  dmap:\n    \"{D1}\": [v1, v2]\n")),
+            ],
+            4,
+            vec!["Invalid 4 images.dmap"],
+        ),
+        (
+            "a bad tag among good ones, and an image name that cannot be valid",
+            vec![
+                ("manifests/a/promoter-manifest.yaml", registries.clone()),
+                (
+                    "images/a/images.yaml",
+                    format!(
+                        "- name: x\n  dmap:\n    \"{D1}\": [v1, \"bad tag\"]\n- name: Bad/Name\n  dmap:\n    \"{d2}\": [v1]\n"
+                    ),
+                ),
+            ],
+            1,
+            vec!["Invalid 3 images.dmap", "Invalid 4 images.name"],
+        ),
+    ];
+    for (case, files, edges, notices) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in &files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let desired =
+            kpromo::load_thin_dir(dir.path(), &Policy::default()).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(desired.n_edges(), edges, "{case}: edges (each entry here has one destination)");
+        let got: Vec<String> =
+            desired.notices.iter().map(|n| format!("{:?} {} {}", n.kind, n.origin.line, n.field)).collect();
+        assert_eq!(got, notices, "{case}: notices {:?}", desired.notices);
+        let linted = lint(kpromo::load_thin_dir(dir.path(), &Policy::default()));
+        match (notices.is_empty(), linted) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => {
+                assert_eq!(e.problems().len(), notices.len(), "{case}: one error per problem: {e}")
+            }
+            (clean, got) => panic!(
+                "{case}: lint on a tree {} gave {got:?}",
+                if clean { "without problems" } else { "with problems" }
+            ),
+        }
+    }
+}
+
+/// A diff whose base has a bad digest and whose head repairs it plans exactly the repaired
+/// entry, and what a side reports names `base@<rev>:` / `head@<rev>:` and the path in the
+/// repository, never a temporary folder.
+#[test]
+fn a_commit_that_repairs_a_typo_plans_exactly_the_repair() {
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let write = |images: &str| {
+        std::fs::create_dir_all(repo.path().join("manifests/a")).unwrap();
+        std::fs::create_dir_all(repo.path().join("images/a")).unwrap();
+        std::fs::write(repo.path().join("manifests/a/promoter-manifest.yaml"), REGISTRIES).unwrap();
+        std::fs::write(repo.path().join("images/a/images.yaml"), images).unwrap();
+    };
+    let good = "sha256:3ddf10aae2eeeac5a82c213e4693f82ab05b3b09b820fce95a7cac0bbdad5341";
+    write(&format!("- name: x\n  dmap:\n    \"{D1}\": [v1]\n    \"ha256:3ddf\": [v2]\n"));
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "typo"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    write(&format!("- name: x\n  dmap:\n    \"{D1}\": [v1]\n    \"{good}\": [v2]\n"));
+    git(&["commit", "-qam", "fix the typo"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let input = Input::KpromoThinDir(repo.path().to_path_buf());
+    let change =
+        crate::revision::load_change(std::slice::from_ref(&input), &base, Some(&head), &Policy::default())
+            .unwrap();
+    assert_eq!(ferry_plan_free_diff(&change), 1, "exactly the repaired digest is new");
+    let origin = change.head.entries[1].origin.to_string();
+    assert_eq!(origin, format!("head@{head}:images/a/images.yaml:4"));
+    assert!(
+        change.base.notices.iter().any(|n| n.origin.source.starts_with(&format!("base@{base}:images/a/")))
+    );
+
+    // A fatal problem on one side names that side too.
+    write("- name: x\n  dmap: [\n");
+    let err = crate::revision::load_change(std::slice::from_ref(&input), &head, None, &Policy::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("images/a/images.yaml"), "{err}");
+    std::fs::write(repo.path().join("images/a/images.yaml"), "- name: x\n  dmap: [\n").unwrap();
+    git(&["commit", "-qam", "break"]);
+    let broken = git(&["rev-parse", "HEAD"]);
+    let err = crate::revision::load_change(&[input], &head, Some(&broken), &Policy::default()).unwrap_err();
+    assert!(err.to_string().starts_with(&format!("head@{broken}:images/a/images.yaml:")), "{err}");
+}
+
+proptest::proptest! {
+    /// Tolerant reading plans exactly what strict reading plans once the invalid entries are
+    /// deleted from the file.
+    #[test]
+    fn tolerant_equals_strict_without_the_invalid_entries(
+        rows in proptest::collection::vec((0u8..4, 0u32..1000, 0u8..3), 1..12)
+    ) {
+        // Each row: 0 a valid digest, 1 a bad digest, 2 a valid digest with a bad tag beside
+        // a good one, 3 a valid digest whose only tag is bad.
+        let mut all = String::from("- name: x\n  dmap:\n");
+        let mut valid_only = all.clone();
+        let mut seen = std::collections::BTreeSet::new();
+        for (kind, n, tags) in rows {
+            if !seen.insert(n) { continue; }
+            let digest = ferry_model::Digest::of(&n.to_be_bytes()).to_string();
+            let good_tags: Vec<String> = (0..tags).map(|t| format!("\"v{t}\"")).collect();
+            match kind {
+                0 => {
+                    let line = format!("    \"{digest}\": [{}]\n", good_tags.join(", "));
+                    all.push_str(&line);
+                    valid_only.push_str(&line);
+                }
+                1 => all.push_str(&format!("    \"sha256:{n}\": [v1]\n")),
+                2 => {
+                    all.push_str(&format!("    \"{digest}\": [\"good\", \"bad tag\"]\n"));
+                    valid_only.push_str(&format!("    \"{digest}\": [\"good\"]\n"));
+                }
+                _ => all.push_str(&format!("    \"{digest}\": [\"bad tag\"]\n")),
+            }
+        }
+        if !valid_only.contains("sha256") {
+            valid_only = "- name: x\n  dmap: {}\n".into();
+        }
+        let tolerant = kpromo::parse_images_yaml_with_notices(Path::new("t.yaml"), &all).unwrap().0;
+        let strict = kpromo::parse_images_yaml(Path::new("v.yaml"), &valid_only).unwrap();
+        let edges = |images: &[kpromo::ImageDmap]| -> Vec<(String, Vec<String>)> {
+            images.iter().flat_map(|i| i.digests.iter().map(|d| (d.digest.to_string(), d.tags.iter().map(ToString::to_string).collect()))).collect()
+        };
+        proptest::prop_assert_eq!(edges(&tolerant), edges(&strict));
+    }
 }

@@ -111,15 +111,46 @@ impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K
     }
 }
 
-/// Collects per-field problems for one file, capped at [`MAX_PROBLEMS`].
+/// Collects per-field problems for one file, capped at [`MAX_PROBLEMS`]: fatal ones (the file
+/// cannot be read as a whole), and notices (an invalid entry left out, a warning), which never
+/// stop the rest of the file.
 pub(crate) struct Problems<'p> {
     path: &'p Path,
     pub(crate) list: Vec<ManifestError>,
+    pub(crate) notices: Vec<ferry_model::Notice>,
 }
 
 impl<'p> Problems<'p> {
     pub(crate) fn new(path: &'p Path) -> Self {
-        Self { path, list: Vec::new() }
+        Self { path, list: Vec::new(), notices: Vec::new() }
+    }
+
+    fn notice(&mut self, kind: ferry_model::NoticeKind, line: u64, field: &str, message: impl fmt::Display) {
+        self.notices.push(ferry_model::Notice {
+            kind,
+            origin: ferry_model::Origin::new(
+                self.path.display().to_string(),
+                u32::try_from(line).unwrap_or(u32::MAX),
+            ),
+            field: field.into(),
+            message: message.to_string(),
+        });
+    }
+
+    /// An entry that cannot be valid: it is left out, and reported with action `invalid`.
+    pub(crate) fn invalid(&mut self, line: u64, field: &str, message: impl fmt::Display) {
+        self.notice(ferry_model::NoticeKind::Invalid, line, field, message);
+    }
+
+    /// Tolerated as the tool a user migrates from tolerates it, and reported.
+    pub(crate) fn warn(&mut self, line: u64, field: &str, message: impl fmt::Display) {
+        self.notice(ferry_model::NoticeKind::Warning, line, field, message);
+    }
+
+    /// The fatal problems as an error, or the notices.
+    pub(crate) fn finish_with_notices(self) -> Result<Vec<ferry_model::Notice>, ManifestError> {
+        ManifestError::from_problems(self.list)?;
+        Ok(self.notices)
     }
 
     pub(crate) fn field(&mut self, line: u64, field: &'static str, message: impl fmt::Display) {

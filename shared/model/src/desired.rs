@@ -65,15 +65,54 @@ impl Entry {
     }
 }
 
+/// How serious a [`Notice`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NoticeKind {
+    /// Accepted as the tool a user migrates from accepts it (a deprecated field, an empty
+    /// placeholder, a folder kpromo never reads), and reported.
+    Warning,
+    /// An entry that cannot be valid (a bad digest, tag or name): only the edges it would have
+    /// produced are excluded, with action `invalid`.
+    Invalid,
+}
+
+/// Something an input holds that promotion tolerates and lint mode (`--strict`) refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub kind: NoticeKind,
+    pub origin: Origin,
+    /// The field, in the input's own terms (`images.dmap`, `imagesPath`).
+    pub field: Arc<str>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.origin.line > 0 {
+            write!(f, "{}:{}: field `{}`: {}", self.origin.source, self.origin.line, self.field, self.message)
+        } else {
+            write!(f, "{}: field `{}`: {}", self.origin.source, self.field, self.message)
+        }
+    }
+}
+
 /// Everything a set of manifests asks for.
 #[derive(Clone, Debug, Default)]
 pub struct DesiredState {
     pub entries: Vec<Entry>,
+    /// What reading the inputs tolerated: warnings, and invalid entries left out.
+    pub notices: Vec<Notice>,
 }
 
 impl DesiredState {
     pub fn extend(&mut self, other: DesiredState) {
         self.entries.extend(other.entries);
+        self.notices.extend(other.notices);
+    }
+
+    /// The invalid entries that were left out.
+    pub fn invalid(&self) -> impl Iterator<Item = &Notice> {
+        self.notices.iter().filter(|n| n.kind == NoticeKind::Invalid)
     }
 
     pub fn n_edges(&self) -> usize {

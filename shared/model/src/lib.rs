@@ -21,7 +21,7 @@ pub mod name;
 pub mod reference;
 pub mod tag;
 
-pub use desired::{DesiredState, Destination, Entry, Source, TagOrDigest};
+pub use desired::{DesiredState, Destination, Entry, Notice, NoticeKind, Source, TagOrDigest};
 pub use digest::Digest;
 pub use edge::{Edge, Origin};
 pub use error::ModelError;

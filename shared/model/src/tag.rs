@@ -36,16 +36,13 @@ impl Tag {
         &self.0
     }
 
-    /// True for release candidates and pre-releases: the tag contains `-rc`, `-alpha` or
-    /// `-beta` (any case) not followed by another letter. `v1.2.0-rc.1`, `1.19.0-alpha.1` and
-    /// `v2-BETA` are prereleases; `v1-rcompat` is not.
+    /// True for release candidates and pre-releases, as Rancher's charts sync decides them: the
+    /// tag contains `-rc`, `-alpha` or `-beta` anywhere. Ferry also ignores case, since refusing
+    /// more is the safe side: `v1.2.0-rc.1`, `1.19.0-alpha.1`, `v2-BETA` and `v1-rcompat` are
+    /// all prereleases.
     pub fn is_prerelease(&self) -> bool {
         let lower = self.0.to_ascii_lowercase();
-        ["-rc", "-alpha", "-beta"].iter().any(|marker| {
-            lower
-                .match_indices(marker)
-                .any(|(at, m)| lower[at + m.len()..].chars().next().is_none_or(|c| !c.is_ascii_alphabetic()))
-        })
+        ["-rc", "-alpha", "-beta"].iter().any(|marker| lower.contains(marker))
     }
 }
 
@@ -121,9 +118,10 @@ mod tests {
             ("v2-beta", true),
             ("v2-Beta2", true),
             ("v1.0.0", false),
-            ("v1-rcompat", false),
+            ("v1-rcompat", true),
             ("rc1", false),
-            ("v1.0-alphabet", false),
+            ("v1.0-alphabet", true),
+            ("v1.0.0-build-rc", true),
             ("latest", false),
         ];
         for (tag, want) in cases {

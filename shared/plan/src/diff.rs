@@ -17,7 +17,9 @@ pub fn diff(base: &DesiredState, head: &DesiredState) -> DesiredState {
         }
         tags.extend(entry.tags.iter().map(Some));
     }
-    let mut out = DesiredState::default();
+    // The head's notices stand (its invalid entries are reported); the base's do not matter: an
+    // invalid entry there counts as absent, so the commit that repairs it plans the repair.
+    let mut out = DesiredState { notices: head.notices.clone(), ..DesiredState::default() };
     for entry in &head.entries {
         let Some(old) = known.get(&(&*entry.sources, &entry.pin, &*entry.destinations)) else {
             out.entries.push(entry.clone());

@@ -129,6 +129,9 @@ impl fmt::Display for PlannedEdge {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub edges: Vec<PlannedEdge>,
+    /// Entries of the input that cannot be valid (a bad digest, tag or name): left out, and
+    /// reported with action `invalid`. Counted as excluded.
+    pub invalid: Vec<ferry_model::Notice>,
 }
 
 impl Plan {
@@ -142,7 +145,7 @@ impl Plan {
     }
 
     pub fn n_excluded(&self) -> usize {
-        self.edges.iter().filter(|e| e.action.is_excluded()).count()
+        self.edges.iter().filter(|e| e.action.is_excluded()).count() + self.invalid.len()
     }
 }
 
@@ -234,7 +237,7 @@ pub fn plan(desired: &DesiredState, facts: &Facts) -> Plan {
             }
         }
     }
-    Plan { edges }
+    Plan { edges, invalid: desired.invalid().cloned().collect() }
 }
 
 /// The action for one resolved edge, from what the destination and the sources hold.

@@ -79,8 +79,10 @@ fn facts(list: &[F]) -> Facts {
 }
 
 fn actions(entries: &[E<'_>], known: &[F]) -> Vec<String> {
-    let desired =
-        DesiredState { entries: entries.iter().enumerate().map(|(i, e)| e.build(i as u32 + 1)).collect() };
+    let desired = DesiredState {
+        entries: entries.iter().enumerate().map(|(i, e)| e.build(i as u32 + 1)).collect(),
+        ..Default::default()
+    };
     plan(&desired, &facts(known))
         .edges
         .iter()
@@ -219,7 +221,8 @@ fn edge_details() {
         destinations: &["p.io/app", "m.io/app"],
         ..E::digest(0, &["v1"])
     }];
-    let desired = DesiredState { entries: entries.iter().map(|e| e.build(7)).collect() };
+    let desired =
+        DesiredState { entries: entries.iter().map(|e| e.build(7)).collect(), ..Default::default() };
     let plan = plan(&desired, &facts(&[F::Tag("docker.io/app", "v1", 5), F::Tag("m.io/app", "v1", 5)]));
     let first = &plan.edges[0];
     assert_eq!(first.source, repo("docker.io/app"));
@@ -260,9 +263,9 @@ fn diff_table() {
         ),
         ("removal plans nothing", vec![], vec![]),
     ];
-    let base = DesiredState { entries: base.iter().map(|e| e.build(1)).collect() };
+    let base = DesiredState { entries: base.iter().map(|e| e.build(1)).collect(), ..Default::default() };
     for (name, head, want) in cases {
-        let head = DesiredState { entries: head.iter().map(|e| e.build(1)).collect() };
+        let head = DesiredState { entries: head.iter().map(|e| e.build(1)).collect(), ..Default::default() };
         let got: Vec<(String, Vec<String>)> = diff(&base, &head)
             .entries
             .iter()
@@ -297,7 +300,7 @@ proptest::proptest! {
                 facts.record_manifest(repo(if i % 2 == 0 { "p.io/app" } else { "s.io/app" }), d((i / 2) as u8 % 4), true);
             }
         }
-        let desired = DesiredState { entries: Arc::new(entries).as_ref().clone() };
+        let desired = DesiredState { entries: Arc::new(entries).as_ref().clone(), ..Default::default() };
         let plan = plan(&desired, &facts);
         proptest::prop_assert!(plan.edges.len() <= desired.n_edges());
         proptest::prop_assert_eq!(plan.counts().iter().map(|(_, n)| n).sum::<usize>(), plan.edges.len());

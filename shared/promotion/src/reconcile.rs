@@ -374,6 +374,7 @@ mod tests {
                     origin: Origin::new("images.yaml", 1),
                 })
                 .collect(),
+            invalid: Vec::new(),
         }
     }
 

@@ -270,13 +270,21 @@ async fn cli_plan_output_exit_codes_and_diff() {
             .all(|e| e["destination"].as_str().unwrap().ends_with("/demo/extra") && e["action"] == "copy")
     );
 
-    // Bad input: one line per problem, exit 3, no panic.
+    // Bad entries: left out and reported, one line per problem (exit 5); in lint mode, one error
+    // line per problem (exit 3). Never a panic.
     std::fs::write(
         dir.join("images/demo/images.yaml"),
         "- name: demo/app\n  dmap:\n    \"sha256:1\": [v1]\n    \"sha256:2\": [\"-x\"]\n",
     )
     .unwrap();
     let (code, _, stderr) = ferry(&["plan", "--thin-manifest-dir", &dir_arg]);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("ferry: invalid entry, left out: ")).count(),
+        3,
+        "{stderr}"
+    );
+    let (code, _, stderr) = ferry(&["plan", "--strict", "--thin-manifest-dir", &dir_arg]);
     assert_eq!(code, Some(3));
     assert_eq!(stderr.lines().filter(|l| l.starts_with("ferry: error: ")).count(), 3, "{stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
@@ -309,7 +317,12 @@ async fn snapshot_parses_back_as_images_yaml() {
     let images = ferry_manifests::kpromo::parse_images_yaml(Path::new("minimal.yaml"), &minimal).unwrap();
     assert_eq!(images.iter().find(|i| i.name.as_str() == "app").unwrap().digests.len(), 2);
 
+    // kpromo's CSV: no header, `name@digest,name:tag`, tagless rows end in `,-`.
     let csv = ferry(&["snapshot", &prefix, "--output", "csv"]);
+    assert!(!csv.starts_with("name,"), "{csv}");
+    assert!(csv.contains(&format!("app@{},app:1.0\n", world.index.digest)), "{csv}");
+    assert!(csv.contains(&format!("app@{},-\n", world.index.children[0].digest)), "{csv}");
+    let csv = ferry(&["snapshot", &prefix, "--output", "csv-header"]);
     assert!(csv.starts_with("name,digest,tag\n"));
     assert!(csv.contains(&format!("app,{},1.0\n", world.index.digest)));
 
@@ -327,4 +340,74 @@ async fn snapshot_parses_back_as_images_yaml() {
         ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
     // app: the index, its two children and 1.1; single; tools.
     assert_eq!(desired.entries.len(), 4 + 1 + 1);
+}
+
+/// A real-shaped tree (an orphan folder, `imagesPath`, an empty `dmap:`, one bad digest):
+/// promotion plans every valid edge and reports the rest (exit 5); `--strict` refuses it,
+/// naming each problem at file:line (exit 3); `--parse-only --output json` lists every edge
+/// and the invalid entry without a registry.
+#[tokio::test]
+async fn a_real_shaped_tree_plans_and_lint_names_every_problem() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        "manifests/a/promoter-manifest.yaml",
+        &format!(
+            "registries:\n- name: {}\n  src: true\n- name: {}\nimagesPath: images/a\n",
+            world.staging.host(),
+            world.mirror.host()
+        ),
+    );
+    write(
+        "images/a/images.yaml",
+        &format!(
+            "- name: demo/app\n  dmap:\n    \"{}\": [\"1.0\"]\n    \"ha256:3ddf\": [\"9.9\"]\n- name: demo/later\n  dmap:\n",
+            world.index.digest
+        ),
+    );
+    write("images/orphan/images.yaml", "# No images yet\n");
+    let ferry = |args: &[&str]| {
+        let out = Command::new(ferry_bin()).args(args).args(world.insecure_flags()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tree = root.display().to_string();
+    let (code, stdout, stderr) = ferry(&["plan", "--thin-manifest-dir", &tree]);
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    assert!(stdout.contains("copy (1)"), "the valid edge is planned: {stdout}");
+    assert!(
+        stdout.contains("invalid (1)") && stdout.contains("images/a/images.yaml:4  field `images.dmap`"),
+        "{stdout}"
+    );
+    for warning in ["imagesPath", "images/orphan", "empty `dmap:`"] {
+        assert!(stderr.contains(warning), "warned about {warning}: {stderr}");
+    }
+
+    let (code, stdout, stderr) = ferry(&["plan", "--parse-only", "--strict", "--thin-manifest-dir", &tree]);
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    for problem in [
+        "promoter-manifest.yaml:5: field `imagesPath`",
+        "images/a/images.yaml:4: field `images.dmap`",
+        "images/a/images.yaml:5: field `images.dmap`",
+        "images/orphan: field `images`",
+    ] {
+        assert!(stderr.contains(problem), "lint names {problem}: {stderr}");
+    }
+
+    let (code, stdout, stderr) =
+        ferry(&["plan", "--parse-only", "--output", "json", "--thin-manifest-dir", &tree]);
+    assert_eq!(code, Some(5), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["edges"].as_array().unwrap().len(), 1, "{stdout}");
+    assert_eq!(report["invalid"][0]["action"], "invalid");
+    assert_eq!(report["warnings"].as_array().unwrap().len(), 3, "{stdout}");
 }
