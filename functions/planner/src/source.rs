@@ -160,12 +160,46 @@ impl<A: GitHubApi> GitHubSource<A> {
 
     /// Reads the inputs at `reference`, limited to `subs_for` per thin directory (all
     /// subprojects when `None`) and to `files` for single-file inputs (all when `None`).
+    /// What it reports names `<side>@<reference>:<path in the repository>`, never the
+    /// temporary folder the files were fetched into.
     async fn load_at(
         &self,
+        side: &str,
         reference: &str,
         only: Option<&(Vec<(String, Vec<String>)>, Vec<String>)>,
     ) -> Result<DesiredState, SourceError> {
         let dir = tempfile::tempdir().map_err(|e| SourceError::Io(e.to_string()))?;
+        let root = dir.path().to_path_buf();
+        let label = format!("{side}@{reference}");
+        let relabel = move |path: &Path| -> PathBuf {
+            match path.strip_prefix(&root) {
+                Ok(inside) => PathBuf::from(format!("{label}:{}", inside.display())),
+                Err(_) => path.to_owned(),
+            }
+        };
+        match self.load_into(reference, only, dir.path()).await {
+            Ok(mut state) => {
+                for entry in &mut state.entries {
+                    entry.origin.source =
+                        relabel(Path::new(&*entry.origin.source)).display().to_string().into();
+                }
+                for notice in &mut state.notices {
+                    notice.origin.source =
+                        relabel(Path::new(&*notice.origin.source)).display().to_string().into();
+                }
+                Ok(state)
+            }
+            Err(SourceError::Manifest(error)) => Err(SourceError::Manifest(error.relabel(&relabel))),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn load_into(
+        &self,
+        reference: &str,
+        only: Option<&(Vec<(String, Vec<String>)>, Vec<String>)>,
+        dir: &Path,
+    ) -> Result<DesiredState, SourceError> {
         let mut state = DesiredState::default();
         for input in &self.inputs {
             let rel = input.path().display().to_string();
@@ -180,18 +214,16 @@ impl<A: GitHubApi> GitHubSource<A> {
                     if subs.is_empty() {
                         continue;
                     }
-                    self.fetch_thin(reference, &rel, &subs, dir.path()).await?;
-                    state.extend(kpromo::load_thin_subprojects(&dir.path().join(&rel), &subs, &self.policy)?);
+                    self.fetch_thin(reference, &rel, &subs, dir).await?;
+                    state.extend(kpromo::load_thin_subprojects(&dir.join(&rel), &subs, &self.policy)?);
                 }
                 other => {
                     if only.is_some_and(|(_, files)| !files.contains(&rel)) {
                         continue;
                     }
-                    if self.fetch_file(reference, &rel, dir.path()).await? {
-                        state.extend(ferry_manifests::load(
-                            &[other.with_path(dir.path().join(&rel))],
-                            &self.policy,
-                        )?);
+                    if self.fetch_file(reference, &rel, dir).await? {
+                        state
+                            .extend(ferry_manifests::load(&[other.with_path(dir.join(&rel))], &self.policy)?);
                     }
                 }
             }
@@ -232,8 +264,8 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
         }
         let only = (thin, files);
         Ok(Change {
-            base: self.load_at(base, Some(&only)).await?,
-            head: self.load_at(head, Some(&only)).await?,
+            base: self.load_at("base", base, Some(&only)).await?,
+            head: self.load_at("head", head, Some(&only)).await?,
         })
     }
 
@@ -245,7 +277,7 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
         {
             return Ok(state.clone());
         }
-        let state = self.load_at(&head, None).await?;
+        let state = self.load_at("head", &head, None).await?;
         *cache = Some((head, state.clone()));
         Ok(state)
     }
@@ -483,8 +515,10 @@ mod tests {
                 .iter()
                 .map(|e| {
                     let origin = e.origin.to_string();
+                    // `head@<rev>:promotion/…`, a checkout's path, or one relative to the
+                    // thin directory: compare from `images/` on.
                     let relative =
-                        origin.split_once("/promotion/").map_or(origin.clone(), |(_, r)| r.to_owned());
+                        origin.find("images/").map_or(origin.clone(), |at| origin[at..].to_owned());
                     format!("{:?} {:?} {:?} {:?} {relative}", e.sources, e.pin, e.tags, e.destinations)
                 })
                 .collect::<Vec<_>>()
@@ -494,7 +528,8 @@ mod tests {
         assert!(same(&from_github.base, &from_checkout.base), "{from_github:?} / {from_checkout:?}");
         // Only subproject `a` changed, so only it is read: its two digests, not `b`'s.
         assert_eq!(from_github.head.entries.len(), 2, "{:?}", from_github.head.entries);
-        assert!(same(&github.current().await.unwrap(), &checkout.current().await.unwrap()));
+        let (a, b) = (github.current().await.unwrap(), checkout.current().await.unwrap());
+        assert!(same(&a, &b), "{:?}\n{:?}", text(&a), text(&b));
         assert_eq!(github.current().await.unwrap().entries.len(), 3);
     }
 }
