@@ -122,13 +122,18 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
-    /// The stage: planner, verifier, copier, signer, attester, replicator or ingest (the events queue).
+    /// The stage: planner, verifier, copier, signer, attester, replicator or ingest. `ingest`
+    /// serves the webhook endpoints on --listen and consumes the events queue (ECR on AWS).
     #[arg(long, value_name = "STAGE")]
     pub(crate) stage: String,
     #[command(flatten)]
     pub(crate) transport: TransportArgs,
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+    /// Where `--stage ingest` listens for webhooks (also FERRY_INGEST_LISTEN; default
+    /// 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) listen: Option<String>,
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) concurrency: usize,
 }

@@ -367,9 +367,55 @@ fn checks_json(report: &Report) -> Vec<CheckJson> {
         .collect()
 }
 
-fn result_text<T: std::fmt::Debug, E: std::fmt::Display>(result: &Result<T, E>) -> String {
+/// What a trust step did, in words: `2 copied, 4 nothing to copy` rather than a Rust value.
+trait Said {
+    fn said(&self) -> String;
+}
+
+impl Said for ferry_trust::sign::Signed {
+    fn said(&self) -> String {
+        format!("{} signed, {} already signed by this key", self.signed.len(), self.already.len())
+    }
+}
+
+impl Said for ferry_trust::artifacts::Appended {
+    fn said(&self) -> String {
+        match self {
+            ferry_trust::artifacts::Appended::Written => "written".into(),
+            ferry_trust::artifacts::Appended::Unchanged => "already there".into(),
+        }
+    }
+}
+
+/// Per digest (the image and each child) and artifact kind: counted by what happened.
+impl Said
+    for Vec<(ferry_model::Digest, ferry_trust::cosign::ArtifactKind, ferry_trust::replicate::Replicated)>
+{
+    fn said(&self) -> String {
+        use ferry_trust::replicate::Replicated::*;
+        let digests: std::collections::BTreeSet<_> = self.iter().map(|(d, _, _)| d).collect();
+        let count =
+            |wanted: ferry_trust::replicate::Replicated| self.iter().filter(|(_, _, r)| *r == wanted).count();
+        let parts: Vec<String> = [
+            (Copied, "copied"),
+            (Replaced, "replaced by a superset"),
+            (Merged, "merged"),
+            (AlreadyThere, "already there"),
+            (NothingToCopy, "nothing to copy"),
+        ]
+        .into_iter()
+        .filter_map(|(outcome, word)| {
+            let n = count(outcome);
+            (n > 0).then(|| format!("{n} {word}"))
+        })
+        .collect();
+        format!("{} ({} digest(s) × .sig/.att/.sbom)", parts.join(", "), digests.len())
+    }
+}
+
+fn result_text<T: Said, E: std::fmt::Display>(result: &Result<T, E>) -> String {
     match result {
-        Ok(value) => format!("{value:?}"),
+        Ok(value) => value.said(),
         Err(error) => format!("failed: {error}"),
     }
 }

@@ -52,12 +52,7 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
     broker.init().await.map_err(pipeline_error)?;
     let context = context(&args.config, env)?;
     let ingest = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
-    let listen: SocketAddr = args
-        .listen
-        .or_else(|| env.ingest_listen.clone())
-        .unwrap_or_else(|| "127.0.0.1:8080".into())
-        .parse()
-        .map_err(|e| CliError::Usage(format!("--listen: {e}")))?;
+    let listen = listen_address(args.listen.clone(), env)?;
     let options = WorkerOptions {
         concurrency: args.concurrency,
         retry: retry_settings(env),
@@ -82,10 +77,30 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
         retry: retry_settings(env),
         ..WorkerOptions::default()
     };
-    ferry_pipeline::run_stage(&args.stage, broker, context, options, shutdown_signal())
+    // The ingest worker serves the webhook endpoints too: one process per stage needs no
+    // `ferry run` beside it.
+    let ingest = match Queue::from_name(&args.stage) {
+        Some(Queue::Events) => {
+            let listen = listen_address(args.listen.clone(), env)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| CliError::Usage(format!("--listen {listen}: cannot listen: {e}")))?;
+            output::note(&format!("ingest on http://{listen}"));
+            Some((listener, ferry_pipeline::IngestConfig::from_config(&context.config, &context.env)))
+        }
+        _ => None,
+    };
+    ferry_pipeline::run_stage(&args.stage, broker, context, ingest, options, shutdown_signal())
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)
+}
+
+fn listen_address(flag: Option<String>, env: &Env) -> Result<SocketAddr, CliError> {
+    flag.or_else(|| env.ingest_listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into())
+        .parse()
+        .map_err(|e| CliError::Usage(format!("--listen: {e}")))
 }
 
 pub(crate) async fn queues(command: QueuesCommand, env: &Env) -> Result<ExitStatus, CliError> {

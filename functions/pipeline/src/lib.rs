@@ -115,10 +115,13 @@ async fn axum_serve(
 }
 
 /// Runs one stage, chosen by queue or stage name (`copy` or `copier`), until `shutdown`.
+/// `ingest`, for the `ingest` stage (the events queue): also serve the webhook endpoints on
+/// this listener, until `shutdown`.
 pub async fn run_stage<B: Broker>(
     name: &str,
     broker: Arc<B>,
     context: Context,
+    ingest: Option<(tokio::net::TcpListener, ferry_ingest::IngestConfig)>,
     options: WorkerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -127,7 +130,24 @@ pub async fn run_stage<B: Broker>(
     match queue {
         Queue::Events => {
             let stage = ferry_ingest::EventsStage { registries: context.config.pipeline.registries.clone() };
+            let (stop, stopped) = watch::channel(false);
+            let server = ingest.map(|(listener, config)| {
+                let router = ferry_ingest::router(ferry_ingest::Ingest::new(broker.clone(), config));
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let done = async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    };
+                    if let Err(error) = axum_serve(listener, router, done).await {
+                        tracing::error!(%error, "ingest server failed");
+                    }
+                })
+            });
             run_worker(Arc::new(stage), broker, options, shutdown).await;
+            let _ = stop.send(true);
+            if let Some(server) = server {
+                let _ = server.await;
+            }
         }
         Queue::Plan => {
             run_worker(Arc::new(ferry_planner::build(context).await?), broker, options, shutdown).await

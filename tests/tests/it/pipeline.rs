@@ -837,3 +837,38 @@ mod sqs {
         crate::support::bounded(reconcile(Transport::Sqs)).await;
     }
 }
+
+/// One process per stage: `ferry worker --stage ingest` serves the webhook endpoints itself.
+#[tokio::test]
+async fn an_ingest_worker_accepts_webhooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(&config, "pipeline:\n  registries: [\"127.0.0.1:5001\"]\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(crate::support::ferry_bin())
+        .args(["worker", "--stage", "ingest", "--transport", "memory://", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&config)
+        .env("FERRY_DISTRIBUTION_TOKEN", "worker-token")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let sample =
+        std::fs::read(ferry_testkit::data_dir().join("distribution-webhooks/registry-push-event.json"))
+            .unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1/events/distribution");
+    let http = reqwest::Client::new();
+    let mut status = 0;
+    for _ in 0..80 {
+        if let Ok(response) =
+            http.post(&url).header("authorization", "Bearer worker-token").body(sample.clone()).send().await
+        {
+            status = response.status().as_u16();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, 202, "the ingest worker accepted the push");
+    child.kill().await.unwrap();
+}
