@@ -118,6 +118,10 @@ pub(crate) struct RunArgs {
     /// Messages each stage handles at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) concurrency: usize,
+    /// On SIGTERM, how long messages in flight may take to finish before they are released to
+    /// the queue unacknowledged and the process exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub(crate) grace_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +140,10 @@ pub(crate) struct WorkerArgs {
     pub(crate) listen: Option<String>,
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub(crate) concurrency: usize,
+    /// On SIGTERM, how long messages in flight may take to finish before they are released to
+    /// the queue unacknowledged and the process exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub(crate) grace_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

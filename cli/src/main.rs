@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         // The long-running pipeline logs like the function binaries: JSON by default, and
         // with OpenTelemetry spans whether or not an OTLP endpoint is set, so that trace ids
         // are created, propagated through messages, logged and kept in dead letters.
-        args::Command::Run(_) | args::Command::Worker(_) => ferry_runtime::telemetry::init("ferry", &env),
+        args::Command::Run(_) | args::Command::Worker(_) => {
+            ferry_runtime::telemetry::init_with("ferry", &env, ferry_runtime::telemetry::LogFormat::Text)
+        }
         _ => logging::init(args.verbose, &env),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -52,10 +52,12 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
     broker.init().await.map_err(pipeline_error)?;
     let context = context(&args.config, env)?;
     let ingest = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
+    warn_missing_secrets(&ingest);
     let listen = listen_address(args.listen.clone(), env)?;
     let options = WorkerOptions {
         concurrency: args.concurrency,
         retry: retry_settings(env),
+        grace: std::time::Duration::from_secs(args.grace_seconds),
         ..WorkerOptions::default()
     };
     let stages = ferry_pipeline::build(context).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
@@ -75,6 +77,7 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
     let options = WorkerOptions {
         concurrency: args.concurrency,
         retry: retry_settings(env),
+        grace: std::time::Duration::from_secs(args.grace_seconds),
         ..WorkerOptions::default()
     };
     // The ingest worker serves the webhook endpoints too: one process per stage needs no
@@ -86,7 +89,9 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
                 .await
                 .map_err(|e| CliError::Usage(format!("--listen {listen}: cannot listen: {e}")))?;
             output::note(&format!("ingest on http://{listen}"));
-            Some((listener, ferry_pipeline::IngestConfig::from_config(&context.config, &context.env)))
+            let config = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
+            warn_missing_secrets(&config);
+            Some((listener, config))
         }
         _ => None,
     };
@@ -94,6 +99,21 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)
+}
+
+/// A webhook endpoint without its secret refuses every request: say so at startup, not as a
+/// silent 401 per delivery.
+fn warn_missing_secrets(config: &ferry_pipeline::IngestConfig) {
+    if config.distribution_token.is_none() {
+        output::note(
+            "warning: FERRY_DISTRIBUTION_TOKEN is not set: every distribution and ECR webhook will be refused (401)",
+        );
+    }
+    if config.github_repository.is_some() && config.github_secret.is_none() {
+        output::note(
+            "warning: FERRY_GITHUB_WEBHOOK_SECRET is not set: every GitHub webhook will be refused (401)",
+        );
+    }
 }
 
 fn listen_address(flag: Option<String>, env: &Env) -> Result<SocketAddr, CliError> {

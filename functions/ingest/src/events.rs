@@ -65,7 +65,14 @@ pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, R
         .map_err(|e| malformed(format!("not a distribution notification: {e}")))?;
     let mut accepted = Vec::new();
     for event in notification.events {
-        if event.action != "push" || !MANIFEST_TYPES.contains(&event.target.media_type.as_str()) {
+        if event.action != "push" {
+            // Pulls (Ferry's own among them) are noise: say so once per event at debug level,
+            // and the README's notification snippet filters them at the registry.
+            tracing::debug!(event = %event.id, action = %event.action, "not a push; ignored");
+            continue;
+        }
+        if !MANIFEST_TYPES.contains(&event.target.media_type.as_str()) {
+            tracing::debug!(event = %event.id, media_type = %event.target.media_type, "a blob or artifact push; ignored");
             continue;
         }
         let where_ = |field: &str| format!("event {}: {field}", event.id);
@@ -77,7 +84,11 @@ pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, R
             .ok_or_else(|| malformed(where_("target.url is not an http(s) URL")))?;
         let host = Host::parse(authority).map_err(|e| malformed(where_(&format!("target.url: {e}"))))?;
         if !registries.contains(&host) {
-            tracing::info!(%host, "a push from a registry that is not configured; ignored");
+            tracing::warn!(
+                %host,
+                event = %event.id,
+                "a push from a registry that is not in pipeline.registries; ignored (add the host there to promote from it)"
+            );
             continue;
         }
         let path = RepoPath::parse(event.target.repository.as_deref().unwrap_or_default())

@@ -148,7 +148,15 @@ impl<S: ManifestSource> Stage for Planner<S> {
             tracing::warn!(event = %message.event_id, kind = ?notice.kind, %notice, "manifest notice");
         }
         if desired.entries.is_empty() {
-            tracing::info!(event = %message.event_id, "nothing to promote");
+            match &message.body {
+                PlanMessage::RegistryPush { repository, tag, .. } => tracing::warn!(
+                    event = %message.event_id,
+                    %repository,
+                    tag = tag.as_ref().map(|t| t.as_str()),
+                    "a push that no mirror rule and no manifest entry matches; ignored (mirror rules act only on tagged pushes)"
+                ),
+                _ => tracing::info!(event = %message.event_id, "nothing to promote"),
+            }
             return Ok(Vec::new());
         }
         let facts = gather(&self.registry, &desired, GatherOptions::default()).await;

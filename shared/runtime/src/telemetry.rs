@@ -1,6 +1,7 @@
 //! Logs, traces and counters.
 //!
-//! - Logs go to stderr as JSON (one object per line) unless `FERRY_LOG_FORMAT=text`.
+//! - Logs go to stderr: JSON (one object per line) from the function binaries, text from
+//!   `ferry run`/`ferry worker`; `FERRY_LOG_FORMAT=json|text` chooses either way.
 //! - Traces: every stage handles a message in a span whose parent is the `traceparent` the
 //!   message carries, and stamps the current context on what it publishes, so that one
 //!   promotion is one trace from ingest to the last mirror. Spans are exported over OTLP when
@@ -32,9 +33,22 @@ fn resource(service: &str) -> opentelemetry_sdk::Resource {
     opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned()).build()
 }
 
-/// Sets up logging and tracing for a process named `service`. Safe to call more than once
-/// (only the first call takes effect).
+/// Sets up logging and tracing for a function binary named `service`: JSON logs unless
+/// `FERRY_LOG_FORMAT=text`. Safe to call more than once (only the first call takes effect).
 pub fn init(service: &str, env: &Env) {
+    init_with(service, env, LogFormat::Json);
+}
+
+/// The log format when `FERRY_LOG_FORMAT` does not choose one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Like [`init`], with `default` as the format when `FERRY_LOG_FORMAT` is unset (`ferry run`
+/// and `ferry worker` log text for a person, as the README says; the function binaries JSON).
+pub fn init_with(service: &str, env: &Env, default: LogFormat) {
     let mut builder = SdkTracerProvider::builder().with_resource(resource(service));
     let mut meter = SdkMeterProvider::builder().with_resource(resource(service));
     if env.otlp {
@@ -47,10 +61,16 @@ pub fn init(service: &str, env: &Env) {
             Err(error) => eprintln_safe(&format!("OTLP metric exporter not started: {error}")),
         }
     }
-    install(service, builder.build(), meter.build(), env);
+    install(service, builder.build(), meter.build(), env, default);
 }
 
-fn install(service: &str, provider: SdkTracerProvider, meter: SdkMeterProvider, env: &Env) {
+fn install(
+    service: &str,
+    provider: SdkTracerProvider,
+    meter: SdkMeterProvider,
+    env: &Env,
+    default: LogFormat,
+) {
     if TRACER.get().is_some() {
         return;
     }
@@ -63,7 +83,12 @@ fn install(service: &str, provider: SdkTracerProvider, meter: SdkMeterProvider, 
         EnvFilter::try_new(env.log.as_deref().unwrap_or("info")).unwrap_or_else(|_| EnvFilter::new("info"));
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let _ = if env.log_format.as_deref() == Some("text") {
+    let format = match env.log_format.as_deref() {
+        Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        _ => default,
+    };
+    let _ = if format == LogFormat::Text {
         // Colours only for a person at a terminal, never into a file or a pipe.
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         registry

@@ -18,16 +18,26 @@ pub struct WorkerOptions {
     /// How long one receive waits for messages (SQS long polling allows up to 20 s).
     pub wait: Duration,
     pub retry: RetrySettings,
+    /// After `shutdown`, how long messages in flight may take to finish. Past it they are
+    /// released to the queue unacknowledged (delivered again, to this or another worker), and
+    /// the worker returns.
+    pub grace: Duration,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        Self { concurrency: 8, wait: Duration::from_secs(5), retry: RetrySettings::default() }
+        Self {
+            concurrency: 8,
+            wait: Duration::from_secs(5),
+            retry: RetrySettings::default(),
+            grace: Duration::from_secs(10),
+        }
     }
 }
 
-/// Consumes `S::QUEUE` until `shutdown` completes. Graceful: once `shutdown` fires nothing new
-/// is received, and everything in flight is finished and settled before this returns.
+/// Consumes `S::QUEUE` until `shutdown` completes. Graceful and bounded: once `shutdown` fires
+/// nothing new is received; what is in flight gets `options.grace` to finish and be settled, and
+/// is then released back to the queue unacknowledged. Nothing is lost either way.
 pub async fn run_worker<S: Stage, B: Broker>(
     stage: Arc<S>,
     broker: Arc<B>,
@@ -36,6 +46,7 @@ pub async fn run_worker<S: Stage, B: Broker>(
 ) {
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let mut tasks = JoinSet::new();
+    let (abandon, abandoned) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     tracing::info!(stage = S::QUEUE.stage(), transport = broker.transport(), "worker started");
     loop {
@@ -62,8 +73,12 @@ pub async fn run_worker<S: Stage, B: Broker>(
         for delivery in deliveries {
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let (stage, broker, retry) = (stage.clone(), broker.clone(), options.retry);
+            let mut abandoned = abandoned.clone();
             tasks.spawn(async move {
-                settle(&*stage, &*broker, delivery, &retry).await;
+                settle_unless(&*stage, &*broker, delivery, &retry, async move {
+                    let _ = abandoned.wait_for(|a| *a).await;
+                })
+                .await;
                 drop(permit);
             });
         }
@@ -71,28 +86,70 @@ pub async fn run_worker<S: Stage, B: Broker>(
     tracing::info!(
         stage = S::QUEUE.stage(),
         in_flight = tasks.len(),
+        grace_seconds = options.grace.as_secs_f64(),
         "shutting down; finishing in-flight messages"
     );
-    while tasks.join_next().await.is_some() {}
+    let finished =
+        tokio::time::timeout(options.grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(
+            stage = S::QUEUE.stage(),
+            in_flight = tasks.len(),
+            "the grace period is over; releasing in-flight messages to the queue unacknowledged"
+        );
+        let _ = abandon.send(true);
+        while tasks.join_next().await.is_some() {}
+    }
     tracing::info!(stage = S::QUEUE.stage(), "worker stopped");
+}
+
+/// [`settle`], unless `abandon` completes first: then the delivery is released to the queue
+/// unacknowledged (a stage is idempotent, so whatever it did part way is redone safely).
+async fn settle_unless<S: Stage, B: Broker>(
+    stage: &S,
+    broker: &B,
+    delivery: Delivery,
+    retry: &RetrySettings,
+    abandon: impl Future<Output = ()>,
+) {
+    let result = tokio::select! {
+        result = handle_delivery(stage, broker, &delivery.body, delivery.receive_count, retry) => Some(result),
+        () = abandon => None,
+    };
+    let Some(result) = result else {
+        if let Err(error) = broker.release(delivery).await {
+            tracing::warn!(stage = S::QUEUE.stage(), %error, "could not release a delivery; it returns when its lease ends");
+        }
+        return;
+    };
+    settle_result(broker, delivery, result).await;
 }
 
 /// Handles one delivery and settles it with the broker.
 pub async fn settle<S: Stage, B: Broker>(stage: &S, broker: &B, delivery: Delivery, retry: &RetrySettings) {
     let result = handle_delivery(stage, broker, &delivery.body, delivery.receive_count, retry).await;
+    settle_result(broker, delivery, result).await;
+}
+
+async fn settle_result<B: Broker>(
+    broker: &B,
+    delivery: Delivery,
+    result: Result<Disposition, ferry_queue::QueueError>,
+) {
+    let stage = delivery.from;
     let settled = match result {
         Ok(Disposition::Done | Disposition::DeadLettered(_)) => broker.ack(delivery).await,
         Ok(Disposition::Retry { body, delay }) => broker.retry_later(delivery, body, delay).await,
         Err(error) => {
             // The output could not be published: the message must come back.
-            tracing::warn!(stage = S::QUEUE.stage(), %error, "publishing failed; the message will be delivered again");
+            tracing::warn!(?stage, %error, "publishing failed; the message will be delivered again");
             let body = delivery.body.clone();
             broker.retry_later(delivery, body, Duration::from_secs(5)).await
         }
     };
     if let Err(error) = settled {
         // Not acked: the broker delivers it again (at least once); stages are idempotent.
-        tracing::warn!(stage = S::QUEUE.stage(), %error, "could not settle a delivery; it will be redelivered");
+        tracing::warn!(?stage, %error, "could not settle a delivery; it will be redelivered");
     }
 }
 

@@ -284,7 +284,12 @@ async fn shutdown_finishes_what_is_in_flight_and_loses_nothing() {
     broker.publish(Address::Stage(Queue::Replicate), (0..6).map(|_| message(0)).collect()).await.unwrap();
     let stage = Arc::new(Scripted { delay: Duration::from_millis(400), ..Scripted::new(Ok(())) });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = WorkerOptions { concurrency: 2, wait: Duration::from_millis(50), retry: settings() };
+    let options = WorkerOptions {
+        concurrency: 2,
+        wait: Duration::from_millis(50),
+        retry: settings(),
+        ..WorkerOptions::default()
+    };
     let worker = tokio::spawn(run_worker(stage.clone(), broker.clone(), options, async move {
         let _ = stopped.await;
     }));
@@ -330,7 +335,12 @@ async fn a_panicking_stage_dead_letters_the_message_and_the_worker_goes_on() {
     // A worker survives a stream of them and settles each.
     broker.publish(Address::Stage(Queue::Replicate), (0..3).map(|_| message(0)).collect()).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = WorkerOptions { concurrency: 2, wait: Duration::from_millis(50), retry: settings() };
+    let options = WorkerOptions {
+        concurrency: 2,
+        wait: Duration::from_millis(50),
+        retry: settings(),
+        ..WorkerOptions::default()
+    };
     let worker = tokio::spawn(run_worker(Arc::new(Panicking), broker.clone(), options, async move {
         let _ = stopped.await;
     }));
@@ -339,4 +349,38 @@ async fn a_panicking_stage_dead_letters_the_message_and_the_worker_goes_on() {
     worker.await.unwrap();
     assert_eq!(broker.depth(Address::Stage(Queue::Replicate)), 0);
     assert_eq!(broker.depth(Address::DeadLetter(DeadLetterQueue::Poison)), 3);
+}
+
+#[tokio::test]
+async fn shutdown_releases_what_outlives_the_grace_period() {
+    let broker = Arc::new(MemoryBroker::new(Duration::from_secs(60)));
+    broker.publish(Address::Stage(Queue::Replicate), vec![message(0)]).await.unwrap();
+    // A copy that would take 30 s; the grace period is 300 ms.
+    let stage = Arc::new(Scripted { delay: Duration::from_secs(30), ..Scripted::new(Ok(())) });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = WorkerOptions {
+        concurrency: 1,
+        wait: Duration::from_millis(50),
+        retry: settings(),
+        grace: Duration::from_millis(300),
+    };
+    let worker = tokio::spawn(run_worker(stage.clone(), broker.clone(), options, async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stopped within the grace period: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(stage.handled.load(Ordering::SeqCst), 0, "the slow message did not finish");
+    assert_eq!(broker.in_flight(), 0, "it was released, not left in flight");
+    assert_eq!(
+        broker.depth(Address::Stage(Queue::Replicate)),
+        1,
+        "it waits in the queue for the next worker"
+    );
 }

@@ -155,8 +155,12 @@ async fn restart() {
     }
     let handled = Arc::new(AtomicUsize::new(0));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options =
-        WorkerOptions { concurrency: 2, wait: Duration::from_millis(500), retry: RetrySettings::default() };
+    let options = WorkerOptions {
+        concurrency: 2,
+        wait: Duration::from_millis(500),
+        retry: RetrySettings::default(),
+        ..WorkerOptions::default()
+    };
     let worker =
         tokio::spawn(run_worker(Arc::new(Counting(handled.clone())), b.clone(), options, async move {
             let _ = stopped.await;

@@ -159,7 +159,8 @@ impl Harness {
             base_delay: Duration::from_millis(500),
             ..RetrySettings::default()
         };
-        let worker_options = WorkerOptions { concurrency: 4, wait: Duration::from_secs(1), retry };
+        let worker_options =
+            WorkerOptions { concurrency: 4, wait: Duration::from_secs(1), retry, ..WorkerOptions::default() };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ingest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let run_broker = broker.clone();
