@@ -23,6 +23,7 @@ pub mod localstack;
 pub mod rabbit;
 pub mod registry;
 pub mod seed;
+pub mod tcp;
 pub mod token;
 pub mod world;
 

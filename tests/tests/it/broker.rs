@@ -195,18 +195,77 @@ async fn restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_during_a_broker_outage_gets_503_and_its_retry_is_enqueued_once() {
-    crate::support::bounded(outage()).await;
+    crate::support::bounded(outage(Outage::Rabbit)).await;
 }
 
-/// Ingest on its own RabbitMQ node. While the node is down, a webhook is answered 503 within
-/// the enqueue deadline (never "duplicate"), however often the registry retries it; once the
-/// node is back, the same event id is accepted and enqueued exactly once.
-async fn outage() {
-    let node = Arc::new(tokio::task::spawn_blocking(ferry_testkit::rabbit::RabbitNode::start).await.unwrap());
-    let b = Arc::new(broker(&node.url()).await);
-    if let Err(error) = b.init().await {
-        panic!("{error}; the node's log says:\n{}", node.log_errors());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_during_an_sqs_outage_gets_503_and_its_retry_is_enqueued_once() {
+    crate::support::bounded(outage(Outage::Sqs)).await;
+}
+
+/// How the broker goes away: a private RabbitMQ node stopped and started, or LocalStack's SQS
+/// endpoint cut off behind a TCP forwarder (LocalStack itself is shared with other tests).
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    Rabbit,
+    Sqs,
+}
+
+enum Down {
+    Rabbit(Arc<ferry_testkit::rabbit::RabbitNode>),
+    Sqs(ferry_testkit::tcp::TcpProxy),
+}
+
+impl Down {
+    async fn start(outage: Outage) -> (Self, String) {
+        match outage {
+            Outage::Rabbit => {
+                let node = Arc::new(
+                    tokio::task::spawn_blocking(ferry_testkit::rabbit::RabbitNode::start).await.unwrap(),
+                );
+                let url = node.url();
+                (Down::Rabbit(node), url)
+            }
+            Outage::Sqs => {
+                let endpoint =
+                    tokio::task::spawn_blocking(ferry_testkit::localstack::endpoint).await.unwrap();
+                let target: std::net::SocketAddr =
+                    endpoint.trim_start_matches("http://").replace("localhost", "127.0.0.1").parse().unwrap();
+                let proxy = ferry_testkit::tcp::TcpProxy::start(target).await;
+                let url = format!("sqs://{}?region=us-east-1", proxy.address());
+                (Down::Sqs(proxy), url)
+            }
+        }
     }
+
+    async fn down(&self) {
+        match self {
+            Down::Rabbit(node) => {
+                let n = node.clone();
+                tokio::task::spawn_blocking(move || n.stop_app()).await.unwrap();
+            }
+            Down::Sqs(proxy) => proxy.down(),
+        }
+    }
+
+    async fn up(&self) {
+        match self {
+            Down::Rabbit(node) => {
+                let n = node.clone();
+                tokio::task::spawn_blocking(move || n.start_app()).await.unwrap();
+            }
+            Down::Sqs(proxy) => proxy.up(),
+        }
+    }
+}
+
+/// Ingest on a broker that goes away. While it is down, a webhook is answered 503 within the
+/// enqueue deadline (never "duplicate"), however often the registry retries it; once it is
+/// back, the same event id is accepted and enqueued exactly once.
+async fn outage(outage: Outage) {
+    let (broken, url) = Down::start(outage).await;
+    let b = Arc::new(broker(&url).await);
+    b.init().await.unwrap();
     let deadline = Duration::from_secs(2);
     let config = ferry_ingest::IngestConfig {
         registries: vec![ferry_model::Host::parse("127.0.0.1:5001").unwrap()],
@@ -249,16 +308,14 @@ async fn outage() {
     let (status, text, _) = post("before").await;
     assert_eq!(status, 202, "{text}");
 
-    let n = node.clone();
-    tokio::task::spawn_blocking(move || n.stop_app()).await.unwrap();
+    broken.down().await;
     for attempt in 0..3 {
         let (status, text, took) = post("during").await;
-        assert_eq!(status, 503, "attempt {attempt} during the outage: {text}");
+        assert_eq!(status, 503, "{outage:?}: attempt {attempt} during the outage: {text}");
         assert!(!text.contains("duplicate"), "{text}");
         assert!(took < deadline + Duration::from_millis(1500), "answered within the deadline: {took:?}");
     }
-    let n = node.clone();
-    tokio::task::spawn_blocking(move || n.start_app()).await.unwrap();
+    broken.up().await;
     // The registry keeps retrying the same id; once the broker confirms, it is accepted.
     let mut accepted = false;
     for _ in 0..60 {
