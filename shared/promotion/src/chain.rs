@@ -177,7 +177,19 @@ pub async fn run<R: RegistryWrite>(copier: &Copier<R>, plan: &Plan, options: &Tr
                         tracing::warn!(%error, "verification failed; not promoting");
                         outcome.skipped = Some("verification failed".into());
                     }
-                    None => verified.copies.into_iter().for_each(|c| follow(Next::Copy(c))),
+                    None => {
+                        if verified.copies.is_empty() {
+                            outcome.skipped =
+                                Some("the plan refused every destination; nothing was copied".into());
+                        } else if verified.copies.iter().all(|c| c.promotion.primary().is_none()) {
+                            outcome.skipped = Some(
+                                "the plan refused the primary destination, so nothing was signed, attested or \
+                                 replicated; the mirrors were copied without Ferry's signature"
+                                    .into(),
+                            );
+                        }
+                        verified.copies.into_iter().for_each(|c| follow(Next::Copy(c)));
+                    }
                 }
                 digests.insert(key, outcome);
             }
