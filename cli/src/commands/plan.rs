@@ -16,7 +16,7 @@ pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliErro
     let inputs = inputs(&args.inputs)?;
     let desired = desired_state(&args.diff, &inputs, &config.policy)?;
     if args.strict {
-        ferry_manifests::kpromo::strict(desired.notices.clone())?;
+        ferry_manifests::strict(desired.notices.clone())?;
     }
     output::warn_notices(&desired);
     if args.parse_only {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ferry_manifests::revision::{Change, load_change};
+use ferry_manifests::revision::{Change, Relabel, load_change};
 use ferry_manifests::{Input, Policy, kpromo};
 use ferry_model::DesiredState;
 use ferry_registry::Secret;
@@ -169,27 +169,10 @@ impl<A: GitHubApi> GitHubSource<A> {
         only: Option<&(Vec<(String, Vec<String>)>, Vec<String>)>,
     ) -> Result<DesiredState, SourceError> {
         let dir = tempfile::tempdir().map_err(|e| SourceError::Io(e.to_string()))?;
-        let root = dir.path().to_path_buf();
-        let label = format!("{side}@{reference}");
-        let relabel = move |path: &Path| -> PathBuf {
-            match path.strip_prefix(&root) {
-                Ok(inside) => PathBuf::from(format!("{label}:{}", inside.display())),
-                Err(_) => path.to_owned(),
-            }
-        };
+        let relabel = Relabel { root: Some(dir.path().to_path_buf()), label: format!("{side}@{reference}") };
         match self.load_into(reference, only, dir.path()).await {
-            Ok(mut state) => {
-                for entry in &mut state.entries {
-                    entry.origin.source =
-                        relabel(Path::new(&*entry.origin.source)).display().to_string().into();
-                }
-                for notice in &mut state.notices {
-                    notice.origin.source =
-                        relabel(Path::new(&*notice.origin.source)).display().to_string().into();
-                }
-                Ok(state)
-            }
-            Err(SourceError::Manifest(error)) => Err(SourceError::Manifest(error.relabel(&relabel))),
+            Ok(state) => Ok(relabel.state(state)),
+            Err(SourceError::Manifest(error)) => Err(SourceError::Manifest(relabel.error(error))),
             Err(other) => Err(other),
         }
     }

@@ -93,3 +93,19 @@ pub fn load(inputs: &[Input], policy: &Policy) -> Result<DesiredState, ManifestE
     ManifestError::from_problems(problems)?;
     Ok(desired)
 }
+
+/// Lint mode: every notice (warning or invalid entry) as an error naming its file, line and
+/// field.
+pub fn strict(notices: Vec<ferry_model::Notice>) -> Result<(), ManifestError> {
+    ManifestError::from_problems(
+        notices
+            .into_iter()
+            .map(|n| ManifestError::Notice {
+                kind: n.kind,
+                origin: n.origin,
+                field: n.field,
+                message: n.message,
+            })
+            .collect(),
+    )
+}

@@ -296,7 +296,7 @@ pub fn read_images_yaml_with_notices(path: &Path) -> Result<(Vec<ImageDmap>, Vec
 /// Validates the text of an `images.yaml` strictly; `path` is used only in error messages.
 pub fn parse_images_yaml(path: &Path, text: &str) -> Result<Vec<ImageDmap>, ManifestError> {
     let (images, notices) = parse_images_yaml_with_notices(path, text)?;
-    strict(notices)?;
+    crate::strict(notices)?;
     Ok(images)
 }
 
@@ -309,22 +309,6 @@ pub fn parse_images_yaml_with_notices(
     // An empty file is an empty list, as in kpromo.
     let images: Option<Vec<ImageYaml>> = yaml::parse(path, text)?;
     check_images(path, images.unwrap_or_default())
-}
-
-/// Lint mode: every notice (warning or invalid entry) as an error naming its file, line and
-/// field.
-pub fn strict(notices: Vec<Notice>) -> Result<(), ManifestError> {
-    ManifestError::from_problems(
-        notices
-            .into_iter()
-            .map(|n| ManifestError::Notice {
-                kind: n.kind,
-                origin: n.origin,
-                field: n.field,
-                message: n.message,
-            })
-            .collect(),
-    )
 }
 
 fn check_registries(path: &Path, registries: &[RegistryYaml]) -> Result<Registries, ManifestError> {

@@ -29,7 +29,7 @@ pub mod rules;
 pub mod yaml;
 
 pub use error::ManifestError;
-pub use input::{Input, Policy, load};
+pub use input::{Input, Policy, load, strict};
 
 #[cfg(test)]
 mod tests;

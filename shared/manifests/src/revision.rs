@@ -111,35 +111,56 @@ pub fn load_change(
         Ok(state)
     };
     // What a side reports names the file as it is in the repository, and the side and
-    // revision: `base@<rev>:images/a/images.yaml:12`, never a deleted temporary folder.
-    let label = |side: &Side<'_>, name: &str| {
-        // The working tree's files are real: their paths stay as they are.
-        let root = match side {
-            Side::Revision(snapshot) => Some(snapshot.root().to_path_buf()),
-            Side::WorkingTree(_) => None,
-        };
-        let label = name.to_owned();
-        move |path: &Path| -> PathBuf {
-            match root.as_ref().and_then(|root| path.strip_prefix(root).ok()) {
-                Some(inside) => PathBuf::from(format!("{label}:{}", inside.display())),
-                None => path.to_owned(),
-            }
-        }
+    // revision: `base@<rev>:images/a/images.yaml:12`, never a deleted temporary folder. The
+    // working tree's files are real: their paths stay as they are.
+    let root = |side: &Side<'_>| match side {
+        Side::Revision(snapshot) => Some(snapshot.root().to_path_buf()),
+        Side::WorkingTree(_) => None,
     };
-    let base_label = label(&base_side, &format!("base@{base}"));
-    let head_label = label(&head_side, &format!("head@{}", head.unwrap_or("working-tree")));
-    let relabel_state = |mut state: DesiredState, relabel: &dyn Fn(&Path) -> PathBuf| {
+    let base_label = Relabel { root: root(&base_side), label: format!("base@{base}") };
+    let head_label =
+        Relabel { root: root(&head_side), label: format!("head@{}", head.unwrap_or("working-tree")) };
+    Ok(Change {
+        base: base_label.state(load_side(&base_side).map_err(|e| base_label.error(e))?),
+        head: head_label.state(load_side(&head_side).map_err(|e| head_label.error(e))?),
+    })
+}
+
+/// Renames what was read from a temporary copy of a repository: a path under `root` becomes
+/// `<label>:<path in the repository>` (`head@<rev>:images/a/images.yaml`), in origins, notices
+/// and errors alike. Every reader of a revision uses it (a git checkout here, the GitHub
+/// contents API in the planner).
+#[derive(Clone, Debug)]
+pub struct Relabel {
+    /// The temporary copy; `None` when the files are real and keep their paths.
+    pub root: Option<PathBuf>,
+    pub label: String,
+}
+
+impl Relabel {
+    pub fn path(&self, path: &Path) -> PathBuf {
+        match self.root.as_ref().and_then(|root| path.strip_prefix(root).ok()) {
+            Some(inside) => PathBuf::from(format!("{}:{}", self.label, inside.display())),
+            None => path.to_owned(),
+        }
+    }
+
+    pub fn state(&self, mut state: DesiredState) -> DesiredState {
+        let relabel = |source: &str| -> std::sync::Arc<str> {
+            self.path(Path::new(source)).display().to_string().into()
+        };
         for entry in &mut state.entries {
-            entry.origin.source = relabel(Path::new(&*entry.origin.source)).display().to_string().into();
+            entry.origin.source = relabel(&entry.origin.source);
         }
         for notice in &mut state.notices {
-            notice.origin.source = relabel(Path::new(&*notice.origin.source)).display().to_string().into();
+            notice.origin.source = relabel(&notice.origin.source);
         }
         state
-    };
-    let base_state = load_side(&base_side).map_err(|e| e.relabel(&base_label))?;
-    let head_state = load_side(&head_side).map_err(|e| e.relabel(&head_label))?;
-    Ok(Change { base: relabel_state(base_state, &base_label), head: relabel_state(head_state, &head_label) })
+    }
+
+    pub fn error(&self, error: ManifestError) -> ManifestError {
+        error.relabel(&|path| self.path(path))
+    }
 }
 
 /// The subprojects of a thin-manifest directory at `dir` that `changed` touches.

@@ -294,7 +294,7 @@ fn thin_dir_layout_errors() {
 /// Lint mode (`--strict`): every notice is an error, as the parsers were strict before.
 fn lint(loaded: Result<DesiredState, ManifestError>) -> Result<DesiredState, ManifestError> {
     let desired = loaded?;
-    kpromo::strict(desired.notices.clone())?;
+    crate::strict(desired.notices.clone())?;
     Ok(desired)
 }
 
