@@ -3,6 +3,7 @@
 use ferry_config::Env;
 use ferry_messages::envelope::Keyed;
 use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Queue};
+use ferry_model::ImageRef;
 use ferry_promotion::reconcile::{Holdings, PromotionStatus, Repair, reconcile as repair_plan};
 use ferry_queue::dlq::{self, Filter};
 use ferry_queue::{Address, Broker as _};
@@ -20,25 +21,81 @@ const BATCH: usize = 100;
 async fn survey(
     inputs_args: &crate::args::InputArgs,
     registries: &crate::args::RegistryArgs,
+    image: Option<&ImageRef>,
     env: &Env,
 ) -> Result<(Vec<PromotionStatus>, Repair), CliError> {
     let config = super::config(registries, env)?;
-    let inputs = inputs(inputs_args)?;
-    let desired = ferry_manifests::load(&inputs, &config.policy)?;
     let registry = super::registry(&config, env)?;
+    let desired = if has_inputs(inputs_args) {
+        ferry_manifests::load(&inputs(inputs_args)?, &config.policy)?
+    } else {
+        // No manifest flags: what the configuration asks for, as the pipeline sees it. The
+        // manifest source's current state, and every tag a mirror rule matches at its source.
+        let path = registries.config.as_deref().or(env.config.as_deref()).ok_or_else(|| {
+            CliError::Usage(
+                "nothing to check: give --config (pipeline.manifests, pipeline.mirror-rules) or manifest \
+                 inputs (--manifest, --thin-manifest-dir, --images-list, --charts-sync)"
+                    .into(),
+            )
+        })?;
+        let mut env = env.clone();
+        env.config = Some(path.to_path_buf());
+        let context = ferry_runtime::function::Context { env, config: config.clone() };
+        ferry_pipeline::configured_state(context, image.map(|i| &i.repository))
+            .await
+            .map_err(|e| CliError::Usage(format!("{e:#}")))?
+    };
+    for notice in &desired.notices {
+        output::note(&format!("{notice}"));
+    }
     let plan = make_plan(&registry, &desired, registries).await;
     let holdings = Holdings::gather(&registry, &plan, registries.concurrency).await;
     Ok(repair_plan(&plan, &holdings, None))
 }
 
+fn has_inputs(args: &crate::args::InputArgs) -> bool {
+    !(args.manifests.is_empty()
+        && args.thin_manifest_dirs.is_empty()
+        && args.images_lists.is_empty()
+        && args.charts_sync.is_empty())
+}
+
+/// Whether a promotion is about `image`: its source or a destination is that repository, with
+/// that digest and that tag when the reference names them.
+fn about(status: &PromotionStatus, image: &ImageRef) -> bool {
+    if image.digest.is_some_and(|d| d != status.digest) {
+        return false;
+    }
+    let tag = image.tag.as_ref().map(|t| t.as_str());
+    let at_destination = status
+        .destinations
+        .iter()
+        .any(|d| d.repository == image.repository && tag.is_none_or(|t| d.tags.iter().any(|x| x == t)));
+    let at_source = status.source == image.repository
+        && tag.is_none_or(|t| status.destinations.iter().any(|d| d.tags.iter().any(|x| x == t)));
+    at_destination || at_source
+}
+
 pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, CliError> {
-    let (mut statuses, _) = survey(&args.inputs, &args.registries, env).await?;
-    if let Some(image) = &args.image {
-        statuses.retain(|s| {
+    // A full reference (host/path[:tag][@digest]) selects exactly; any other text selects the
+    // promotions whose source, digest or a destination contains it.
+    let reference = args.image.as_deref().and_then(|i| ImageRef::parse(i).ok());
+    let (mut statuses, _) = survey(&args.inputs, &args.registries, reference.as_ref(), env).await?;
+    match (&reference, &args.image) {
+        (Some(reference), _) => statuses.retain(|s| about(s, reference)),
+        (None, Some(image)) => statuses.retain(|s| {
             s.source.to_string().contains(image.as_str())
                 || s.digest.to_string().contains(image.as_str())
                 || s.destinations.iter().any(|d| d.repository.to_string().contains(image.as_str()))
-        });
+        }),
+        (None, None) => {}
+    }
+    if args.image.is_some() && statuses.is_empty() {
+        output::note(&format!(
+            "no promotion found for {}: the configuration or the manifests do not ask for it",
+            args.image.as_deref().unwrap_or_default()
+        ));
+        return Ok(ExitStatus::ExcludedEdges);
     }
     let wants_dlq = args.transport.transport.is_some() || env.transport.is_some();
     let mut dead: Vec<(DeadLetterQueue, DeadLetter)> = Vec::new();
@@ -82,7 +139,7 @@ pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, Cl
 }
 
 pub(crate) async fn reconcile(args: ReconcileArgs, env: &Env) -> Result<ExitStatus, CliError> {
-    let (_, repair) = survey(&args.inputs, &args.registries, env).await?;
+    let (_, repair) = survey(&args.inputs, &args.registries, None, env).await?;
     let event = format!("reconcile-{}", uuid_like());
     let mut text = String::new();
     let mut batches: Vec<(Queue, Vec<Vec<u8>>)> = Vec::new();

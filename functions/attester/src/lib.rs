@@ -29,10 +29,24 @@ impl Stage for Attester {
         if let Some(error) = step.error() {
             return Err(error.into());
         }
-        let digest = message.body.promotion.digest;
+        let promotion = &message.body.promotion;
+        let digest = promotion.digest;
         match &step.attested {
             Some(Ok(appended)) => tracing::info!(%digest, ?appended, "attested"),
             _ => tracing::warn!(%digest, "no signing key is configured; not attested"),
+        }
+        // The promotion's outcome at its primary, in one line.
+        if let Some(primary) = promotion.destinations.first() {
+            tracing::info!(
+                outcome = "promoted",
+                source = %promotion.source,
+                %digest,
+                destination = %primary.repository,
+                tags = %primary.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+                mirrors = promotion.destinations.len() - 1,
+                "promoted to the primary: copied, signed and attested; {} mirror(s) follow",
+                promotion.destinations.len() - 1
+            );
         }
         step.next.into_iter().map(|copy| Outgoing::message(copy, &message)).collect()
     }

@@ -8,12 +8,12 @@
 
 pub mod source;
 
-use ferry_manifests::rules::{MirrorRule, desired_for_push};
+use ferry_manifests::rules::{MirrorRule, desired_for_push, desired_for_tags, sources_of};
 use ferry_messages::{DeadLetterQueue, Envelope, ManifestOrigin, PlanMessage, Queue};
-use ferry_model::{DesiredState, Host};
+use ferry_model::{DesiredState, Host, Repository};
 use ferry_plan::{GatherOptions, Plan, diff, gather, plan};
 use ferry_promotion::reconcile;
-use ferry_registry::{ErrorClass, OciRegistry};
+use ferry_registry::{Classify as _, ErrorClass, OciRegistry, Registry as _};
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
@@ -94,13 +94,49 @@ impl<S: ManifestSource> Planner<S> {
                 };
                 Ok((diff(&change.base, &change.head), Some(origin)))
             }
-            PlanMessage::Reconcile { .. } => {
-                let source = self.source.as_ref().ok_or_else(|| {
-                    StageError::permanent("a reconcile arrived, but no manifest source is configured")
-                })?;
-                Ok((source.current().await?, None))
-            }
+            PlanMessage::Reconcile { .. } => Ok((self.everything(None).await?, None)),
         }
+    }
+
+    /// Everything the configuration asks for now: the manifests' current state, and for each
+    /// mirror rule every tag its source holds that the rule matches (what the pushes of those
+    /// tags asked for). With `only`, the rules look at the repositories that feed `only` (its
+    /// own, or the source it was copied from) instead of listing each source's catalog.
+    pub async fn everything(&self, only: Option<&Repository>) -> Result<DesiredState, StageError> {
+        let mut desired = match &self.source {
+            Some(source) => source.current().await?,
+            None => DesiredState::default(),
+        };
+        let repositories = match only {
+            Some(repository) => sources_of(&self.rules, repository),
+            None => {
+                let mut all = Vec::new();
+                for rule in &self.rules {
+                    all.extend(self.registry.list_repositories(&rule.source).await.map_err(|e| {
+                        StageError::new(
+                            e.class(),
+                            format!("listing the repositories under {} (the catalog API): {e}", rule.source),
+                        )
+                    })?);
+                }
+                all.sort();
+                all.dedup();
+                all
+            }
+        };
+        for repository in &repositories {
+            let tags =
+                self.registry.list_tags(repository).await.map_err(|e| {
+                    StageError::new(e.class(), format!("listing the tags of {repository}: {e}"))
+                })?;
+            desired.extend(desired_for_tags(&self.rules, repository, &tags, "mirror-rules"));
+        }
+        if self.source.is_none() && self.rules.is_empty() {
+            return Err(StageError::permanent(
+                "the configuration names neither pipeline.manifests nor pipeline.mirror-rules: nothing to check",
+            ));
+        }
+        Ok(desired)
     }
 
     /// The messages that finish every promotion of `plan` that stopped part way.
@@ -149,11 +185,18 @@ impl<S: ManifestSource> Stage for Planner<S> {
         }
         if desired.entries.is_empty() {
             match &message.body {
-                PlanMessage::RegistryPush { repository, tag, .. } => tracing::warn!(
+                PlanMessage::RegistryPush { repository, tag: Some(tag), .. } => tracing::warn!(
                     event = %message.event_id,
                     %repository,
-                    tag = tag.as_ref().map(|t| t.as_str()),
-                    "a push that no mirror rule and no manifest entry matches; ignored (mirror rules act only on tagged pushes)"
+                    tag = tag.as_str(),
+                    "a push that no mirror rule and no manifest entry matches; ignored"
+                ),
+                // A push by digest alone is usually an index's child, pushed before its index;
+                // it travels with the index. Not a mistake, so not a warning.
+                PlanMessage::RegistryPush { repository, tag: None, .. } => tracing::debug!(
+                    event = %message.event_id,
+                    %repository,
+                    "a push by digest alone that no manifest entry names; ignored (mirror rules act on tagged pushes)"
                 ),
                 _ => tracing::info!(event = %message.event_id, "nothing to promote"),
             }

@@ -34,7 +34,16 @@ impl Stage for Replicator {
                 )
             })
             .count();
-        tracing::info!(primary = %m.primary, mirror = %m.mirror, digest = %m.digest, artifacts = done.len(), written, "replicated");
+        // The promotion's outcome at this mirror, in one line.
+        tracing::info!(
+            outcome = "promoted",
+            primary = %m.primary,
+            destination = %m.mirror,
+            digest = %m.digest,
+            artifacts = done.len(),
+            written,
+            "promoted to a mirror: copied, with the primary's signatures and attestation"
+        );
         Ok(Vec::new())
     }
 }

@@ -93,6 +93,60 @@ pub fn desired_for_push(
     desired
 }
 
+/// The desired state the rules ask for from what `repository` holds now: one entry per rule
+/// and tag it matches, pinned by tag (the planner resolves it). This is what the pushes of
+/// those tags asked for, so `ferry status` and `ferry reconcile` can check and repair
+/// promotions that came from events.
+pub fn desired_for_tags(
+    rules: &[MirrorRule],
+    repository: &Repository,
+    tags: &[Tag],
+    origin: &str,
+) -> DesiredState {
+    let mut desired = DesiredState::default();
+    let origin = Origin::new(origin.to_owned(), 0);
+    for rule in rules {
+        for tag in tags {
+            let Some(destinations) = rule.matches(repository, Some(tag)) else { continue };
+            desired.entries.push(Entry {
+                sources: Arc::from([Source { repository: repository.clone(), trusted: rule.trusted }]),
+                pin: TagOrDigest::Tag(tag.clone()),
+                tags: vec![tag.clone()],
+                destinations: destinations
+                    .into_iter()
+                    .map(|repository| Destination { repository, deny_prerelease: rule.deny_prerelease })
+                    .collect::<Vec<_>>()
+                    .into(),
+                origin: origin.clone(),
+            });
+        }
+    }
+    desired
+}
+
+/// The source repositories whose pushes could have put `repository` where it is: itself when
+/// a rule's source holds it, and the source a rule would copy it from when it lies under one of
+/// that rule's destinations. `ferry status --image` asks about one image without listing a
+/// registry's whole catalog.
+pub fn sources_of(rules: &[MirrorRule], repository: &Repository) -> Vec<Repository> {
+    let mut out = Vec::new();
+    for rule in rules {
+        if rule.source.contains(repository) {
+            out.push(repository.clone());
+        }
+        for destination in &rule.destinations {
+            if let Some(name) = destination.name_of(repository)
+                && let Ok(source) = rule.source.join(&name)
+            {
+                out.push(source);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +253,26 @@ mod tests {
             1,
             "a push by digest fires no rule, but matches the manifest's digest entry"
         );
+    }
+
+    #[test]
+    fn tags_held_now_become_entries_and_a_destination_leads_back_to_its_source() {
+        let r = rule(Some("^v"), None);
+        let repo = Repository::parse("staging.example/team/app").unwrap();
+        let tags: Vec<Tag> = ["v1", "latest", "v2"].iter().map(|t| Tag::parse(t).unwrap()).collect();
+        let desired = desired_for_tags(std::slice::from_ref(&r), &repo, &tags, "status");
+        let pins: Vec<String> = desired.entries.iter().map(|e| e.pin.to_string()).collect();
+        assert_eq!(pins, ["v1", "v2"]);
+        assert_eq!(desired.entries[0].destinations[0].repository.to_string(), "prod.example/app");
+        assert!(desired.entries[0].sources[0].trusted);
+        // Another repository's tags are not this rule's.
+        let other = Repository::parse("staging.example/other/app").unwrap();
+        assert!(desired_for_tags(std::slice::from_ref(&r), &other, &tags, "status").entries.is_empty());
+
+        let from_mirror =
+            sources_of(std::slice::from_ref(&r), &Repository::parse("mirror.example/m/app").unwrap());
+        assert_eq!(from_mirror, vec![repo.clone()]);
+        assert_eq!(sources_of(std::slice::from_ref(&r), &repo), vec![repo.clone()]);
+        assert!(sources_of(&[r], &Repository::parse("elsewhere.example/app").unwrap()).is_empty());
     }
 }

@@ -131,7 +131,7 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
                 attempt + 1,
                 body,
             );
-            return dead_letter(broker, record).await;
+            return dead_letter(broker, record).instrument(span.clone()).await;
         }
     };
     match result {
@@ -164,10 +164,14 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
             tracing::warn!(parent: &span, %queue, class = %error.class, error = %error.message, attempt = next, "stage failed");
             match error.class {
                 ErrorClass::Verification => {
-                    dead_letter(broker, record(DeadLetterQueue::VerificationFailed, &error.message)).await
+                    dead_letter(broker, record(DeadLetterQueue::VerificationFailed, &error.message))
+                        .instrument(span.clone())
+                        .await
                 }
                 ErrorClass::Permanent => {
-                    dead_letter(broker, record(DeadLetterQueue::Poison, &error.message)).await
+                    dead_letter(broker, record(DeadLetterQueue::Poison, &error.message))
+                        .instrument(span.clone())
+                        .await
                 }
                 ErrorClass::Throttled => {
                     telemetry::counters().throttled(1);
@@ -178,7 +182,9 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
                             .max(Duration::from_secs(1));
                         Ok(Disposition::Retry { body: retry_body(), delay })
                     } else {
-                        dead_letter(broker, record(DeadLetterQueue::Throttled, &error.message)).await
+                        dead_letter(broker, record(DeadLetterQueue::Throttled, &error.message))
+                            .instrument(span.clone())
+                            .await
                     }
                 }
                 ErrorClass::Transient => {
@@ -186,7 +192,9 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
                         Ok(Disposition::Retry { body: retry_body(), delay: settings.backoff(attempt) })
                     } else {
                         let text = format!("gave up after {next} attempts: {}", error.message);
-                        dead_letter(broker, record(DeadLetterQueue::Poison, &text)).await
+                        dead_letter(broker, record(DeadLetterQueue::Poison, &text))
+                            .instrument(span.clone())
+                            .await
                     }
                 }
             }
@@ -196,6 +204,14 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
 
 async fn dead_letter<B: Broker>(broker: &B, record: DeadLetter) -> Result<Disposition, QueueError> {
     let dlq = record.dead_letter_queue;
+    // The promotion's outcome, in one line a person reads at the default level: where it
+    // stopped, why, and how to resume it.
+    tracing::error!(
+        stage = %record.stage,
+        dead_letter = %dlq,
+        error = %record.error,
+        "promotion stopped: dead-lettered to {dlq}; see `ferry dlq list --queue {dlq}`, replay with `ferry dlq replay --queue {dlq}`"
+    );
     telemetry::counters().dead_lettered(dlq, 1);
     broker.publish(Address::DeadLetter(dlq), vec![record.encode()]).await?;
     Ok(Disposition::DeadLettered(dlq))

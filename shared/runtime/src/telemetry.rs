@@ -92,7 +92,14 @@ fn install(
         // Colours only for a person at a terminal, never into a file or a pipe.
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         registry
-            .with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            // Compact: the message first, then its fields, then the stage's span fields.
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
         registry

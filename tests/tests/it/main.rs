@@ -5,6 +5,7 @@
 
 mod broker;
 mod copy;
+mod demo;
 mod infra;
 mod lambda;
 mod pipeline;
