@@ -733,6 +733,60 @@ pub(crate) async fn reconcile(transport: Transport) {
     h.stop().await;
 }
 
+/// A promotion that came from a push and a mirror rule (no manifest names it) can be checked
+/// and repaired from the config alone: a mirror loses the index's signature, `ferry status
+/// --config` says so (asked about the mirror's image, or about everything through the catalog),
+/// and `ferry reconcile --config` replicates it again.
+pub(crate) async fn mirror_rule_repair(transport: Transport) {
+    let h = Harness::start(transport, Options::default()).await;
+    let pushed =
+        skopeo_push(&h.staging.host().to_string(), "demo/ruled", "2.0", &two_platforms(transport.seed(60)))
+            .await;
+    wait_for("the push to be promoted everywhere", Duration::from_secs(60), || {
+        h.fully_promoted("demo/ruled", "2.0", &pushed.digest)
+    })
+    .await;
+    let config = || -> Vec<String> { vec!["--config".into(), h.config_path.display().to_string()] };
+    let at_mirror = format!("{}/demo/ruled:2.0", h.mirrors[0].host());
+    let status = |image: Option<&str>| {
+        let mut args = vec!["status".to_owned()];
+        args.extend(config());
+        if let Some(image) = image {
+            args.extend(["--image".to_owned(), image.to_owned()]);
+        }
+        args
+    };
+    let (code, stdout, stderr) = ferry(&status(Some(&at_mirror))).await;
+    assert_eq!(code, Some(0), "complete: {stdout}{stderr}");
+    assert!(stdout.contains("1 promotion(s): 1 complete, 0 incomplete"), "{stdout}{stderr}");
+
+    let mirror = Seeder::new(&h.mirrors[0]);
+    let sig = format!("{}.sig", pushed.digest.tag_form());
+    mirror.delete_manifest("demo/ruled", &mirror.tag_digest("demo/ruled", &sig).await.unwrap()).await;
+    for image in [Some(at_mirror.as_str()), None] {
+        let (code, stdout, stderr) = ferry(&status(image)).await;
+        assert_eq!(code, Some(5), "incomplete ({image:?}): {stdout}{stderr}");
+        assert!(stdout.contains(&format!("lacks {sig}")), "{stdout}{stderr}");
+        assert!(stdout.contains(&format!("{}/demo/ruled@{}", h.staging.host(), pushed.digest)), "{stdout}");
+    }
+    let mut reconcile = vec!["reconcile".to_owned()];
+    reconcile.extend(config());
+    reconcile.extend(h.transport_args());
+    let (code, stdout, stderr) = ferry(&reconcile).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 1 replicate"), "{stdout}{stderr}");
+    wait_for("the signature to be replicated again", Duration::from_secs(60), || {
+        h.fully_promoted("demo/ruled", "2.0", &pushed.digest)
+    })
+    .await;
+    ferry_testkit::cosign::verify_signature(&mirror, "demo/ruled", &pushed.digest, &h.public_key())
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = ferry(&status(None)).await;
+    assert_eq!(code, Some(0), "complete again: {stdout}{stderr}");
+    h.stop().await;
+}
+
 /// A staging push of an index nested 400 deep is refused into `verification-failed` with the
 /// reason, nothing of it reaches prod, and the pipeline goes on: the next push is promoted.
 pub(crate) async fn hostile_index(transport: Transport) {
@@ -802,6 +856,11 @@ mod rabbit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn reconcile_finishes_a_promotion_that_stopped_after_the_copy() {
         crate::support::bounded(reconcile(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn status_and_reconcile_from_the_config_repair_a_mirror_rule_promotion() {
+        crate::support::bounded(mirror_rule_repair(Transport::Rabbit)).await;
     }
 }
 
