@@ -50,6 +50,21 @@ pub(crate) enum Command {
     /// Emit only the stage messages still missing (verify/copy, sign, attest, replicate).
     /// Idempotent; run it on demand or on a schedule.
     Reconcile(ReconcileArgs),
+    /// The configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate the config and the environment it needs: webhook secrets, the signing key, the
+    /// manifest source, and every registry it names answering `/v2/` on the right scheme. Each
+    /// problem is printed with its fix; exits 3 when one would stop `ferry run`.
+    Check {
+        /// The Ferry config file (also FERRY_CONFIG).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

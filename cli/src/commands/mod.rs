@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns parsed arguments into library calls.
 
+mod check;
 mod pipeline;
 mod plan;
 mod promote;
@@ -10,7 +11,7 @@ mod trust;
 use ferry_config::{Config, Env};
 use ferry_registry::OciRegistry;
 
-use crate::args::{Command, RegistryArgs};
+use crate::args::{Command, ConfigCommand, RegistryArgs};
 use crate::error::{CliError, ExitStatus};
 
 pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliError> {
@@ -30,6 +31,7 @@ pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliErr
         Command::Dlq(command) => pipeline::dlq_command(command, &env).await,
         Command::Status(args) => reconcile::status(args, &env).await,
         Command::Reconcile(args) => reconcile::reconcile(args, &env).await,
+        Command::Config(ConfigCommand::Check { config }) => check::command(config, &env).await,
     }
 }
 

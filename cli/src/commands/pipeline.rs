@@ -51,8 +51,8 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
     let broker = Arc::new(broker(&args.transport, env, Some("memory://")).await?);
     broker.init().await.map_err(pipeline_error)?;
     let context = context(&args.config, env)?;
+    super::check::at_startup(&context.config, &context.env, super::check::Needs::ALL).await?;
     let ingest = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
-    warn_missing_secrets(&ingest);
     let listen = listen_address(args.listen.clone(), env)?;
     let options = WorkerOptions {
         concurrency: args.concurrency,
@@ -74,6 +74,7 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
 pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, CliError> {
     let broker = Arc::new(broker(&args.transport, env, None).await?);
     let context = context(&args.config, env)?;
+    super::check::at_startup(&context.config, &context.env, super::check::Needs::stage(&args.stage)).await?;
     let options = WorkerOptions {
         concurrency: args.concurrency,
         retry: retry_settings(env),
@@ -90,7 +91,6 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
                 .map_err(|e| CliError::Usage(format!("--listen {listen}: cannot listen: {e}")))?;
             output::note(&format!("ingest on http://{listen}"));
             let config = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
-            warn_missing_secrets(&config);
             Some((listener, config))
         }
         _ => None,
@@ -99,21 +99,6 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)
-}
-
-/// A webhook endpoint without its secret refuses every request: say so at startup, not as a
-/// silent 401 per delivery.
-fn warn_missing_secrets(config: &ferry_pipeline::IngestConfig) {
-    if config.distribution_token.is_none() {
-        output::note(
-            "warning: FERRY_DISTRIBUTION_TOKEN is not set: every distribution and ECR webhook will be refused (401)",
-        );
-    }
-    if config.github_repository.is_some() && config.github_secret.is_none() {
-        output::note(
-            "warning: FERRY_GITHUB_WEBHOOK_SECRET is not set: every GitHub webhook will be refused (401)",
-        );
-    }
 }
 
 fn listen_address(flag: Option<String>, env: &Env) -> Result<SocketAddr, CliError> {

@@ -66,8 +66,17 @@ pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, R
     let mut accepted = Vec::new();
     for event in notification.events {
         if event.action != "push" {
-            // Pulls (Ferry's own among them) are noise: say so once per event at debug level,
-            // and the README's notification snippet filters them at the registry.
+            // Pulls (Ferry's own among them) are noise the registry should not send: say so
+            // once per process as a warning with the fix, then per event at debug level.
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    event = %event.id,
+                    action = %event.action,
+                    "the registry sends {} events, which Ferry ignores; add `ignore: {{mediatypes: [application/octet-stream], actions: [pull]}}` to its notification endpoint (said once)",
+                    event.action
+                );
+            }
             tracing::debug!(event = %event.id, action = %event.action, "not a push; ignored");
             continue;
         }

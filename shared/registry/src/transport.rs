@@ -207,6 +207,34 @@ impl Transport {
         format!("{scheme}://{}", host.api_authority())
     }
 
+    /// One unauthenticated `GET /v2/` on `scheme` (or the scheme this transport would use),
+    /// without retries: whether the registry answers there at all. A 401 answers (it asks for
+    /// credentials, as registries do); a refused connection or a TLS failure does not.
+    pub async fn probe(&self, host: &Host, scheme: Option<&str>) -> Result<u16, String> {
+        let url = match scheme {
+            Some(scheme) => format!("{scheme}://{}/v2/", host.api_authority()),
+            None => format!("{}/v2/", self.base_url(host)),
+        };
+        match self.http.get(&url).timeout(Duration::from_secs(5)).send().await {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(error) => {
+                // reqwest's own text is "error sending request"; the cause says what happened.
+                let mut causes = Vec::new();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    causes.push(cause.to_string());
+                    source = cause.source();
+                }
+                Err(if causes.is_empty() { error.to_string() } else { causes.join(": ") })
+            }
+        }
+    }
+
+    /// Whether requests to `host` go over plain HTTP.
+    pub fn is_insecure(&self, host: &Host) -> bool {
+        self.config.insecure_hosts.contains(host)
+    }
+
     /// Sends `call`, retrying 429, 5xx and connection failures within the retry budget.
     pub(crate) async fn send(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
         let policy = self.config.retry;

@@ -8,6 +8,7 @@ mod copy;
 mod demo;
 mod infra;
 mod lambda;
+mod mistakes;
 mod pipeline;
 mod plan;
 mod registry;
