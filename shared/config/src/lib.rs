@@ -679,4 +679,49 @@ mod tests {
             }
         }
     }
+
+    /// `examples/ferry.yaml` documents every section; it must load, and fill every part of
+    /// the configuration, so that it cannot drift from the code.
+    #[test]
+    fn the_commented_example_loads_and_covers_every_section() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ferry.yaml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.yaml");
+        std::fs::write(&path, &text).unwrap();
+        for key in ["staging.pub", "builder.pub", "scanner.pub"] {
+            let (_, public) = ferry_trust::keys::generate_key_pair(b"pw").unwrap();
+            std::fs::write(dir.path().join(key), public).unwrap();
+        }
+        let config = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.insecure_hosts.len(), 1);
+        assert!(!config.policy.deny_prerelease.is_empty() && !config.policy.trusted_sources.is_empty());
+        assert_eq!(config.requests_per_second, Some(50.0));
+        assert_eq!(config.retry.budget, Duration::from_secs(120));
+        assert!(matches!(config.signing, Some(SigningConfig::KeyFile(_))));
+        let source = &config.trust.sources[0];
+        assert!(source.identity.is_some() && source.source_repository.is_some());
+        assert_eq!((source.signature_keys.len(), source.provenance_keys.len()), (1, 1));
+        assert!(source.vulnerabilities.as_ref().is_some_and(|v| v.keys.len() == 1));
+        let pipeline = &config.pipeline;
+        assert_eq!(pipeline.registries.len(), 1);
+        assert_eq!(pipeline.github_repository.as_deref(), Some("acme/k8s.io"));
+        let manifests = pipeline.manifests.as_ref().unwrap();
+        assert!(matches!(manifests.source, ManifestSource::Git(_)));
+        assert_eq!(manifests.inputs.len(), 1);
+        let rule = &pipeline.mirror_rules[0];
+        assert!(rule.repositories.is_some() && rule.tags.is_some() && rule.semver.is_some());
+        assert!(rule.deny_prerelease && rule.trusted && rule.destinations.len() == 2);
+        // Every key the file format accepts is spelled out (set or commented) in the example.
+        for key in [
+            "insecure:", "deny-prerelease:", "trusted-sources:", "requests-per-second:",
+            "retry-budget-seconds:", "key:", "kms-key-id:", "registry:", "signatures:", "keys:",
+            "identity:", "provenance:", "provenance-keys:", "builders:", "source-repository:",
+            "block-at:", "missing:", "registries:", "github-repository:", "git:", "github:",
+            "github-api:", "thin-manifest-dirs:", "manifests:", "images-lists:", "charts-sync:",
+            "mirror-rules:", "source:", "repositories:", "tags:", "semver:", "destinations:", "trusted:",
+        ] {
+            assert!(text.contains(key), "examples/ferry.yaml does not mention {key}");
+        }
+    }
 }
