@@ -137,6 +137,10 @@ pub(crate) struct RunArgs {
     /// the queue unacknowledged and the process exits.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub(crate) grace_seconds: u64,
+    /// Serve Prometheus metrics on http://ADDRESS/metrics (e.g. 127.0.0.1:9464). Off when
+    /// unset.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +163,10 @@ pub(crate) struct WorkerArgs {
     /// the queue unacknowledged and the process exits.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub(crate) grace_seconds: u64,
+    /// Serve Prometheus metrics on http://ADDRESS/metrics (e.g. 127.0.0.1:9464). Off when
+    /// unset.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

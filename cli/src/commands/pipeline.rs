@@ -61,6 +61,7 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
         ..WorkerOptions::default()
     };
     let stages = ferry_pipeline::build(context).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    serve_metrics(args.metrics_listen.as_deref(), &broker).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::Usage(format!("--listen {listen}: cannot listen: {e}")))?;
@@ -95,10 +96,29 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
         }
         _ => None,
     };
+    serve_metrics(args.metrics_listen.as_deref(), &broker).await?;
     ferry_pipeline::run_stage(&args.stage, broker, context, ingest, options, shutdown_signal())
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)
+}
+
+/// `--metrics-listen`: Prometheus metrics, served beside the workers until the process ends.
+async fn serve_metrics(address: Option<&str>, broker: &Arc<AnyBroker>) -> Result<(), CliError> {
+    let Some(address) = address else { return Ok(()) };
+    let address: SocketAddr =
+        address.parse().map_err(|e| CliError::Usage(format!("--metrics-listen {address}: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| CliError::Usage(format!("--metrics-listen {address}: cannot listen: {e}")))?;
+    output::note(&format!("metrics on http://{address}/metrics"));
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        if let Err(error) = ferry_runtime::metrics::serve(listener, broker).await {
+            tracing::error!(%error, "the metrics server stopped");
+        }
+    });
+    Ok(())
 }
 
 fn listen_address(flag: Option<String>, env: &Env) -> Result<SocketAddr, CliError> {

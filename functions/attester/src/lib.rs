@@ -37,6 +37,7 @@ impl Stage for Attester {
         }
         // The promotion's outcome at its primary, in one line.
         if let Some(primary) = promotion.destinations.first() {
+            ferry_runtime::metrics::metrics().promoted("primary");
             tracing::info!(
                 outcome = "promoted",
                 source = %promotion.source,
@@ -44,7 +45,12 @@ impl Stage for Attester {
                 destination = %primary.repository,
                 tags = %primary.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
                 mirrors = promotion.destinations.len() - 1,
-                "promoted to the primary: copied, signed and attested; {} mirror(s) follow",
+                "promoted to the primary: {}; {} mirror(s) follow",
+                if self.key.is_some() {
+                    "copied, signed and attested"
+                } else {
+                    "copied, NOT signed or attested (no signing key is configured)"
+                },
                 promotion.destinations.len() - 1
             );
         }

@@ -35,6 +35,7 @@ impl Stage for Replicator {
             })
             .count();
         // The promotion's outcome at this mirror, in one line.
+        ferry_runtime::metrics::metrics().promoted("mirror");
         tracing::info!(
             outcome = "promoted",
             primary = %m.primary,

@@ -426,6 +426,36 @@ impl Broker for AmqpBroker {
         }
     }
 
+    async fn depth(&self, address: Address) -> Result<Option<u64>, QueueError> {
+        // A passive declare answers with the message count; it closes its channel when the
+        // queue is missing, so it gets a channel of its own.
+        let channel = {
+            let mut live = self.live.lock().await;
+            if live.as_ref().is_none_or(|l| !l.publisher.status().connected()) {
+                *live = Some(self.connect().await?);
+            }
+            let live = live.as_ref().expect("connected above");
+            within("opening a channel", live._connection.create_channel())
+                .await?
+                .map_err(|e| QueueError::broker(T, e))?
+        };
+        let name = self.name(address);
+        let declared = within(
+            "asking a queue's depth",
+            channel.queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            ),
+        )
+        .await?;
+        let _ = channel.close(200, "done".into()).await;
+        match declared {
+            Ok(queue) => Ok(Some(u64::from(queue.message_count()))),
+            Err(e) => Err(QueueError::broker(T, format!("{name}: {e}"))),
+        }
+    }
+
     fn transport(&self) -> &'static str {
         T
     }

@@ -78,6 +78,14 @@ impl Broker for AnyBroker {
         delegate!(self, b => b.remove().await)
     }
 
+    async fn depth(&self, address: Address) -> Result<Option<u64>, QueueError> {
+        match self {
+            AnyBroker::Memory(b) => Broker::depth(b, address).await,
+            AnyBroker::Amqp(b) => b.depth(address).await,
+            AnyBroker::Sqs(b) => b.depth(address).await,
+        }
+    }
+
     fn transport(&self) -> &'static str {
         delegate!(self, b => b.transport())
     }

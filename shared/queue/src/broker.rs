@@ -104,6 +104,9 @@ pub trait Broker: Send + Sync + 'static {
     /// pipeline down, `ferry queues remove --confirm`.
     fn remove(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
 
+    /// How many messages wait in `address`, as far as the broker tells (`None` when it cannot).
+    fn depth(&self, address: Address) -> impl Future<Output = Result<Option<u64>, QueueError>> + Send;
+
     /// A short name for logs: `memory`, `amqp`, `sqs`.
     fn transport(&self) -> &'static str;
 }

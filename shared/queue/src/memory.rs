@@ -186,6 +186,10 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
+    async fn depth(&self, address: Address) -> Result<Option<u64>, QueueError> {
+        Ok(Some(MemoryBroker::depth(self, address) as u64))
+    }
+
     fn transport(&self) -> &'static str {
         "memory"
     }

@@ -423,6 +423,12 @@ impl Broker for SqsBroker {
         self.retry_later(delivery, Vec::new(), Duration::ZERO).await
     }
 
+    async fn depth(&self, address: Address) -> Result<Option<u64>, QueueError> {
+        let url = self.url(address).await?;
+        let attributes = self.attributes(&url, QueueAttributeName::ApproximateNumberOfMessages).await?;
+        Ok(attributes.get(&QueueAttributeName::ApproximateNumberOfMessages).and_then(|n| n.parse().ok()))
+    }
+
     fn transport(&self) -> &'static str {
         T
     }

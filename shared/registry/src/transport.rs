@@ -147,6 +147,20 @@ struct Token {
     expires: Instant,
 }
 
+/// HTTP 429 answers by registry host, in this process, for every transport (`/metrics`).
+static THROTTLED_HOSTS: Mutex<std::collections::BTreeMap<String, u64>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+fn count_throttled(host: &Host) {
+    let mut hosts = THROTTLED_HOSTS.lock().unwrap_or_else(|p| p.into_inner());
+    *hosts.entry(host.to_string()).or_default() += 1;
+}
+
+/// How many 429s each registry host answered in this process.
+pub fn throttled_by_host() -> Vec<(String, u64)> {
+    THROTTLED_HOSTS.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(h, n)| (h.clone(), *n)).collect()
+}
+
 /// Counts of what the transport did, for benchmarks and tests.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -399,6 +413,7 @@ impl Transport {
             let retry_after =
                 response.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+            count_throttled(host);
             self.limiter.throttled(host, retry_after);
             return Err(RegistryError::Throttled { host: host.clone(), attempts: 1, retry_after });
         }

@@ -18,6 +18,7 @@
 pub mod function;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub mod process;
 mod stage;
 pub mod telemetry;

@@ -104,6 +104,28 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
     if let Some(trace_id) = telemetry::trace_id(&span) {
         span.record("trace_id", trace_id);
     }
+    let started = std::time::Instant::now();
+    let disposition = handle_instrumented(stage, broker, body, envelope, span, attempt, settings).await;
+    let result = match &disposition {
+        Ok(Disposition::Done) => "done",
+        Ok(Disposition::Retry { .. }) => "retry",
+        Ok(Disposition::DeadLettered(_)) => "dead_lettered",
+        Err(_) => "error",
+    };
+    crate::metrics::metrics().stage(queue.stage(), result, started.elapsed().as_secs_f64());
+    disposition
+}
+
+async fn handle_instrumented<S: Stage, B: Broker>(
+    stage: &S,
+    broker: &B,
+    body: &[u8],
+    envelope: Envelope<S::Message>,
+    span: tracing::Span,
+    attempt: u32,
+    settings: &RetrySettings,
+) -> Result<Disposition, QueueError> {
+    let queue = S::QUEUE;
     let first_failure = envelope.first_failure.clone();
     // Boxed (type-erased), once for every transport: a stage's future (registry clients,
     // signing) is deep, and nested inline in a worker's or the Lambda runtime's future it
@@ -143,6 +165,9 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
             for (address, bodies) in by_address {
                 if let Address::DeadLetter(dlq) = address {
                     telemetry::counters().dead_lettered(dlq, bodies.len() as u64);
+                    for _ in &bodies {
+                        crate::metrics::metrics().dead_lettered(queue.stage(), dlq);
+                    }
                 }
                 broker.publish(address, bodies).await?;
             }
@@ -204,6 +229,7 @@ pub async fn handle_delivery<S: Stage, B: Broker>(
 
 async fn dead_letter<B: Broker>(broker: &B, record: DeadLetter) -> Result<Disposition, QueueError> {
     let dlq = record.dead_letter_queue;
+    crate::metrics::metrics().dead_lettered(&record.stage.to_string(), dlq);
     // The promotion's outcome, in one line a person reads at the default level: where it
     // stopped, why, and how to resume it.
     tracing::error!(

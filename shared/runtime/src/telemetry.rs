@@ -169,6 +169,7 @@ impl Counters {
 
     pub fn bytes(&self, n: u64) {
         self.bytes.add(n, &[]);
+        crate::metrics::metrics().bytes(n);
     }
 
     pub fn throttled(&self, n: u64) {

@@ -80,6 +80,8 @@ async fn event_pipeline(ferry: &Path, dir: &Path, keep: bool) -> Result<Option<E
     // notification endpoint can name it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let listen = format!("127.0.0.1:{port}");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
     let staging = RegistryServer::start_with(RegistryOptions {
         notifications: vec![Notification {
             url: format!("http://{listen}/v1/events/distribution"),
@@ -138,13 +140,13 @@ async fn event_pipeline(ferry: &Path, dir: &Path, keep: bool) -> Result<Option<E
         println!("  {line}");
     }
     println!(
-        "\n$ FERRY_DISTRIBUTION_TOKEN=… COSIGN_PASSWORD=… ferry run --config {} --listen {listen}\n",
+        "\n$ FERRY_DISTRIBUTION_TOKEN=… COSIGN_PASSWORD=… ferry run --config {} --listen {listen} --metrics-listen {metrics_listen}\n",
         config_path.display()
     );
     let mut run = tokio::process::Command::new(ferry)
         .args(["run", "--config"])
         .arg(&config_path)
-        .args(["--listen", &listen, "--grace-seconds", "5"])
+        .args(["--listen", &listen, "--metrics-listen", &metrics_listen, "--grace-seconds", "5"])
         .env("FERRY_DISTRIBUTION_TOKEN", TOKEN)
         .env("COSIGN_PASSWORD", PASSWORD)
         .env("FERRY_LOG_FORMAT", "text")
@@ -224,6 +226,8 @@ async fn event_pipeline(ferry: &Path, dir: &Path, keep: bool) -> Result<Option<E
     }
     println!("Every signature verifies with ferry.pub (checked here with openssl, as cosign checks it).");
 
+    metrics(&metrics_listen).await?;
+
     let image = format!("{}/demo/app:v1.0", prod.host());
     println!("\n$ ferry status --config {} --image {image} --all\n", config_path.display());
     let out = Command::new(ferry)
@@ -266,6 +270,76 @@ async fn event_pipeline(ferry: &Path, dir: &Path, keep: bool) -> Result<Option<E
         return Ok(None);
     }
     Ok(Some(events))
+}
+
+/// Reads `/metrics` as Prometheus would (parsed by an independent text-format parser), shows
+/// the promotion counters, and checks them: one primary and two mirrors promoted.
+async fn metrics(listen: &str) -> Result<(), Failure> {
+    let url = format!("http://{listen}/metrics");
+    println!("\n$ curl {url}   (a few of the samples)\n");
+    // The last mirror's counter moves just after its last write: give it a moment.
+    let mut scrape = None;
+    for _ in 0..25 {
+        let text = reqwest::get(&url).await?.error_for_status()?.text().await?;
+        let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
+        let done = parsed.samples.iter().any(|s| {
+            s.metric == "ferry_promotions_total"
+                && s.labels.get("role") == Some("mirror")
+                && matches!(s.value, prometheus_parse::Value::Counter(v) if v >= 2.0)
+        });
+        scrape = Some(parsed);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let scrape = scrape.ok_or("no scrape")?;
+    let value = |name: &str, labels: &[(&str, &str)]| -> Option<f64> {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .and_then(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => Some(v),
+                prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+    };
+    for sample in &scrape.samples {
+        let shown = matches!(
+            sample.metric.as_str(),
+            "ferry_promotions_total" | "ferry_copied_bytes_total" | "ferry_dead_letter_depth"
+        ) || (sample.metric == "ferry_queue_depth" && sample.labels.get("queue") == Some("copy"));
+        if shown {
+            let labels =
+                sample.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join(",");
+            let value = match sample.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                _ => f64::NAN,
+            };
+            let labels = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+            println!("  {}{labels} {value}", sample.metric);
+        }
+    }
+    let primary = value("ferry_promotions_total", &[("outcome", "promoted"), ("role", "primary")]);
+    let mirror = value("ferry_promotions_total", &[("outcome", "promoted"), ("role", "mirror")]);
+    if primary != Some(1.0) || mirror != Some(2.0) {
+        return Err(format!(
+            "/metrics counts {primary:?} primary and {mirror:?} mirror promotions; expected 1 and 2"
+        )
+        .into());
+    }
+    if !value("ferry_copied_bytes_total", &[]).is_some_and(|b| b > 0.0) {
+        return Err("/metrics counts no copied bytes".into());
+    }
+    let timed = scrape.samples.iter().any(|s| {
+        s.metric == "ferry_stage_duration_seconds"
+            && matches!(&s.value, prometheus_parse::Value::Histogram(h) if h.iter().any(|b| b.count > 0.0))
+    });
+    if !timed {
+        return Err("/metrics has no stage latency observations".into());
+    }
+    Ok(())
 }
 
 /// SIGTERM, as a service manager stops it; ferry run finishes what is in flight and exits 0.

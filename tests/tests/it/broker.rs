@@ -49,7 +49,18 @@ async fn contract(url: &str) {
     }
     b.init().await.unwrap();
     b.init().await.unwrap();
+    assert_eq!(b.depth(q).await.unwrap(), Some(0), "{transport}: empty after init");
     b.publish(q, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]).await.unwrap();
+    // The depth /metrics reports (SQS's is approximate, and settles within a moment).
+    let mut depth = None;
+    for _ in 0..20 {
+        depth = b.depth(q).await.unwrap();
+        if depth == Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(depth, Some(3), "{transport}: three waiting");
     let mut got = receive_n(&b, q, 3, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 3, "{transport}");
     got.sort_by(|a, b| a.body.cmp(&b.body));

@@ -17,6 +17,7 @@ async fn the_demo_promotes_a_push_and_a_batch_and_says_so() {
         "promoted to the primary: copied, signed and attested; 2 mirror(s) follow",
         "promoted to a mirror: copied, with the primary's signatures and attestation",
         "Every signature verifies with ferry.pub",
+        "ferry_promotions_total{",
         "1 promotion(s): 1 complete, 0 incomplete",
         "ferry run stopped on SIGTERM (exit status: 0)",
         "ferry exited with 5 (some edges are excluded",
