@@ -573,9 +573,25 @@ pub(crate) async fn conflict(transport: Transport) {
     h.stop().await;
 }
 
+/// How the copier worker is stopped mid-copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// SIGKILL: a crash.
+    Kill,
+    /// SIGTERM with `--grace-seconds 2`: the process exits within the grace period plus 2 s,
+    /// releasing the unfinished copy to the queue.
+    Term,
+}
+
 /// 5. A copier worker killed with SIGKILL mid-copy: the message is delivered again and the
 ///    promotion completes once.
 pub(crate) async fn worker_killed(transport: Transport) {
+    worker_stopped(transport, Stop::Kill).await;
+}
+
+/// A copier worker stopped mid-copy (killed, or SIGTERM past its grace period): the message is
+/// delivered again to the next worker and the promotion completes once.
+pub(crate) async fn worker_stopped(transport: Transport, stop: Stop) {
     use ferry_testkit::fault::{Fault, Hits, Rule};
     let h = Harness::start(
         transport,
@@ -603,6 +619,7 @@ pub(crate) async fn worker_killed(transport: Transport) {
             ["worker", "--stage", "copier", "--config"].iter().map(|s| s.to_string()).collect();
         args.push(h.config_path.display().to_string());
         args.extend(h.transport_args());
+        args.extend(["--grace-seconds".to_owned(), "2".to_owned()]);
         tokio::process::Command::new(crate::support::ferry_bin())
             .args(&args)
             .env("FERRY_LOG", "warn")
@@ -621,9 +638,27 @@ pub(crate) async fn worker_killed(transport: Transport) {
             .any(|l| l.method == "POST" && l.path.contains("/blobs/uploads/"))
     })
     .await;
-    first.start_kill().unwrap();
-    let status = first.wait().await.unwrap();
-    assert!(!status.success(), "killed");
+    match stop {
+        Stop::Kill => {
+            first.start_kill().unwrap();
+            let status = first.wait().await.unwrap();
+            assert!(!status.success(), "killed");
+        }
+        Stop::Term => {
+            let pid = first.id().unwrap().to_string();
+            let stopping = Instant::now();
+            assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            let status = tokio::time::timeout(Duration::from_secs(10), first.wait()).await.unwrap().unwrap();
+            let took = stopping.elapsed();
+            assert!(status.success(), "a clean exit after SIGTERM: {status}");
+            assert!(took < Duration::from_secs(4), "exited within the grace period (2 s) plus 2 s: {took:?}");
+            assert_eq!(
+                Seeder::new(&h.prod).tag_digest("demo/big", "1.0").await,
+                None,
+                "the copy was still running when the grace period ended"
+            );
+        }
+    }
     let second = spawn_worker();
     wait_for("the promotion to complete after redelivery", Duration::from_secs(120), || {
         h.fully_promoted("demo/big", "1.0", &pushed.digest)
@@ -856,6 +891,11 @@ mod rabbit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn reconcile_finishes_a_promotion_that_stopped_after_the_copy() {
         crate::support::bounded(reconcile(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sigterm_mid_copy_exits_within_the_grace_period_and_loses_nothing() {
+        crate::support::bounded(worker_stopped(Transport::Rabbit, Stop::Term)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
