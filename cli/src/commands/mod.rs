@@ -24,7 +24,7 @@ pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliErr
         Command::Sign(args) => trust::sign_command(args, &env).await,
         Command::Attest(args) => trust::attest_command(args, &env).await,
         Command::ReplicateSignatures(args) => trust::replicate_command(args, &env).await,
-        Command::Run(args) => pipeline::run(args, &env).await,
+        Command::Run(args) => Box::pin(pipeline::run(args, &env)).await,
         // Boxed: the worker future holds every stage type, and clippy (large_futures) asks for it.
         Command::Worker(args) => Box::pin(pipeline::worker(args, &env)).await,
         Command::Queues(command) => pipeline::queues(command, &env).await,

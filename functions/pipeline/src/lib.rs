@@ -56,7 +56,7 @@ pub async fn configured_state(
     only: Option<&ferry_model::Repository>,
 ) -> anyhow::Result<ferry_model::DesiredState> {
     let planner = ferry_planner::build(context).await?;
-    Ok(planner.everything(only).await.map_err(|e| anyhow::anyhow!("{}", e.message))?)
+    planner.everything(only).await.map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// Runs every stage (except those in `skip`) and ingest on `listener` (when given; the caller

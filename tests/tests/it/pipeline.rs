@@ -586,7 +586,7 @@ pub(crate) enum Stop {
 /// 5. A copier worker killed with SIGKILL mid-copy: the message is delivered again and the
 ///    promotion completes once.
 pub(crate) async fn worker_killed(transport: Transport) {
-    worker_stopped(transport, Stop::Kill).await;
+    Box::pin(worker_stopped(transport, Stop::Kill)).await;
 }
 
 /// A copier worker stopped mid-copy (killed, or SIGTERM past its grace period): the message is
@@ -895,7 +895,7 @@ mod rabbit {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn sigterm_mid_copy_exits_within_the_grace_period_and_loses_nothing() {
-        crate::support::bounded(worker_stopped(Transport::Rabbit, Stop::Term)).await;
+        crate::support::bounded(Box::pin(worker_stopped(Transport::Rabbit, Stop::Term))).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
