@@ -21,6 +21,7 @@ pub mod cosign;
 pub mod fault;
 pub mod localstack;
 pub mod rabbit;
+pub mod referrers_fake;
 pub mod registry;
 pub mod seed;
 pub mod tcp;

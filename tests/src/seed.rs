@@ -148,6 +148,38 @@ impl Seeder {
         Digest::of(bytes)
     }
 
+    /// Pushes an OCI 1.1 artifact manifest whose `subject` is `subject` (by digest only: no
+    /// referrers tag index is written, as a client of a registry with the referrers API would
+    /// push it). Its one layer holds `content`, of media type `artifact_type`, which is also the
+    /// manifest's `artifactType`; the config is the empty descriptor.
+    pub async fn referrer(
+        &self,
+        repo: &str,
+        subject: &Pushed,
+        artifact_type: &str,
+        content: &[u8],
+        annotations: &[(&str, &str)],
+    ) -> Pushed {
+        let empty = self.blob(repo, b"{}").await;
+        let layer = self.blob(repo, content).await;
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.to_string(), "size": 2},
+            "layers": [{"mediaType": artifact_type, "digest": layer.to_string(), "size": content.len()}],
+            "subject": {"mediaType": subject.media_type, "digest": subject.digest.to_string(), "size": subject.bytes.len()},
+        });
+        if !annotations.is_empty() {
+            manifest["annotations"] =
+                json!(annotations.iter().copied().collect::<std::collections::BTreeMap<_, _>>());
+        }
+        let bytes = serde_json::to_vec(&manifest).expect("json");
+        let digest = Digest::of(&bytes);
+        self.manifest(repo, &digest.to_string(), OCI_MANIFEST, &bytes).await;
+        Pushed { digest, media_type: OCI_MANIFEST, bytes, blobs: vec![empty, layer], children: Vec::new() }
+    }
+
     /// Pushes a single-platform OCI image and tags it if `tag` is given.
     pub async fn image(&self, repo: &str, tag: Option<&str>, spec: &ImageSpec) -> Pushed {
         let mut layer_descriptors = Vec::new();

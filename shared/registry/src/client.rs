@@ -8,7 +8,8 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, Response};
 
 use crate::error::RegistryError;
-use crate::manifest::{ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, ManifestHead, RawManifest};
+use crate::manifest::{ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES, ManifestHead, RawManifest, is_index_media_type};
+use crate::referrers::{Referrer, ReferrersMode, parse_index, tag_for};
 use crate::transport::{Call, Scope, Transport, TransportConfig, read_capped};
 
 /// Read access to registries. One value serves every host: the host is part of each
@@ -40,6 +41,16 @@ pub trait Registry: Send + Sync {
         under: &RegistryPath,
     ) -> impl Future<Output = Result<Vec<Repository>, RegistryError>> + Send;
 
+    /// The referrers of `digest` in `repository` (every page), only those of `artifact_type`
+    /// when given: from the referrers API where the registry serves it, else from the
+    /// `sha256-<hex>` tag index (see [`crate::referrers`]).
+    fn referrers(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Referrer>, RegistryError>> + Send;
+
     /// A small blob (a signature payload, an attestation envelope), at most `limit` bytes,
     /// checked against its digest; `None` if it does not exist.
     fn get_blob(
@@ -56,6 +67,10 @@ pub trait Registry: Send + Sync {
 pub struct OciRegistry {
     transport: Arc<Transport>,
     page_size: usize,
+    /// How each host keeps referrers, learnt once (the referrers API, or the tag schema).
+    referrers_modes: Arc<std::sync::Mutex<std::collections::HashMap<ferry_model::Host, ReferrersMode>>>,
+    /// Tag-index updates in this process run one at a time (a read-merge-write cycle).
+    pub(crate) tag_index_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 const PAGE_SIZE: usize = 1000;
@@ -63,7 +78,12 @@ const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 
 impl OciRegistry {
     pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
-        Ok(Self { transport: Arc::new(Transport::new(config)?), page_size: PAGE_SIZE })
+        Ok(Self {
+            transport: Arc::new(Transport::new(config)?),
+            page_size: PAGE_SIZE,
+            referrers_modes: Arc::default(),
+            tag_index_lock: Arc::default(),
+        })
     }
 
     /// Asks for list pages of `n` entries (the default is 1000); registries may return fewer.
@@ -214,6 +234,33 @@ impl Registry for OciRegistry {
         Ok(tags)
     }
 
+    async fn referrers(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, RegistryError> {
+        let mut list = match self.referrers_mode(repository.host()) {
+            Some(ReferrersMode::TagSchema) => self.tag_index(repository, digest).await?.entries(),
+            _ => match self.referrers_api(repository, digest, artifact_type).await? {
+                Some(list) => {
+                    self.remember(repository.host(), ReferrersMode::Api);
+                    list
+                }
+                None => {
+                    self.remember(repository.host(), ReferrersMode::TagSchema);
+                    self.tag_index(repository, digest).await?.entries()
+                }
+            },
+        };
+        // The API may ignore the filter (it says so by omitting `OCI-Filters-Applied`); the
+        // tag index has none.
+        if let Some(wanted) = artifact_type {
+            list.retain(|r| r.artifact_type.as_deref() == Some(wanted));
+        }
+        Ok(list)
+    }
+
     async fn list_repositories(&self, under: &RegistryPath) -> Result<Vec<Repository>, RegistryError> {
         #[derive(serde::Deserialize)]
         struct Page {
@@ -250,7 +297,125 @@ impl Registry for OciRegistry {
     }
 }
 
+/// What the `sha256-<hex>` referrers tag holds.
+#[derive(Debug)]
+pub(crate) enum TagIndex {
+    Absent,
+    Index(Vec<Referrer>),
+    /// Something else: an image manifest, or an index that is not a referrers index. Never
+    /// overwritten.
+    Other(String),
+}
+
+impl TagIndex {
+    fn entries(self) -> Vec<Referrer> {
+        match self {
+            TagIndex::Index(entries) => entries,
+            TagIndex::Absent => Vec::new(),
+            TagIndex::Other(what) => {
+                tracing::warn!(holds = %what, "the referrers tag holds no referrers index; reading it as no referrers");
+                Vec::new()
+            }
+        }
+    }
+}
+
 impl OciRegistry {
+    /// How `host` keeps referrers, once Ferry has found out.
+    pub fn referrers_mode(&self, host: &ferry_model::Host) -> Option<ReferrersMode> {
+        self.referrers_modes.lock().unwrap_or_else(|p| p.into_inner()).get(host).copied()
+    }
+
+    pub(crate) fn remember(&self, host: &ferry_model::Host, mode: ReferrersMode) {
+        self.referrers_modes.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone(), mode);
+    }
+
+    /// Every page of `GET /v2/<name>/referrers/<digest>`; `None` when the registry does not
+    /// serve the API (404 without a registry error code, 405, 501, or an answer that is not an
+    /// image index).
+    async fn referrers_api(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<Referrer>>, RegistryError> {
+        let mut path = format!("/v2/{}/referrers/{digest}", repository.path());
+        if let Some(wanted) = artifact_type {
+            path.push_str("?artifactType=");
+            path.push_str(&percent_encode(wanted));
+        }
+        let mut out = Vec::new();
+        let mut next = Some(path);
+        let mut pages = 0usize;
+        while let Some(path) = next.take() {
+            pages += 1;
+            if pages > 10_000 {
+                return Err(RegistryError::InvalidResponse {
+                    url: path,
+                    reason: "more than 10000 pages".into(),
+                });
+            }
+            let call = Call::new(
+                Method::GET,
+                repository.host(),
+                path.clone(),
+                Scope::Pull(repository.path().clone()),
+            )
+            .header(ACCEPT, HeaderValue::from_static(crate::referrers::OCI_INDEX_MEDIA_TYPE))
+            .accept(&[404, 405, 501]);
+            let response = self.transport.send(&call).await?;
+            let status = response.status().as_u16();
+            next = next_link(response.headers(), &path)?;
+            let body = read_capped(response, MAX_LIST_BYTES).await?;
+            if status == 404 {
+                // A registry with the API answers 404 with an error code when the repository
+                // or manifest is unknown; without one, the route does not exist.
+                let text = String::from_utf8_lossy(&body);
+                if pages == 1 && (text.contains("NAME_UNKNOWN") || text.contains("MANIFEST_UNKNOWN")) {
+                    return Ok(Some(Vec::new()));
+                }
+                return Ok(None);
+            }
+            if status != 200 {
+                return Ok(None);
+            }
+            match parse_index(&body) {
+                Ok(entries) => out.extend(entries),
+                Err(_) if pages == 1 => return Ok(None),
+                Err(reason) => return Err(RegistryError::InvalidResponse { url: path, reason }),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// The `sha256-<hex>` tag, read with every manifest media type accepted, so that a tag
+    /// holding an image manifest is seen as such and never taken for absent.
+    pub(crate) async fn tag_index(
+        &self,
+        repository: &Repository,
+        digest: &Digest,
+    ) -> Result<TagIndex, RegistryError> {
+        let tag = TagOrDigest::Tag(tag_for(digest));
+        let Some(raw) = self.get_manifest(repository, &tag).await? else {
+            return Ok(TagIndex::Absent);
+        };
+        let media_type = if raw.media_type.is_empty() {
+            serde_json::from_slice::<serde_json::Value>(&raw.bytes)
+                .ok()
+                .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        } else {
+            raw.media_type.clone()
+        };
+        if !is_index_media_type(&media_type) {
+            return Ok(TagIndex::Other(format!("a {media_type} manifest ({})", raw.digest)));
+        }
+        match parse_index(&raw.bytes) {
+            Ok(entries) => Ok(TagIndex::Index(entries)),
+            Err(reason) => Ok(TagIndex::Other(format!("an index that is not a referrers index ({reason})"))),
+        }
+    }
+
     async fn get_blob_impl(
         &self,
         repository: &Repository,
@@ -279,6 +444,17 @@ impl OciRegistry {
         }
         Ok(Some(bytes))
     }
+}
+
+/// Percent-encodes a query value (media types hold `/` and `+`).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn content_type(headers: &HeaderMap) -> String {

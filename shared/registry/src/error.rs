@@ -82,6 +82,14 @@ pub enum RegistryError {
 
     #[error("{0}")]
     Config(String),
+
+    /// Ferry refuses to write: the write would overwrite something somebody else wrote.
+    #[error("{0}")]
+    Refused(String),
+
+    /// A shared document (a referrers tag index) kept changing under the write; try later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 fn retry_after_note(retry_after: &Option<Duration>) -> String {
@@ -105,7 +113,8 @@ impl Classify for RegistryError {
             RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => {
                 ErrorClass::Verification
             }
-            RegistryError::Connection { .. } => ErrorClass::Transient,
+            RegistryError::Connection { .. } | RegistryError::Unavailable(_) => ErrorClass::Transient,
+            RegistryError::Refused(_) => ErrorClass::Verification,
             RegistryError::Status { status, .. } if *status >= 500 || *status == 408 => ErrorClass::Transient,
             // The registry itself checked the content against its digest and refused it.
             RegistryError::Status { code: Some(code), .. }

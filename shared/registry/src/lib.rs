@@ -22,6 +22,7 @@ pub mod client;
 mod error;
 pub mod limiter;
 pub mod manifest;
+pub mod referrers;
 pub mod transport;
 pub mod write;
 
@@ -32,5 +33,6 @@ pub use limiter::LimiterConfig;
 pub use manifest::{
     Descriptor, MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH, ManifestContent, ManifestHead, RawManifest,
 };
+pub use referrers::{Referrer, ReferrerWrite, ReferrersMode};
 pub use transport::{RetryPolicy, TransportConfig};
 pub use write::{RegistryWrite, Transfer};

@@ -18,9 +18,10 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 
-use crate::client::{OciRegistry, Registry};
+use crate::client::{OciRegistry, Registry, TagIndex};
 use crate::error::RegistryError;
 use crate::manifest::{Descriptor, RawManifest};
+use crate::referrers::{self, ReferrerWrite, ReferrersMode};
 use crate::transport::{Call, Scope};
 
 /// How a blob came to exist at the destination.
@@ -71,6 +72,17 @@ pub trait RegistryWrite: Registry {
         reference: &TagOrDigest,
         manifest: &RawManifest,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
+
+    /// PUTs a referrer manifest (one with a `subject`; its blobs must be there) by digest, and
+    /// makes it listed among its subject's referrers: by the registry itself when it answers
+    /// with `OCI-Subject`, else in the `sha256-<hex>` tag index, which is read, merged (nothing
+    /// in it is dropped), written and read back. A tag that holds anything but a referrers
+    /// index is never overwritten: that is an error.
+    fn put_referrer(
+        &self,
+        repository: &Repository,
+        manifest: &RawManifest,
+    ) -> impl Future<Output = Result<ReferrerWrite, RegistryError>> + Send;
 }
 
 impl RegistryWrite for OciRegistry {
@@ -182,6 +194,120 @@ impl RegistryWrite for OciRegistry {
         .accept(&[201]);
         let response = self.transport().send(&call).await?;
         check_reported_digest(&response, &manifest.digest, &format!("manifest {repository}:{reference}"))
+    }
+
+    async fn put_referrer(
+        &self,
+        repository: &Repository,
+        manifest: &RawManifest,
+    ) -> Result<ReferrerWrite, RegistryError> {
+        self.put_referrer_impl(repository, manifest).await
+    }
+}
+
+/// Rounds of read-merge-write-read before a changing tag index is given up on.
+const TAG_INDEX_ROUNDS: usize = 6;
+/// How long after its write a tag index is read again, to catch a concurrent writer whose
+/// older read overwrote it.
+const TAG_INDEX_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+
+impl OciRegistry {
+    async fn put_referrer_impl(
+        &self,
+        repository: &Repository,
+        manifest: &RawManifest,
+    ) -> Result<ReferrerWrite, RegistryError> {
+        let invalid = |reason: String| RegistryError::InvalidResponse {
+            url: format!("referrer {repository}@{}", manifest.digest),
+            reason,
+        };
+        let (entry, subject) = referrers::describe(manifest).map_err(invalid)?;
+        let content_type = HeaderValue::from_str(&manifest.media_type).map_err(|_| {
+            invalid(format!("media type {:?} is not a valid header value", manifest.media_type))
+        })?;
+        let call = Call::new(
+            Method::PUT,
+            repository.host(),
+            format!("/v2/{}/manifests/{}", repository.path(), manifest.digest),
+            Scope::Push(repository.path().clone(), None),
+        )
+        .header(CONTENT_TYPE, content_type)
+        .body(manifest.bytes.clone())
+        .accept(&[201]);
+        let response = self.transport().send(&call).await?;
+        check_reported_digest(
+            &response,
+            &manifest.digest,
+            &format!("referrer {repository}@{}", manifest.digest),
+        )?;
+        let indexed = response
+            .headers()
+            .get("oci-subject")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == subject.to_string());
+        if indexed {
+            self.remember(repository.host(), ReferrersMode::Api);
+            return Ok(ReferrerWrite::Indexed);
+        }
+        // The tag schema: one read-merge-write cycle at a time in this process; across
+        // processes, the read-back (now, and again a moment later) catches a writer whose older
+        // read dropped this entry, and the next round merges it back.
+        let _one_at_a_time = self.tag_index_lock.lock().await;
+        let tag = TagOrDigest::Tag(referrers::tag_for(&subject));
+        let mut wrote = false;
+        for round in 0..TAG_INDEX_ROUNDS {
+            let entries = match self.tag_index(repository, &subject).await? {
+                TagIndex::Absent => Vec::new(),
+                TagIndex::Index(entries) => entries,
+                TagIndex::Other(what) => {
+                    return Err(RegistryError::Refused(format!(
+                        "{repository}:{tag} holds {what}, not a referrers index; it is left alone and {} is not listed there",
+                        manifest.digest
+                    )));
+                }
+            };
+            if entries.iter().any(|e| e.digest == entry.digest) {
+                if round > 0 {
+                    // Written in an earlier round: still there a moment later?
+                    tokio::time::sleep(TAG_INDEX_SETTLE).await;
+                    if self.tag_index_lists(repository, &subject, &entry.digest).await? {
+                        return Ok(ReferrerWrite::Tagged);
+                    }
+                    continue;
+                }
+                return Ok(if wrote { ReferrerWrite::Tagged } else { ReferrerWrite::AlreadyListed });
+            }
+            let merged = referrers::merge(&entries, std::slice::from_ref(&entry));
+            let bytes = bytes::Bytes::from(referrers::index_bytes(&merged));
+            let index = RawManifest {
+                digest: Digest::of(&bytes),
+                media_type: referrers::OCI_INDEX_MEDIA_TYPE.to_owned(),
+                bytes,
+            };
+            self.put_manifest(repository, &tag, &index).await?;
+            wrote = true;
+            tokio::time::sleep(TAG_INDEX_SETTLE).await;
+            if self.tag_index_lists(repository, &subject, &entry.digest).await? {
+                return Ok(ReferrerWrite::Tagged);
+            }
+            tracing::debug!(%repository, %subject, round, "the referrers tag index changed under this write; merging again");
+        }
+        Err(RegistryError::Unavailable(format!(
+            "{repository}:{tag}: the referrers tag index kept changing over {TAG_INDEX_ROUNDS} rounds; {} is not listed yet",
+            manifest.digest
+        )))
+    }
+
+    async fn tag_index_lists(
+        &self,
+        repository: &Repository,
+        subject: &Digest,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        Ok(match self.tag_index(repository, subject).await? {
+            TagIndex::Index(entries) => entries.iter().any(|e| e.digest == *digest),
+            _ => false,
+        })
     }
 }
 

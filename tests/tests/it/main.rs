@@ -11,6 +11,7 @@ mod lambda;
 mod mistakes;
 mod pipeline;
 mod plan;
+mod referrers;
 mod registry;
 mod support;
 mod trust;
