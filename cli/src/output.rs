@@ -387,29 +387,38 @@ impl Said for ferry_trust::artifacts::Appended {
     }
 }
 
-/// Per digest (the image and each child) and artifact kind: counted by what happened.
-impl Said
-    for Vec<(ferry_model::Digest, ferry_trust::cosign::ArtifactKind, ferry_trust::replicate::Replicated)>
-{
+/// Per digest (the image and each child) and artifact kind, then per referrer: counted by what
+/// happened.
+impl Said for ferry_promotion::steps::Replication {
     fn said(&self) -> String {
-        use ferry_trust::replicate::Replicated::*;
-        let digests: std::collections::BTreeSet<_> = self.iter().map(|(d, _, _)| d).collect();
-        let count =
-            |wanted: ferry_trust::replicate::Replicated| self.iter().filter(|(_, _, r)| *r == wanted).count();
-        let parts: Vec<String> = [
-            (Copied, "copied"),
-            (Replaced, "replaced by a superset"),
-            (Merged, "merged"),
-            (AlreadyThere, "already there"),
-            (NothingToCopy, "nothing to copy"),
-        ]
-        .into_iter()
-        .filter_map(|(outcome, word)| {
-            let n = count(outcome);
-            (n > 0).then(|| format!("{n} {word}"))
-        })
-        .collect();
-        format!("{} ({} digest(s) × .sig/.att/.sbom)", parts.join(", "), digests.len())
+        use ferry_trust::replicate::Replicated::{self, *};
+        let words = |outcomes: &mut dyn Iterator<Item = Replicated>| -> String {
+            let outcomes: Vec<Replicated> = outcomes.collect();
+            let parts: Vec<String> = [
+                (Copied, "copied"),
+                (Replaced, "replaced by a superset"),
+                (Merged, "merged"),
+                (AlreadyThere, "already there"),
+                (NothingToCopy, "nothing to copy"),
+            ]
+            .into_iter()
+            .filter_map(|(outcome, word)| {
+                let n = outcomes.iter().filter(|o| **o == outcome).count();
+                (n > 0).then(|| format!("{n} {word}"))
+            })
+            .collect();
+            parts.join(", ")
+        };
+        let digests: std::collections::BTreeSet<_> = self.tags.iter().map(|(d, _, _)| d).collect();
+        let mut text = format!(
+            "{} ({} digest(s) × .sig/.att/.sbom)",
+            words(&mut self.tags.iter().map(|t| t.2)),
+            digests.len()
+        );
+        if !self.referrers.is_empty() {
+            text.push_str(&format!("; referrers: {}", words(&mut self.referrers.iter().map(|r| r.2))));
+        }
+        text
     }
 }
 

@@ -196,3 +196,94 @@ pub async fn verify_signature(
     }
     Err(format!("{repo}:{tag} has no layer signed by the key for {digest}"))
 }
+
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+
+/// The Sigstore bundle (v0.3) cosign v3 writes for a key-signed DSSE statement about `digest`,
+/// without a transparency-log entry: `verificationMaterial.publicKey.hint` is the base64
+/// SHA-256 of the key's DER, and the envelope's signature covers the PAE.
+pub fn bundle(digest: &Digest, predicate_type: &str, predicate: serde_json::Value, key: &TestKey) -> Vec<u8> {
+    let statement = serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"digest": {"sha256": digest.hex()}}],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    }))
+    .expect("statement");
+    let signature = key.sign(&pae("application/vnd.in-toto+json", &statement));
+    let der = key.signing.verifying_key().to_public_key_der().expect("public key DER");
+    let hint = b64(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(der.as_bytes())));
+    serde_json::to_vec(&json!({
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": hint}},
+        "dsseEnvelope": {
+            "payload": b64(&statement),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": b64(&signature)}],
+        },
+    }))
+    .expect("bundle")
+}
+
+/// What `cosign sign --key` (v3) or `cosign attest --key --new-bundle-format` pushes: a bundle
+/// referrer of `subject`, with cosign's annotations.
+pub async fn bundle_referrer(
+    seeder: &Seeder,
+    repo: &str,
+    subject: &crate::seed::Pushed,
+    predicate_type: &str,
+    predicate: serde_json::Value,
+    key: &TestKey,
+) -> crate::seed::Pushed {
+    let bytes = bundle(&subject.digest, predicate_type, predicate, key);
+    seeder
+        .referrer(
+            repo,
+            subject,
+            BUNDLE_MEDIA_TYPE,
+            &bytes,
+            &[
+                ("dev.sigstore.bundle.content", "dsse-envelope"),
+                ("dev.sigstore.bundle.predicateType", predicate_type),
+                ("org.opencontainers.image.created", "2026-11-29T00:00:00Z"),
+            ],
+        )
+        .await
+}
+
+/// Checks a Sigstore bundle (the JSON bytes) with `openssl` and nothing of Ferry's: a DSSE
+/// envelope whose signature over the PAE verifies with `public_pem`, whose in-toto statement
+/// names `digest` as its subject and has `predicate_type`.
+pub fn verify_bundle(
+    bundle: &[u8],
+    digest: &Digest,
+    predicate_type: &str,
+    public_pem: &str,
+) -> Result<(), String> {
+    let doc: serde_json::Value = serde_json::from_slice(bundle).map_err(|e| format!("not JSON: {e}"))?;
+    if doc["mediaType"] != BUNDLE_MEDIA_TYPE {
+        return Err(format!("media type {}", doc["mediaType"]));
+    }
+    let envelope = &doc["dsseEnvelope"];
+    let engine = base64::engine::general_purpose::STANDARD;
+    let payload =
+        engine.decode(envelope["payload"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+    let payload_type = envelope["payloadType"].as_str().unwrap_or_default();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+    if statement["predicateType"] != predicate_type {
+        return Err(format!("predicate type {}", statement["predicateType"]));
+    }
+    let names = statement["subject"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["digest"]["sha256"] == digest.hex()));
+    if !names {
+        return Err(format!("the statement does not name {digest}"));
+    }
+    let verified = envelope["signatures"].as_array().into_iter().flatten().any(|s| {
+        engine
+            .decode(s["sig"].as_str().unwrap_or_default())
+            .is_ok_and(|sig| openssl_verifies(public_pem, &pae(payload_type, &payload), &sig))
+    });
+    if verified { Ok(()) } else { Err("no signature verifies with the key".into()) }
+}

@@ -179,10 +179,17 @@ pub(crate) async fn replicate_command(args: ReplicateArgs, env: &Env) -> Result<
     let mut failed = false;
     for (digest, primary, mirror) in pairs {
         match replicate_artifacts(&copier, &primary, &mirror, digest, !args.confirm).await {
-            Ok(done) => rows.extend(done.into_iter().map(|(target, kind, r)| {
-                let child = if target == digest { String::new() } else { format!(" (child {target})") };
-                format!("{mirror}@{digest}{child} .{}: {r:?}", kind.suffix())
-            })),
+            Ok(done) => {
+                let child = |target: Digest| {
+                    if target == digest { String::new() } else { format!(" (child {target})") }
+                };
+                rows.extend(done.tags.into_iter().map(|(target, kind, r)| {
+                    format!("{mirror}@{digest}{} .{}: {r:?}", child(target), kind.suffix())
+                }));
+                rows.extend(done.referrers.into_iter().map(|(target, referrer, r)| {
+                    format!("{mirror}@{digest}{} referrer {referrer}: {r:?}", child(target))
+                }));
+            }
             Err(e) => {
                 failed = true;
                 rows.push(format!("{mirror}@{digest}: failed: {} ({})", e, e.class()));

@@ -24,16 +24,7 @@ impl Stage for Replicator {
     async fn handle(&self, message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
         let m = &message.body;
         let done = steps::replicate(&self.copier, m).await?;
-        let written = done
-            .iter()
-            .filter(|(_, _, r)| {
-                !matches!(
-                    r,
-                    ferry_trust::replicate::Replicated::NothingToCopy
-                        | ferry_trust::replicate::Replicated::AlreadyThere
-                )
-            })
-            .count();
+        let written = done.wrote();
         // The promotion's outcome at this mirror, in one line.
         ferry_runtime::metrics::metrics().promoted("mirror");
         tracing::info!(
@@ -41,7 +32,8 @@ impl Stage for Replicator {
             primary = %m.primary,
             destination = %m.mirror,
             digest = %m.digest,
-            artifacts = done.len(),
+            artifacts = done.tags.len(),
+            referrers = done.referrers.len(),
             written,
             "promoted to a mirror: copied, with the primary's signatures and attestation"
         );

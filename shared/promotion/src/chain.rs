@@ -50,12 +50,7 @@ pub struct DigestOutcome {
     pub primary: Option<Repository>,
     /// The source's own artifacts copied to the primary (trusted sources only), per digest (the
     /// image and each child) and kind.
-    pub from_source: Option<
-        Result<
-            Vec<(Digest, ferry_trust::cosign::ArtifactKind, ferry_trust::replicate::Replicated)>,
-            TrustError,
-        >,
-    >,
+    pub from_source: Option<Result<Replication, TrustError>>,
     pub signed: Option<Result<Signed, TrustError>>,
     pub attested: Option<Result<Appended, TrustError>>,
     /// Per mirror that holds the image: the primary's artifacts replicated there.

@@ -148,7 +148,7 @@ pub async fn copy<R: RegistryWrite>(copier: &Copier<R>, message: &CopyMessage, r
 pub struct SignStep {
     /// The source's own artifacts copied to the primary, for the digest and each child
     /// (trusted sources only).
-    pub from_source: Option<Result<Vec<(Digest, ArtifactKind, Replicated)>, TrustError>>,
+    pub from_source: Option<Result<Replication, TrustError>>,
     /// `None` without a signing key.
     pub signed: Option<Result<Signed, TrustError>>,
     /// Present when every part succeeded.
@@ -184,20 +184,7 @@ pub async fn sign<R: RegistryWrite>(
     let targets = sign::targets(copier.registry(), primary, promotion.digest).await?;
     let mut step = SignStep::default();
     if promotion.source_trusted {
-        let mut carried = Vec::new();
-        let mut result = Ok(());
-        'targets: for target in &targets {
-            for kind in ArtifactKind::ALL {
-                match replicate_artifact(copier, &promotion.source, primary, target, kind, false).await {
-                    Ok(done) => carried.push((*target, kind, done)),
-                    Err(error) => {
-                        result = Err(error);
-                        break 'targets;
-                    }
-                }
-            }
-        }
-        step.from_source = Some(result.map(|()| carried));
+        step.from_source = Some(carry(copier, &promotion.source, primary, &targets, false).await);
     }
     if step.error().is_none()
         && let Some(key) = key
@@ -271,8 +258,48 @@ pub async fn attest<R: RegistryWrite>(
     Ok(step)
 }
 
-/// What replicating to one mirror did, per digest (the image, then each child) and kind.
-pub type Replication = Vec<(Digest, ArtifactKind, Replicated)>;
+/// What carrying artifacts from one repository to another did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replication {
+    /// The cosign tags (`.sig`, `.att`, `.sbom`), per digest (the image, then each child) and
+    /// kind.
+    pub tags: Vec<(Digest, ArtifactKind, Replicated)>,
+    /// The OCI 1.1 referrers, per subject digest (the image, then each child) and referrer.
+    pub referrers: Vec<(Digest, Digest, Replicated)>,
+}
+
+impl Replication {
+    /// Whether anything was written (or would be, in a dry run).
+    pub fn wrote(&self) -> usize {
+        let writes = |r: &Replicated| !matches!(r, Replicated::NothingToCopy | Replicated::AlreadyThere);
+        self.tags.iter().filter(|(_, _, r)| writes(r)).count()
+            + self.referrers.iter().filter(|(_, _, r)| writes(r)).count()
+    }
+}
+
+/// Carries every cosign artifact tag and every referrer of each of `targets` (the image and its
+/// children) from `from` to `to`.
+async fn carry<R: RegistryWrite>(
+    copier: &Copier<R>,
+    from: &Repository,
+    to: &Repository,
+    targets: &[Digest],
+    dry_run: bool,
+) -> Result<Replication, TrustError> {
+    let mut done = Replication::default();
+    for target in targets {
+        for kind in ArtifactKind::ALL {
+            let replicated = replicate_artifact(copier, from, to, target, kind, dry_run).await?;
+            done.tags.push((*target, kind, replicated));
+        }
+        for (referrer, replicated) in
+            ferry_trust::referrers::carry(copier.registry(), from, to, target, dry_run).await?
+        {
+            done.referrers.push((*target, referrer, replicated));
+        }
+    }
+    Ok(done)
+}
 
 /// Copies the primary's artifacts of the digest and of every child of an index to the mirror,
 /// replacing an artifact tag only with a superset of its layers. The mirror must hold the image.
@@ -287,7 +314,7 @@ pub async fn replicate<R: RegistryWrite>(
     replicate_artifacts(copier, &message.primary, &message.mirror, message.digest, false).await
 }
 
-/// Replicates every artifact kind of `digest` and of each child (as `primary` holds them) from
+/// Replicates every artifact kind and every referrer of `digest` and of each child (as `primary` holds them) from
 /// `primary` to `mirror`. With `dry_run`, says what it would do and writes nothing.
 pub async fn replicate_artifacts<R: RegistryWrite>(
     copier: &Copier<R>,
@@ -297,14 +324,7 @@ pub async fn replicate_artifacts<R: RegistryWrite>(
     dry_run: bool,
 ) -> Result<Replication, PromotionError> {
     let targets = sign::targets(copier.registry(), primary, digest).await?;
-    let mut done = Vec::new();
-    for target in targets {
-        for kind in ArtifactKind::ALL {
-            let replicated = replicate_artifact(copier, primary, mirror, &target, kind, dry_run).await?;
-            done.push((target, kind, replicated));
-        }
-    }
-    Ok(done)
+    Ok(carry(copier, primary, mirror, &targets, dry_run).await?)
 }
 
 /// The verifier's report as it travels with the promotion.

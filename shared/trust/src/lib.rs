@@ -9,6 +9,8 @@
 //!   `.att` manifest), idempotent per predicate type.
 //! - [`replicate`]: copy `.sig`/`.att`/`.sbom` from the primary destination to mirrors, and
 //!   from trusted sources to destinations, replacing a tag only with a superset of its layers.
+//! - [`referrers`]: carry OCI 1.1 referrers (Sigstore bundles, SBOMs, any artifact) the same
+//!   ways, byte for byte, never dropping an entry of the target's referrers index.
 //!
 //! # Layout
 //! - [`cosign`]: the formats (tags, simple signing, artifact manifests, DSSE, in-toto).
@@ -23,6 +25,7 @@ pub mod cosign;
 mod error;
 pub mod keys;
 pub mod policy;
+pub mod referrers;
 pub mod replicate;
 pub mod sign;
 pub mod verify;

@@ -312,6 +312,12 @@ where
 async fn skopeo_push(to: &str, repo: &str, tag: &str, spec: &[ImageSpec]) -> Pushed {
     let scratch = RegistryServer::start().await;
     let pushed = Seeder::new(&scratch).index(repo, Some(tag), spec).await;
+    skopeo_copy(&scratch, to, repo, tag).await;
+    pushed
+}
+
+/// Copies `repo:tag` from `scratch` to `to` with skopeo (every platform, digests kept).
+async fn skopeo_copy(scratch: &RegistryServer, to: &str, repo: &str, tag: &str) {
     let skopeo = ferry_testkit::require_binary("skopeo", "skopeo");
     let out = tokio::process::Command::new(skopeo)
         .args([
@@ -328,7 +334,6 @@ async fn skopeo_push(to: &str, repo: &str, tag: &str, spec: &[ImageSpec]) -> Pus
         .await
         .unwrap();
     assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
-    pushed
 }
 
 async fn ferry(args: &[String]) -> (Option<i32>, String, String) {
@@ -347,9 +352,42 @@ fn two_platforms(seed: u64) -> Vec<ImageSpec> {
 /// 1. A push webhook promotes, signs, attests and replicates to two mirrors.
 pub(crate) async fn push_webhook(transport: Transport) {
     let h = Harness::start(transport, Options::default()).await;
+    // The build attached OCI referrers in staging before the tag was pushed: a bundle signature
+    // of the index and an SBOM of one child (the mirror rule trusts staging).
+    let scratch = RegistryServer::start().await;
     let pushed =
-        skopeo_push(&h.staging.host().to_string(), "demo/app", "1.0", &two_platforms(transport.seed(1)))
-            .await;
+        Seeder::new(&scratch).index("demo/app", Some("1.0"), &two_platforms(transport.seed(1))).await;
+    let stage = Seeder::new(&h.staging);
+    let build_key = ferry_testkit::cosign::TestKey::generate();
+    let bundle = ferry_testkit::cosign::bundle_referrer(
+        &stage,
+        "demo/app",
+        &pushed,
+        ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+        serde_json::json!({}),
+        &build_key,
+    )
+    .await;
+    let sbom = stage.referrer("demo/app", &pushed.children[1], "application/spdx+json", b"{}", &[]).await;
+    let build = crate::support::client(&[h.staging.host()], ferry_registry::Credentials::none());
+    for (referrer, subject) in [(&bundle, pushed.digest), (&sbom, pushed.children[1].digest)] {
+        let manifest = ferry_registry::RawManifest {
+            digest: referrer.digest,
+            media_type: referrer.media_type.into(),
+            bytes: referrer.bytes.clone().into(),
+        };
+        ferry_registry::RegistryWrite::put_referrer(&build, &h.staging.repository("demo/app"), &manifest)
+            .await
+            .unwrap();
+        assert_eq!(
+            ferry_registry::Registry::referrers(&build, &h.staging.repository("demo/app"), &subject, None)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    skopeo_copy(&scratch, &h.staging.host().to_string(), "demo/app", "1.0").await;
     wait_for("the push to be promoted everywhere", Duration::from_secs(60), || {
         h.fully_promoted("demo/app", "1.0", &pushed.digest)
     })
@@ -366,6 +404,35 @@ pub(crate) async fn push_webhook(transport: Transport) {
                 .unwrap_or_else(|e| panic!("{}: {e}", server.host()));
         }
     }
+    // The build's referrers arrived everywhere, byte for byte, listed under their subjects
+    // (the replicator carries them after the cosign tags, so wait for them too).
+    let referrers_everywhere = || async {
+        for server in [&h.prod, &h.mirrors[0], &h.mirrors[1]] {
+            let seeder = Seeder::new(server);
+            for (referrer, subject) in [(&bundle, pushed.digest), (&sbom, pushed.children[1].digest)] {
+                if seeder.get_manifest("demo/app", &referrer.digest.to_string()).await.as_deref()
+                    != Some(referrer.bytes.as_slice())
+                {
+                    return false;
+                }
+                let Some(index) = seeder.get_manifest("demo/app", &subject.tag_form()).await else {
+                    return false;
+                };
+                let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+                if !index["manifests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["digest"] == referrer.digest.to_string())
+                {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    wait_for("the build's referrers at prod and both mirrors", Duration::from_secs(30), referrers_everywhere)
+        .await;
     // One promotion attestation exists.
     let att: serde_json::Value = serde_json::from_slice(
         &prod.get_manifest("demo/app", &format!("{}.att", pushed.digest.tag_form())).await.unwrap(),

@@ -389,6 +389,52 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
     )
     .await;
     std::fs::write(dir.path().join("staging.pub"), staging_key.public_pem()).unwrap();
+    // And, as cosign v3 writes them, OCI referrers: a bundle signature and a bundle provenance
+    // of the index, an SBOM of the index, and an SBOM of one child. Built by the testkit.
+    let index_referrers = vec![
+        ferry_testkit::cosign::bundle_referrer(
+            &stage,
+            "demo/app",
+            &world.index,
+            ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+            serde_json::json!({}),
+            &staging_key,
+        )
+        .await,
+        ferry_testkit::cosign::bundle_referrer(
+            &stage,
+            "demo/app",
+            &world.index,
+            "https://slsa.dev/provenance/v1",
+            provenance_v1("https://github.com/acme/app"),
+            &staging_key,
+        )
+        .await,
+        stage
+            .referrer(
+                "demo/app",
+                &world.index,
+                "application/spdx+json",
+                b"{\"spdxVersion\":\"SPDX-2.3\"}",
+                &[],
+            )
+            .await,
+    ];
+    let child_sbom = stage
+        .referrer("demo/app", &world.index.children[0], "application/spdx+json", b"{\"child\":true}", &[])
+        .await;
+    // The build's own tag indexes, as cosign maintains them on a registry without the API.
+    let build = client(&world.hosts(), Credentials::none());
+    for referrer in index_referrers.iter().chain(std::iter::once(&child_sbom)) {
+        let manifest = ferry_registry::RawManifest {
+            digest: referrer.digest,
+            media_type: referrer.media_type.into(),
+            bytes: referrer.bytes.clone().into(),
+        };
+        ferry_registry::RegistryWrite::put_referrer(&build, &world.staging.repository("demo/app"), &manifest)
+            .await
+            .unwrap();
+    }
     // Ferry's key.
     let (_, public, private) = ferry_key();
     std::fs::write(dir.path().join("ferry.key"), &private).unwrap();
@@ -459,11 +505,61 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
                     artifact(&seeder, "demo/app", &world.index.digest, suffix).await.map(|a| a.0),
                 );
             }
+            all.insert(
+                format!("{name}.referrers"),
+                seeder.tag_digest("demo/app", &world.index.digest.tag_form()).await,
+            );
         }
         all
     };
     let first = snapshot().await;
     assert!(first.values().all(Option::is_some), "{first:?}");
+    // Every referrer arrived at prod and both mirrors, byte-identical, and listed in the
+    // subject's referrers index there.
+    for server in [&world.prod, &world.mirror, &mirror2] {
+        let seeder = Seeder::new(server);
+        for (subject, referrer) in index_referrers
+            .iter()
+            .map(|r| (&world.index.digest, r))
+            .chain(std::iter::once((&world.index.children[0].digest, &child_sbom)))
+        {
+            let bytes = seeder.get_manifest("demo/app", &referrer.digest.to_string()).await;
+            assert_eq!(
+                bytes.as_deref(),
+                Some(referrer.bytes.as_slice()),
+                "{}: {}",
+                server.host(),
+                referrer.digest
+            );
+            let index: Value =
+                serde_json::from_slice(&seeder.get_manifest("demo/app", &subject.tag_form()).await.unwrap())
+                    .unwrap();
+            assert!(
+                index["manifests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["digest"] == referrer.digest.to_string()),
+                "{}: {subject} lists {}",
+                server.host(),
+                referrer.digest
+            );
+        }
+        // The build's bundle signature still verifies there, with an independent check.
+        let bundle_manifest: Value = serde_json::from_slice(
+            &seeder.get_manifest("demo/app", &index_referrers[0].digest.to_string()).await.unwrap(),
+        )
+        .unwrap();
+        let bundle =
+            seeder.get_blob("demo/app", bundle_manifest["layers"][0]["digest"].as_str().unwrap()).await;
+        ferry_testkit::cosign::verify_bundle(
+            &bundle,
+            &world.index.digest,
+            ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+            &staging_key.public_pem(),
+        )
+        .unwrap();
+    }
     assert_eq!(first["prod.sig"], first["mirror.sig"]);
     assert_eq!(first["prod.att"], first["mirror2.att"]);
     let (_, att) = artifact(&Seeder::new(&world.prod), "demo/app", &world.index.digest, "att").await.unwrap();
@@ -526,6 +622,18 @@ async fn signatures_from_untrusted_sources_are_never_copied() {
         .await;
     sign_image(&hub, "rancher/hubonly", &image.digest, "docker.io/rancher/hubonly", &TestKey::generate())
         .await;
+    let sbom = hub.referrer("rancher/hubonly", &image, "application/spdx+json", b"{}", &[]).await;
+    ferry_registry::RegistryWrite::put_referrer(
+        &registry,
+        &world.mirror.repository("rancher/hubonly"),
+        &ferry_registry::RawManifest {
+            digest: sbom.digest,
+            media_type: sbom.media_type.into(),
+            bytes: sbom.bytes.clone().into(),
+        },
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("dockerToPrime.yaml"), "rancher/hubonly:\n  - v1.0.0\n").unwrap();
     std::fs::write(
@@ -552,4 +660,13 @@ async fn signatures_from_untrusted_sources_are_never_copied() {
     let (_, sig) =
         artifact(&Seeder::new(&world.prod), "rancher/hubonly", &image.digest, "sig").await.unwrap();
     assert_eq!(sig["layers"].as_array().unwrap().len(), 1, "only Ferry's own signature, not Docker Hub's");
+    let prod = world.prod.repository("rancher/hubonly");
+    assert!(
+        ferry_registry::Registry::referrers(&registry, &prod, &image.digest, None).await.unwrap().is_empty(),
+        "no referrer is taken from an untrusted source"
+    );
+    assert_eq!(
+        Seeder::new(&world.prod).get_manifest("rancher/hubonly", &sbom.digest.to_string()).await,
+        None
+    );
 }

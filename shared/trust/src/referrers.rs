@@ -1,0 +1,56 @@
+//! OCI 1.1 referrers carried with an image: a trusted source's referrers to the primary, and
+//! the primary's to each mirror. Signatures and attestations as Sigstore bundles (cosign v3),
+//! SBOMs, vulnerability reports, Notation signatures, artifact types Ferry does not know: each
+//! referrer manifest is copied byte for byte with its blobs, after its subject exists, and
+//! listed at the target by [`RegistryWrite::put_referrer`], which keeps every entry the target
+//! already lists.
+
+use ferry_model::{Digest, Repository, TagOrDigest};
+use ferry_registry::RegistryWrite;
+
+use crate::error::TrustError;
+use crate::replicate::Replicated;
+
+/// Carries every referrer of `subject` from `from` to `to`: one referrers lookup at each side,
+/// then, for each referrer `to` lacks, its blobs and manifest. With `dry_run`, says what it
+/// would do and writes nothing. Returns each referrer's digest and what was done.
+pub async fn carry<R: RegistryWrite>(
+    registry: &R,
+    from: &Repository,
+    to: &Repository,
+    subject: &Digest,
+    dry_run: bool,
+) -> Result<Vec<(Digest, Replicated)>, TrustError> {
+    let wanted = registry.referrers(from, subject, None).await?;
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let there: std::collections::BTreeSet<Digest> =
+        registry.referrers(to, subject, None).await?.into_iter().map(|r| r.digest).collect();
+    let mut done = Vec::with_capacity(wanted.len());
+    for referrer in wanted {
+        if there.contains(&referrer.digest) {
+            done.push((referrer.digest, Replicated::AlreadyThere));
+            continue;
+        }
+        let Some(manifest) = registry.get_manifest(from, &TagOrDigest::Digest(referrer.digest)).await? else {
+            // Listed, but gone (deleted after it was indexed): nothing to carry.
+            tracing::warn!(%from, %subject, referrer = %referrer.digest, "a listed referrer is missing; not carried");
+            done.push((referrer.digest, Replicated::NothingToCopy));
+            continue;
+        };
+        if dry_run {
+            done.push((referrer.digest, Replicated::Copied));
+            continue;
+        }
+        let content = manifest.content()?;
+        for blob in content.blobs() {
+            if !registry.blob_exists(to, &blob.digest).await? {
+                registry.transfer_blob(from, to, blob, None, None).await?;
+            }
+        }
+        registry.put_referrer(to, &manifest).await?;
+        done.push((referrer.digest, Replicated::Copied));
+    }
+    Ok(done)
+}
