@@ -391,7 +391,7 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
     std::fs::write(dir.path().join("staging.pub"), staging_key.public_pem()).unwrap();
     // And, as cosign v3 writes them, OCI referrers: a bundle signature and a bundle provenance
     // of the index, an SBOM of the index, and an SBOM of one child. Built by the testkit.
-    let index_referrers = vec![
+    let index_referrers = [
         ferry_testkit::cosign::bundle_referrer(
             &stage,
             "demo/app",
