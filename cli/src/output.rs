@@ -374,7 +374,12 @@ trait Said {
 
 impl Said for ferry_trust::sign::Signed {
     fn said(&self) -> String {
-        format!("{} signed, {} already signed by this key", self.signed.len(), self.already.len())
+        format!(
+            "{} signed, {} already signed by this key; {} bundle signature(s) written (cosign v3)",
+            self.signed.len(),
+            self.already.len(),
+            self.bundled.len()
+        )
     }
 }
 

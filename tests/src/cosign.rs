@@ -287,3 +287,31 @@ pub fn verify_bundle(
     });
     if verified { Ok(()) } else { Err("no signature verifies with the key".into()) }
 }
+
+/// The bundles listed in the `sha256-<hex>` referrers tag index of `subject` whose manifest
+/// names `predicate_type` (read with plain HTTP and JSON, nothing of Ferry's).
+pub async fn bundles_in_tag_index(
+    seeder: &Seeder,
+    repo: &str,
+    subject: &Digest,
+    predicate_type: &str,
+) -> Vec<Vec<u8>> {
+    let Some(index) = seeder.get_manifest(repo, &subject.tag_form()).await else { return Vec::new() };
+    let index: serde_json::Value = serde_json::from_slice(&index).expect("a referrers index");
+    let mut out = Vec::new();
+    for entry in index["manifests"].as_array().cloned().unwrap_or_default() {
+        let Some(digest) = entry["digest"].as_str() else { continue };
+        let Some(manifest) = seeder.get_manifest(repo, digest).await else { continue };
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("a manifest");
+        if manifest["artifactType"] != BUNDLE_MEDIA_TYPE
+            || manifest["annotations"]["dev.sigstore.bundle.predicateType"] != predicate_type
+            || manifest["subject"]["digest"] != subject.to_string()
+        {
+            continue;
+        }
+        if let Some(layer) = manifest["layers"][0]["digest"].as_str() {
+            out.push(seeder.get_blob(repo, layer).await);
+        }
+    }
+    out
+}

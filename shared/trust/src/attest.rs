@@ -159,8 +159,14 @@ pub async fn attest<R: RegistryWrite>(
             reason: "a promotion without destinations cannot be attested".into(),
         })?
         .repository;
+    // The bundle referrer (cosign v3's format) first: written once per key, whatever the
+    // `.att` holds.
+    let statement = serde_json::to_vec(&promotion.statement()).expect("a statement serialises");
+    let bundled =
+        crate::bundle::write(registry, key, primary, &promotion.digest, PROMOTION_PREDICATE_TYPE, &statement)
+            .await?;
     if has_predicate(registry, primary, &promotion.digest, PROMOTION_PREDICATE_TYPE).await? {
-        return Ok(Appended::Unchanged);
+        return Ok(bundled);
     }
     let envelope = envelope(key, &promotion.statement()).await?;
     let bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");

@@ -250,6 +250,8 @@ pub struct Statement {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
+    /// cosign v3's signature statements name no subject.
+    #[serde(default)]
     pub name: String,
     pub digest: BTreeMap<String, String>,
 }

@@ -158,6 +158,14 @@ pub fn first_verifying<'k>(
     keys.iter().find(|k| k.verifies(message, signature))
 }
 
+/// The hint a Sigstore bundle carries for a public key (`verificationMaterial.publicKey.hint`):
+/// base64 of the SHA-256 of the key's DER (SubjectPublicKeyInfo), as cosign v3 writes it.
+pub fn key_hint(public_pem: &str) -> Option<String> {
+    let body: String = public_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = crate::cosign::unb64(&body).ok()?;
+    Some(crate::cosign::b64(&Sha256::digest(&der)))
+}
+
 fn pem_encode(label: &str, der: &[u8]) -> String {
     let body = crate::cosign::b64(der);
     let lines: Vec<&str> =

@@ -21,6 +21,7 @@
 
 pub mod artifacts;
 pub mod attest;
+pub mod bundle;
 pub mod cosign;
 mod error;
 pub mod keys;

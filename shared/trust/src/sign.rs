@@ -20,6 +20,9 @@ pub struct Signed {
     pub signed: Vec<Digest>,
     /// Digests this key had already signed: nothing was written for them.
     pub already: Vec<Digest>,
+    /// Digests that got a Sigstore bundle signature referrer (cosign v3's format) now; the
+    /// others had one by this key already.
+    pub bundled: Vec<Digest>,
 }
 
 /// Signs `digest` in `repository` (the primary destination), and each child if it is an index.
@@ -69,6 +72,22 @@ pub async fn sign_targets<R: RegistryWrite>(
             outcome.signed.push(target);
         } else {
             outcome.already.push(target);
+        }
+        // The same signature as cosign v3 writes it: a bundle referrer. cosign v3 reads only
+        // bundles once any exist for a digest, so without it Ferry's signature would be
+        // invisible next to a builder's bundle.
+        let statement = crate::bundle::signature_statement(&target);
+        let bundled = crate::bundle::write(
+            registry,
+            key,
+            repository,
+            &target,
+            crate::bundle::COSIGN_SIGN_PREDICATE_TYPE,
+            &statement,
+        )
+        .await?;
+        if bundled == Appended::Written {
+            outcome.bundled.push(target);
         }
     }
     Ok(outcome)

@@ -433,6 +433,42 @@ pub(crate) async fn push_webhook(transport: Transport) {
     };
     wait_for("the build's referrers at prod and both mirrors", Duration::from_secs(30), referrers_everywhere)
         .await;
+    // Ferry's own signatures as bundles (cosign v3's format), for the index and each child,
+    // everywhere, checked with openssl.
+    let public = h.public_key();
+    let ferry_bundles_everywhere = || async {
+        for server in [&h.prod, &h.mirrors[0], &h.mirrors[1]] {
+            let seeder = Seeder::new(server);
+            for digest in std::iter::once(&pushed.digest).chain(pushed.children.iter().map(|c| &c.digest)) {
+                let found = ferry_testkit::cosign::bundles_in_tag_index(
+                    &seeder,
+                    "demo/app",
+                    digest,
+                    ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+                )
+                .await;
+                let verified = found.iter().any(|b| {
+                    ferry_testkit::cosign::verify_bundle(
+                        b,
+                        digest,
+                        ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+                        &public,
+                    )
+                    .is_ok()
+                });
+                if !verified {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    wait_for(
+        "Ferry's bundle signatures at prod and both mirrors",
+        Duration::from_secs(30),
+        ferry_bundles_everywhere,
+    )
+    .await;
     // One promotion attestation exists.
     let att: serde_json::Value = serde_json::from_slice(
         &prod.get_manifest("demo/app", &format!("{}.att", pushed.digest.tag_form())).await.unwrap(),

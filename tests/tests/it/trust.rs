@@ -545,6 +545,45 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
                 referrer.digest
             );
         }
+        // Ferry's own signature and promotion attestation as bundles too (cosign v3's format),
+        // for the index and each child, checked with openssl.
+        for digest in
+            std::iter::once(&world.index.digest).chain(world.index.children.iter().map(|c| &c.digest))
+        {
+            let found = ferry_testkit::cosign::bundles_in_tag_index(
+                &seeder,
+                "demo/app",
+                digest,
+                ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+            )
+            .await;
+            assert!(
+                found.iter().any(|b| ferry_testkit::cosign::verify_bundle(
+                    b,
+                    digest,
+                    ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+                    &public
+                )
+                .is_ok()),
+                "{}: Ferry's bundle signature of {digest}",
+                server.host()
+            );
+        }
+        let attestations = ferry_testkit::cosign::bundles_in_tag_index(
+            &seeder,
+            "demo/app",
+            &world.index.digest,
+            ferry_trust::cosign::PROMOTION_PREDICATE_TYPE,
+        )
+        .await;
+        assert_eq!(attestations.len(), 1, "{}: one promotion attestation bundle", server.host());
+        ferry_testkit::cosign::verify_bundle(
+            &attestations[0],
+            &world.index.digest,
+            ferry_trust::cosign::PROMOTION_PREDICATE_TYPE,
+            &public,
+        )
+        .unwrap();
         // The build's bundle signature still verifies there, with an independent check.
         let bundle_manifest: Value = serde_json::from_slice(
             &seeder.get_manifest("demo/app", &index_referrers[0].digest.to_string()).await.unwrap(),
