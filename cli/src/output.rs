@@ -450,13 +450,18 @@ fn digest_json(d: &DigestOutcome) -> DigestJson {
 }
 
 /// `ferry verify`'s report: one line per check.
-pub(crate) fn render_report(report: &Report, format: PromoteFormat) -> Result<String, CliError> {
+pub(crate) fn render_report(
+    report: &Report,
+    found: &[String],
+    format: PromoteFormat,
+) -> Result<String, CliError> {
     if let PromoteFormat::Json = format {
         let json = serde_json::json!({
             "source": report.source.to_string(),
             "digest": report.digest.to_string(),
             "passed": report.passed(),
             "checks": checks_json(report),
+            "found": found,
         });
         return serde_json::to_string_pretty(&json)
             .map(|s| s + "\n")
@@ -465,6 +470,12 @@ pub(crate) fn render_report(report: &Report, format: PromoteFormat) -> Result<St
     let mut out = format!("{}@{}\n", report.source, report.digest);
     for check in &report.checks {
         let _ = writeln!(out, "  {:<16} {:<5} {}", check.name, check.status, check.reason);
+    }
+    if !found.is_empty() {
+        let _ = writeln!(out, "found {} signed artifact(s):", found.len());
+        for line in found {
+            let _ = writeln!(out, "  {line}");
+        }
     }
     let _ = writeln!(out, "{}", if report.passed() { "verification passed" } else { "verification FAILED" });
     Ok(out)

@@ -12,7 +12,7 @@ use crate::cosign::{
 };
 use crate::keys::{SigningKey, VerificationKey, generate_key_pair};
 use crate::policy::{MissingReport, Requirement, Severity, SourcePolicy, VulnerabilityGate};
-use crate::verify::{Facts, FetchedLayer, Request, Status, decide};
+use crate::verify::{Facts, FetchedBundle, FetchedLayer, Request, Status, decide};
 
 struct Keys {
     staging: SigningKey,
@@ -94,8 +94,21 @@ fn trivy(severities: &[&str]) -> serde_json::Value {
     json!({"scanner": {"uri": "pkg:github/aquasecurity/trivy", "version": "0.50", "result": {"Results": [{"Target": "x", "Vulnerabilities": vulns}]}}})
 }
 
+/// A cosign v3 bundle referrer of `statement` about `subject`, signed with `key` (built by
+/// Ferry's bundle writer, then checked by the verifier: the formats must agree).
+async fn bundle_of(key: &SigningKey, statement: Vec<u8>, predicate: &str) -> FetchedBundle {
+    let bytes = crate::bundle::build(key, &statement).await.unwrap();
+    FetchedBundle { referrer: Digest::of(&bytes), predicate_type: Some(predicate.into()), bytes: Ok(bytes) }
+}
+
 fn base_facts() -> Facts {
-    Facts { manifest: Ok(vec![]), tag_now: None, signatures: Ok(None), attestations: Ok(None) }
+    Facts {
+        manifest: Ok(vec![]),
+        tag_now: None,
+        signatures: Ok(None),
+        attestations: Ok(None),
+        bundles: Ok(vec![]),
+    }
 }
 
 fn request() -> Request {
@@ -162,6 +175,32 @@ async fn decide_table() {
         d,
     )
     .await;
+
+    let sign_statement = |of: Digest| crate::bundle::signature_statement(&of);
+    let cosign_sign = crate::bundle::COSIGN_SIGN_PREDICATE_TYPE;
+    let b_sig_good = bundle_of(&k.staging, sign_statement(d), cosign_sign).await;
+    let b_sig_other_key = bundle_of(&k.other, sign_statement(d), cosign_sign).await;
+    let b_sig_other_digest = bundle_of(&k.staging, sign_statement(Digest::of(b"else")), cosign_sign).await;
+    let mut b_sig_tampered = b_sig_good.clone();
+    {
+        let mut doc: serde_json::Value = serde_json::from_slice(b_sig_good.bytes.as_ref().unwrap()).unwrap();
+        let payload =
+            String::from_utf8(sign_statement(d)).unwrap().replace(&d.hex(), &Digest::of(b"else").hex());
+        doc["dsseEnvelope"]["payload"] = json!(cosign::b64(payload.as_bytes()));
+        b_sig_tampered.bytes = Ok(serde_json::to_vec(&doc).unwrap());
+    }
+    let slsa_statement = |key_digest: Digest| {
+        serde_json::to_vec(&json!({
+            "_type": IN_TOTO_STATEMENT_V1,
+            "subject": [{"digest": {"sha256": key_digest.hex()}}],
+            "predicateType": SLSA_PROVENANCE_V1,
+            "predicate": slsa_v1(BUILDER, "https://github.com/acme/app"),
+        }))
+        .unwrap()
+    };
+    let b_prov_good = bundle_of(&k.staging, slsa_statement(d), SLSA_PROVENANCE_V1).await;
+    let b_prov_wrong_key = bundle_of(&k.other, slsa_statement(d), SLSA_PROVENANCE_V1).await;
+    let with_bundles = |bundles: Vec<FetchedBundle>| Facts { bundles: Ok(bundles), ..base_facts() };
 
     let signatures = |requirement| SourcePolicy {
         signatures: requirement,
@@ -301,6 +340,78 @@ async fn decide_table() {
             signatures(Requirement::IfPresent),
             "signature",
             Status::Fail,
+        ),
+        (
+            "bundle signature (cosign v3), right key",
+            request(),
+            with_bundles(vec![b_sig_good.clone()]),
+            signatures(Requirement::Required),
+            "signature",
+            Status::Pass,
+        ),
+        (
+            "bundle signature, wrong key, if-present: a present bundle must verify",
+            request(),
+            with_bundles(vec![b_sig_other_key.clone()]),
+            signatures(Requirement::IfPresent),
+            "signature",
+            Status::Fail,
+        ),
+        (
+            "bundle signature of another digest",
+            request(),
+            with_bundles(vec![b_sig_other_digest]),
+            signatures(Requirement::Required),
+            "signature",
+            Status::Fail,
+        ),
+        (
+            "bundle signature, tampered payload",
+            request(),
+            with_bundles(vec![b_sig_tampered]),
+            signatures(Requirement::Required),
+            "signature",
+            Status::Fail,
+        ),
+        (
+            "a wrong-key bundle beside a good .sig: one verifying signature is enough",
+            request(),
+            Facts { signatures: Ok(Some(vec![sig_good.clone()])), ..with_bundles(vec![b_sig_other_key]) },
+            signatures(Requirement::Required),
+            "signature",
+            Status::Pass,
+        ),
+        (
+            "unreadable referrers",
+            request(),
+            Facts { bundles: Err("HTTP 500".into()), ..base_facts() },
+            signatures(Requirement::IfPresent),
+            "signature",
+            Status::Fail,
+        ),
+        (
+            "bundle provenance",
+            request(),
+            with_bundles(vec![b_prov_good.clone(), b_sig_good.clone()]),
+            provenance(Requirement::Required),
+            "provenance",
+            Status::Pass,
+        ),
+        (
+            "bundle provenance, wrong key",
+            request(),
+            with_bundles(vec![b_prov_wrong_key]),
+            provenance(Requirement::IfPresent),
+            "provenance",
+            Status::Fail,
+        ),
+        (
+            "a signature bundle is not provenance",
+            request(),
+            with_bundles(vec![b_sig_good.clone()]),
+            provenance(Requirement::IfPresent),
+            "provenance",
+            Status::Warn,
         ),
         (
             "provenance v1",

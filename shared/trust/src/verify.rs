@@ -1,7 +1,10 @@
 //! The verifier: fetch facts about a source image, then decide check by check.
 //!
 //! [`gather`] does all the I/O: the source manifest (and every child of an index) read and
-//! hashed, the source tag resolved again, and the `.sig` and `.att` layers fetched.
+//! hashed, the source tag resolved again, the `.sig` and `.att` layers fetched, and the
+//! Sigstore bundles among the digest's OCI referrers (cosign v3) fetched. Signatures,
+//! provenance and vulnerability reports are checked in either format, with the same keys: a
+//! bundle's DSSE envelope is checked like an `.att` layer's.
 //! [`decide`] is pure: given the facts and the policy it returns a [`Report`] with one
 //! [`Check`] per concern, each pass, warn, fail or skip, with a reason.
 
@@ -9,6 +12,7 @@ use ferry_model::{Digest, Repository, Tag, TagOrDigest};
 use ferry_registry::Registry;
 
 use crate::artifacts::{self, Artifact};
+use crate::bundle;
 use crate::cosign::{
     self, ArtifactKind, COSIGN_VULN_V1, DSSE_MEDIA_TYPE, Envelope, IN_TOTO_PAYLOAD_TYPE,
     SIMPLE_SIGNING_MEDIA_TYPE, SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, SimpleSigning, Statement,
@@ -35,6 +39,17 @@ pub struct FetchedLayer {
     pub bytes: Result<Vec<u8>, String>,
 }
 
+/// One Sigstore bundle found among the digest's referrers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedBundle {
+    /// The referrer manifest's digest.
+    pub referrer: Digest,
+    /// The predicate type its manifest's annotation names, if any.
+    pub predicate_type: Option<String>,
+    /// The bundle JSON, or why it could not be read.
+    pub bytes: Result<Vec<u8>, String>,
+}
+
 /// Everything the decision needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Facts {
@@ -47,6 +62,9 @@ pub struct Facts {
     pub signatures: Result<Option<Vec<FetchedLayer>>, String>,
     /// The `.att` layers; `Ok(None)` when there is no `.att`.
     pub attestations: Result<Option<Vec<FetchedLayer>>, String>,
+    /// The Sigstore bundles among the digest's referrers (empty when the policy looks at no
+    /// artifact).
+    pub bundles: Result<Vec<FetchedBundle>, String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -124,6 +142,7 @@ pub async fn gather<R: Registry>(registry: &R, request: &Request, policy: &Sourc
                         tag_now: None,
                         signatures: Ok(None),
                         attestations: Ok(None),
+                        bundles: Ok(Vec::new()),
                     };
                 }
                 let mut children = Vec::new();
@@ -161,7 +180,118 @@ pub async fn gather<R: Registry>(registry: &R, request: &Request, policy: &Sourc
     } else {
         Ok(None)
     };
-    Facts { manifest, tag_now, signatures, attestations }
+    let bundles = if policy.signatures == Requirement::Off && !wants_attestations {
+        Ok(Vec::new())
+    } else {
+        fetch_bundles(registry, source, &request.digest).await
+    };
+    Facts { manifest, tag_now, signatures, attestations, bundles }
+}
+
+/// Every Sigstore bundle among the referrers of `digest`: one referrers lookup, then each
+/// bundle's manifest and layer.
+async fn fetch_bundles<R: Registry>(
+    registry: &R,
+    repository: &Repository,
+    digest: &Digest,
+) -> Result<Vec<FetchedBundle>, String> {
+    let referrers = registry.referrers(repository, digest, None).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for referrer in referrers {
+        if !referrer.artifact_type.as_deref().is_some_and(|t| bundle::BUNDLE_MEDIA_TYPES.contains(&t)) {
+            continue;
+        }
+        let bytes = bundle_bytes(registry, repository, &referrer.digest).await;
+        out.push(FetchedBundle {
+            referrer: referrer.digest,
+            predicate_type: referrer.annotations.get(bundle::PREDICATE_TYPE_ANNOTATION).cloned(),
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+async fn bundle_bytes<R: Registry>(
+    registry: &R,
+    repository: &Repository,
+    referrer: &Digest,
+) -> Result<Vec<u8>, String> {
+    let manifest = registry
+        .get_manifest(repository, &TagOrDigest::Digest(*referrer))
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("the referrer {referrer} is listed but missing"))?;
+    let content = manifest.content().map_err(|e| e.to_string())?;
+    let layer = content
+        .blobs()
+        .into_iter()
+        .find(|b| bundle::BUNDLE_MEDIA_TYPES.contains(&b.media_type.as_str()))
+        .ok_or_else(|| format!("the referrer {referrer} has no bundle layer"))?;
+    registry
+        .get_blob(repository, &layer.digest, 4 * 1024 * 1024)
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|b| b.to_vec())
+        .ok_or_else(|| format!("the bundle blob {} is missing", layer.digest))
+}
+
+/// Every signed artifact the facts hold, by format and location, for `ferry verify`.
+pub fn inventory(request: &Request, facts: &Facts) -> Vec<String> {
+    let mut out = Vec::new();
+    let tag = |kind: ArtifactKind| format!("{}:{}", request.source, kind.tag_for(&request.digest));
+    if let Ok(Some(layers)) = &facts.signatures {
+        for layer in layers {
+            out.push(format!("legacy signature ({}) in {}", layer.media_type, tag(ArtifactKind::Signature)));
+        }
+    }
+    if let Ok(Some(layers)) = &facts.attestations {
+        for layer in layers {
+            out.push(format!(
+                "legacy attestation ({}) in {}",
+                layer
+                    .annotations
+                    .get(cosign::PREDICATE_TYPE_ANNOTATION)
+                    .map(String::as_str)
+                    .unwrap_or("no predicate type"),
+                tag(ArtifactKind::Attestation)
+            ));
+        }
+    }
+    if let Ok(bundles) = &facts.bundles {
+        for b in bundles {
+            out.push(format!(
+                "Sigstore bundle ({}) as referrer {}@{}",
+                b.predicate_type.as_deref().unwrap_or("no predicate type"),
+                request.source,
+                b.referrer
+            ));
+        }
+    }
+    out
+}
+
+/// The bundles as DSSE layers, so that one check verifies both formats. A bundle that cannot be
+/// read or holds no envelope becomes a layer whose bytes say why.
+fn bundle_layers(facts: &Facts) -> Vec<(FetchedLayer, String)> {
+    let Ok(bundles) = &facts.bundles else { return Vec::new() };
+    bundles
+        .iter()
+        .map(|b| {
+            let bytes = b.bytes.clone().and_then(|bytes| {
+                let parsed = bundle::Bundle::parse(&bytes)?;
+                let envelope = parsed.envelope.ok_or("the bundle holds no DSSE envelope")?;
+                Ok(serde_json::to_vec(&envelope).expect("an envelope serialises"))
+            });
+            let mut annotations = std::collections::BTreeMap::new();
+            if let Some(p) = &b.predicate_type {
+                annotations.insert(cosign::PREDICATE_TYPE_ANNOTATION.to_owned(), p.clone());
+            }
+            (
+                FetchedLayer { media_type: DSSE_MEDIA_TYPE.to_owned(), annotations, bytes },
+                format!("bundle referrer {}", b.referrer),
+            )
+        })
+        .collect()
 }
 
 async fn fetch_layers<R: Registry>(
@@ -256,18 +386,41 @@ fn signature(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
     }
     let layers = match &facts.signatures {
         Err(e) => return check(NAME, Status::Fail, format!("cannot read the signatures: {e}")),
-        Ok(None) => return absent(NAME, policy.signatures, "signature"),
+        Ok(None) => &Vec::new(),
         Ok(Some(layers)) => layers,
     };
+    if let Err(e) = &facts.bundles {
+        return check(NAME, Status::Fail, format!("cannot read the referrers: {e}"));
+    }
     let mut problems = Vec::new();
     for layer in layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE) {
         match verify_simple_signing(request, layer, policy) {
-            Ok(label) => return check(NAME, Status::Pass, format!("signed with {label}")),
-            Err(problem) => problems.push(problem),
+            Ok(label) => return check(NAME, Status::Pass, format!("signed with {label} (.sig)")),
+            Err(problem) => problems.push(format!(".sig: {problem}")),
+        }
+    }
+    // cosign v3 signatures: bundles of a `https://sigstore.dev/cosign/sign/v1` statement.
+    for (layer, origin) in bundle_layers(facts) {
+        let named = layer.annotations.get(cosign::PREDICATE_TYPE_ANNOTATION).cloned();
+        let claimed = claimed_predicate(&layer);
+        if named.or(claimed).is_some_and(|p| p != bundle::COSIGN_SIGN_PREDICATE_TYPE) {
+            continue;
+        }
+        match verified_statement(&layer, &request.digest, &policy.signature_keys) {
+            Ok((statement, label)) if statement.predicate_type == bundle::COSIGN_SIGN_PREDICATE_TYPE => {
+                let note = if policy.identity.is_some() {
+                    "; a bundle names no docker-reference, so `identity` does not apply"
+                } else {
+                    ""
+                };
+                return check(NAME, Status::Pass, format!("signed with {label} ({origin}){note}"));
+            }
+            Ok(_) => {}
+            Err(problem) => problems.push(format!("{origin}: {problem}")),
         }
     }
     if problems.is_empty() {
-        return absent(NAME, policy.signatures, "simple-signing layer");
+        return absent(NAME, policy.signatures, "signature (.sig or bundle)");
     }
     check(NAME, Status::Fail, format!("a signature is present but none verifies: {}", problems.join("; ")))
 }
@@ -330,21 +483,36 @@ fn verified_statement(
     Ok((statement, key.label.clone()))
 }
 
-fn attestation_layers<'a>(
-    facts: &'a Facts,
+/// The DSSE layers of the `.att` and the bundles that may hold one of `predicate_types`, each
+/// with where it came from.
+fn attestation_layers(
+    facts: &Facts,
     predicate_types: &[&str],
-) -> Result<Option<Vec<&'a FetchedLayer>>, String> {
-    let Some(layers) = facts.attestations.as_ref().map_err(Clone::clone)? else { return Ok(None) };
-    let matching: Vec<&FetchedLayer> = layers
-        .iter()
-        .filter(|l| l.media_type == DSSE_MEDIA_TYPE)
-        .filter(|l| {
+) -> Result<Option<Vec<(FetchedLayer, String)>>, String> {
+    let legacy = facts.attestations.as_ref().map_err(Clone::clone)?.clone().unwrap_or_default();
+    facts.bundles.as_ref().map_err(|e| format!("cannot read the referrers: {e}"))?;
+    let matching: Vec<(FetchedLayer, String)> = legacy
+        .into_iter()
+        .map(|l| (l, ".att".to_owned()))
+        .chain(bundle_layers(facts))
+        .filter(|(l, _)| l.media_type == DSSE_MEDIA_TYPE)
+        .filter(|(l, _)| {
             l.annotations
                 .get(cosign::PREDICATE_TYPE_ANNOTATION)
                 .is_none_or(|t| predicate_types.contains(&t.as_str()))
+                && claimed_predicate(l).is_none_or(|t| predicate_types.contains(&t.as_str()))
         })
         .collect();
     Ok((!matching.is_empty()).then_some(matching))
+}
+
+/// The predicate type a DSSE layer's statement claims, read before any signature is checked
+/// (only to sort statements; nothing is trusted before verification).
+fn claimed_predicate(layer: &FetchedLayer) -> Option<String> {
+    let envelope: Envelope = serde_json::from_slice(layer.bytes.as_ref().ok()?).ok()?;
+    let payload = envelope.payload_bytes().ok()?;
+    let statement: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    statement["predicateType"].as_str().map(str::to_owned)
 }
 
 fn provenance(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
@@ -358,11 +526,11 @@ fn provenance(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check 
         Ok(Some(layers)) => layers,
     };
     let mut problems = Vec::new();
-    for layer in layers {
+    for (layer, origin) in &layers {
         let (statement, key) = match verified_statement(layer, &request.digest, &policy.provenance_keys) {
             Ok(found) => found,
             Err(problem) => {
-                problems.push(problem);
+                problems.push(format!("{origin}: {problem}"));
                 continue;
             }
         };
@@ -387,7 +555,7 @@ fn provenance(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check 
             NAME,
             Status::Pass,
             format!(
-                "{} signed with {key}, built by {} from {}",
+                "{} signed with {key} ({origin}), built by {} from {}",
                 statement.predicate_type,
                 builder.as_deref().unwrap_or("(unnamed builder)"),
                 repository.as_deref().unwrap_or("(unnamed source)")
@@ -436,7 +604,7 @@ fn vulnerabilities(request: &Request, facts: &Facts, policy: &SourcePolicy) -> C
         Ok(Some(layers)) => layers,
     };
     let mut problems = Vec::new();
-    for layer in layers {
+    for (layer, origin) in &layers {
         match verified_statement(layer, &request.digest, &gate.keys) {
             Ok((statement, key)) if statement.predicate_type == COSIGN_VULN_V1 => {
                 let findings = findings(&statement.predicate["scanner"]["result"]);
@@ -447,7 +615,7 @@ fn vulnerabilities(request: &Request, facts: &Facts, policy: &SourcePolicy) -> C
                         NAME,
                         Status::Pass,
                         format!(
-                            "{} findings, none at or above {:?} (report signed with {key})",
+                            "{} findings, none at or above {:?} (report signed with {key}, {origin})",
                             findings.len(),
                             gate.block_at
                         ),
@@ -468,7 +636,7 @@ fn vulnerabilities(request: &Request, facts: &Facts, policy: &SourcePolicy) -> C
                 };
             }
             Ok(_) => {}
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push(format!("{origin}: {problem}")),
         }
     }
     if problems.is_empty() {

@@ -709,3 +709,99 @@ async fn signatures_from_untrusted_sources_are_never_copied() {
         None
     );
 }
+
+/// cosign v3 signatures (bundle referrers only, no `.sig`) are verified with the policy's keys:
+/// the right key passes and `ferry verify` lists the bundle; a bundle signed with another key
+/// fails, and `promote --confirm` copies that image nowhere.
+#[tokio::test]
+async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let staging_key = TestKey::generate();
+    let ok =
+        stage.image("demo/v3ok", Some("1.0"), &ferry_testkit::seed::ImageSpec::small("amd64", 901, 1)).await;
+    let bad =
+        stage.image("demo/v3bad", Some("1.0"), &ferry_testkit::seed::ImageSpec::small("amd64", 902, 1)).await;
+    let build = client(&world.hosts(), Credentials::none());
+    for (repo, image, key) in [("demo/v3ok", &ok, &staging_key), ("demo/v3bad", &bad, &TestKey::generate())] {
+        let referrer = ferry_testkit::cosign::bundle_referrer(
+            &stage,
+            repo,
+            image,
+            ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+            serde_json::json!({}),
+            key,
+        )
+        .await;
+        let manifest = ferry_registry::RawManifest {
+            digest: referrer.digest,
+            media_type: referrer.media_type.into(),
+            bytes: referrer.bytes.clone().into(),
+        };
+        ferry_registry::RegistryWrite::put_referrer(&build, &world.staging.repository(repo), &manifest)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("staging.pub"), staging_key.public_pem()).unwrap();
+    let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n    signatures: required\n    keys: [staging.pub]\n",
+            hosts.join(", "),
+            world.staging.host()
+        ),
+    )
+    .unwrap();
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::ferry_bin())
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) =
+        ferry(&["verify", &format!("{}/demo/v3ok@{}", world.staging.host(), ok.digest)]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("signed with staging.pub (bundle referrer sha256:"), "{stdout}");
+    assert!(stdout.contains("Sigstore bundle (https://sigstore.dev/cosign/sign/v1) as referrer"), "{stdout}");
+
+    let (code, stdout, stderr) =
+        ferry(&["verify", &format!("{}/demo/v3bad@{}", world.staging.host(), bad.digest)]);
+    assert_eq!(code, Some(7), "{stdout}{stderr}");
+    assert!(stdout.contains("a signature is present but none verifies"), "{stdout}");
+
+    let manifests = dir.path().join("manifests");
+    ferry_testkit::write_thin_manifest(
+        &manifests,
+        "v3",
+        &world.staging.host(),
+        &[world.prod.host(), world.mirror.host()],
+        &format!(
+            "- name: demo/v3ok\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: demo/v3bad\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+            ok.digest, bad.digest
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ferry(&[
+        "promote",
+        "--confirm",
+        "--thin-manifest-dir",
+        manifests.to_str().unwrap(),
+        "--progress",
+        "never",
+    ]);
+    assert_eq!(code, Some(6), "{stdout}{stderr}");
+    let prod = Seeder::new(&world.prod);
+    assert_eq!(prod.tag_digest("demo/v3ok", "1.0").await, Some(ok.digest), "the verified image is promoted");
+    assert_eq!(prod.tag_digest("demo/v3bad", "1.0").await, None, "the wrong-key image is copied nowhere");
+    assert_eq!(Seeder::new(&world.mirror).tag_digest("demo/v3bad", "1.0").await, None);
+}
