@@ -11,6 +11,11 @@
 //! promoted digest come from one read of its manifest at the primary. When nothing is missing a
 //! reconcile costs the plan's one manifest request per edge, one manifest read per promoted
 //! digest, and one listing per repository.
+//!
+//! OCI referrers (cosign v3 bundles, SBOMs, ...) are compared too: a mirror lacking a referrer
+//! the primary lists for the digest or a child is incomplete, and a replicate message carries
+//! it. On a registry that keeps referrers in `sha256-<hex>` tags, the tag listing already says
+//! which digests have any, so only those are looked up.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,6 +40,8 @@ const KINDS: [&str; 3] = ["sig", "att", "sbom"];
 pub struct Holdings {
     tags: BTreeMap<Repository, Result<BTreeSet<String>, String>>,
     children: BTreeMap<(Repository, Digest), Result<Vec<Digest>, String>>,
+    /// The referrers each destination lists for a digest (the image or a child).
+    referrers: BTreeMap<(Repository, Digest), Result<BTreeSet<Digest>, String>>,
 }
 
 impl Holdings {
@@ -81,7 +88,76 @@ impl Holdings {
                 .buffer_unordered(concurrency.max(1))
                 .collect()
                 .await;
-        Self { tags: listed.into_iter().collect(), children: children.into_iter().collect() }
+        let mut holdings = Self {
+            tags: listed.into_iter().collect(),
+            children: children.into_iter().collect(),
+            ..Self::default()
+        };
+        // The referrers of every target at every destination that holds the image.
+        let mut wanted: BTreeSet<(Repository, Digest)> = BTreeSet::new();
+        for ((_, digest), group) in groups(plan) {
+            let Some(primary) = group.primary() else { continue };
+            let Ok(targets) = holdings.targets(&primary.repository, digest) else { continue };
+            for destination in group.destinations.iter().filter(|d| !group.pending.contains(&d.repository)) {
+                for target in &targets {
+                    wanted.insert((destination.repository.clone(), *target));
+                }
+            }
+        }
+        let holdings_ref = &holdings;
+        let looked_up: Vec<((Repository, Digest), Result<BTreeSet<Digest>, String>)> =
+            futures_util::stream::iter(wanted)
+                .map(|(repository, target)| async move {
+                    // The tag schema: no `sha256-<hex>` tag, no referrers; no request.
+                    let untagged = registry.referrers_mode(repository.host())
+                        == Some(ferry_registry::ReferrersMode::TagSchema)
+                        && holdings_ref
+                            .listing(&repository)
+                            .is_ok_and(|held| !held.contains(&target.tag_form()));
+                    let listed = if untagged {
+                        Ok(BTreeSet::new())
+                    } else {
+                        registry
+                            .referrers(&repository, &target, None)
+                            .await
+                            .map(|list| list.into_iter().map(|r| r.digest).collect())
+                            .map_err(|e| e.to_string())
+                    };
+                    ((repository, target), listed)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        holdings.referrers = looked_up.into_iter().collect();
+        holdings
+    }
+
+    /// Records the referrers `repository` lists for `digest`.
+    pub fn insert_referrers(
+        &mut self,
+        repository: Repository,
+        digest: Digest,
+        referrers: Result<BTreeSet<Digest>, String>,
+    ) {
+        self.referrers.insert((repository, digest), referrers);
+    }
+
+    /// The referrers `repository` lists for each of `targets`, as `(subject, referrer)` pairs;
+    /// nothing for a pair that was not looked up.
+    fn referrers_of(
+        &self,
+        repository: &Repository,
+        targets: &[Digest],
+    ) -> Result<BTreeSet<(Digest, Digest)>, String> {
+        let mut out = BTreeSet::new();
+        for target in targets {
+            match self.referrers.get(&(repository.clone(), *target)) {
+                Some(Ok(list)) => out.extend(list.iter().map(|r| (*target, *r))),
+                Some(Err(reason)) => return Err(reason.clone()),
+                None => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Records a repository's tags (tests, and callers that listed them already).
@@ -266,12 +342,27 @@ pub fn reconcile(
                     Ok(targets) => holdings.has_all(&d.repository, &artifact_tags(targets, "sig")),
                     Err(reason) => Held::Unknown(reason.clone()),
                 };
-                let missing = match (&primary_artifacts, holdings.listing(&d.repository)) {
+                let mut missing: Vec<String> = match (&primary_artifacts, holdings.listing(&d.repository)) {
                     (Ok(wanted), Ok(held)) if !d.primary && copied == Held::Yes => {
                         wanted.iter().filter(|t| !held.contains(*t)).cloned().collect()
                     }
                     _ => Vec::new(),
                 };
+                // Referrers the primary lists and this mirror does not.
+                if let (Some(p), Ok(targets)) = (primary, &targets)
+                    && !d.primary
+                    && copied == Held::Yes
+                    && let (Ok(at_primary), Ok(here)) = (
+                        holdings.referrers_of(&p.repository, targets),
+                        holdings.referrers_of(&d.repository, targets),
+                    )
+                {
+                    missing.extend(
+                        at_primary
+                            .difference(&here)
+                            .map(|(subject, referrer)| format!("referrer {referrer} of {subject}")),
+                    );
+                }
                 DestinationStatus {
                     repository: d.repository.clone(),
                     primary: d.primary,

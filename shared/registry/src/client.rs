@@ -51,6 +51,12 @@ pub trait Registry: Send + Sync {
         artifact_type: Option<&str>,
     ) -> impl Future<Output = Result<Vec<Referrer>, RegistryError>> + Send;
 
+    /// How `host` keeps referrers, once this client has found out (`None` before).
+    fn referrers_mode(&self, host: &ferry_model::Host) -> Option<ReferrersMode> {
+        let _ = host;
+        None
+    }
+
     /// A small blob (a signature payload, an attestation envelope), at most `limit` bytes,
     /// checked against its digest; `None` if it does not exist.
     fn get_blob(
@@ -71,6 +77,8 @@ pub struct OciRegistry {
     referrers_modes: Arc<std::sync::Mutex<std::collections::HashMap<ferry_model::Host, ReferrersMode>>>,
     /// Tag-index updates in this process run one at a time (a read-merge-write cycle).
     pub(crate) tag_index_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held while a host's referrers support is being found out.
+    probe_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 const PAGE_SIZE: usize = 1000;
@@ -83,6 +91,7 @@ impl OciRegistry {
             page_size: PAGE_SIZE,
             referrers_modes: Arc::default(),
             tag_index_lock: Arc::default(),
+            probe_lock: Arc::default(),
         })
     }
 
@@ -240,7 +249,18 @@ impl Registry for OciRegistry {
         digest: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, RegistryError> {
-        let mut list = match self.referrers_mode(repository.host()) {
+        // The first lookup on a host finds out how it keeps referrers; lookups that arrive
+        // meanwhile wait for the answer rather than ask too.
+        let mut mode = self.referrers_mode(repository.host());
+        let _probing = match mode {
+            Some(_) => None,
+            None => {
+                let guard = self.probe_lock.lock().await;
+                mode = self.referrers_mode(repository.host());
+                Some(guard)
+            }
+        };
+        let mut list = match mode {
             Some(ReferrersMode::TagSchema) => self.tag_index(repository, digest).await?.entries(),
             _ => match self.referrers_api(repository, digest, artifact_type).await? {
                 Some(list) => {
@@ -259,6 +279,10 @@ impl Registry for OciRegistry {
             list.retain(|r| r.artifact_type.as_deref() == Some(wanted));
         }
         Ok(list)
+    }
+
+    fn referrers_mode(&self, host: &ferry_model::Host) -> Option<ReferrersMode> {
+        self.referrers_modes.lock().unwrap_or_else(|p| p.into_inner()).get(host).copied()
     }
 
     async fn list_repositories(&self, under: &RegistryPath) -> Result<Vec<Repository>, RegistryError> {
@@ -321,11 +345,6 @@ impl TagIndex {
 }
 
 impl OciRegistry {
-    /// How `host` keeps referrers, once Ferry has found out.
-    pub fn referrers_mode(&self, host: &ferry_model::Host) -> Option<ReferrersMode> {
-        self.referrers_modes.lock().unwrap_or_else(|p| p.into_inner()).get(host).copied()
-    }
-
     pub(crate) fn remember(&self, host: &ferry_model::Host, mode: ReferrersMode) {
         self.referrers_modes.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone(), mode);
     }

@@ -266,6 +266,15 @@ impl Harness {
                     return false;
                 }
             }
+            // Every referrer prod lists (Ferry's bundles among them) for the digest and each
+            // child is listed at the mirror too: the replicator carries them after the tags.
+            for target in std::iter::once(digest).chain(children.iter()) {
+                let at_prod = referrer_digests(&prod, repo, target).await;
+                let here = referrer_digests(&m, repo, target).await;
+                if !at_prod.iter().all(|d| here.contains(d)) {
+                    return false;
+                }
+            }
         }
         true
     }
@@ -286,6 +295,16 @@ impl Harness {
     pub(crate) fn public_key(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("ferry.pub")).unwrap()
     }
+}
+
+/// The digests the `sha256-<hex>` referrers tag index of `subject` lists (read by hand).
+async fn referrer_digests(seeder: &Seeder, repo: &str, subject: &Digest) -> Vec<String> {
+    let Some(bytes) = seeder.get_manifest(repo, &subject.tag_form()).await else { return Vec::new() };
+    let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    index["manifests"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|e| e["digest"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F)
@@ -839,12 +858,19 @@ pub(crate) async fn reconcile(transport: Transport) {
     assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 0 replicate"), "{stdout}");
     tokio::time::sleep(Duration::from_millis(500)).await; // the registry writes its log after answering
     let requests: Vec<_> = h.prod.access_log().into_iter().skip(before).collect();
-    let manifests_read = requests.iter().filter(|l| l.path.contains("/manifests/")).count();
+    let manifests_read = requests
+        .iter()
+        .filter(|l| l.path.contains("/manifests/") && !l.path.contains("/manifests/sha256-"))
+        .count();
     let listings = requests.iter().filter(|l| l.path.contains("/tags/list")).count();
+    let referrers_api = requests.iter().filter(|l| l.path.contains("/referrers/")).count();
+    let referrers_tags = requests.iter().filter(|l| l.path.contains("/manifests/sha256-")).count();
     assert_eq!(
-        (manifests_read, listings),
-        (2, 1),
-        "one manifest request per edge, one read of the index for its children, one listing: {requests:?}"
+        (manifests_read, listings, referrers_api, referrers_tags),
+        (2, 1, 1, 3),
+        "one manifest request per edge, one read of the index for its children, one listing, one probe \
+         of the referrers API (distribution has none), and one referrers tag index read per digest that \
+         has one (the index and its two children carry Ferry's bundles): {requests:?}"
     );
 
     // A mirror loses the signature of one child (the per-platform pull there would find none):
@@ -894,9 +920,13 @@ pub(crate) async fn mirror_rule_repair(transport: Transport) {
         }
         args
     };
-    let (code, stdout, stderr) = ferry(&status(Some(&at_mirror))).await;
-    assert_eq!(code, Some(0), "complete: {stdout}{stderr}");
-    assert!(stdout.contains("1 promotion(s): 1 complete, 0 incomplete"), "{stdout}{stderr}");
+    // The replicator carries the referrers (Ferry's bundles among them) after the tags
+    // `fully_promoted` looks at: status says complete once they are there too.
+    wait_for("status to say complete", Duration::from_secs(30), || async {
+        let (code, stdout, _) = ferry(&status(Some(&at_mirror))).await;
+        code == Some(0) && stdout.contains("1 promotion(s): 1 complete, 0 incomplete")
+    })
+    .await;
 
     let mirror = Seeder::new(&h.mirrors[0]);
     let sig = format!("{}.sig", pushed.digest.tag_form());
@@ -922,6 +952,43 @@ pub(crate) async fn mirror_rule_repair(transport: Transport) {
         .unwrap();
     let (code, stdout, stderr) = ferry(&status(None)).await;
     assert_eq!(code, Some(0), "complete again: {stdout}{stderr}");
+
+    // The other mirror loses its referrers index of the image (Ferry's bundle signature and
+    // attestation): status names the missing referrers, and reconcile carries them again.
+    let other = Seeder::new(&h.mirrors[1]);
+    let index_tag = pushed.digest.tag_form();
+    let empty = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []
+    }))
+    .unwrap();
+    other.manifest("demo/ruled", &index_tag, "application/vnd.oci.image.index.v1+json", &empty).await;
+    let (code, stdout, stderr) = ferry(&status(None)).await;
+    assert_eq!(code, Some(5), "incomplete: {stdout}{stderr}");
+    assert!(stdout.contains("lacks referrer sha256:"), "{stdout}");
+    let (code, stdout, stderr) = ferry(&reconcile).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 1 replicate"), "{stdout}{stderr}");
+    wait_for("the referrers to be carried again", Duration::from_secs(60), || async {
+        ferry(&status(None)).await.0 == Some(0)
+    })
+    .await;
+    let found = ferry_testkit::cosign::bundles_in_tag_index(
+        &other,
+        "demo/ruled",
+        &pushed.digest,
+        ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+    )
+    .await;
+    assert!(
+        found.iter().any(|b| ferry_testkit::cosign::verify_bundle(
+            b,
+            &pushed.digest,
+            ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+            &h.public_key()
+        )
+        .is_ok()),
+        "Ferry's bundle signature is back at the mirror"
+    );
     h.stop().await;
 }
 
