@@ -39,6 +39,7 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
     let signer = ferry_signer::Signer {
         copier: Copier::new(registry.clone(), CopyOptions::default()),
         key: key().await?,
+        policy: context.config.trust.clone(),
     };
     let attester = ferry_attester::Attester { registry: registry.clone(), key: key().await? };
     let verifier =

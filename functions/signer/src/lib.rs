@@ -17,19 +17,25 @@ use ferry_trust::keys::SigningKey;
 pub struct Signer {
     pub copier: Copier<OciRegistry>,
     pub key: Option<SigningKey>,
+    /// Which referrers each source may send along (`trust.sources[].referrer-types`).
+    pub policy: ferry_trust::policy::TrustPolicy,
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Signer> {
     let key = ferry_trust::keys::load(context.config.signing.as_ref(), context.env.cosign_password.as_ref())
         .await?;
-    Ok(Signer { copier: Copier::new(registry(&context)?, CopyOptions::default()), key })
+    Ok(Signer {
+        copier: Copier::new(registry(&context)?, CopyOptions::default()),
+        key,
+        policy: context.config.trust.clone(),
+    })
 }
 
 impl Stage for Signer {
     type Message = SignMessage;
 
     async fn handle(&self, message: Envelope<SignMessage>) -> Result<Vec<Outgoing>, StageError> {
-        let step = steps::sign(&self.copier, self.key.as_ref(), &message.body).await?;
+        let step = steps::sign(&self.copier, self.key.as_ref(), &self.policy, &message.body).await?;
         if let Some(error) = step.error() {
             return Err(error.into());
         }

@@ -29,6 +29,9 @@
 //!       block-at: high                    # low | medium | high | critical
 //!       missing: warn                     # allow | warn | deny
 //!       keys: [scanner.pub]
+//!     referrer-types:                     # which OCI referrers travel along (default: all)
+//!       allow: []
+//!       deny: ["application/vnd.example.internal-report+json"]
 //! pipeline:                               # the event pipeline (ferry run, workers, Lambda)
 //!   registries: ["staging.example"]       # hosts events may name; others are ignored (SSRF guard)
 //!   github-repository: acme/k8s.io        # webhooks from other repositories are ignored
@@ -85,7 +88,7 @@ use ferry_registry::auth::default_files;
 use ferry_registry::{CredentialSources, Credentials, LimiterConfig, RetryPolicy, Secret, TransportConfig};
 use ferry_trust::keys::VerificationKey;
 use ferry_trust::policy::{
-    MissingReport, Requirement, Severity, SourcePolicy, TrustPolicy, VulnerabilityGate,
+    MissingReport, ReferrerFilter, Requirement, Severity, SourcePolicy, TrustPolicy, VulnerabilityGate,
 };
 use serde::Deserialize;
 use thiserror::Error;
@@ -304,6 +307,17 @@ struct SourceYaml {
     source_repository: Option<Spanned<String>>,
     #[serde(default)]
     vulnerabilities: Option<VulnerabilitiesYaml>,
+    #[serde(default)]
+    referrer_types: Option<ReferrerTypesYaml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ReferrerTypesYaml {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -590,6 +604,11 @@ fn source_policy(
                 keys: keys(&v.keys, "trust.sources.vulnerabilities.keys")?,
             }),
         },
+        referrer_types: source
+            .referrer_types
+            .as_ref()
+            .map(|r| ReferrerFilter { allow: r.allow.clone(), deny: r.deny.clone() })
+            .unwrap_or_default(),
     };
     if policy.signatures != Requirement::Off && policy.signature_keys.is_empty() {
         return Err(field(
@@ -703,6 +722,7 @@ mod tests {
         assert!(source.identity.is_some() && source.source_repository.is_some());
         assert_eq!((source.signature_keys.len(), source.provenance_keys.len()), (1, 1));
         assert!(source.vulnerabilities.as_ref().is_some_and(|v| v.keys.len() == 1));
+        assert_eq!(source.referrer_types.deny.len(), 1);
         let pipeline = &config.pipeline;
         assert_eq!(pipeline.registries.len(), 1);
         assert_eq!(pipeline.github_repository.as_deref(), Some("acme/k8s.io"));
@@ -740,6 +760,9 @@ mod tests {
             "manifests:",
             "images-lists:",
             "charts-sync:",
+            "referrer-types:",
+            "allow:",
+            "deny:",
             "mirror-rules:",
             "source:",
             "repositories:",

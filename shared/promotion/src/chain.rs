@@ -123,7 +123,7 @@ fn start<'a, R: RegistryWrite>(copier: &'a Copier<R>, options: &'a TrustOptions,
                 Finished::Copied(m, copied)
             }
             Work::Sign(m) => {
-                let step = steps::sign(copier, key, &m).await;
+                let step = steps::sign(copier, key, &options.policy, &m).await;
                 Finished::Signed(m, step)
             }
             Work::Attest(m) => {

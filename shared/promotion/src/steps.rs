@@ -177,6 +177,7 @@ fn primary_of(promotion: &Promotion) -> Result<&DestinationTags, PromotionError>
 pub async fn sign<R: RegistryWrite>(
     copier: &Copier<R>,
     key: Option<&SigningKey>,
+    policy: &TrustPolicy,
     message: &SignMessage,
 ) -> Result<SignStep, PromotionError> {
     let promotion = &message.promotion;
@@ -184,7 +185,8 @@ pub async fn sign<R: RegistryWrite>(
     let targets = sign::targets(copier.registry(), primary, promotion.digest).await?;
     let mut step = SignStep::default();
     if promotion.source_trusted {
-        step.from_source = Some(carry(copier, &promotion.source, primary, &targets, false).await);
+        let filter = &policy.for_source(&promotion.source).referrer_types;
+        step.from_source = Some(carry(copier, &promotion.source, primary, &targets, filter, false).await);
     }
     if step.error().is_none()
         && let Some(key) = key
@@ -284,6 +286,7 @@ async fn carry<R: RegistryWrite>(
     from: &Repository,
     to: &Repository,
     targets: &[Digest],
+    filter: &ferry_trust::policy::ReferrerFilter,
     dry_run: bool,
 ) -> Result<Replication, TrustError> {
     let mut done = Replication::default();
@@ -293,7 +296,7 @@ async fn carry<R: RegistryWrite>(
             done.tags.push((*target, kind, replicated));
         }
         for (referrer, replicated) in
-            ferry_trust::referrers::carry(copier.registry(), from, to, target, dry_run).await?
+            ferry_trust::referrers::carry(copier.registry(), from, to, target, filter, dry_run).await?
         {
             done.referrers.push((*target, referrer, replicated));
         }
@@ -324,7 +327,8 @@ pub async fn replicate_artifacts<R: RegistryWrite>(
     dry_run: bool,
 ) -> Result<Replication, PromotionError> {
     let targets = sign::targets(copier.registry(), primary, digest).await?;
-    Ok(carry(copier, primary, mirror, &targets, dry_run).await?)
+    // From the primary, everything it holds: the source's filter applied when it came in.
+    Ok(carry(copier, primary, mirror, &targets, &Default::default(), dry_run).await?)
 }
 
 /// The verifier's report as it travels with the promotion.

@@ -70,6 +70,52 @@ pub struct SourcePolicy {
     /// When set, the provenance's source repository must match.
     pub source_repository: Option<regex::Regex>,
     pub vulnerabilities: Option<VulnerabilityGate>,
+    /// Which OCI referrers of this source travel with its images (all by default).
+    pub referrer_types: ReferrerFilter,
+}
+
+/// An `artifactType` allow and deny list for the referrers carried from a source. A referrer
+/// is carried when no deny entry names its type and the allow list is empty or names it. A
+/// referrer without an `artifactType` is carried only when the allow list is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReferrerFilter {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl ReferrerFilter {
+    pub fn admits(&self, artifact_type: Option<&str>) -> bool {
+        match artifact_type {
+            Some(t) => {
+                !self.deny.iter().any(|d| d == t)
+                    && (self.allow.is_empty() || self.allow.iter().any(|a| a == t))
+            }
+            None => self.allow.is_empty(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod referrer_filter_tests {
+    use super::ReferrerFilter;
+
+    #[test]
+    fn allow_and_deny_lists() {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let cases: [(&[&str], &[&str], Option<&str>, bool); 7] = [
+            (&[], &[], Some("application/spdx+json"), true),
+            (&[], &[], None, true),
+            (&[], &["application/spdx+json"], Some("application/spdx+json"), false),
+            (&[], &["application/spdx+json"], Some("application/vnd.dev.sigstore.bundle.v0.3+json"), true),
+            (&["application/vnd.dev.sigstore.bundle.v0.3+json"], &[], Some("application/spdx+json"), false),
+            (&["application/vnd.dev.sigstore.bundle.v0.3+json"], &[], None, false),
+            (&["a"], &["a"], Some("a"), false),
+        ];
+        for (allow, deny, artifact_type, expected) in cases {
+            let filter = ReferrerFilter { allow: list(allow), deny: list(deny) };
+            assert_eq!(filter.admits(artifact_type), expected, "{allow:?} {deny:?} {artifact_type:?}");
+        }
+    }
 }
 
 /// Every source policy.

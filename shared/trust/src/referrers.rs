@@ -9,19 +9,23 @@ use ferry_model::{Digest, Repository, TagOrDigest};
 use ferry_registry::RegistryWrite;
 
 use crate::error::TrustError;
+use crate::policy::ReferrerFilter;
 use crate::replicate::Replicated;
 
-/// Carries every referrer of `subject` from `from` to `to`: one referrers lookup at each side,
-/// then, for each referrer `to` lacks, its blobs and manifest. With `dry_run`, says what it
-/// would do and writes nothing. Returns each referrer's digest and what was done.
+/// Carries every referrer of `subject` from `from` to `to` that `filter` admits: one referrers
+/// lookup at each side, then, for each referrer `to` lacks, its blobs and manifest. With
+/// `dry_run`, says what it would do and writes nothing. Returns each referrer's digest and what
+/// was done.
 pub async fn carry<R: RegistryWrite>(
     registry: &R,
     from: &Repository,
     to: &Repository,
     subject: &Digest,
+    filter: &ReferrerFilter,
     dry_run: bool,
 ) -> Result<Vec<(Digest, Replicated)>, TrustError> {
-    let wanted = registry.referrers(from, subject, None).await?;
+    let mut wanted = registry.referrers(from, subject, None).await?;
+    wanted.retain(|r| filter.admits(r.artifact_type.as_deref()));
     if wanted.is_empty() {
         return Ok(Vec::new());
     }

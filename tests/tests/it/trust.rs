@@ -423,9 +423,13 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
     let child_sbom = stage
         .referrer("demo/app", &world.index.children[0], "application/spdx+json", b"{\"child\":true}", &[])
         .await;
+    // A type the policy keeps at staging (`referrer-types.deny`).
+    let internal = stage
+        .referrer("demo/app", &world.index, "application/vnd.example.internal-report+json", b"{}", &[])
+        .await;
     // The build's own tag indexes, as cosign maintains them on a registry without the API.
     let build = client(&world.hosts(), Credentials::none());
-    for referrer in index_referrers.iter().chain(std::iter::once(&child_sbom)) {
+    for referrer in index_referrers.iter().chain([&child_sbom, &internal]) {
         let manifest = ferry_registry::RawManifest {
             digest: referrer.digest,
             media_type: referrer.media_type.into(),
@@ -459,7 +463,8 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
         format!(
             "registries:\n  insecure: [{}]\n  trusted-sources: [\"{}\"]\nsigning:\n  key: ferry.key\ntrust:\n  sources:\n  \
              - registry: \"{}\"\n    signatures: required\n    keys: [staging.pub]\n    provenance: required\n    provenance-keys: [staging.pub]\n    \
-               builders: [\"{BUILDER}\"]\n    source-repository: \"^https://github.com/acme/\"\n{}",
+               builders: [\"{BUILDER}\"]\n    source-repository: \"^https://github.com/acme/\"\n    \
+               referrer-types:\n      deny: [\"application/vnd.example.internal-report+json\"]\n{}",
             hosts.join(", "),
             world.staging.host(),
             world.staging.host(),
@@ -545,6 +550,12 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
                 referrer.digest
             );
         }
+        assert_eq!(
+            seeder.get_manifest("demo/app", &internal.digest.to_string()).await,
+            None,
+            "{}: a denied referrer type stays at staging",
+            server.host()
+        );
         // Ferry's own signature and promotion attestation as bundles too (cosign v3's format),
         // for the index and each child, checked with openssl.
         for digest in
