@@ -187,3 +187,112 @@ async fn a_registry_without_the_api_is_asked_once() {
     let tags = log.iter().filter(|l| l.path.contains("/manifests/sha256-")).count();
     assert_eq!((api, tags), (1, 3), "the API once, then the tag index per digest: {log:?}");
 }
+
+/// The referrers API path end to end: staging and prod both serve the API (the fake over real
+/// distribution). `promote --confirm` carries the build's bundle from staging to prod, where the
+/// registry indexes it (no `sha256-<hex>` tag is written), and writes Ferry's own bundles the same
+/// way; a second run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_carries_and_writes_referrers_through_the_api() {
+    let (staging_server, prod_server) = (RegistryServer::start().await, RegistryServer::start().await);
+    let (staging, prod) =
+        (FakeReferrersApi::start(&staging_server).await, FakeReferrersApi::start(&prod_server).await);
+    let stage = Seeder::for_url(&format!("http://{}", staging.host()));
+    let image = stage
+        .index(
+            "demo/app",
+            Some("1.0"),
+            &[ImageSpec::small("amd64", 450, 1), ImageSpec::small("arm64", 451, 1)],
+        )
+        .await;
+    let build_key = ferry_testkit::cosign::TestKey::generate();
+    let bundle = ferry_testkit::cosign::bundle_referrer(
+        &stage,
+        "demo/app",
+        &image,
+        ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+        serde_json::json!({}),
+        &build_key,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = ferry_trust::keys::generate_key_pair(b"pw").unwrap();
+    std::fs::write(dir.path().join("ferry.key"), private).unwrap();
+    std::fs::write(
+        dir.path().join("ferry.yaml"),
+        format!(
+            "registries:\n  insecure: [\"{s}\", \"{p}\"]\n  trusted-sources: [\"{s}\"]\nsigning:\n  key: ferry.key\n",
+            s = staging.host(),
+            p = prod.host()
+        ),
+    )
+    .unwrap();
+    let manifests = dir.path().join("manifests");
+    ferry_testkit::write_thin_manifest(
+        &manifests,
+        "api",
+        &staging.host(),
+        &[prod.host()],
+        &format!("- name: demo/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", image.digest),
+    )
+    .unwrap();
+    // Run off the runtime's threads: the fakes serve from this test's runtime.
+    let promote = || async {
+        let out = tokio::process::Command::new(crate::support::ferry_bin())
+            .args(["promote", "--confirm", "--progress", "never", "--thin-manifest-dir"])
+            .arg(&manifests)
+            .arg("--config")
+            .arg(dir.path().join("ferry.yaml"))
+            .env("COSIGN_PASSWORD", "pw")
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = promote().await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let registry = client(&[prod.host()], Credentials::none());
+    let at_prod = registry.referrers(&prod.repository("demo/app"), &image.digest, None).await.unwrap();
+    assert!(
+        at_prod.iter().any(|r| r.digest == bundle.digest),
+        "the build's bundle, listed by the API: {at_prod:?}"
+    );
+    let prod_seeder = Seeder::for_url(&format!("http://{}", prod.host()));
+    assert_eq!(
+        prod_seeder.get_manifest("demo/app", &bundle.digest.to_string()).await.as_deref(),
+        Some(bundle.bytes.as_slice()),
+        "byte for byte"
+    );
+    assert_eq!(prod_seeder.tag_digest("demo/app", &image.digest.tag_form()).await, None, "no tag index");
+    // Ferry's own bundle signature, for the index and each child, verifies independently.
+    for digest in std::iter::once(&image.digest).chain(image.children.iter().map(|c| &c.digest)) {
+        let list = registry.referrers(&prod.repository("demo/app"), digest, Some(BUNDLE)).await.unwrap();
+        let mut verified = false;
+        for entry in list {
+            let manifest: serde_json::Value = serde_json::from_slice(
+                &prod_seeder.get_manifest("demo/app", &entry.digest.to_string()).await.unwrap(),
+            )
+            .unwrap();
+            let blob =
+                prod_seeder.get_blob("demo/app", manifest["layers"][0]["digest"].as_str().unwrap()).await;
+            verified |= ferry_testkit::cosign::verify_bundle(
+                &blob,
+                digest,
+                ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
+                &public,
+            )
+            .is_ok();
+        }
+        assert!(verified, "Ferry's bundle signature of {digest} at prod");
+    }
+    let before = registry.referrers(&prod.repository("demo/app"), &image.digest, None).await.unwrap().len();
+    let (code, stdout, stderr) = promote().await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let after = registry.referrers(&prod.repository("demo/app"), &image.digest, None).await.unwrap().len();
+    assert_eq!(before, after, "a second run writes nothing");
+}
