@@ -73,7 +73,9 @@ pub(crate) struct StatusArgs {
     pub(crate) inputs: InputArgs,
     #[command(flatten)]
     pub(crate) registries: RegistryArgs,
-    /// Only promotions whose source, a destination or the digest contains this text.
+    /// Only this image: a full reference (host/path[:tag][@digest]) at staging, prod or a
+    /// mirror selects exactly (and, with --config, reads only the repository that feeds it);
+    /// any other text selects promotions whose source, a destination or the digest contains it.
     #[arg(long, value_name = "IMAGE")]
     pub(crate) image: Option<String>,
     /// Also list dead letters about these promotions (the pipeline's transport).
