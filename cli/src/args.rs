@@ -315,6 +315,10 @@ pub(crate) struct InputArgs {
     /// A Rancher charts sync config (names staging, Docker Hub, Prime and the two sync files).
     #[arg(long = "charts-sync", value_name = "CONFIG")]
     pub(crate) charts_sync: Vec<PathBuf>,
+    /// Rancher image-mirror's `config.yaml` (Artifacts and Repositories; images-list's
+    /// replacement). Its `{{ env "NAME" }}` credentials are used for those registries.
+    #[arg(long = "rancher-config", value_name = "FILE")]
+    pub(crate) rancher_configs: Vec<PathBuf>,
 }
 
 /// How to reach registries.

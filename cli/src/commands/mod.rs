@@ -44,3 +44,14 @@ pub(crate) fn config(args: &RegistryArgs, env: &Env) -> Result<Config, CliError>
 pub(crate) fn registry(config: &Config, env: &Env) -> Result<OciRegistry, CliError> {
     Ok(OciRegistry::new(config.transport(env)?)?)
 }
+
+/// The registry client, with the credentials `inputs` name for their registries added.
+pub(crate) fn registry_for(
+    config: &Config,
+    env: &Env,
+    inputs: &[ferry_manifests::Input],
+) -> Result<OciRegistry, CliError> {
+    let mut config = config.clone();
+    config.input_credentials = ferry_config::input_credentials(inputs)?;
+    registry(&config, env)
+}

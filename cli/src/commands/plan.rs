@@ -24,7 +24,7 @@ pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliErro
         let invalid = desired.invalid().count();
         return Ok(if invalid > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok });
     }
-    let registry = super::registry(&config, env)?;
+    let registry = super::registry_for(&config, env, &inputs)?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
     output::print(&output::render_plan(&plan, args.output, args.show_present)?);
     Ok(plan_status(&plan))
@@ -58,9 +58,10 @@ pub(crate) fn inputs(args: &InputArgs) -> Result<Vec<Input>, CliError> {
             .map(|file| Input::ImagesList { file: file.clone(), target: args.images_list_target.clone() }),
     );
     inputs.extend(args.charts_sync.iter().cloned().map(Input::ChartsSync));
+    inputs.extend(args.rancher_configs.iter().cloned().map(Input::RancherConfig));
     if inputs.is_empty() {
         return Err(CliError::Usage(
-            "no input: give --manifest, --thin-manifest-dir, --images-list or --charts-sync".into(),
+            "no input: give --manifest, --thin-manifest-dir, --images-list, --charts-sync or --rancher-config".into(),
         ));
     }
     if args.images_list_target.is_some() && args.images_lists.is_empty() {

@@ -18,7 +18,7 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
     let inputs = inputs(&args.inputs)?;
     let desired = desired_state(&args.diff, &inputs, &config.policy)?;
     output::warn_notices(&desired);
-    let registry = super::registry(&config, env)?;
+    let registry = super::registry_for(&config, env, &inputs)?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
     let excluded = super::plan::plan_status(&plan);
     if !args.confirm {

@@ -351,6 +351,9 @@ struct RegistriesYaml {
 /// The validated configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
+    /// Credentials inputs name for their registries (image-mirror's `Repositories`), used
+    /// before those of `config.json` files.
+    pub input_credentials: Vec<(Host, ferry_registry::auth::Credential)>,
     pub insecure_hosts: Vec<Host>,
     pub policy: Policy,
     pub requests_per_second: Option<f64>,
@@ -441,9 +444,13 @@ impl Config {
 
     /// The registry transport this configuration asks for, with credentials from `env`.
     pub fn transport(&self, env: &Env) -> Result<TransportConfig, ConfigError> {
+        let mut credentials = Credentials::load(&env.credential_sources())?;
+        for (host, credential) in &self.input_credentials {
+            credentials.insert(host.clone(), credential.clone());
+        }
         Ok(TransportConfig {
             insecure_hosts: self.insecure_hosts.clone(),
-            credentials: Credentials::load(&env.credential_sources())?,
+            credentials,
             limiter: LimiterConfig { max_rate: self.requests_per_second, ..LimiterConfig::default() },
             retry: self.retry,
             ..TransportConfig::default()
@@ -452,6 +459,50 @@ impl Config {
 }
 
 type FieldError<'a> = dyn Fn(u64, &'static str, String) -> ConfigError + 'a;
+
+/// The registry credentials `inputs` name (Rancher image-mirror's `Repositories`), with their
+/// `{{ env "NAME" }}` templates read from the environment now. An unset variable is an error
+/// naming the file, line and variable; values are never shown.
+#[allow(clippy::disallowed_methods, reason = "the one place templates in inputs read the environment")]
+pub fn input_credentials(
+    inputs: &[ferry_manifests::Input],
+) -> Result<Vec<(Host, ferry_registry::auth::Credential)>, ConfigError> {
+    use ferry_manifests::rancher::Value;
+    let mut out = Vec::new();
+    for input in inputs {
+        let ferry_manifests::Input::RancherConfig(path) = input else { continue };
+        for entry in ferry_manifests::rancher::credentials(path)? {
+            let resolve = |value: &Option<Value>,
+                           field: &'static str|
+             -> Result<Option<String>, ConfigError> {
+                match value {
+                    None => Ok(None),
+                    Some(Value::Literal(text)) => Ok(Some(text.clone())),
+                    Some(Value::Env(name)) => std::env::var(name).map(Some).map_err(|_| {
+                        let (path, line) = entry.origin.rsplit_once(':').unwrap_or((entry.origin.as_str(), "0"));
+                        ConfigError::Field {
+                            path: path.to_owned(),
+                            line: line.parse().unwrap_or(0),
+                            field,
+                            message: format!(
+                                "the environment variable {name} is not set (the template {{{{ env \"{name}\" }}}} reads it)"
+                            ),
+                        }
+                    }),
+                }
+            };
+            let username = resolve(&entry.username, "Repositories.Username")?;
+            let password = resolve(&entry.password, "Repositories.Password")?;
+            if let (Some(username), Some(password)) = (username, password) {
+                out.push((
+                    entry.registry.clone(),
+                    ferry_registry::auth::Credential::Basic { username, password: Secret::new(password) },
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
 
 fn pipeline_config(
     pipeline: &PipelineYaml,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use ferry_model::{DesiredState, Destination, RegistryPath, Repository, Source};
 
 use crate::error::ManifestError;
-use crate::{charts, images_list, kpromo};
+use crate::{charts, images_list, kpromo, rancher};
 
 /// One input a command reads desired state from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,13 +20,18 @@ pub enum Input {
     /// A Rancher charts sync config naming the staging, Docker Hub and Prime registries and the
     /// two sync files.
     ChartsSync(PathBuf),
+    /// Rancher image-mirror's `config.yaml` (`--rancher-config FILE`).
+    RancherConfig(PathBuf),
 }
 
 impl Input {
     /// The file or directory this input reads.
     pub fn path(&self) -> &Path {
         match self {
-            Input::KpromoManifest(p) | Input::KpromoThinDir(p) | Input::ChartsSync(p) => p,
+            Input::KpromoManifest(p)
+            | Input::KpromoThinDir(p)
+            | Input::ChartsSync(p)
+            | Input::RancherConfig(p) => p,
             Input::ImagesList { file, .. } => file,
         }
     }
@@ -37,6 +42,7 @@ impl Input {
             Input::KpromoManifest(_) => Input::KpromoManifest(path),
             Input::KpromoThinDir(_) => Input::KpromoThinDir(path),
             Input::ChartsSync(_) => Input::ChartsSync(path),
+            Input::RancherConfig(_) => Input::RancherConfig(path),
             Input::ImagesList { target, .. } => Input::ImagesList { file: path, target: target.clone() },
         }
     }
@@ -84,6 +90,7 @@ pub fn load(inputs: &[Input], policy: &Policy) -> Result<DesiredState, ManifestE
             Input::KpromoThinDir(dir) => kpromo::load_thin_dir(dir, policy),
             Input::ImagesList { file, target } => images_list::load(file, target.as_ref(), policy),
             Input::ChartsSync(config) => charts::load(config, policy),
+            Input::RancherConfig(config) => rancher::load(config, policy),
         };
         match loaded {
             Ok(state) => desired.extend(state),

@@ -24,6 +24,7 @@ pub mod git;
 pub mod images_list;
 pub mod input;
 pub mod kpromo;
+pub mod rancher;
 pub mod revision;
 pub mod rules;
 pub mod yaml;

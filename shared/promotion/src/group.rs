@@ -99,6 +99,19 @@ pub(crate) fn groups(plan: &Plan) -> BTreeMap<(Repository, Digest), Group> {
             }
         }
     }
+    // One primary per promotion. Entries that each name a single destination (an images-list
+    // line, a config.yaml target repository, separate kpromo manifests) all come as "primary":
+    // the first in plan order stays the primary, where Ferry signs; the others become its
+    // mirrors, copied and given the signatures after it.
+    for group in groups.values_mut() {
+        let mut seen = false;
+        for destination in &mut group.destinations {
+            if destination.primary {
+                destination.primary = !seen;
+                seen = true;
+            }
+        }
+    }
     groups
 }
 

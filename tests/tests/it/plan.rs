@@ -411,3 +411,80 @@ async fn a_real_shaped_tree_plans_and_lint_names_every_problem() {
     assert_eq!(report["invalid"][0]["action"], "invalid");
     assert_eq!(report["warnings"].as_array().unwrap().len(), 3, "{stdout}");
 }
+
+/// Rancher image-mirror's `config.yaml`: an image and an OCI Helm chart to two default target
+/// repositories are planned and promoted, digests identical; a credential template naming an
+/// unset variable is an error naming the file, line and variable.
+#[tokio::test]
+async fn rancher_config_yaml_plans_and_promotes_to_two_target_repositories() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    // An OCI Helm chart: any config media type copies byte for byte.
+    let config =
+        stage.blob("charts/mychart", br#"{"name":"mychart","version":"1.2.3","apiVersion":"v2"}"#).await;
+    let content = stage.blob("charts/mychart", b"not really a tarball, but bytes").await;
+    let chart = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": config.to_string(), "size": 54},
+        "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "digest": content.to_string(), "size": 31}],
+    }))
+    .unwrap();
+    let chart_digest =
+        stage.manifest("charts/mychart", "1.2.3", "application/vnd.oci.image.manifest.v1+json", &chart).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0']\n- SourceArtifact: {s}/charts/mychart\n  \
+             TargetArtifactName: charts/mychart\n  Tags: [1.2.3]\nRepositories:\n- BaseUrl: {p}/rancher\n  DefaultTarget: true\n\
+             - BaseUrl: {m}/rancher\n  DefaultTarget: true\n",
+            s = world.staging.host(),
+            p = world.prod.host(),
+            m = world.mirror.host()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<String> = vec![
+        "promote".into(),
+        "--confirm".into(),
+        "--progress".into(),
+        "never".into(),
+        "--rancher-config".into(),
+    ];
+    args.push(file.display().to_string());
+    args.extend(world.insecure_flags());
+    let out = Command::new(ferry_bin()).args(&args).env_remove("FERRY_CONFIG").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for server in [&world.prod, &world.mirror] {
+        let seeder = Seeder::new(server);
+        assert_eq!(seeder.tag_digest("rancher/mirrored-demo-app", "1.0").await, Some(world.index.digest));
+        assert_eq!(seeder.tag_digest("rancher/charts/mychart", "1.2.3").await, Some(chart_digest));
+    }
+
+    // A credential template whose variable is unset.
+    std::fs::write(
+        &file,
+        format!(
+            "Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0']\nRepositories:\n- BaseUrl: {p}/rancher\n  DefaultTarget: true\n  \
+             Registry: {p}\n  Username: '{{{{ env \"FERRY_TEST_UNSET_USER\" }}}}'\n  Password: '{{{{ env \"FERRY_TEST_UNSET_PASSWORD\" }}}}'\n",
+            s = world.staging.host(),
+            p = world.prod.host()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<String> = vec!["plan".into(), "--rancher-config".into(), file.display().to_string()];
+    args.extend(world.insecure_flags());
+    let out = Command::new(ferry_bin())
+        .args(&args)
+        .env_remove("FERRY_CONFIG")
+        .env_remove("FERRY_TEST_UNSET_USER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("config.yaml:5: field `Repositories.Username`"), "{stderr}");
+    assert!(stderr.contains("FERRY_TEST_UNSET_USER is not set"), "{stderr}");
+}
