@@ -6,9 +6,15 @@
 //! docker-hub: docker.io                  # optional, this is the default
 //! prime: registry.rancher.com            # the destination
 //! deny-prerelease: true                  # optional, default true: no -rc/-alpha/-beta in Prime
-//! docker-to-prime: dockerToPrime.yaml    # paths relative to this file; at least one of the two
+//! docker-to-prime: dockerToPrime.yaml    # paths relative to this file; at least one of the three
 //! staging-to-prime: stagingToPrime.yaml
+//! custom-to-prime: customToPrime.yaml    # release candidates, with custom-path:
+//! custom-path: rc                        # <prime>/<custom-path>/<repository without rancher/>:<tag>
 //! ```
+//!
+//! `customToPrime.yaml` is charts-build-scripts' "rc non-standard release process": each tag
+//! comes from staging only and goes to `<prime>/<custom-path>/<repository without "rancher/">`;
+//! prerelease tags are allowed there (they are what it is for).
 //!
 //! Every listed tag is sourced from staging when staging has it and from Docker Hub otherwise,
 //! whichever file lists it: the files record where the scan found a tag, but the plan checks
@@ -37,6 +43,10 @@ struct ConfigYaml {
     docker_to_prime: Option<String>,
     #[serde(default)]
     staging_to_prime: Option<String>,
+    #[serde(default)]
+    custom_to_prime: Option<String>,
+    #[serde(default)]
+    custom_path: Option<Spanned<String>>,
 }
 
 /// The validated charts sync config.
@@ -46,7 +56,10 @@ pub struct ChartsConfig {
     pub docker_hub: RegistryPath,
     pub prime: RegistryPath,
     pub deny_prerelease: bool,
+    /// `dockerToPrime.yaml` and `stagingToPrime.yaml`, and `customToPrime.yaml` when set.
     pub sync_files: Vec<PathBuf>,
+    /// `customToPrime.yaml` and the path under Prime its images go to.
+    pub custom: Option<(PathBuf, RepoPath)>,
 }
 
 pub fn read_config(path: &Path) -> Result<ChartsConfig, ManifestError> {
@@ -63,10 +76,33 @@ pub fn read_config(path: &Path) -> Result<ChartsConfig, ManifestError> {
         None => RegistryPath::parse(ferry_model::name::DOCKER_HUB).ok(),
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    let sync_files: Vec<PathBuf> =
+    let mut sync_files: Vec<PathBuf> =
         [&doc.docker_to_prime, &doc.staging_to_prime].into_iter().flatten().map(|f| base.join(f)).collect();
+    let custom = match (&doc.custom_to_prime, &doc.custom_path) {
+        (None, None) => None,
+        (Some(file), Some(custom_path)) => match RepoPath::parse(custom_path.value.trim_matches('/')) {
+            Ok(custom_path) => Some((base.join(file), custom_path)),
+            Err(e) => {
+                problems.field(line_of(custom_path), "custom-path", e);
+                None
+            }
+        },
+        (Some(_), None) => {
+            problems.field(0, "custom-path", "`custom-to-prime` needs `custom-path`, the path under Prime");
+            None
+        }
+        (None, Some(custom_path)) => {
+            problems.field(line_of(custom_path), "custom-to-prime", "`custom-path` needs `custom-to-prime`");
+            None
+        }
+    };
+    sync_files.extend(custom.iter().map(|(file, _)| file.clone()));
     if sync_files.is_empty() {
-        problems.field(0, "docker-to-prime", "neither `docker-to-prime` nor `staging-to-prime` is set");
+        problems.field(
+            0,
+            "docker-to-prime",
+            "none of `docker-to-prime`, `staging-to-prime` and `custom-to-prime` is set",
+        );
     }
     let registries = (staging, prime, docker_hub);
     problems.finish()?;
@@ -83,6 +119,7 @@ pub fn read_config(path: &Path) -> Result<ChartsConfig, ManifestError> {
         prime,
         deny_prerelease: doc.deny_prerelease.unwrap_or(true),
         sync_files,
+        custom,
     })
 }
 
@@ -118,8 +155,17 @@ pub fn parse_sync_file(
     let mut entries = Vec::new();
     for (repo_text, tag_texts) in doc.map(|d| d.0).unwrap_or_default() {
         let line = line_of(&repo_text);
+        let custom = config.custom.as_ref().filter(|(file, _)| file == path).map(|(_, p)| p);
         let ends = RepoPath::parse(&repo_text.value).and_then(|name| {
-            Ok((config.staging.join(&name)?, config.docker_hub.join(&name)?, config.prime.join(&name)?))
+            let prime = match custom {
+                // `<prime>/<custom path>/<repository without "rancher/">`.
+                Some(custom_path) => {
+                    let short = repo_text.value.strip_prefix("rancher/").unwrap_or(&repo_text.value);
+                    config.prime.join(&custom_path.join(&RepoPath::parse(short)?)?)?
+                }
+                None => config.prime.join(&name)?,
+            };
+            Ok((config.staging.join(&name)?, config.docker_hub.join(&name)?, prime))
         });
         let (staging, docker_hub, prime) = match ends {
             Ok(ends) => ends,
@@ -131,8 +177,13 @@ pub fn parse_sync_file(
         if tag_texts.is_empty() {
             problems.warn(line, "tags", format!("{} lists no tags", repo_text.value));
         }
-        let sources: Arc<[_]> = Arc::from([policy.source(staging, true), policy.source(docker_hub, false)]);
-        let destinations: Arc<[_]> = Arc::from([policy.destination(prime, config.deny_prerelease)]);
+        // The custom (release candidate) file syncs from staging only, and allows prereleases.
+        let sources: Arc<[_]> = match custom {
+            Some(_) => Arc::from([policy.source(staging, true)]),
+            None => Arc::from([policy.source(staging, true), policy.source(docker_hub, false)]),
+        };
+        let destinations: Arc<[_]> =
+            Arc::from([policy.destination(prime, config.deny_prerelease && custom.is_none())]);
         let mut tags: Vec<Tag> = Vec::new();
         for tag_text in tag_texts {
             let tag_line = line_of(&tag_text);

@@ -404,7 +404,7 @@ fn charts_rejections() {
     assert!(err.contains("unknown field `extra`"), "{err}");
     std::fs::write(dir.path().join("none.yaml"), "staging: a.io\nprime: b.io\n").unwrap();
     let err = charts::read_config(&dir.path().join("none.yaml")).unwrap_err().to_string();
-    assert!(err.contains("neither `docker-to-prime` nor `staging-to-prime`"), "{err}");
+    assert!(err.contains("none of `docker-to-prime`, `staging-to-prime` and `custom-to-prime` is set"), "{err}");
 }
 
 #[test]
@@ -810,4 +810,51 @@ proptest::proptest! {
         };
         proptest::prop_assert_eq!(edges(&tolerant), edges(&strict));
     }
+}
+
+/// `customToPrime.yaml` (charts-build-scripts' release-candidate path): staging only, to
+/// `<prime>/<custom-path>/<repository without rancher/>`, prereleases allowed there.
+#[test]
+fn charts_custom_to_prime() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("customToPrime.yaml"),
+        "rancher/rancher:\n  - v2.13.0-rc1\nother/tool: [v1]\n",
+    )
+    .unwrap();
+    let config = charts_config(dir.path(), "custom-to-prime: customToPrime.yaml\ncustom-path: rc\n");
+    let desired = crate::load(&[Input::ChartsSync(config.clone())], &Policy::default()).unwrap();
+    let custom: Vec<String> = desired
+        .entries
+        .iter()
+        .filter(|e| e.origin.source.ends_with("customToPrime.yaml"))
+        .map(|e| {
+            let sources: Vec<String> = e.sources.iter().map(|s| s.repository.to_string()).collect();
+            format!(
+                "{}:{} -> {} deny={}",
+                sources.join("|"),
+                e.pin,
+                e.destinations[0].repository,
+                e.destinations[0].deny_prerelease
+            )
+        })
+        .collect();
+    assert_eq!(
+        custom,
+        [
+            "stgregistry.suse.com/rancher/rancher:v2.13.0-rc1 -> registry.rancher.com/rc/rancher deny=false",
+            "stgregistry.suse.com/other/tool:v1 -> registry.rancher.com/rc/other/tool deny=false",
+        ]
+    );
+    // The standard files are still read, with their own rules.
+    assert!(
+        desired
+            .entries
+            .iter()
+            .any(|e| !e.origin.source.ends_with("customToPrime.yaml") && e.destinations[0].deny_prerelease)
+    );
+    // One without the other is an error naming the key.
+    let half = charts_config(dir.path(), "custom-to-prime: customToPrime.yaml\n");
+    let err = charts::read_config(&half).unwrap_err().to_string();
+    assert!(err.contains("`custom-to-prime` needs `custom-path`"), "{err}");
 }
