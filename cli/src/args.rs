@@ -319,6 +319,10 @@ pub(crate) struct InputArgs {
     /// replacement). Its `{{ env "NAME" }}` credentials are used for those registries.
     #[arg(long = "rancher-config", value_name = "FILE")]
     pub(crate) rancher_configs: Vec<PathBuf>,
+    /// regclient's `regsync.yaml`: `type: image` and `type: repository` sync entries (tags
+    /// allow/deny/semverRange), `creds` with `{{env "NAME"}}` templates.
+    #[arg(long = "regsync", value_name = "FILE")]
+    pub(crate) regsyncs: Vec<PathBuf>,
 }
 
 /// How to reach registries.

@@ -25,6 +25,8 @@ pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliErro
         return Ok(if invalid > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok });
     }
     let registry = super::registry_for(&config, env, &inputs)?;
+    let mut desired = desired;
+    desired.extend(repository_entries(&registry, &inputs, &config.policy).await?);
     let plan = make_plan(&registry, &desired, &args.registries).await;
     output::print(&output::render_plan(&plan, args.output, args.show_present)?);
     Ok(plan_status(&plan))
@@ -48,6 +50,24 @@ pub(crate) async fn make_plan(registry: &OciRegistry, desired: &DesiredState, ar
     plan(desired, &facts)
 }
 
+/// The entries regsync `type: repository` inputs ask for: each source's tags now, filtered
+/// as regsync filters them. A source that cannot be listed is an error naming it.
+pub(crate) async fn repository_entries(
+    registry: &ferry_registry::OciRegistry,
+    inputs: &[Input],
+    policy: &ferry_manifests::Policy,
+) -> Result<ferry_model::DesiredState, CliError> {
+    use ferry_registry::Registry as _;
+    let mut desired = ferry_model::DesiredState::default();
+    for sync in ferry_manifests::repository_syncs(inputs, policy)? {
+        let tags = registry.list_tags(&sync.source).await.map_err(|e| {
+            CliError::Usage(format!("{}: listing the tags of {}: {e}", sync.origin, sync.source))
+        })?;
+        desired.entries.extend(sync.entries_for(&tags, policy));
+    }
+    Ok(desired)
+}
+
 pub(crate) fn inputs(args: &InputArgs) -> Result<Vec<Input>, CliError> {
     let mut inputs: Vec<Input> = Vec::new();
     inputs.extend(args.manifests.iter().cloned().map(Input::KpromoManifest));
@@ -59,9 +79,11 @@ pub(crate) fn inputs(args: &InputArgs) -> Result<Vec<Input>, CliError> {
     );
     inputs.extend(args.charts_sync.iter().cloned().map(Input::ChartsSync));
     inputs.extend(args.rancher_configs.iter().cloned().map(Input::RancherConfig));
+    inputs.extend(args.regsyncs.iter().cloned().map(Input::Regsync));
     if inputs.is_empty() {
         return Err(CliError::Usage(
-            "no input: give --manifest, --thin-manifest-dir, --images-list, --charts-sync or --rancher-config".into(),
+            "no input: give --manifest, --thin-manifest-dir, --images-list, --charts-sync, --rancher-config or --regsync"
+                .into(),
         ));
     }
     if args.images_list_target.is_some() && args.images_lists.is_empty() {

@@ -19,6 +19,8 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
     let desired = desired_state(&args.diff, &inputs, &config.policy)?;
     output::warn_notices(&desired);
     let registry = super::registry_for(&config, env, &inputs)?;
+    let mut desired = desired;
+    desired.extend(super::plan::repository_entries(&registry, &inputs, &config.policy).await?);
     let plan = make_plan(&registry, &desired, &args.registries).await;
     let excluded = super::plan::plan_status(&plan);
     if !args.confirm {

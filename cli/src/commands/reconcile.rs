@@ -58,7 +58,8 @@ fn has_inputs(args: &crate::args::InputArgs) -> bool {
         && args.thin_manifest_dirs.is_empty()
         && args.images_lists.is_empty()
         && args.charts_sync.is_empty()
-        && args.rancher_configs.is_empty())
+        && args.rancher_configs.is_empty()
+        && args.regsyncs.is_empty())
 }
 
 /// Whether a promotion is about `image`: its source or a destination is that repository, with

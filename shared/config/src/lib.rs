@@ -469,9 +469,30 @@ pub fn input_credentials(
 ) -> Result<Vec<(Host, ferry_registry::auth::Credential)>, ConfigError> {
     use ferry_manifests::rancher::Value;
     let mut out = Vec::new();
+    // regsync's `creds` read as image-mirror's `Repositories` credentials are.
+    let mut entries = Vec::new();
     for input in inputs {
-        let ferry_manifests::Input::RancherConfig(path) = input else { continue };
-        for entry in ferry_manifests::rancher::credentials(path)? {
+        match input {
+            ferry_manifests::Input::RancherConfig(path) => {
+                entries.extend(ferry_manifests::rancher::credentials(path)?)
+            }
+            ferry_manifests::Input::Regsync(path) => entries.extend(
+                ferry_manifests::regsync::load(path, &ferry_manifests::Policy::default())?
+                    .creds
+                    .into_iter()
+                    .map(|c| ferry_manifests::rancher::RepositoryCredentials {
+                        registry: c.registry,
+                        username: c.user,
+                        password: c.pass,
+                        origin: c.origin,
+                        concurrency: None,
+                    }),
+            ),
+            _ => {}
+        }
+    }
+    {
+        for entry in entries {
             let resolve = |value: &Option<Value>,
                            field: &'static str|
              -> Result<Option<String>, ConfigError> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use ferry_model::{DesiredState, Destination, RegistryPath, Repository, Source};
 
 use crate::error::ManifestError;
-use crate::{charts, images_list, kpromo, rancher};
+use crate::{charts, images_list, kpromo, rancher, regsync};
 
 /// One input a command reads desired state from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub enum Input {
     ChartsSync(PathBuf),
     /// Rancher image-mirror's `config.yaml` (`--rancher-config FILE`).
     RancherConfig(PathBuf),
+    /// regclient's `regsync.yaml` (`--regsync FILE`). Its `type: image` entries load here;
+    /// its `type: repository` entries need the source's tags ([`repository_syncs`]).
+    Regsync(PathBuf),
 }
 
 impl Input {
@@ -31,7 +34,8 @@ impl Input {
             Input::KpromoManifest(p)
             | Input::KpromoThinDir(p)
             | Input::ChartsSync(p)
-            | Input::RancherConfig(p) => p,
+            | Input::RancherConfig(p)
+            | Input::Regsync(p) => p,
             Input::ImagesList { file, .. } => file,
         }
     }
@@ -43,6 +47,7 @@ impl Input {
             Input::KpromoThinDir(_) => Input::KpromoThinDir(path),
             Input::ChartsSync(_) => Input::ChartsSync(path),
             Input::RancherConfig(_) => Input::RancherConfig(path),
+            Input::Regsync(_) => Input::Regsync(path),
             Input::ImagesList { target, .. } => Input::ImagesList { file: path, target: target.clone() },
         }
     }
@@ -91,6 +96,7 @@ pub fn load(inputs: &[Input], policy: &Policy) -> Result<DesiredState, ManifestE
             Input::ImagesList { file, target } => images_list::load(file, target.as_ref(), policy),
             Input::ChartsSync(config) => charts::load(config, policy),
             Input::RancherConfig(config) => rancher::load(config, policy),
+            Input::Regsync(file) => regsync::load(file, policy).map(|r| r.desired),
         };
         match loaded {
             Ok(state) => desired.extend(state),
@@ -99,6 +105,21 @@ pub fn load(inputs: &[Input], policy: &Policy) -> Result<DesiredState, ManifestE
     }
     ManifestError::from_problems(problems)?;
     Ok(desired)
+}
+
+/// The `type: repository` entries of every regsync input, to be resolved against the source's
+/// tags ([`regsync::RepositorySync::entries_for`]).
+pub fn repository_syncs(
+    inputs: &[Input],
+    policy: &Policy,
+) -> Result<Vec<regsync::RepositorySync>, ManifestError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if let Input::Regsync(file) = input {
+            out.extend(regsync::load(file, policy)?.repositories);
+        }
+    }
+    Ok(out)
 }
 
 /// Lint mode: every notice (warning or invalid entry) as an error naming its file, line and

@@ -25,12 +25,13 @@ pub mod images_list;
 pub mod input;
 pub mod kpromo;
 pub mod rancher;
+pub mod regsync;
 pub mod revision;
 pub mod rules;
 pub mod yaml;
 
 pub use error::ManifestError;
-pub use input::{Input, Policy, load, strict};
+pub use input::{Input, Policy, load, repository_syncs, strict};
 
 #[cfg(test)]
 mod tests;

@@ -404,7 +404,10 @@ fn charts_rejections() {
     assert!(err.contains("unknown field `extra`"), "{err}");
     std::fs::write(dir.path().join("none.yaml"), "staging: a.io\nprime: b.io\n").unwrap();
     let err = charts::read_config(&dir.path().join("none.yaml")).unwrap_err().to_string();
-    assert!(err.contains("none of `docker-to-prime`, `staging-to-prime` and `custom-to-prime` is set"), "{err}");
+    assert!(
+        err.contains("none of `docker-to-prime`, `staging-to-prime` and `custom-to-prime` is set"),
+        "{err}"
+    );
 }
 
 #[test]

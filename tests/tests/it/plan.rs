@@ -488,3 +488,34 @@ async fn rancher_config_yaml_plans_and_promotes_to_two_target_repositories() {
     assert!(stderr.contains("config.yaml:5: field `Repositories.Username`"), "{stderr}");
     assert!(stderr.contains("FERRY_TEST_UNSET_USER is not set"), "{stderr}");
 }
+
+/// regsync's `regsync.yaml`: an image entry and a repository entry whose anchored allow list
+/// picks one of the source's tags are promoted; the rest of the source is left alone.
+#[tokio::test]
+async fn regsync_yaml_image_and_repository_entries_are_promoted() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("regsync.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\ndefaults:\n  parallel: 4\nsync:\n- source: {s}/demo/single:2.0\n  target: {m}/regsync/single:2.0\n  type: image\n\
+             - source: {s}/demo/app\n  target: {m}/regsync/app\n  type: repository\n  tags:\n    allow: ['1\\.0']\n",
+            s = world.staging.host(),
+            m = world.mirror.host()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<String> =
+        vec!["promote".into(), "--confirm".into(), "--progress".into(), "never".into(), "--regsync".into()];
+    args.push(file.display().to_string());
+    args.extend(world.insecure_flags());
+    let out = Command::new(ferry_bin()).args(&args).env_remove("FERRY_CONFIG").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("defaults.parallel") && stderr.contains("ignored: set --max-images"), "{stderr}");
+    let mirror = Seeder::new(&world.mirror);
+    assert_eq!(mirror.tag_digest("regsync/app", "1.0").await, Some(world.index.digest));
+    assert_eq!(mirror.tag_digest("regsync/app", "1.1").await, None, "not allowed: `1\\.0` is anchored");
+    assert!(mirror.tag_digest("regsync/single", "2.0").await.is_some());
+}

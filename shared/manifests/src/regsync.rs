@@ -1,0 +1,423 @@
+//! regclient's `regsync.yaml` (`--regsync FILE`), as regsync reads it (regclient
+//! `docs/regsync.md`):
+//!
+//! ```yaml
+//! version: 1
+//! creds:
+//! - registry: docker.io
+//!   user: '{{env "HUB_USER"}}'
+//!   pass: '{{env "HUB_PASS"}}'
+//! defaults: {parallel: 2}
+//! sync:
+//! - source: busybox:1.36            # type image: one tag to one tag
+//!   target: registry.example/library/busybox:1.36
+//!   type: image
+//! - source: alpine                  # type repository: every source tag the filters allow
+//!   target: registry.example/library/alpine
+//!   type: repository
+//!   tags: {allow: ["3\\.\\d+"], deny: ["3\\.0"], semverRange: [">=3.18"]}
+//! ```
+//!
+//! `type: image` entries are edges; `type: repository` entries are resolved at plan time by
+//! listing the source's tags ([`RepositorySync::entries_for`], pure). regsync's allow/deny
+//! patterns are anchored at both ends. Options Ferry does not honour (`backup`, `platform`,
+//! schedules, rate limits...) are reported as ignored, each with the reason; `type: registry`
+//! is left out with the reason. Keys starting `x-` are regsync's user extensions: skipped.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ferry_model::{DesiredState, Entry, Host, ImageRef, Origin, Repository, Tag, TagOrDigest};
+use serde::Deserialize;
+
+use crate::error::ManifestError;
+use crate::input::Policy;
+use crate::rancher::Value;
+use crate::yaml::{self, Pairs, Problems, Spanned, line_of};
+
+/// Options regsync has and Ferry does not honour, and why.
+const IGNORED: [(&str, &str); 13] = [
+    ("backup", "Ferry never overwrites a tag, so nothing needs a backup"),
+    ("platform", "copying one platform would change the index digest; Ferry copies the whole index"),
+    ("interval", "Ferry promotes on events and on each run, not on a schedule"),
+    ("schedule", "Ferry promotes on events and on each run, not on a schedule"),
+    ("ratelimit", "Ferry slows down on 429 itself; set registries.requests-per-second to cap it"),
+    ("parallel", "set --max-images (promote) or --concurrency (run, worker)"),
+    ("mediaTypes", "Ferry asks for every manifest media type"),
+    ("forceRecursive", "Ferry checks every blob and child itself"),
+    ("skipDockerConfig", "Ferry reads config.json credentials as documented in the README"),
+    ("userAgent", "Ferry sends its own User-Agent"),
+    (
+        "digestTags",
+        "signatures and attestations are carried from trusted sources (registries.trusted-sources)",
+    ),
+    ("referrers", "OCI referrers are carried from trusted sources (registries.trusted-sources)"),
+    ("referrerFilters", "set trust.sources[].referrer-types in the Ferry config"),
+];
+
+#[derive(Deserialize, Default)]
+struct FileYaml {
+    #[serde(default)]
+    creds: Vec<Spanned<CredYaml>>,
+    #[serde(default)]
+    sync: Vec<Spanned<SyncYaml>>,
+}
+
+#[derive(Deserialize)]
+struct CredYaml {
+    registry: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    pass: Option<String>,
+    #[serde(default)]
+    tls: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SyncYaml {
+    source: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
+    #[serde(rename = "type", default)]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    tags: Option<TagsYaml>,
+}
+
+#[derive(Deserialize, Default)]
+struct TagsYaml {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default, rename = "semverRange")]
+    semver_range: Vec<String>,
+}
+
+/// Credentials a `creds` entry names (templates resolved by the caller).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cred {
+    pub registry: Host,
+    pub user: Option<Value>,
+    pub pass: Option<Value>,
+    pub origin: String,
+}
+
+/// A `type: repository` entry: every source tag the filters allow, to the same tag at the
+/// target.
+#[derive(Clone, Debug)]
+pub struct RepositorySync {
+    pub source: Repository,
+    pub target: Repository,
+    pub allow: Vec<regex::Regex>,
+    pub deny: Vec<regex::Regex>,
+    pub semver: Vec<semver::VersionReq>,
+    pub origin: Origin,
+}
+
+impl RepositorySync {
+    /// Whether regsync would copy `tag`: an allow pattern matches (or there are none), no deny
+    /// pattern matches, and the tag satisfies every semver range (a leading `v` allowed).
+    pub fn wants(&self, tag: &Tag) -> bool {
+        let text = tag.as_str();
+        if !self.allow.is_empty() && !self.allow.iter().any(|r| r.is_match(text)) {
+            return false;
+        }
+        if self.deny.iter().any(|r| r.is_match(text)) {
+            return false;
+        }
+        if self.semver.is_empty() {
+            return true;
+        }
+        let Ok(version) = semver::Version::parse(text.strip_prefix('v').unwrap_or(text)) else {
+            return false;
+        };
+        self.semver.iter().all(|r| r.matches(&version))
+    }
+
+    /// The entries for the tags the source holds now. Pure.
+    pub fn entries_for(&self, tags: &[Tag], policy: &Policy) -> Vec<Entry> {
+        tags.iter()
+            .filter(|t| self.wants(t))
+            .map(|tag| Entry {
+                sources: Arc::from([policy.source(self.source.clone(), false)]),
+                pin: TagOrDigest::Tag(tag.clone()),
+                tags: vec![tag.clone()],
+                destinations: Arc::from([policy.destination(self.target.clone(), false)]),
+                origin: self.origin.clone(),
+            })
+            .collect()
+    }
+}
+
+/// What a `regsync.yaml` holds: its image edges (with notices), its repository entries and its
+/// credentials.
+#[derive(Debug, Default)]
+pub struct Regsync {
+    pub desired: DesiredState,
+    pub repositories: Vec<RepositorySync>,
+    pub creds: Vec<Cred>,
+}
+
+pub fn load(path: &Path, policy: &Policy) -> Result<Regsync, ManifestError> {
+    let text = yaml::read_file(path)?;
+    parse(path, &text, policy)
+}
+
+/// An anchored regex, as regsync binds its tag filters.
+fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+}
+
+pub fn parse(path: &Path, text: &str, policy: &Policy) -> Result<Regsync, ManifestError> {
+    let file: Option<FileYaml> = yaml::parse(path, text)?;
+    let file = file.unwrap_or_default();
+    let mut problems = Problems::new(path);
+    report_options(path, text, &mut problems)?;
+    let origin_of =
+        |line: u64| Origin::new(path.display().to_string(), u32::try_from(line).unwrap_or(u32::MAX));
+    let mut out = Regsync::default();
+    for cred in &file.creds {
+        let line = line_of(cred);
+        let Some(registry) = &cred.value.registry else {
+            problems.invalid(line, "creds.registry", "a creds entry needs a registry; it is left out");
+            continue;
+        };
+        let host = match Host::parse(registry) {
+            Ok(host) => host,
+            Err(e) => {
+                problems.invalid(line, "creds.registry", e);
+                continue;
+            }
+        };
+        if cred.value.tls.as_deref() == Some("disabled") {
+            problems.warn(
+                line,
+                "creds.tls",
+                format!("`tls: disabled` (plain HTTP) is not taken from an input; add \"{host}\" to registries.insecure in the Ferry config"),
+            );
+        }
+        if cred.value.user.is_some() || cred.value.pass.is_some() {
+            out.creds.push(Cred {
+                registry: host,
+                user: cred.value.user.as_deref().map(Value::parse),
+                pass: cred.value.pass.as_deref().map(Value::parse),
+                origin: format!("{}:{line}", path.display()),
+            });
+        }
+    }
+    for sync in &file.sync {
+        let line = line_of(sync);
+        let s = &sync.value;
+        let (Some(source), Some(target)) = (&s.source, &s.target) else {
+            problems.invalid(line, "sync", "a sync entry needs a source and a target; it is left out");
+            continue;
+        };
+        let kind = s.kind.as_ref().map(|k| k.value.as_str()).unwrap_or("repository");
+        match kind {
+            "image" => {
+                let parsed = ImageRef::parse_docker_style(&source.value)
+                    .map_err(|e| ("source", e.to_string()))
+                    .and_then(|s| ImageRef::parse_docker_style(&target.value).map(|t| (s, t)).map_err(|e| ("target", e.to_string())));
+                let (src, dst) = match parsed {
+                    Ok(pair) => pair,
+                    Err((field, e)) => {
+                        problems.invalid(line, &format!("sync.{field}"), format!("{e}; the entry is left out"));
+                        continue;
+                    }
+                };
+                let latest = || Tag::parse("latest").expect("`latest` is a valid tag");
+                let pin = match (&src.digest, &src.tag) {
+                    (Some(digest), _) => TagOrDigest::Digest(*digest),
+                    (None, Some(tag)) => TagOrDigest::Tag(tag.clone()),
+                    (None, None) => TagOrDigest::Tag(latest()),
+                };
+                let tag = dst.tag.clone().or_else(|| src.tag.clone()).unwrap_or_else(latest);
+                out.desired.entries.push(Entry {
+                    sources: Arc::from([policy.source(src.repository, false)]),
+                    pin,
+                    tags: vec![tag],
+                    destinations: Arc::from([policy.destination(dst.repository, false)]),
+                    origin: origin_of(line_of(source)),
+                });
+            }
+            "repository" => {
+                let repositories = Repository::parse_docker_style(&source.value)
+                    .map_err(|e| ("source", e.to_string()))
+                    .and_then(|s| Repository::parse_docker_style(&target.value).map(|t| (s, t)).map_err(|e| ("target", e.to_string())));
+                let (src, dst) = match repositories {
+                    Ok(pair) => pair,
+                    Err((field, e)) => {
+                        problems.invalid(line, &format!("sync.{field}"), format!("{e}; the entry is left out"));
+                        continue;
+                    }
+                };
+                let tags = s.tags.as_ref();
+                let allow: Result<Vec<_>, _> = tags.map(|t| t.allow.iter().map(|p| anchored(p)).collect()).unwrap_or(Ok(Vec::new()));
+                let deny: Result<Vec<_>, _> = tags.map(|t| t.deny.iter().map(|p| anchored(p)).collect()).unwrap_or(Ok(Vec::new()));
+                let semver: Result<Vec<_>, _> =
+                    tags.map(|t| t.semver_range.iter().map(|r| semver::VersionReq::parse(r)).collect()).unwrap_or(Ok(Vec::new()));
+                match (allow, deny, semver) {
+                    (Ok(allow), Ok(deny), Ok(semver)) => out.repositories.push(RepositorySync {
+                        source: src,
+                        target: dst,
+                        allow,
+                        deny,
+                        semver,
+                        origin: origin_of(line_of(source)),
+                    }),
+                    (Err(e), _, _) | (_, Err(e), _) => {
+                        problems.invalid(line, "sync.tags", format!("not a regular expression: {e}; the entry is left out"))
+                    }
+                    (_, _, Err(e)) => problems.invalid(line, "sync.tags.semverRange", format!("{e}; the entry is left out")),
+                }
+            }
+            "registry" => problems.invalid(
+                line,
+                "sync.type",
+                "`type: registry` copies a whole registry, which Ferry does not do; list its repositories as `type: repository` entries",
+            ),
+            other => problems.invalid(line, "sync.type", format!("unknown type {other:?}; the entry is left out")),
+        }
+    }
+    out.desired.notices = problems.finish_with_notices()?;
+    Ok(out)
+}
+
+/// Every option Ferry does not honour, in `defaults` and in each `sync` entry, as a warning
+/// with the reason. `x-` keys are regsync's user extensions and are skipped.
+fn report_options(path: &Path, text: &str, problems: &mut Problems<'_>) -> Result<(), ManifestError> {
+    type Keys = Pairs<Spanned<String>, serde::de::IgnoredAny>;
+    #[derive(Deserialize, Default)]
+    struct Shape {
+        #[serde(default)]
+        defaults: Option<Keys>,
+        #[serde(default)]
+        sync: Vec<Keys>,
+    }
+    let shape: Option<Shape> = yaml::parse(path, text)?;
+    let shape = shape.unwrap_or_default();
+    let known_sync = ["source", "target", "type", "tags"];
+    for (section, keys) in
+        shape.defaults.iter().map(|d| ("defaults", d)).chain(shape.sync.iter().map(|s| ("sync", s)))
+    {
+        for (key, _) in &keys.0 {
+            if key.value.starts_with("x-") || (section == "sync" && known_sync.contains(&key.value.as_str()))
+            {
+                continue;
+            }
+            let reason = IGNORED
+                .iter()
+                .find(|(name, _)| *name == key.value)
+                .map(|(_, why)| *why)
+                .unwrap_or("not a regsync option Ferry knows");
+            problems.warn(line_of(key), &format!("{section}.{}", key.value), format!("ignored: {reason}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+    use ferry_model::NoticeKind;
+
+    const FILE: &str = r#"version: 1
+x-sched: &s "15 01 * * *"
+creds:
+  - registry: docker.io
+    user: '{{env "HUB_USER"}}'
+    pass: '{{env "HUB_PASS"}}'
+  - registry: registry:5000
+    tls: disabled
+defaults:
+  parallel: 2
+  backup: "bkup-{{.Ref.Tag}}"
+sync:
+  - source: busybox:1.36
+    target: registry.example/library/busybox:stable
+    type: image
+  - source: ghcr.io/regclient/regctl
+    target: registry.example/regclient/regctl
+    type: image
+  - source: alpine
+    target: registry.example/library/alpine
+    type: repository
+    tags:
+      allow: ["3", "3\\.\\d+"]
+      deny: ["3\\.0"]
+    platform: linux/amd64
+    schedule: *s
+  - source: quay.io/a/b
+    target: registry.example/a/b
+    type: repository
+    tags:
+      semverRange: [">=1.2.0, <2.0.0"]
+  - source: localreg:5000
+    target: localcopy:5000
+    type: registry
+  - source: a/b
+    target: c/d
+    type: repository
+    tags:
+      allow: ["(unclosed"]
+"#;
+
+    #[test]
+    fn a_regsync_file() {
+        let parsed = parse(Path::new("regsync.yaml"), FILE, &Policy::default()).unwrap();
+        let edges: Vec<String> = parsed
+            .desired
+            .entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{} -> {}:{}",
+                    e.sources[0].repository, e.pin, e.destinations[0].repository, e.tags[0]
+                )
+            })
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                "docker.io/library/busybox:1.36 -> registry.example/library/busybox:stable",
+                "ghcr.io/regclient/regctl:latest -> registry.example/regclient/regctl:latest",
+            ]
+        );
+        let notices: Vec<(NoticeKind, u32, String)> =
+            parsed.desired.notices.iter().map(|n| (n.kind, n.origin.line, n.field.to_string())).collect();
+        assert_eq!(
+            notices,
+            [
+                (NoticeKind::Warning, 10, "defaults.parallel".to_owned()),
+                (NoticeKind::Warning, 11, "defaults.backup".to_owned()),
+                (NoticeKind::Warning, 25, "sync.platform".to_owned()),
+                (NoticeKind::Warning, 26, "sync.schedule".to_owned()),
+                (NoticeKind::Warning, 7, "creds.tls".to_owned()),
+                (NoticeKind::Invalid, 32, "sync.type".to_owned()),
+                (NoticeKind::Invalid, 35, "sync.tags".to_owned()),
+            ]
+        );
+        assert_eq!(parsed.creds.len(), 1);
+        assert_eq!(parsed.creds[0].user, Some(Value::Env("HUB_USER".into())));
+        assert_eq!(parsed.repositories.len(), 2);
+
+        let tags = |list: &[&str]| list.iter().map(|t| Tag::parse(t).unwrap()).collect::<Vec<_>>();
+        let alpine = &parsed.repositories[0];
+        let wanted: Vec<String> = alpine
+            .entries_for(&tags(&["3", "3.0", "3.18", "3.18.4", "edge", "13.1"]), &Policy::default())
+            .iter()
+            .map(|e| e.pin.to_string())
+            .collect();
+        assert_eq!(wanted, ["3", "3.18"], "anchored allow, then deny");
+        let ranged = &parsed.repositories[1];
+        let wanted: Vec<String> = ranged
+            .entries_for(&tags(&["1.1.9", "1.2.0", "v1.5.3", "2.0.0", "latest"]), &Policy::default())
+            .iter()
+            .map(|e| e.pin.to_string())
+            .collect();
+        assert_eq!(wanted, ["1.2.0", "v1.5.3"]);
+    }
+}
