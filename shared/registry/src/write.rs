@@ -211,6 +211,14 @@ const TAG_INDEX_ROUNDS: usize = 6;
 /// older read overwrote it.
 const TAG_INDEX_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// distribution answers `DIGEST_INVALID` to a manifest PUT whose stored bytes changed under
+/// it: two writers of the same path at once. For small documents Ferry rewrites (a referrers
+/// tag index, a referrer manifest), that is a race to retry, not a verdict on the content: the
+/// bytes sent are hashed by Ferry before sending.
+fn store_race(error: &RegistryError) -> bool {
+    matches!(error, RegistryError::Status { status: 400, code: Some(code), .. } if code == "DIGEST_INVALID")
+}
+
 impl OciRegistry {
     async fn put_referrer_impl(
         &self,
@@ -234,7 +242,16 @@ impl OciRegistry {
         .header(CONTENT_TYPE, content_type)
         .body(manifest.bytes.clone())
         .accept(&[201]);
-        let response = self.transport().send(&call).await?;
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            match self.transport().send(&call).await {
+                Err(e) if attempt < TAG_INDEX_ROUNDS && store_race(&e) => {
+                    tokio::time::sleep(TAG_INDEX_SETTLE).await;
+                }
+                other => break other?,
+            }
+        };
         check_reported_digest(
             &response,
             &manifest.digest,
@@ -284,7 +301,17 @@ impl OciRegistry {
                 media_type: referrers::OCI_INDEX_MEDIA_TYPE.to_owned(),
                 bytes,
             };
-            self.put_manifest(repository, &tag, &index).await?;
+            match self.put_manifest(repository, &tag, &index).await {
+                Ok(()) => {}
+                // Two writes of the same tag at once can make distribution's storage refuse
+                // one; read, merge and write again.
+                Err(e) if store_race(&e) => {
+                    tracing::debug!(%repository, %subject, round, error = %e, "the referrers tag index write was refused; merging again");
+                    tokio::time::sleep(TAG_INDEX_SETTLE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             wrote = true;
             tokio::time::sleep(TAG_INDEX_SETTLE).await;
             if self.tag_index_lists(repository, &subject, &entry.digest).await? {
