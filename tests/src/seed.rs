@@ -180,6 +180,25 @@ impl Seeder {
         Pushed { digest, media_type: OCI_MANIFEST, bytes, blobs: vec![empty, layer], children: Vec::new() }
     }
 
+    /// Lists `referrer` (a manifest pushed with [`Seeder::referrer`]) in the `sha256-<hex>`
+    /// referrers tag index of `subject`, as cosign maintains it on a registry without the
+    /// referrers API: the index read, the entry appended, the index written. Written here by
+    /// hand, not by Ferry's registry layer.
+    pub async fn list_referrer(&self, repo: &str, subject: &Digest, referrer: &Pushed) {
+        let tag = subject.tag_form();
+        let mut index = match self.get_manifest(repo, &tag).await {
+            Some(bytes) => serde_json::from_slice(&bytes).expect("a referrers index"),
+            None => json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+        };
+        let manifest: serde_json::Value = serde_json::from_slice(&referrer.bytes).expect("a manifest");
+        let mut entry = json!({"mediaType": referrer.media_type, "digest": referrer.digest.to_string(), "size": referrer.bytes.len()});
+        if let Some(t) = manifest["artifactType"].as_str() {
+            entry["artifactType"] = json!(t);
+        }
+        index["manifests"].as_array_mut().expect("manifests").push(entry);
+        self.manifest(repo, &tag, OCI_INDEX, &serde_json::to_vec(&index).expect("json")).await;
+    }
+
     /// Pushes a single-platform OCI image and tags it if `tag` is given.
     pub async fn image(&self, repo: &str, tag: Option<&str>, spec: &ImageSpec) -> Pushed {
         let mut layer_descriptors = Vec::new();

@@ -50,6 +50,28 @@ impl MirrorRule {
         }
         self.destinations.iter().map(|d| d.join(&name).ok()).collect()
     }
+
+    /// The entry this rule makes for `repository` at `destinations`.
+    fn entry(
+        &self,
+        repository: &Repository,
+        destinations: Vec<Repository>,
+        pin: TagOrDigest,
+        tags: Vec<Tag>,
+        origin: &Origin,
+    ) -> Entry {
+        Entry {
+            sources: Arc::from([Source { repository: repository.clone(), trusted: self.trusted }]),
+            pin,
+            tags,
+            destinations: destinations
+                .into_iter()
+                .map(|repository| Destination { repository, deny_prerelease: self.deny_prerelease })
+                .collect::<Vec<_>>()
+                .into(),
+            origin: origin.clone(),
+        }
+    }
 }
 
 /// The desired state a push of `repository@digest` (tagged `tag`) creates: from the rules, and
@@ -66,17 +88,13 @@ pub fn desired_for_push(
     let origin = Origin::new(format!("event {event}"), 0);
     for rule in rules {
         let Some(destinations) = rule.matches(repository, tag) else { continue };
-        desired.entries.push(Entry {
-            sources: Arc::from([Source { repository: repository.clone(), trusted: rule.trusted }]),
-            pin: TagOrDigest::Digest(*digest),
-            tags: tag.cloned().into_iter().collect(),
-            destinations: destinations
-                .into_iter()
-                .map(|repository| Destination { repository, deny_prerelease: rule.deny_prerelease })
-                .collect::<Vec<_>>()
-                .into(),
-            origin: origin.clone(),
-        });
+        desired.entries.push(rule.entry(
+            repository,
+            destinations,
+            TagOrDigest::Digest(*digest),
+            tag.cloned().into_iter().collect(),
+            &origin,
+        ));
     }
     for entry in &manifests.entries {
         if !entry.sources.iter().any(|s| &s.repository == repository) {
@@ -108,17 +126,13 @@ pub fn desired_for_tags(
     for rule in rules {
         for tag in tags {
             let Some(destinations) = rule.matches(repository, Some(tag)) else { continue };
-            desired.entries.push(Entry {
-                sources: Arc::from([Source { repository: repository.clone(), trusted: rule.trusted }]),
-                pin: TagOrDigest::Tag(tag.clone()),
-                tags: vec![tag.clone()],
-                destinations: destinations
-                    .into_iter()
-                    .map(|repository| Destination { repository, deny_prerelease: rule.deny_prerelease })
-                    .collect::<Vec<_>>()
-                    .into(),
-                origin: origin.clone(),
-            });
+            desired.entries.push(rule.entry(
+                repository,
+                destinations,
+                TagOrDigest::Tag(tag.clone()),
+                vec![tag.clone()],
+                &origin,
+            ));
         }
     }
     desired

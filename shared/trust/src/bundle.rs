@@ -101,20 +101,7 @@ impl Bundle {
     /// The statement, when the DSSE signature over it verifies with `key`.
     pub fn verified_statement(&self, key: &VerificationKey) -> Result<Statement, String> {
         let envelope = self.envelope.as_ref().ok_or("the bundle holds no DSSE envelope")?;
-        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
-            return Err(format!("payload type {:?} is not in-toto", envelope.payload_type));
-        }
-        let payload = envelope.payload_bytes()?;
-        let message = cosign::pae(&envelope.payload_type, &payload);
-        let signed = envelope
-            .signatures
-            .iter()
-            .filter_map(|s| cosign::unb64(&s.sig).ok())
-            .any(|sig| key.verifies(&message, &sig));
-        if !signed {
-            return Err(format!("no signature verifies with {}", key.label));
-        }
-        serde_json::from_slice(&payload).map_err(|e| format!("the payload is not an in-toto statement: {e}"))
+        envelope.verified_statement(std::slice::from_ref(key)).map(|(statement, _)| statement)
     }
 }
 

@@ -230,6 +230,28 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 impl Envelope {
+    /// The in-toto statement, when a signature over its PAE verifies with one of `keys`, with
+    /// that key. The one DSSE check, for `.att` layers and Sigstore bundles alike.
+    pub fn verified_statement<'k>(
+        &self,
+        keys: &'k [crate::keys::VerificationKey],
+    ) -> Result<(Statement, &'k crate::keys::VerificationKey), String> {
+        if self.payload_type != IN_TOTO_PAYLOAD_TYPE {
+            return Err(format!("payload type {:?} is not in-toto", self.payload_type));
+        }
+        let payload = self.payload_bytes()?;
+        let message = pae(&self.payload_type, &payload);
+        let key = self
+            .signatures
+            .iter()
+            .filter_map(|s| unb64(&s.sig).ok())
+            .find_map(|sig| crate::keys::first_verifying(keys, &message, &sig))
+            .ok_or("the envelope does not verify with any configured key")?;
+        let statement =
+            serde_json::from_slice(&payload).map_err(|e| format!("not an in-toto statement: {e}"))?;
+        Ok((statement, key))
+    }
+
     pub fn payload_bytes(&self) -> Result<Vec<u8>, String> {
         base64::engine::general_purpose::STANDARD
             .decode(&self.payload)

@@ -14,8 +14,8 @@ use ferry_registry::Registry;
 use crate::artifacts::{self, Artifact};
 use crate::bundle;
 use crate::cosign::{
-    self, ArtifactKind, COSIGN_VULN_V1, DSSE_MEDIA_TYPE, Envelope, IN_TOTO_PAYLOAD_TYPE,
-    SIMPLE_SIGNING_MEDIA_TYPE, SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, SimpleSigning, Statement,
+    self, ArtifactKind, COSIGN_VULN_V1, DSSE_MEDIA_TYPE, Envelope, SIMPLE_SIGNING_MEDIA_TYPE,
+    SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, SimpleSigning, Statement,
 };
 use crate::keys::{VerificationKey, first_verifying};
 use crate::policy::{MissingReport, Requirement, Severity, SourcePolicy};
@@ -201,21 +201,24 @@ async fn fetch_bundles<R: Registry>(
         if !referrer.artifact_type.as_deref().is_some_and(|t| bundle::BUNDLE_MEDIA_TYPES.contains(&t)) {
             continue;
         }
-        let bytes = bundle_bytes(registry, repository, &referrer.digest).await;
-        out.push(FetchedBundle {
-            referrer: referrer.digest,
-            predicate_type: referrer.annotations.get(bundle::PREDICATE_TYPE_ANNOTATION).cloned(),
-            bytes,
-        });
+        let fetched = bundle_bytes(registry, repository, &referrer.digest).await;
+        // The index entry may carry no annotations (cosign writes them so); the manifest does.
+        let predicate_type = referrer
+            .annotations
+            .get(bundle::PREDICATE_TYPE_ANNOTATION)
+            .cloned()
+            .or_else(|| fetched.as_ref().ok().and_then(|(_, p)| p.clone()));
+        out.push(FetchedBundle { referrer: referrer.digest, predicate_type, bytes: fetched.map(|(b, _)| b) });
     }
     Ok(out)
 }
 
+/// A bundle referrer's bundle, and the predicate type its manifest's annotation names.
 async fn bundle_bytes<R: Registry>(
     registry: &R,
     repository: &Repository,
     referrer: &Digest,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, Option<String>), String> {
     let manifest = registry
         .get_manifest(repository, &TagOrDigest::Digest(*referrer))
         .await
@@ -227,12 +230,16 @@ async fn bundle_bytes<R: Registry>(
         .into_iter()
         .find(|b| bundle::BUNDLE_MEDIA_TYPES.contains(&b.media_type.as_str()))
         .ok_or_else(|| format!("the referrer {referrer} has no bundle layer"))?;
-    registry
+    let predicate = serde_json::from_slice::<serde_json::Value>(&manifest.bytes)
+        .ok()
+        .and_then(|m| m["annotations"][bundle::PREDICATE_TYPE_ANNOTATION].as_str().map(str::to_owned));
+    let bytes = registry
         .get_blob(repository, &layer.digest, 4 * 1024 * 1024)
         .await
         .map_err(|e| e.to_string())?
         .map(|b| b.to_vec())
-        .ok_or_else(|| format!("the bundle blob {} is missing", layer.digest))
+        .ok_or_else(|| format!("the bundle blob {} is missing", layer.digest))?;
+    Ok((bytes, predicate))
 }
 
 /// Every signed artifact the facts hold, by format and location, for `ferry verify`.
@@ -464,19 +471,7 @@ fn verified_statement(
     let bytes = layer.bytes.as_ref().map_err(Clone::clone)?;
     let envelope: Envelope =
         serde_json::from_slice(bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
-    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return Err(format!("payload type {:?} is not in-toto", envelope.payload_type));
-    }
-    let payload = envelope.payload_bytes()?;
-    let pae = cosign::pae(&envelope.payload_type, &payload);
-    let key = envelope
-        .signatures
-        .iter()
-        .filter_map(|s| cosign::unb64(&s.sig).ok())
-        .find_map(|sig| first_verifying(keys, &pae, &sig))
-        .ok_or("the envelope does not verify with any configured key")?;
-    let statement: Statement =
-        serde_json::from_slice(&payload).map_err(|e| format!("not an in-toto statement: {e}"))?;
+    let (statement, key) = envelope.verified_statement(keys)?;
     if !statement.covers(digest) {
         return Err("the statement's subjects do not include this digest".into());
     }

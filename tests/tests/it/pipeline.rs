@@ -390,14 +390,7 @@ pub(crate) async fn push_webhook(transport: Transport) {
     let sbom = stage.referrer("demo/app", &pushed.children[1], "application/spdx+json", b"{}", &[]).await;
     let build = crate::support::client(&[h.staging.host()], ferry_registry::Credentials::none());
     for (referrer, subject) in [(&bundle, pushed.digest), (&sbom, pushed.children[1].digest)] {
-        let manifest = ferry_registry::RawManifest {
-            digest: referrer.digest,
-            media_type: referrer.media_type.into(),
-            bytes: referrer.bytes.clone().into(),
-        };
-        ferry_registry::RegistryWrite::put_referrer(&build, &h.staging.repository("demo/app"), &manifest)
-            .await
-            .unwrap();
+        stage.list_referrer("demo/app", &subject, referrer).await;
         assert_eq!(
             ferry_registry::Registry::referrers(&build, &h.staging.repository("demo/app"), &subject, None)
                 .await

@@ -428,17 +428,10 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
         .referrer("demo/app", &world.index, "application/vnd.example.internal-report+json", b"{}", &[])
         .await;
     // The build's own tag indexes, as cosign maintains them on a registry without the API.
-    let build = client(&world.hosts(), Credentials::none());
-    for referrer in index_referrers.iter().chain([&child_sbom, &internal]) {
-        let manifest = ferry_registry::RawManifest {
-            digest: referrer.digest,
-            media_type: referrer.media_type.into(),
-            bytes: referrer.bytes.clone().into(),
-        };
-        ferry_registry::RegistryWrite::put_referrer(&build, &world.staging.repository("demo/app"), &manifest)
-            .await
-            .unwrap();
+    for referrer in index_referrers.iter().chain([&internal]) {
+        stage.list_referrer("demo/app", &world.index.digest, referrer).await;
     }
+    stage.list_referrer("demo/app", &world.index.children[0].digest, &child_sbom).await;
     // Ferry's key.
     let (_, public, private) = ferry_key();
     std::fs::write(dir.path().join("ferry.key"), &private).unwrap();
@@ -673,17 +666,7 @@ async fn signatures_from_untrusted_sources_are_never_copied() {
     sign_image(&hub, "rancher/hubonly", &image.digest, "docker.io/rancher/hubonly", &TestKey::generate())
         .await;
     let sbom = hub.referrer("rancher/hubonly", &image, "application/spdx+json", b"{}", &[]).await;
-    ferry_registry::RegistryWrite::put_referrer(
-        &registry,
-        &world.mirror.repository("rancher/hubonly"),
-        &ferry_registry::RawManifest {
-            digest: sbom.digest,
-            media_type: sbom.media_type.into(),
-            bytes: sbom.bytes.clone().into(),
-        },
-    )
-    .await
-    .unwrap();
+    hub.list_referrer("rancher/hubonly", &image.digest, &sbom).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("dockerToPrime.yaml"), "rancher/hubonly:\n  - v1.0.0\n").unwrap();
     std::fs::write(
@@ -737,7 +720,6 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
         stage.image("demo/v3ok", Some("1.0"), &ferry_testkit::seed::ImageSpec::small("amd64", 901, 1)).await;
     let bad =
         stage.image("demo/v3bad", Some("1.0"), &ferry_testkit::seed::ImageSpec::small("amd64", 902, 1)).await;
-    let build = client(&world.hosts(), Credentials::none());
     for (repo, image, key) in [("demo/v3ok", &ok, &staging_key), ("demo/v3bad", &bad, &TestKey::generate())] {
         let referrer = ferry_testkit::cosign::bundle_referrer(
             &stage,
@@ -748,14 +730,7 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
             key,
         )
         .await;
-        let manifest = ferry_registry::RawManifest {
-            digest: referrer.digest,
-            media_type: referrer.media_type.into(),
-            bytes: referrer.bytes.clone().into(),
-        };
-        ferry_registry::RegistryWrite::put_referrer(&build, &world.staging.repository(repo), &manifest)
-            .await
-            .unwrap();
+        stage.list_referrer(repo, &image.digest, &referrer).await;
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("staging.pub"), staging_key.public_pem()).unwrap();
