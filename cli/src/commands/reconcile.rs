@@ -25,16 +25,20 @@ async fn survey(
     env: &Env,
 ) -> Result<(Vec<PromotionStatus>, Repair), CliError> {
     let config = super::config(registries, env)?;
-    let registry = super::registry(&config, env)?;
-    let desired = if has_inputs(inputs_args) {
-        ferry_manifests::load(&inputs(inputs_args)?, &config.policy)?
+    let given = if has_inputs(inputs_args) { inputs(inputs_args)? } else { Vec::new() };
+    // The credentials the inputs name for their registries (config.yaml, regsync.yaml) too.
+    let registry = super::registry_for(&config, env, &given)?;
+    let desired = if !given.is_empty() {
+        let mut desired = ferry_manifests::load(&given, &config.policy)?;
+        desired.extend(super::plan::repository_entries(&registry, &given, &config.policy).await?);
+        desired
     } else {
         // No manifest flags: what the configuration asks for, as the pipeline sees it. The
         // manifest source's current state, and every tag a mirror rule matches at its source.
         let path = registries.config.as_deref().or(env.config.as_deref()).ok_or_else(|| {
             CliError::Usage(
                 "nothing to check: give --config (pipeline.manifests, pipeline.mirror-rules) or manifest \
-                 inputs (--manifest, --thin-manifest-dir, --images-list, --charts-sync)"
+                 inputs (--manifest, --thin-manifest-dir, --images-list, --charts-sync, --rancher-config, --regsync)"
                     .into(),
             )
         })?;

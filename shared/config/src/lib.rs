@@ -486,6 +486,7 @@ pub fn input_credentials(
                         password: c.pass,
                         origin: c.origin,
                         concurrency: None,
+                        fields: ("creds.user", "creds.pass"),
                     }),
             ),
             _ => {}
@@ -512,8 +513,8 @@ pub fn input_credentials(
                     }),
                 }
             };
-            let username = resolve(&entry.username, "Repositories.Username")?;
-            let password = resolve(&entry.password, "Repositories.Password")?;
+            let username = resolve(&entry.username, entry.fields.0)?;
+            let password = resolve(&entry.password, entry.fields.1)?;
             if let (Some(username), Some(password)) = (username, password) {
                 out.push((
                     entry.registry.clone(),

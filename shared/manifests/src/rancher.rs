@@ -91,6 +91,8 @@ pub struct RepositoryCredentials {
     pub origin: String,
     /// `ReqConcurrent`: requests this registry may have in flight.
     pub concurrency: Option<u32>,
+    /// How the file names the user and password fields, for messages.
+    pub fields: (&'static str, &'static str),
 }
 
 /// A credential field's value.
@@ -193,6 +195,7 @@ pub fn parse(
                     password: repository.value.password.as_ref().map(|p| Value::parse(&p.value)),
                     origin: format!("{}:{line}", path.display()),
                     concurrency: repository.value.req_concurrent,
+                    fields: ("Repositories.Username", "Repositories.Password"),
                 }),
                 Err(e) => problems.invalid(line, "Repositories.Registry", e),
             }

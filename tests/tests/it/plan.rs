@@ -518,4 +518,35 @@ async fn regsync_yaml_image_and_repository_entries_are_promoted() {
     assert_eq!(mirror.tag_digest("regsync/app", "1.0").await, Some(world.index.digest));
     assert_eq!(mirror.tag_digest("regsync/app", "1.1").await, None, "not allowed: `1\\.0` is anchored");
     assert!(mirror.tag_digest("regsync/single", "2.0").await.is_some());
+
+    // `ferry status` reads the same file, repository entries resolved the same way: both
+    // images copied, neither signed (no key was given), so incomplete.
+    let mut status: Vec<String> = vec!["status".into(), "--regsync".into(), file.display().to_string()];
+    status.extend(world.insecure_flags());
+    let out = Command::new(ferry_bin()).args(&status).env_remove("FERRY_CONFIG").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("regsync/app:1.0  copied yes  signed no"), "{stdout}");
+    assert!(stdout.contains("regsync/single:2.0  copied yes  signed no"), "{stdout}");
+    assert!(stdout.contains("2 promotion(s): 0 complete, 2 incomplete"), "{stdout}");
+
+    // A `creds` template whose variable is unset: an error naming the file, line and field.
+    std::fs::write(
+        &file,
+        format!(
+            "creds:\n- registry: {m}\n  user: '{{{{env \"FERRY_TEST_UNSET_HUB_USER\"}}}}'\n  pass: x\nsync: []\n",
+            m = world.mirror.host()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(ferry_bin())
+        .args(["plan", "--regsync", file.to_str().unwrap()])
+        .env_remove("FERRY_CONFIG")
+        .env_remove("FERRY_TEST_UNSET_HUB_USER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("regsync.yaml:2: field `creds.user`"), "{stderr}");
+    assert!(stderr.contains("FERRY_TEST_UNSET_HUB_USER is not set"), "{stderr}");
 }
