@@ -315,3 +315,12 @@ pub async fn bundles_in_tag_index(
     }
     out
 }
+
+/// Whether the referrers tag index of `digest` lists a cosign v3 bundle signature of it that
+/// verifies with `public_pem` (read and checked by hand, with openssl).
+pub async fn has_bundle_signature(seeder: &Seeder, repo: &str, digest: &Digest, public_pem: &str) -> bool {
+    bundles_in_tag_index(seeder, repo, digest, COSIGN_SIGN_PREDICATE)
+        .await
+        .iter()
+        .any(|b| verify_bundle(b, digest, COSIGN_SIGN_PREDICATE, public_pem).is_ok())
+}

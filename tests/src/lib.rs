@@ -82,3 +82,24 @@ pub fn write_thin_manifest(
     std::fs::write(dir.join("manifests").join(sub).join("promoter-manifest.yaml"), registries)?;
     std::fs::write(dir.join("images").join(sub).join("images.yaml"), images)
 }
+
+/// Polls `condition` every `interval` until it holds (`true`) or `timeout` passes (`false`):
+/// the waiting the tests and the demo share.
+pub async fn poll_until<F, Fut>(
+    timeout: std::time::Duration,
+    interval: std::time::Duration,
+    mut condition: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(interval).await;
+    }
+    false
+}

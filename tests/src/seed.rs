@@ -160,6 +160,21 @@ impl Seeder {
         content: &[u8],
         annotations: &[(&str, &str)],
     ) -> Pushed {
+        let pushed = self.referrer_unpushed(repo, subject, artifact_type, content, annotations).await;
+        self.manifest(repo, &pushed.digest.to_string(), OCI_MANIFEST, &pushed.bytes).await;
+        pushed
+    }
+
+    /// [`Seeder::referrer`]'s manifest with its blobs pushed, but not the manifest itself: for
+    /// tests that hand it to the code under test to push.
+    pub async fn referrer_unpushed(
+        &self,
+        repo: &str,
+        subject: &Pushed,
+        artifact_type: &str,
+        content: &[u8],
+        annotations: &[(&str, &str)],
+    ) -> Pushed {
         let empty = self.blob(repo, b"{}").await;
         let layer = self.blob(repo, content).await;
         let mut manifest = json!({
@@ -176,7 +191,6 @@ impl Seeder {
         }
         let bytes = serde_json::to_vec(&manifest).expect("json");
         let digest = Digest::of(&bytes);
-        self.manifest(repo, &digest.to_string(), OCI_MANIFEST, &bytes).await;
         Pushed { digest, media_type: OCI_MANIFEST, bytes, blobs: vec![empty, layer], children: Vec::new() }
     }
 

@@ -373,17 +373,13 @@ async fn promoted(server: &RegistryServer, digest: &Digest, children: &[Digest])
     true
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Result<(), Failure>
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, condition: F) -> Result<(), Failure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if condition().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    if ferry_testkit::poll_until(timeout, Duration::from_millis(200), condition).await {
+        return Ok(());
     }
     Err(format!("timed out after {timeout:?} waiting for {what}").into())
 }

@@ -307,17 +307,13 @@ async fn referrer_digests(seeder: &Seeder, repo: &str, subject: &Digest) -> Vec<
         .unwrap_or_default()
 }
 
-pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    if ferry_testkit::poll_until(timeout, Duration::from_millis(250), condition).await {
+        return;
     }
     // The pipeline's logs tell why.
     panic!(
@@ -452,23 +448,7 @@ pub(crate) async fn push_webhook(transport: Transport) {
         for server in [&h.prod, &h.mirrors[0], &h.mirrors[1]] {
             let seeder = Seeder::new(server);
             for digest in std::iter::once(&pushed.digest).chain(pushed.children.iter().map(|c| &c.digest)) {
-                let found = ferry_testkit::cosign::bundles_in_tag_index(
-                    &seeder,
-                    "demo/app",
-                    digest,
-                    ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
-                )
-                .await;
-                let verified = found.iter().any(|b| {
-                    ferry_testkit::cosign::verify_bundle(
-                        b,
-                        digest,
-                        ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
-                        &public,
-                    )
-                    .is_ok()
-                });
-                if !verified {
+                if !ferry_testkit::cosign::has_bundle_signature(&seeder, "demo/app", digest, &public).await {
                     return false;
                 }
             }
@@ -965,21 +945,9 @@ pub(crate) async fn mirror_rule_repair(transport: Transport) {
         ferry(&status(None)).await.0 == Some(0)
     })
     .await;
-    let found = ferry_testkit::cosign::bundles_in_tag_index(
-        &other,
-        "demo/ruled",
-        &pushed.digest,
-        ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
-    )
-    .await;
     assert!(
-        found.iter().any(|b| ferry_testkit::cosign::verify_bundle(
-            b,
-            &pushed.digest,
-            ferry_testkit::cosign::COSIGN_SIGN_PREDICATE,
-            &h.public_key()
-        )
-        .is_ok()),
+        ferry_testkit::cosign::has_bundle_signature(&other, "demo/ruled", &pushed.digest, &h.public_key())
+            .await,
         "Ferry's bundle signature is back at the mirror"
     );
     h.stop().await;

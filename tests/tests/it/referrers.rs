@@ -25,19 +25,16 @@ async fn artifact(
     artifact_type: &str,
     content: &[u8],
 ) -> RawManifest {
-    let empty = seeder.blob(repo, b"{}").await;
-    let layer = seeder.blob(repo, content).await;
-    let bytes = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.to_string(), "size": 2},
-        "layers": [{"mediaType": artifact_type, "digest": layer.to_string(), "size": content.len()}],
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest.to_string(), "size": subject.bytes.len()},
-        "annotations": {"org.opencontainers.image.created": "2026-11-29T00:00:00Z"},
-    }))
-    .unwrap();
-    RawManifest { digest: Digest::of(&bytes), media_type: OCI_MANIFEST.into(), bytes: bytes.into() }
+    let pushed = seeder
+        .referrer_unpushed(
+            repo,
+            subject,
+            artifact_type,
+            content,
+            &[("org.opencontainers.image.created", "2026-11-29T00:00:00Z")],
+        )
+        .await;
+    RawManifest { digest: pushed.digest, media_type: OCI_MANIFEST.into(), bytes: pushed.bytes.into() }
 }
 
 fn digests(list: &[Referrer]) -> Vec<Digest> {
