@@ -316,25 +316,34 @@ impl Seeder {
         self.manifest(repo, tag, pushed.media_type, &pushed.bytes).await;
     }
 
-    /// The digest `repo:tag` points at, read with a HEAD, or `None`.
-    ///
-    /// Distribution's filesystem storage answers 500 for a moment while another client rewrites
-    /// the tag (its link file is briefly empty); such answers are asked again, a few times.
-    pub async fn tag_digest(&self, repo: &str, tag: &str) -> Option<Digest> {
+    /// A manifest request. Distribution's filesystem storage answers 500 for a moment while
+    /// another client rewrites the tag (its link file is briefly empty); such answers are asked
+    /// again, a few times.
+    async fn manifest_request(
+        &self,
+        method: reqwest::Method,
+        repo: &str,
+        reference: &str,
+    ) -> reqwest::Response {
         let mut attempt = 0;
-        let response = loop {
+        loop {
             let response = self
-                .request(reqwest::Method::HEAD, &format!("{}/v2/{repo}/manifests/{tag}", self.base))
+                .request(method.clone(), &format!("{}/v2/{repo}/manifests/{reference}", self.base))
                 .header("accept", format!("{OCI_INDEX}, {OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"))
                 .send()
                 .await
-                .expect("head manifest");
+                .expect("manifest request");
             attempt += 1;
             if !response.status().is_server_error() || attempt == 5 {
-                break response;
+                return response;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        };
+        }
+    }
+
+    /// The digest `repo:tag` points at, read with a HEAD, or `None`.
+    pub async fn tag_digest(&self, repo: &str, tag: &str) -> Option<Digest> {
+        let response = self.manifest_request(reqwest::Method::HEAD, repo, tag).await;
         if response.status() == 404 {
             return None;
         }
@@ -345,15 +354,7 @@ impl Seeder {
 
     /// The raw bytes of `repo:reference` (a tag or digest), or `None`.
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Option<Vec<u8>> {
-        let response = self
-            .request(reqwest::Method::GET, &format!("{}/v2/{repo}/manifests/{reference}", self.base))
-            .header(
-                "accept",
-                format!("{OCI_INDEX}, {OCI_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"),
-            )
-            .send()
-            .await
-            .expect("get manifest");
+        let response = self.manifest_request(reqwest::Method::GET, repo, reference).await;
         if response.status() == 404 {
             return None;
         }
