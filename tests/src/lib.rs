@@ -10,6 +10,8 @@
 //!   connections and flipped bytes on chosen requests.
 //! - [`cosign`] builds signed and attested staging fixtures by hand, and verifies Ferry's
 //!   signatures with `openssl`.
+//! - [`keyless::FakeSigstore`] is a fake Fulcio CA, CT log and Rekor log, and their trusted
+//!   root, for keyless bundles (none of those services can run here).
 //! - [`localstack`] starts LocalStack (KMS, SQS) once per test process.
 //! - [`rabbit::RabbitNode`] runs a private RabbitMQ node, for tests that restart the broker.
 //! - [`world::World`] is a seeded staging/prod/mirror set that makes a plan hit every action.
@@ -19,6 +21,7 @@
 
 pub mod cosign;
 pub mod fault;
+pub mod keyless;
 pub mod localstack;
 pub mod rabbit;
 pub mod referrers_fake;

@@ -86,6 +86,7 @@ use ferry_manifests::yaml::{self, Spanned, line_of};
 use ferry_model::{Host, RegistryPath};
 use ferry_registry::auth::default_files;
 use ferry_registry::{CredentialSources, Credentials, LimiterConfig, RetryPolicy, Secret, TransportConfig};
+use ferry_trust::keyless::{KeylessPolicy, Matcher, TrustedRoot};
 use ferry_trust::keys::VerificationKey;
 use ferry_trust::policy::{
     MissingReport, ReferrerFilter, Requirement, Severity, SourcePolicy, TrustPolicy, VulnerabilityGate,
@@ -309,6 +310,18 @@ struct SourceYaml {
     vulnerabilities: Option<VulnerabilitiesYaml>,
     #[serde(default)]
     referrer_types: Option<ReferrerTypesYaml>,
+    /// Keyless: a Sigstore `trusted_root.json` (relative to the config file) and the
+    /// certificate identity and OIDC issuer, with cosign's and kpromo's flag names.
+    #[serde(default)]
+    trusted_root: Option<Spanned<String>>,
+    #[serde(default)]
+    certificate_identity: Option<Spanned<String>>,
+    #[serde(default)]
+    certificate_identity_regexp: Option<Spanned<String>>,
+    #[serde(default)]
+    certificate_oidc_issuer: Option<Spanned<String>>,
+    #[serde(default)]
+    certificate_oidc_issuer_regexp: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -682,29 +695,93 @@ fn source_policy(
             .as_ref()
             .map(|r| ReferrerFilter { allow: r.allow.clone(), deny: r.deny.clone() })
             .unwrap_or_default(),
+        keyless: keyless_policy(source, base, field)?,
     };
-    if policy.signatures != Requirement::Off && policy.signature_keys.is_empty() {
+    let keyless = policy.keyless.is_some();
+    if policy.signatures != Requirement::Off && policy.signature_keys.is_empty() && !keyless {
         return Err(field(
             line_of(&source.registry),
             "trust.sources.keys",
-            "signatures are checked but no key is given".into(),
+            "signatures are checked but no key is given, and no trusted-root for keyless signatures".into(),
         ));
     }
-    if policy.provenance != Requirement::Off && policy.provenance_keys.is_empty() {
+    if policy.provenance != Requirement::Off && policy.provenance_keys.is_empty() && !keyless {
         return Err(field(
             line_of(&source.registry),
             "trust.sources.provenance-keys",
-            "provenance is checked but no key is given".into(),
+            "provenance is checked but no key is given, and no trusted-root for keyless attestations".into(),
         ));
     }
-    if policy.vulnerabilities.as_ref().is_some_and(|v| v.keys.is_empty()) {
+    if policy.vulnerabilities.as_ref().is_some_and(|v| v.keys.is_empty()) && !keyless {
         return Err(field(
             line_of(&source.registry),
             "trust.sources.vulnerabilities.keys",
-            "the gate needs the scanner's key".into(),
+            "the gate needs the scanner's key, or a trusted-root for a keylessly signed report".into(),
         ));
     }
     Ok(policy)
+}
+
+/// The keyless part of a source's policy: all of `trusted-root`, one of
+/// `certificate-identity[-regexp]` and one of `certificate-oidc-issuer[-regexp]`, or none.
+fn keyless_policy(
+    source: &SourceYaml,
+    base: &Path,
+    field: &FieldError<'_>,
+) -> Result<Option<KeylessPolicy>, ConfigError> {
+    let one_of = |exact: &Option<Spanned<String>>,
+                  regexp: &Option<Spanned<String>>,
+                  name: &'static str,
+                  regexp_name: &'static str|
+     -> Result<Option<Matcher>, ConfigError> {
+        match (exact, regexp) {
+            (Some(_), Some(r)) => {
+                Err(field(line_of(r), regexp_name, format!("give either {name} or {regexp_name}, not both")))
+            }
+            (Some(e), None) if e.value.is_empty() => Err(field(line_of(e), name, "is empty".into())),
+            (Some(e), None) => Ok(Some(Matcher::Exact(e.value.clone()))),
+            (None, Some(r)) => Matcher::regexp(&r.value)
+                .map(Some)
+                .map_err(|e| field(line_of(r), regexp_name, format!("not a regular expression: {e}"))),
+            (None, None) => Ok(None),
+        }
+    };
+    let identity = one_of(
+        &source.certificate_identity,
+        &source.certificate_identity_regexp,
+        "trust.sources.certificate-identity",
+        "trust.sources.certificate-identity-regexp",
+    )?;
+    let issuer = one_of(
+        &source.certificate_oidc_issuer,
+        &source.certificate_oidc_issuer_regexp,
+        "trust.sources.certificate-oidc-issuer",
+        "trust.sources.certificate-oidc-issuer-regexp",
+    )?;
+    match (&source.trusted_root, identity, issuer) {
+        (None, None, None) => Ok(None),
+        (Some(root), Some(identity), Some(issuer)) => {
+            let path = base.join(&root.value);
+            let root = TrustedRoot::load(&path)
+                .map_err(|e| field(line_of(root), "trust.sources.trusted-root", e))?;
+            Ok(Some(KeylessPolicy { root, identity, issuer }))
+        }
+        (None, _, _) => Err(field(
+            line_of(&source.registry),
+            "trust.sources.trusted-root",
+            "a certificate identity or issuer is given without the trusted root to verify it against".into(),
+        )),
+        (Some(root), None, _) => Err(field(
+            line_of(root),
+            "trust.sources.certificate-identity",
+            "keyless verification needs certificate-identity or certificate-identity-regexp".into(),
+        )),
+        (Some(root), Some(_), None) => Err(field(
+            line_of(root),
+            "trust.sources.certificate-oidc-issuer",
+            "keyless verification needs certificate-oidc-issuer or certificate-oidc-issuer-regexp".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -756,8 +833,40 @@ mod tests {
                 "trust:\n  sources:\n  - registry: a.io\n    provenance: if-present\n    provenance-keys: [good.pub]\n    builders: [x]\n",
                 Ok(0),
             ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    signatures: required\n    provenance: required\n    trusted-root: root.json\n    certificate-identity: me@example.com\n    certificate-oidc-issuer-regexp: \"https://.*\"\n",
+                Ok(0),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    trusted-root: root.json\n    certificate-identity: a\n    certificate-identity-regexp: a\n    certificate-oidc-issuer: b\n",
+                Err(":6: field `trust.sources.certificate-identity-regexp`: give either"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    trusted-root: root.json\n    certificate-identity: a\n",
+                Err(":4: field `trust.sources.certificate-oidc-issuer`: keyless verification needs"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    trusted-root: root.json\n    certificate-oidc-issuer: b\n",
+                Err(":4: field `trust.sources.certificate-identity`: keyless verification needs"),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    certificate-identity: a\n    certificate-oidc-issuer: b\n",
+                Err(
+                    ":3: field `trust.sources.trusted-root`: a certificate identity or issuer is given without",
+                ),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    trusted-root: good.pub\n    certificate-identity: a\n    certificate-oidc-issuer: b\n",
+                Err(":4: field `trust.sources.trusted-root`: "),
+            ),
+            (
+                "trust:\n  sources:\n  - registry: a.io\n    trusted-root: root.json\n    certificate-identity-regexp: \"(\"\n    certificate-oidc-issuer: b\n",
+                Err(":5: field `trust.sources.certificate-identity-regexp`: not a regular expression"),
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("root.json"), sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT)
+            .unwrap();
         std::fs::write(dir.path().join("bad.pub"), "not a key").unwrap();
         let (_, good) = ferry_trust::keys::generate_key_pair(b"pw").unwrap();
         std::fs::write(dir.path().join("good.pub"), good).unwrap();
@@ -785,6 +894,11 @@ mod tests {
             let (_, public) = ferry_trust::keys::generate_key_pair(b"pw").unwrap();
             std::fs::write(dir.path().join(key), public).unwrap();
         }
+        std::fs::write(
+            dir.path().join("trusted_root.json"),
+            sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT,
+        )
+        .unwrap();
         let config = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.insecure_hosts.len(), 1);
         assert!(!config.policy.deny_prerelease.is_empty() && !config.policy.trusted_sources.is_empty());
@@ -796,6 +910,13 @@ mod tests {
         assert_eq!((source.signature_keys.len(), source.provenance_keys.len()), (1, 1));
         assert!(source.vulnerabilities.as_ref().is_some_and(|v| v.keys.len() == 1));
         assert_eq!(source.referrer_types.deny.len(), 1);
+        let keyless = config.trust.sources[1].keyless.as_ref().unwrap();
+        assert!(
+            keyless
+                .identity
+                .matches("https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0")
+        );
+        assert!(keyless.issuer.matches("https://token.actions.githubusercontent.com"));
         let pipeline = &config.pipeline;
         assert_eq!(pipeline.registries.len(), 1);
         assert_eq!(pipeline.github_repository.as_deref(), Some("acme/k8s.io"));
@@ -834,6 +955,11 @@ mod tests {
             "images-lists:",
             "charts-sync:",
             "referrer-types:",
+            "trusted-root:",
+            "certificate-identity:",
+            "certificate-identity-regexp:",
+            "certificate-oidc-issuer:",
+            "certificate-oidc-issuer-regexp:",
             "allow:",
             "deny:",
             "mirror-rules:",

@@ -15,6 +15,7 @@
 //! # Layout
 //! - [`cosign`]: the formats (tags, simple signing, artifact manifests, DSSE, in-toto).
 //! - [`keys`]: signing keys (cosign key files, AWS KMS) and verification keys.
+//! - [`keyless`]: keyless bundles, verified offline against a trusted root, identity and issuer.
 //! - [`policy`]: per-source verification policy.
 //! - [`artifacts`]: reading and merging cosign artifact manifests in a registry.
 //! - `error`: `TrustError`.
@@ -24,6 +25,7 @@ pub mod attest;
 pub mod bundle;
 pub mod cosign;
 mod error;
+pub mod keyless;
 pub mod keys;
 pub mod policy;
 pub mod referrers;

@@ -2,6 +2,7 @@
 
 use ferry_model::{RegistryPath, Repository};
 
+use crate::keyless::KeylessPolicy;
 use crate::keys::VerificationKey;
 
 /// How strongly a check is demanded.
@@ -72,6 +73,10 @@ pub struct SourcePolicy {
     pub vulnerabilities: Option<VulnerabilityGate>,
     /// Which OCI referrers of this source travel with its images (all by default).
     pub referrer_types: ReferrerFilter,
+    /// Keyless signatures and attestations: the trusted root and who may sign. A keyless
+    /// signature or vulnerability report must carry this identity; a keyless provenance
+    /// statement this identity or one of `builders` (the SLSA generators sign as themselves).
+    pub keyless: Option<KeylessPolicy>,
 }
 
 /// An `artifactType` allow and deny list for the referrers carried from a source. A referrer

@@ -17,6 +17,7 @@ use crate::cosign::{
     self, ArtifactKind, COSIGN_VULN_V1, DSSE_MEDIA_TYPE, Envelope, SIMPLE_SIGNING_MEDIA_TYPE,
     SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, SimpleSigning, Statement,
 };
+use crate::keyless::{self, KeylessPolicy};
 use crate::keys::{VerificationKey, first_verifying};
 use crate::policy::{MissingReport, Requirement, Severity, SourcePolicy};
 
@@ -37,6 +38,9 @@ pub struct FetchedLayer {
     pub annotations: std::collections::BTreeMap<String, String>,
     /// The layer bytes, or why they could not be read.
     pub bytes: Result<Vec<u8>, String>,
+    /// The whole Sigstore bundle, when the layer is a bundle's DSSE envelope: a keyless bundle
+    /// is verified as a whole (certificate, log entry), not just its envelope.
+    pub bundle: Option<Vec<u8>>,
 }
 
 /// One Sigstore bundle found among the digest's referrers.
@@ -294,7 +298,12 @@ fn bundle_layers(facts: &Facts) -> Vec<(FetchedLayer, String)> {
                 annotations.insert(cosign::PREDICATE_TYPE_ANNOTATION.to_owned(), p.clone());
             }
             (
-                FetchedLayer { media_type: DSSE_MEDIA_TYPE.to_owned(), annotations, bytes },
+                FetchedLayer {
+                    media_type: DSSE_MEDIA_TYPE.to_owned(),
+                    annotations,
+                    bytes,
+                    bundle: b.bytes.as_ref().ok().cloned(),
+                },
                 format!("bundle referrer {}", b.referrer),
             )
         })
@@ -318,7 +327,12 @@ async fn fetch_layers<R: Registry>(
             .await
             .map(|b| b.to_vec())
             .map_err(|e| e.to_string());
-        fetched.push(FetchedLayer { media_type: layer.media_type, annotations: layer.annotations, bytes });
+        fetched.push(FetchedLayer {
+            media_type: layer.media_type,
+            annotations: layer.annotations,
+            bytes,
+            bundle: None,
+        });
     }
     Ok(Some(fetched))
 }
@@ -413,7 +427,7 @@ fn signature(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
         if named.or(claimed).is_some_and(|p| p != bundle::COSIGN_SIGN_PREDICATE_TYPE) {
             continue;
         }
-        match verified_statement(&layer, &request.digest, &policy.signature_keys) {
+        match verified_statement(&layer, &request.digest, &Signers::signatures(policy)) {
             Ok((statement, label)) if statement.predicate_type == bundle::COSIGN_SIGN_PREDICATE_TYPE => {
                 let note = if policy.identity.is_some() {
                     "; a bundle names no docker-reference, so `identity` does not apply"
@@ -462,16 +476,50 @@ fn verify_simple_signing(
     Ok(key.label.clone())
 }
 
-/// A DSSE layer whose envelope verifies with `keys` and whose statement covers the digest.
+/// Who may sign one kind of artifact for a source: keys, and a keyless identity.
+struct Signers<'p> {
+    keys: &'p [VerificationKey],
+    keyless: Option<&'p KeylessPolicy>,
+    /// Further exact certificate identities a keyless statement may carry.
+    also: &'p [String],
+}
+
+impl<'p> Signers<'p> {
+    fn signatures(policy: &'p SourcePolicy) -> Self {
+        Signers { keys: &policy.signature_keys, keyless: policy.keyless.as_ref(), also: &[] }
+    }
+
+    /// SLSA generators (slsa-github-generator) sign their provenance as the builder itself, so
+    /// an allowed builder id is an allowed certificate identity too.
+    fn provenance(policy: &'p SourcePolicy) -> Self {
+        Signers { keys: &policy.provenance_keys, keyless: policy.keyless.as_ref(), also: &policy.builders }
+    }
+
+    fn vulnerabilities(policy: &'p SourcePolicy, keys: &'p [VerificationKey]) -> Self {
+        Signers { keys, keyless: policy.keyless.as_ref(), also: &[] }
+    }
+}
+
+/// A DSSE layer whose envelope verifies (with a key, or keylessly for a keyless bundle) and
+/// whose statement covers the digest; with who signed it.
 fn verified_statement(
     layer: &FetchedLayer,
     digest: &Digest,
-    keys: &[VerificationKey],
+    signers: &Signers<'_>,
 ) -> Result<(Statement, String), String> {
+    if let Some(bundle) = layer.bundle.as_deref().filter(|b| keyless::is_keyless(b)) {
+        let Some(policy) = signers.keyless else {
+            return Err("the bundle is signed keylessly (a Fulcio certificate), and this source has no \
+                        trusted-root with certificate-identity and certificate-oidc-issuer"
+                .into());
+        };
+        let (statement, signer) = policy.verify_bundle(bundle, digest, signers.also)?;
+        return Ok((statement, signer.to_string()));
+    }
     let bytes = layer.bytes.as_ref().map_err(Clone::clone)?;
     let envelope: Envelope =
         serde_json::from_slice(bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
-    let (statement, key) = envelope.verified_statement(keys)?;
+    let (statement, key) = envelope.verified_statement(signers.keys)?;
     if !statement.covers(digest) {
         return Err("the statement's subjects do not include this digest".into());
     }
@@ -522,7 +570,8 @@ fn provenance(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check 
     };
     let mut problems = Vec::new();
     for (layer, origin) in &layers {
-        let (statement, key) = match verified_statement(layer, &request.digest, &policy.provenance_keys) {
+        let (statement, key) = match verified_statement(layer, &request.digest, &Signers::provenance(policy))
+        {
             Ok(found) => found,
             Err(problem) => {
                 problems.push(format!("{origin}: {problem}"));
@@ -600,7 +649,7 @@ fn vulnerabilities(request: &Request, facts: &Facts, policy: &SourcePolicy) -> C
     };
     let mut problems = Vec::new();
     for (layer, origin) in &layers {
-        match verified_statement(layer, &request.digest, &gate.keys) {
+        match verified_statement(layer, &request.digest, &Signers::vulnerabilities(policy, &gate.keys)) {
             Ok((statement, key)) if statement.predicate_type == COSIGN_VULN_V1 => {
                 let findings = findings(&statement.predicate["scanner"]["result"]);
                 let blocking: Vec<&(String, Severity)> =

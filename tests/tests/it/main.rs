@@ -7,6 +7,7 @@ mod broker;
 mod copy;
 mod demo;
 mod infra;
+mod keyless;
 mod lambda;
 mod mistakes;
 mod pipeline;

@@ -1,0 +1,400 @@
+//! Keyless verification: bundles signed by a fake Sigstore instance made in the test (its own
+//! CA, CT log and Rekor log, `ferry_testkit::keyless`), checked by Ferry against the trusted
+//! root the test wrote, a certificate identity and an OIDC issuer.
+
+use ferry_model::{Digest, Repository};
+use ferry_testkit::keyless::{FakeSigstore, Faults};
+use ferry_testkit::seed::{ImageSpec, Seeder};
+use ferry_testkit::world::World;
+use ferry_trust::keyless::{KeylessPolicy, Matcher, TrustedRoot};
+use ferry_trust::policy::{Requirement, SourcePolicy};
+use ferry_trust::verify::{self, Facts, FetchedBundle, Request, Status};
+use serde_json::json;
+
+const SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
+const SLSA_V1: &str = "https://slsa.dev/provenance/v1";
+const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0";
+const GITHUB: &str = "https://token.actions.githubusercontent.com";
+const GENERATOR: &str = "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_container_slsa3.yml@refs/tags/v2.0.0";
+
+fn digest(n: u8) -> Digest {
+    Digest::of(&[n])
+}
+
+fn facts(bundles: Vec<Vec<u8>>, predicate_type: &str) -> Facts {
+    Facts {
+        manifest: Ok(Vec::new()),
+        tag_now: None,
+        signatures: Ok(None),
+        attestations: Ok(None),
+        bundles: Ok(bundles
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| FetchedBundle {
+                referrer: Digest::of(&[200, i as u8]),
+                predicate_type: Some(predicate_type.to_owned()),
+                bytes: Ok(bytes),
+            })
+            .collect()),
+    }
+}
+
+fn policy(root: &FakeSigstore, identity: Matcher, issuer: Matcher) -> SourcePolicy {
+    SourcePolicy {
+        signatures: Requirement::Required,
+        keyless: Some(KeylessPolicy {
+            root: TrustedRoot::from_json(&root.trusted_root(), "trusted_root.json").unwrap(),
+            identity,
+            issuer,
+        }),
+        ..Default::default()
+    }
+}
+
+fn request(digest: Digest) -> Request {
+    Request {
+        source: Repository::parse("staging.example/acme/app").unwrap(),
+        digest,
+        source_tag: None,
+        destination_problems: Vec::new(),
+    }
+}
+
+/// The check named `name` in the report of deciding `facts` under `policy`.
+fn decided(policy: &SourcePolicy, facts: &Facts, digest: Digest, name: &str) -> (Status, String) {
+    let report = verify::decide(&request(digest), facts, policy);
+    let check = report.checks.iter().find(|c| c.name == name).unwrap();
+    (check.status, check.reason.clone())
+}
+
+#[test]
+fn keyless_signatures_pass_only_for_the_right_identity_issuer_root_and_evidence() {
+    let sigstore = FakeSigstore::new();
+    let other = FakeSigstore::new();
+    let image = digest(1);
+    let exact = |s: &str| Matcher::Exact(s.to_owned());
+    let good = policy(&sigstore, exact(WORKFLOW), exact(GITHUB));
+    let sign = |identity: &str, issuer: &str, faults: Faults| {
+        sigstore.bundle(&image, SIGN, json!({}), identity, issuer, faults)
+    };
+    let ok = Faults::default();
+    let cases: Vec<(&str, SourcePolicy, Vec<u8>, Digest, Status, &str)> = vec![
+        (
+            "the right identity and issuer",
+            good.clone(),
+            sign(WORKFLOW, GITHUB, ok),
+            image,
+            Status::Pass,
+            WORKFLOW,
+        ),
+        (
+            "an email identity",
+            policy(&sigstore, exact("release@acme.example"), exact("https://accounts.google.com")),
+            sign("release@acme.example", "https://accounts.google.com", ok),
+            image,
+            Status::Pass,
+            "release@acme.example",
+        ),
+        (
+            "an anchored regexp",
+            policy(&sigstore, Matcher::regexp("https://github.com/acme/.*").unwrap(), exact(GITHUB)),
+            sign(WORKFLOW, GITHUB, ok),
+            image,
+            Status::Pass,
+            WORKFLOW,
+        ),
+        (
+            "a regexp matching only a substring",
+            policy(&sigstore, Matcher::regexp("https://github.com/acme/").unwrap(), exact(GITHUB)),
+            sign(WORKFLOW, GITHUB, ok),
+            image,
+            Status::Fail,
+            "does not match /^(?:https://github.com/acme/)$/",
+        ),
+        (
+            "a wrong identity",
+            good.clone(),
+            sign("https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0", GITHUB, ok),
+            image,
+            Status::Fail,
+            "certificate identity \"https://github.com/evil/app",
+        ),
+        (
+            "an identity that is only a substring of the required one",
+            good.clone(),
+            sign("https://github.com/acme/app", GITHUB, ok),
+            image,
+            Status::Fail,
+            "certificate identity \"https://github.com/acme/app\" does not match",
+        ),
+        (
+            "a wrong issuer",
+            good.clone(),
+            sign(WORKFLOW, "https://accounts.google.com", ok),
+            image,
+            Status::Fail,
+            "certificate OIDC issuer \"https://accounts.google.com\" does not match",
+        ),
+        (
+            "another trust root",
+            good.clone(),
+            other.bundle(&image, SIGN, json!({}), WORKFLOW, GITHUB, ok),
+            image,
+            Status::Fail,
+            "against trusted_root.json failed: invalid inclusion promise: No log key valid",
+        ),
+        (
+            "a certificate expired before the integrated time",
+            good.clone(),
+            sign(WORKFLOW, GITHUB, Faults { expired_before_log: true, ..ok }),
+            image,
+            Status::Fail,
+            "certificate chain validation failed: CertExpired",
+        ),
+        (
+            "a missing SCT",
+            good.clone(),
+            sign(WORKFLOW, GITHUB, Faults { no_sct: true, ..ok }),
+            image,
+            Status::Fail,
+            "certificate is missing SCT extension",
+        ),
+        (
+            "a missing tlog entry",
+            good.clone(),
+            sign(WORKFLOW, GITHUB, Faults { no_tlog: true, ..ok }),
+            image,
+            Status::Fail,
+            "bundle must have an inclusion proof",
+        ),
+        (
+            "a tampered tlog entry",
+            good.clone(),
+            sign(WORKFLOW, GITHUB, Faults { tampered_tlog: true, ..ok }),
+            image,
+            Status::Fail,
+            "SET verification failed",
+        ),
+        (
+            "a tampered payload",
+            good.clone(),
+            sign(WORKFLOW, GITHUB, Faults { tampered_payload: true, ..ok }),
+            image,
+            Status::Fail,
+            "DSSE signature verification failed",
+        ),
+        (
+            "a subject of another digest",
+            good.clone(),
+            sigstore.bundle(&digest(2), SIGN, json!({}), WORKFLOW, GITHUB, ok),
+            image,
+            Status::Fail,
+            "artifact hash does not match any subject",
+        ),
+        (
+            "a keyless bundle where only keys are configured",
+            SourcePolicy {
+                signatures: Requirement::Required,
+                signature_keys: vec![
+                    ferry_trust::keys::VerificationKey::from_pem(
+                        "staging.pub",
+                        ferry_testkit::cosign::TestKey::generate().public_pem().as_bytes(),
+                    )
+                    .unwrap(),
+                ],
+                ..Default::default()
+            },
+            sign(WORKFLOW, GITHUB, ok),
+            image,
+            Status::Fail,
+            "signed keylessly (a Fulcio certificate), and this source has no trusted-root",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, policy, bundle, image, status, reason) in cases {
+        let (got, why) = decided(&policy, &facts(vec![bundle], SIGN), image, "signature");
+        if got != status || !why.contains(reason) {
+            failures.push(format!("{name}: expected {status:?} with {reason:?}, got {got:?}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Keylessly signed provenance: the SLSA generator signs as itself, so an allowed builder is an
+/// allowed signer; then the builder and source repository are checked as for keyed provenance.
+#[test]
+fn keyless_provenance_is_checked_against_builders_and_source_repository() {
+    let sigstore = FakeSigstore::new();
+    let image = digest(3);
+    let provenance = |builder: &str, repository: &str| {
+        json!({
+            "buildDefinition": {
+                "buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
+                "externalParameters": {"workflow": {"repository": repository, "path": ".github/workflows/release.yml", "ref": "refs/tags/v1.0"}},
+            },
+            "runDetails": {"builder": {"id": builder}},
+        })
+    };
+    let mut policy =
+        policy(&sigstore, Matcher::Exact(WORKFLOW.to_owned()), Matcher::Exact(GITHUB.to_owned()));
+    policy.signatures = Requirement::Off;
+    policy.provenance = Requirement::Required;
+    policy.builders = vec![GENERATOR.to_owned()];
+    policy.source_repository = Some(regex::Regex::new("^https://github.com/acme/").unwrap());
+    let ok = Faults::default();
+    let cases = [
+        (
+            "signed by the generator, built by it from acme",
+            sigstore.bundle(
+                &image,
+                SLSA_V1,
+                provenance(GENERATOR, "https://github.com/acme/app"),
+                GENERATOR,
+                GITHUB,
+                ok,
+            ),
+            Status::Pass,
+            "built by https://github.com/slsa-framework/slsa-github-generator",
+        ),
+        (
+            "signed by the release workflow (actions/attest-build-provenance)",
+            sigstore.bundle(
+                &image,
+                SLSA_V1,
+                provenance(GENERATOR, "https://github.com/acme/app"),
+                WORKFLOW,
+                GITHUB,
+                ok,
+            ),
+            Status::Pass,
+            WORKFLOW,
+        ),
+        (
+            "signed by someone else",
+            sigstore.bundle(
+                &image,
+                SLSA_V1,
+                provenance(GENERATOR, "https://github.com/acme/app"),
+                "https://github.com/evil/x/.github/workflows/a.yml@refs/heads/main",
+                GITHUB,
+                ok,
+            ),
+            Status::Fail,
+            "nor any of",
+        ),
+        (
+            "from another source repository",
+            sigstore.bundle(
+                &image,
+                SLSA_V1,
+                provenance(GENERATOR, "https://github.com/evil/app"),
+                GENERATOR,
+                GITHUB,
+                ok,
+            ),
+            Status::Fail,
+            "source repository https://github.com/evil/app does not match",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, bundle, status, reason) in cases {
+        let (got, why) = decided(&policy, &facts(vec![bundle], SLSA_V1), image, "provenance");
+        if got != status || !why.contains(reason) {
+            failures.push(format!("{name}: expected {status:?} with {reason:?}, got {got:?}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// End to end through the CLI, with the README's config keys: `ferry verify` names who signed;
+/// `promote --confirm` promotes the right identity's image and copies the other nowhere.
+#[tokio::test]
+async fn keyless_images_are_promoted_only_for_the_configured_identity() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let sigstore = FakeSigstore::new();
+    let ok = stage.image("keyless/ok", Some("1.0"), &ImageSpec::small("amd64", 931, 1)).await;
+    let bad = stage.image("keyless/bad", Some("1.0"), &ImageSpec::small("amd64", 932, 1)).await;
+    for (repo, image, identity) in [
+        ("keyless/ok", &ok, WORKFLOW),
+        ("keyless/bad", &bad, "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0"),
+    ] {
+        let bundle = sigstore.bundle(&image.digest, SIGN, json!({}), identity, GITHUB, Faults::default());
+        let referrer = stage
+            .referrer(
+                repo,
+                image,
+                ferry_testkit::cosign::BUNDLE_MEDIA_TYPE,
+                &bundle,
+                &[
+                    ("dev.sigstore.bundle.content", "dsse-envelope"),
+                    ("dev.sigstore.bundle.predicateType", SIGN),
+                ],
+            )
+            .await;
+        stage.list_referrer(repo, &image.digest, &referrer).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("trusted_root.json"), sigstore.trusted_root()).unwrap();
+    let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity-regexp: \"https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v.*\"\n    certificate-oidc-issuer: {GITHUB}\n",
+            hosts.join(", "),
+            world.staging.host()
+        ),
+    )
+    .unwrap();
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::ferry_bin())
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) =
+        ferry(&["verify", &format!("{}/keyless/ok@{}", world.staging.host(), ok.digest)]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("signed with certificate of {WORKFLOW} issued by {GITHUB} (trusted root ")),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) =
+        ferry(&["verify", &format!("{}/keyless/bad@{}", world.staging.host(), bad.digest)]);
+    assert_eq!(code, Some(7), "{stdout}{stderr}");
+    assert!(stdout.contains("certificate identity \"https://github.com/evil/app"), "{stdout}");
+
+    let manifests = dir.path().join("manifests");
+    ferry_testkit::write_thin_manifest(
+        &manifests,
+        "keyless",
+        &world.staging.host(),
+        &[world.prod.host(), world.mirror.host()],
+        &format!(
+            "- name: keyless/ok\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: keyless/bad\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+            ok.digest, bad.digest
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ferry(&[
+        "promote",
+        "--confirm",
+        "--thin-manifest-dir",
+        manifests.to_str().unwrap(),
+        "--progress",
+        "never",
+    ]);
+    assert_eq!(code, Some(6), "{stdout}{stderr}");
+    let prod = Seeder::new(&world.prod);
+    assert_eq!(prod.tag_digest("keyless/ok", "1.0").await, Some(ok.digest), "the right identity is promoted");
+    assert_eq!(prod.tag_digest("keyless/bad", "1.0").await, None, "the wrong identity is copied nowhere");
+    assert_eq!(Seeder::new(&world.mirror).tag_digest("keyless/bad", "1.0").await, None);
+}
