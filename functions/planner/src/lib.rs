@@ -185,6 +185,16 @@ impl<S: ManifestSource> Stage for Planner<S> {
         }
         if desired.entries.is_empty() {
             match &message.body {
+                // cosign's `.sig`/`.att`/`.sbom` and the referrers tag index: pushed beside an
+                // image, and carried with it (from trusted sources), never promoted as images.
+                PlanMessage::RegistryPush { repository, tag: Some(tag), .. } if tag.is_artifact_tag() => {
+                    tracing::debug!(
+                        event = %message.event_id,
+                        %repository,
+                        tag = tag.as_str(),
+                        "a push of an artifact tag (signature, attestation, SBOM or referrers index); it travels with its image"
+                    )
+                }
                 PlanMessage::RegistryPush { repository, tag: Some(tag), .. } => tracing::warn!(
                     event = %message.event_id,
                     %repository,

@@ -38,6 +38,9 @@ impl MirrorRule {
             return None;
         }
         let tag = tag?;
+        if tag.is_artifact_tag() {
+            return None;
+        }
         if self.tags.as_ref().is_some_and(|t| !t.is_match(tag.as_str())) {
             return None;
         }

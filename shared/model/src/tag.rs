@@ -44,6 +44,19 @@ impl Tag {
         let lower = self.0.to_ascii_lowercase();
         ["-rc", "-alpha", "-beta"].iter().any(|marker| lower.contains(marker))
     }
+
+    /// True for the tags that hold artifacts about an image rather than an image: cosign's
+    /// `sha256-<hex>.sig`, `.att` and `.sbom`, and the OCI referrers tag schema's `sha256-<hex>`.
+    /// They travel with their image; a mirror rule never promotes them as images.
+    pub fn is_artifact_tag(&self) -> bool {
+        let Some(rest) = self.0.strip_prefix("sha256-") else { return false };
+        let hex = rest
+            .strip_suffix(".sig")
+            .or_else(|| rest.strip_suffix(".att"))
+            .or_else(|| rest.strip_suffix(".sbom"));
+        let hex = hex.unwrap_or(rest);
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }
 
 impl fmt::Display for Tag {
@@ -81,6 +94,25 @@ impl<'de> Deserialize<'de> for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifact_tags() {
+        let hex = "a".repeat(64);
+        let cases = [
+            (format!("sha256-{hex}"), true),
+            (format!("sha256-{hex}.sig"), true),
+            (format!("sha256-{hex}.att"), true),
+            (format!("sha256-{hex}.sbom"), true),
+            (format!("sha256-{hex}.bak"), false),
+            (format!("sha256-{}", &hex[1..]), false),
+            (format!("sha256-{}", "A".repeat(64)), false),
+            ("sha256-latest".to_owned(), false),
+            ("v1.0".to_owned(), false),
+        ];
+        for (tag, artifact) in cases {
+            assert_eq!(Tag::parse(&tag).unwrap().is_artifact_tag(), artifact, "{tag}");
+        }
+    }
 
     #[test]
     fn grammar_table() {

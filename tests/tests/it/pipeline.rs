@@ -47,6 +47,10 @@ pub(crate) struct Options {
     pub retry_budget_seconds: u64,
     /// Staging sends push notifications to ingest.
     pub notifications: bool,
+    /// More config, appended to the harness's `ferry.yaml` (`{staging}` names the staging
+    /// host), and files written beside it.
+    pub extra_config: String,
+    pub files: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -58,6 +62,8 @@ impl Default for Options {
             max_throttled_attempts: 3,
             retry_budget_seconds: 10,
             notifications: true,
+            extra_config: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -124,6 +130,10 @@ impl Harness {
             m1.host(),
             m2.host()
         );
+        let config = config + &options.extra_config.replace("{staging}", &staging_host.to_string());
+        for (name, content) in &options.files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         let config_path = dir.path().join("ferry.yaml");
         std::fs::write(&config_path, config).unwrap();
         let prefix =
@@ -977,8 +987,82 @@ pub(crate) async fn hostile_index(transport: Transport) {
     h.stop().await;
 }
 
+/// Keyless trust on the event pipeline: a staging image signed keylessly by the configured
+/// identity is promoted everywhere; one signed by another identity goes to `verification-failed`
+/// with the reason, and prod is untouched. The bundle is attached before the tag is pushed, as
+/// a build does (`cosign sign` after pushing by digest).
+pub(crate) async fn keyless(transport: Transport) {
+    use ferry_testkit::keyless::{FakeSigstore, Faults};
+    const SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
+    const ISSUER: &str = "https://token.actions.githubusercontent.com";
+    let sigstore = FakeSigstore::new();
+    let identity = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+    let options = Options {
+        extra_config: format!(
+            "trust:\n  sources:\n  - registry: \"{{staging}}/demo\"\n    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity: \"{identity}\"\n    certificate-oidc-issuer: {ISSUER}\n"
+        ),
+        files: vec![("trusted_root.json", sigstore.trusted_root())],
+        ..Default::default()
+    };
+    let h = Harness::start(transport, options).await;
+    let stage = Seeder::new(&h.staging);
+    let mut pushed = Vec::new();
+    for (repo, signer, seed) in [
+        ("demo/keyless-good", identity, 80),
+        ("demo/keyless-bad", "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main", 81),
+    ] {
+        let image = stage.image(repo, None, &ImageSpec::small("amd64", transport.seed(seed), 1)).await;
+        let bundle =
+            sigstore.bundle(&image.digest, SIGN, serde_json::json!({}), signer, ISSUER, Faults::default());
+        let referrer = stage
+            .referrer(
+                repo,
+                &image,
+                ferry_testkit::cosign::BUNDLE_MEDIA_TYPE,
+                &bundle,
+                &[
+                    ("dev.sigstore.bundle.content", "dsse-envelope"),
+                    ("dev.sigstore.bundle.predicateType", SIGN),
+                ],
+            )
+            .await;
+        stage.list_referrer(repo, &image.digest, &referrer).await;
+        stage.manifest(repo, "1.0", ferry_testkit::seed::OCI_MANIFEST, &image.bytes).await;
+        pushed.push(image);
+    }
+    wait_for("the keylessly signed image promoted everywhere", Duration::from_secs(60), || {
+        h.fully_promoted("demo/keyless-good", "1.0", &pushed[0].digest)
+    })
+    .await;
+    wait_for("a verification-failed record", Duration::from_secs(60), || async {
+        !h.dead_letters(DeadLetterQueue::VerificationFailed).await.is_empty()
+    })
+    .await;
+    let records = h.dead_letters(DeadLetterQueue::VerificationFailed).await;
+    assert!(
+        records.iter().any(|r| r.error.contains("certificate identity \"https://github.com/evil/app")),
+        "{records:#?}"
+    );
+    // One record: the referrers tag index pushed to staging (`sha256-<hex>`) is an artifact
+    // tag, so the mirror rule did not plan it as an image of its own (unsigned, it would have
+    // been refused too).
+    assert_eq!(records.len(), 1, "only the wrong identity is refused: {records:#?}");
+    assert_eq!(Seeder::new(&h.prod).tag_digest("demo/keyless-bad", "1.0").await, None, "prod is untouched");
+    let tag_index = pushed[0].digest.tag_form();
+    assert!(
+        Seeder::new(&h.prod).tag_digest("demo/keyless-good", &tag_index).await.is_some(),
+        "the build's bundle travels to prod with the image (staging is trusted)"
+    );
+    h.stop().await;
+}
+
 mod memory {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn keyless_signed_pushes_are_promoted_and_a_wrong_identity_is_dead_lettered() {
+        crate::support::bounded(keyless(Transport::Memory)).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_hostile_index_is_refused_and_the_pipeline_goes_on() {
