@@ -126,6 +126,79 @@ impl Promotion {
     }
 }
 
+/// SLSA's Verification Summary Attestation, v1.
+pub const VSA_PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
+/// The verifier id a VSA names.
+pub const VSA_VERIFIER_ID: &str = "https://github.com/ferry-promoter/ferry";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VsaJson<'a> {
+    verifier: VsaVerifier,
+    time_verified: &'a str,
+    resource_uri: String,
+    policy: VsaPolicy,
+    verification_result: &'static str,
+    verified_levels: Vec<&'static str>,
+    slsa_version: &'static str,
+    /// Ferry's own record of each check (consumers ignore fields they do not know).
+    ferry_checks: Vec<CheckJson>,
+}
+
+#[derive(Serialize)]
+struct VsaVerifier {
+    id: &'static str,
+    version: BTreeMap<&'static str, &'static str>,
+}
+
+#[derive(Serialize)]
+struct VsaPolicy {
+    uri: String,
+}
+
+impl Promotion {
+    /// The SLSA Verification Summary Attestation of this promotion, when the verifier ran:
+    /// subject the promoted digest at the primary, `resourceUri` the verified source image,
+    /// and the levels the checks support. A verified SLSA provenance statement from an allowed
+    /// builder is Build Level 1 (provenance exists and is authentic); higher levels depend on
+    /// the builder, which Ferry does not judge. A verified signature and a passed vulnerability
+    /// gate are recorded as `FERRY_SIGNATURE_VERIFIED` and `FERRY_VULNERABILITIES_GATED`.
+    pub fn summary_statement(&self) -> Option<Statement> {
+        let report = self.verification.as_ref()?;
+        let passed = |name: &str| {
+            report.checks.iter().any(|c| c.name == name && c.status == crate::verify::Status::Pass)
+        };
+        let mut levels = vec![if passed("provenance") { "SLSA_BUILD_LEVEL_1" } else { "SLSA_BUILD_LEVEL_0" }];
+        if passed("signature") {
+            levels.push("FERRY_SIGNATURE_VERIFIED");
+        }
+        if passed("vulnerabilities") {
+            levels.push("FERRY_VULNERABILITIES_GATED");
+        }
+        let predicate = VsaJson {
+            verifier: VsaVerifier {
+                id: VSA_VERIFIER_ID,
+                version: BTreeMap::from([("ferry", env!("CARGO_PKG_VERSION"))]),
+            },
+            time_verified: &self.timestamp,
+            resource_uri: format!("{}@{}", self.source, self.digest),
+            policy: VsaPolicy { uri: format!("ferry.yaml#trust.sources[{}]", self.source.host()) },
+            verification_result: if report.passed() { "PASSED" } else { "FAILED" },
+            verified_levels: levels,
+            slsa_version: "1.0",
+            ferry_checks: report
+                .checks
+                .iter()
+                .map(|c| CheckJson { check: c.name, result: c.status.to_string(), reason: c.reason.clone() })
+                .collect(),
+        };
+        let mut statement = self.statement();
+        statement.predicate_type = VSA_PREDICATE_TYPE.to_owned();
+        statement.predicate = serde_json::to_value(predicate).expect("the predicate serialises");
+        Some(statement)
+    }
+}
+
 /// The current time in RFC 3339, for [`Promotion::timestamp`].
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -142,9 +215,10 @@ pub async fn envelope(key: &SigningKey, statement: &Statement) -> Result<Envelop
     })
 }
 
-/// Writes the promotion attestation for `promotion.digest` at the primary destination, unless
-/// the `.att` manifest already has a layer of Ferry's predicate type: redelivery never adds a
-/// duplicate.
+/// Writes the promotion attestation for `promotion.digest` at the primary destination, and the
+/// SLSA verification summary when the verifier ran, each as a bundle referrer and an `.att`
+/// layer, unless one of that predicate type is there already: redelivery never adds a
+/// duplicate. Returns what happened to the promotion attestation.
 pub async fn attest<R: RegistryWrite>(
     registry: &R,
     key: &SigningKey,
@@ -159,16 +233,31 @@ pub async fn attest<R: RegistryWrite>(
             reason: "a promotion without destinations cannot be attested".into(),
         })?
         .repository;
+    let appended = write_statement(registry, key, primary, &promotion.digest, &promotion.statement()).await?;
+    if let Some(summary) = promotion.summary_statement() {
+        write_statement(registry, key, primary, &promotion.digest, &summary).await?;
+    }
+    Ok(appended)
+}
+
+/// One statement, signed with `key`, as a bundle referrer of `digest` (once per key and
+/// predicate type) and as an `.att` layer (once per predicate type).
+async fn write_statement<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    primary: &Repository,
+    digest: &Digest,
+    statement: &Statement,
+) -> Result<Appended, TrustError> {
+    let predicate_type = statement.predicate_type.as_str();
     // The bundle referrer (cosign v3's format) first: written once per key, whatever the
     // `.att` holds.
-    let statement = serde_json::to_vec(&promotion.statement()).expect("a statement serialises");
-    let bundled =
-        crate::bundle::write(registry, key, primary, &promotion.digest, PROMOTION_PREDICATE_TYPE, &statement)
-            .await?;
-    if has_predicate(registry, primary, &promotion.digest, PROMOTION_PREDICATE_TYPE).await? {
+    let bytes = serde_json::to_vec(statement).expect("a statement serialises");
+    let bundled = crate::bundle::write(registry, key, primary, digest, predicate_type, &bytes).await?;
+    if has_predicate(registry, primary, digest, predicate_type).await? {
         return Ok(bundled);
     }
-    let envelope = envelope(key, &promotion.statement()).await?;
+    let envelope = envelope(key, statement).await?;
     let bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");
     let layer = Layer {
         media_type: DSSE_MEDIA_TYPE.to_owned(),
@@ -176,7 +265,7 @@ pub async fn attest<R: RegistryWrite>(
         size: bytes.len() as u64,
         annotations: BTreeMap::from([
             (SIGNATURE_ANNOTATION.to_owned(), String::new()),
-            (PREDICATE_TYPE_ANNOTATION.to_owned(), PROMOTION_PREDICATE_TYPE.to_owned()),
+            (PREDICATE_TYPE_ANNOTATION.to_owned(), predicate_type.to_owned()),
         ]),
     };
     // Checked again inside the merge loop, so that a concurrent attester that got there first
@@ -184,13 +273,13 @@ pub async fn attest<R: RegistryWrite>(
     let appended = artifacts::append(
         registry,
         primary,
-        &promotion.digest,
+        digest,
         ArtifactKind::Attestation,
         &[(layer, Bytes::from(bytes))],
-        |a| a.layers.iter().any(|l| l.predicate_type() == Some(PROMOTION_PREDICATE_TYPE)),
+        |a| a.layers.iter().any(|l| l.predicate_type() == Some(predicate_type)),
     )
     .await?;
-    tracing::info!(repository = %primary, digest = %promotion.digest, ?appended, "attested");
+    tracing::info!(repository = %primary, %digest, predicate_type, ?appended, "attested");
     Ok(appended)
 }
 

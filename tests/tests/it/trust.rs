@@ -138,7 +138,15 @@ async fn an_attestation_is_written_once_under_redelivery() {
         ],
         origin: None,
         trigger_event_id: Some("event-1".into()),
-        verification: None,
+        verification: Some(verify::Report {
+            source: world.staging.repository("demo/single"),
+            digest: world.single.digest,
+            checks: vec![
+                verify::Check { name: "signature", status: Status::Pass, reason: "signed".into() },
+                verify::Check { name: "provenance", status: Status::Pass, reason: "built".into() },
+                verify::Check { name: "vulnerabilities", status: Status::Skip, reason: "no gate".into() },
+            ],
+        }),
         timestamp: now_rfc3339(),
     };
     attest(&registry, &key, &promotion()).await.unwrap();
@@ -150,7 +158,51 @@ async fn an_attestation_is_written_once_under_redelivery() {
     let (after, _) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
     assert_eq!(first, after, "redelivery adds no duplicate");
     let layers = manifest["layers"].as_array().unwrap();
-    assert_eq!(layers.len(), 1);
+    assert_eq!(layers.len(), 2, "the promotion attestation and the verification summary");
+    // The SLSA verification summary: signed with Ferry's key, about the promoted digest.
+    let vsa = &layers[1];
+    assert_eq!(vsa["annotations"]["predicateType"], "https://slsa.dev/verification_summary/v1");
+    let envelope: Value =
+        serde_json::from_slice(&prod.get_blob("demo/single", vsa["digest"].as_str().unwrap()).await).unwrap();
+    let vsa_bytes = b64d(envelope["payload"].as_str().unwrap());
+    assert!(
+        openssl_verifies(
+            &public,
+            &pae("application/vnd.in-toto+json", &vsa_bytes),
+            &b64d(envelope["signatures"][0]["sig"].as_str().unwrap())
+        ),
+        "the VSA's DSSE signature verifies with Ferry's key"
+    );
+    let vsa: Value = serde_json::from_slice(&vsa_bytes).unwrap();
+    assert_eq!(vsa["predicateType"], "https://slsa.dev/verification_summary/v1");
+    assert_eq!(vsa["subject"][0]["digest"]["sha256"], world.single.digest.hex());
+    assert_eq!(vsa["predicate"]["verificationResult"], "PASSED");
+    assert_eq!(
+        vsa["predicate"]["verifiedLevels"],
+        serde_json::json!(["SLSA_BUILD_LEVEL_1", "FERRY_SIGNATURE_VERIFIED"])
+    );
+    assert_eq!(
+        vsa["predicate"]["resourceUri"],
+        format!("{}@{}", world.staging.repository("demo/single"), world.single.digest)
+    );
+    assert_eq!(vsa["predicate"]["verifier"]["id"], "https://github.com/ferry-promoter/ferry");
+    assert_eq!(vsa["predicate"]["ferryChecks"].as_array().unwrap().len(), 3);
+    // And as a bundle referrer, once, however often the attester runs.
+    let summaries = ferry_testkit::cosign::bundles_in_tag_index(
+        &prod,
+        "demo/single",
+        &world.single.digest,
+        "https://slsa.dev/verification_summary/v1",
+    )
+    .await;
+    assert_eq!(summaries.len(), 1);
+    ferry_testkit::cosign::verify_bundle(
+        &summaries[0],
+        &world.single.digest,
+        "https://slsa.dev/verification_summary/v1",
+        &public,
+    )
+    .unwrap();
     let layer = &layers[0];
     assert_eq!(layer["mediaType"], "application/vnd.dsse.envelope.v1+json");
     assert_eq!(layer["annotations"]["predicateType"], ferry_trust::cosign::PROMOTION_PREDICATE_TYPE);
@@ -601,8 +653,12 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
         .collect();
     assert_eq!(
         predicates,
-        ["https://slsa.dev/provenance/v1", ferry_trust::cosign::PROMOTION_PREDICATE_TYPE],
-        "staging's provenance came along from a trusted source; one promotion attestation"
+        [
+            "https://slsa.dev/provenance/v1",
+            ferry_trust::cosign::PROMOTION_PREDICATE_TYPE,
+            ferry_trust::attest::VSA_PREDICATE_TYPE
+        ],
+        "staging's provenance came along from a trusted source; one promotion attestation and one verification summary"
     );
 
     // `ferry verify` passes on each mirror with Ferry's key.
