@@ -54,7 +54,7 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Pushes a cosign artifact manifest (tag `sha256-<hex>.<suffix>`) with one layer.
-async fn push_artifact(
+pub(crate) async fn push_artifact(
     seeder: &Seeder,
     repo: &str,
     digest: &Digest,

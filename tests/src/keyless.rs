@@ -228,26 +228,7 @@ impl FakeSigstore {
             "payloadType": IN_TOTO,
             "signatures": [{"sig": b64(&signature), "keyid": ""}],
         });
-        let pem = format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            b64(&certificate)
-                .as_bytes()
-                .chunks(64)
-                .map(|c| std::str::from_utf8(c).expect("base64"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        // Rekor's dsse v0.0.1 entry, keys in canonical (sorted) order.
-        let body = serde_json::to_vec(&json!({
-            "apiVersion": "0.0.1",
-            "kind": "dsse",
-            "spec": {
-                "envelopeHash": {"algorithm": "sha256", "value": hex(&sha256(&serde_json::to_vec(&envelope).expect("envelope")))},
-                "payloadHash": {"algorithm": "sha256", "value": hex(&sha256(&statement))},
-                "signatures": [{"signature": b64(&signature), "verifier": b64(pem.as_bytes())}],
-            },
-        }))
-        .expect("body");
+        let body = dsse_body(&envelope, &statement, &signature, &certificate);
         let integrated_time = time::OffsetDateTime::now_utc().unix_timestamp() - 5;
         let log_id = self.rekor.log_id();
         let promise = serde_json::to_vec(&json!({
@@ -307,6 +288,156 @@ impl FakeSigstore {
         }))
         .expect("bundle")
     }
+}
+
+impl FakeSigstore {
+    /// What `cosign sign` (before v3) pushes for a keyless signature: a `.sig` layer with the
+    /// simple-signing payload, its signature, and the certificate, chain and Rekor bundle
+    /// annotations (a `hashedrekord` entry and its signed entry timestamp). Returns the `.sig`
+    /// manifest's digest.
+    pub async fn push_legacy_signature(
+        &self,
+        seeder: &crate::seed::Seeder,
+        repo: &str,
+        digest: &Digest,
+        docker_reference: &str,
+        identity: &str,
+        issuer: &str,
+    ) -> Digest {
+        let payload = serde_json::to_vec(&json!({
+            "critical": {"identity": {"docker-reference": docker_reference},
+                         "image": {"docker-manifest-digest": digest.to_string()},
+                         "type": "cosign container image signature"},
+            "optional": null,
+        }))
+        .expect("payload");
+        let key = Key::generate();
+        let certificate = self.certificate(&key, identity, issuer, Faults::default());
+        let signature = key.sign(&payload);
+        let body = serde_json::to_vec(&json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": hex(&sha256(&payload))}},
+                "signature": {"content": b64(&signature), "publicKey": {"content": b64(pem(&certificate).as_bytes())}},
+            },
+        }))
+        .expect("body");
+        let rekor_bundle = self.rekor_annotation(&body, 7);
+        crate::cosign::push_artifact(
+            seeder,
+            repo,
+            digest,
+            "sig",
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            &payload,
+            json!({
+                "dev.cosignproject.cosign/signature": b64(&signature),
+                "dev.sigstore.cosign/certificate": pem(&certificate),
+                "dev.sigstore.cosign/chain": pem(&self.ca_der),
+                "dev.sigstore.cosign/bundle": rekor_bundle,
+            }),
+        )
+        .await
+    }
+
+    /// What `cosign attest` (before v3) pushes for a keyless attestation: an `.att` layer with
+    /// the DSSE envelope, and the certificate, chain and Rekor bundle annotations (here a `dsse`
+    /// entry). Returns the `.att` manifest's digest.
+    #[allow(clippy::too_many_arguments, reason = "a test fixture spelled out at the call site")]
+    pub async fn push_legacy_attestation(
+        &self,
+        seeder: &crate::seed::Seeder,
+        repo: &str,
+        digest: &Digest,
+        predicate_type: &str,
+        predicate: serde_json::Value,
+        identity: &str,
+        issuer: &str,
+    ) -> Digest {
+        let statement = serde_json::to_vec(&json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": repo, "digest": {"sha256": digest.hex()}}],
+            "predicateType": predicate_type,
+            "predicate": predicate,
+        }))
+        .expect("statement");
+        let key = Key::generate();
+        let certificate = self.certificate(&key, identity, issuer, Faults::default());
+        let signature = key.sign(&crate::cosign::pae(IN_TOTO, &statement));
+        let envelope = json!({
+            "payload": b64(&statement),
+            "payloadType": IN_TOTO,
+            "signatures": [{"sig": b64(&signature), "keyid": ""}],
+        });
+        let body = dsse_body(&envelope, &statement, &signature, &certificate);
+        crate::cosign::push_artifact(
+            seeder,
+            repo,
+            digest,
+            "att",
+            "application/vnd.dsse.envelope.v1+json",
+            &serde_json::to_vec(&envelope).expect("envelope"),
+            json!({
+                "dev.cosignproject.cosign/signature": "",
+                "predicateType": predicate_type,
+                "dev.sigstore.cosign/certificate": pem(&certificate),
+                "dev.sigstore.cosign/chain": pem(&self.ca_der),
+                "dev.sigstore.cosign/bundle": self.rekor_annotation(&body, 8),
+            }),
+        )
+        .await
+    }
+
+    /// cosign's Rekor bundle annotation for an entry of `body`: the signed entry timestamp and
+    /// what it covers.
+    fn rekor_annotation(&self, body: &[u8], log_index: i64) -> String {
+        let integrated_time = time::OffsetDateTime::now_utc().unix_timestamp() - 5;
+        let log_id = hex(&self.rekor.log_id());
+        let promise = serde_json::to_vec(&json!({
+            "body": b64(body),
+            "integratedTime": integrated_time,
+            "logID": log_id,
+            "logIndex": log_index,
+        }))
+        .expect("promise");
+        serde_json::to_string(&json!({
+            "SignedEntryTimestamp": b64(&self.rekor.sign(&promise)),
+            "Payload": {"body": b64(body), "integratedTime": integrated_time, "logIndex": log_index, "logID": log_id},
+        }))
+        .expect("rekor bundle")
+    }
+}
+
+/// Rekor's `dsse` v0.0.1 entry body, keys in canonical (sorted) order.
+fn dsse_body(
+    envelope: &serde_json::Value,
+    statement: &[u8],
+    signature: &[u8],
+    certificate: &[u8],
+) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": hex(&sha256(&serde_json::to_vec(envelope).expect("envelope")))},
+            "payloadHash": {"algorithm": "sha256", "value": hex(&sha256(statement))},
+            "signatures": [{"signature": b64(signature), "verifier": b64(pem(certificate).as_bytes())}],
+        },
+    }))
+    .expect("body")
+}
+
+fn pem(der: &[u8]) -> String {
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        b64(der)
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
 fn der_length(len: usize) -> Vec<u8> {

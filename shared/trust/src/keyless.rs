@@ -10,6 +10,7 @@
 //! Ferry adds what cosign's flags add on top: the identity and issuer matched exactly, or by an
 //! anchored regular expression, and the result named for the report (who signed, which root).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ferry_model::Digest;
@@ -120,16 +121,70 @@ impl KeylessPolicy {
         digest: &Digest,
         also_identities: &[String],
     ) -> Result<(Statement, KeylessSigner), String> {
+        let subject = sigstore_types::Sha256Hash::from_hex(&digest.hex())
+            .map_err(|e| format!("digest {digest}: {e}"))?;
+        let signer =
+            self.verify(bundle_json, sigstore_types::Artifact::from_digest(subject), also_identities)?;
+        let envelope = bundle_envelope(bundle_json)?;
+        let statement: Statement =
+            serde_json::from_slice(&envelope).map_err(|e| format!("not an in-toto statement: {e}"))?;
+        if !statement.covers(digest) {
+            return Err("the statement's subjects do not include this digest".into());
+        }
+        Ok((statement, signer))
+    }
+
+    /// Verifies a legacy keyless `.sig` layer (cosign before v3): the simple-signing `payload`,
+    /// its signature annotation, and the certificate, chain and Rekor bundle annotations. They
+    /// are the parts of a Sigstore bundle v0.1 (a message signature with a `hashedrekord`
+    /// entry and its signed entry timestamp), which is what is verified.
+    pub fn verify_legacy_signature(
+        &self,
+        payload: &[u8],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<KeylessSigner, String> {
+        use sha2::Digest as _;
+        let signature = annotations
+            .get(crate::cosign::SIGNATURE_ANNOTATION)
+            .ok_or("a keyless .sig layer has no signature annotation")?;
+        let content = serde_json::json!({"messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256", "digest": crate::cosign::b64(&sha2::Sha256::digest(payload))},
+            "signature": signature,
+        }});
+        let bundle = legacy_bundle(content, annotations)?;
+        self.verify(&bundle, sigstore_types::Artifact::from_blob(payload), &[])
+    }
+
+    /// Verifies a legacy keyless `.att` layer (`cosign attest` before v3): its DSSE envelope
+    /// with the certificate, chain and Rekor bundle annotations (an `intoto` or `dsse` entry),
+    /// as the bundle v0.1 they make up; then as [`Self::verify_bundle`].
+    pub fn verify_legacy_attestation(
+        &self,
+        envelope: &[u8],
+        annotations: &BTreeMap<String, String>,
+        digest: &Digest,
+        also_identities: &[String],
+    ) -> Result<(Statement, KeylessSigner), String> {
+        let envelope: serde_json::Value =
+            serde_json::from_slice(envelope).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+        let bundle = legacy_bundle(serde_json::json!({"dsseEnvelope": envelope}), annotations)?;
+        self.verify_bundle(&bundle, digest, also_identities)
+    }
+
+    fn verify(
+        &self,
+        bundle_json: &[u8],
+        artifact: sigstore_types::Artifact<'_>,
+        also_identities: &[String],
+    ) -> Result<KeylessSigner, String> {
         let text = std::str::from_utf8(bundle_json).map_err(|_| "the bundle is not UTF-8".to_owned())?;
         let bundle =
             sigstore_types::Bundle::from_json(text).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
-        let subject = sigstore_types::Sha256Hash::from_hex(&digest.hex())
-            .map_err(|e| format!("digest {digest}: {e}"))?;
         let policy = sigstore_verify::VerificationPolicy::any_identity();
         let result = self
             .root
             .verifier
-            .verify(sigstore_types::Artifact::from_digest(subject), &bundle, &policy)
+            .verify(artifact, &bundle, &policy)
             .map_err(|e| format!("keyless verification against {} failed: {e}", self.root.label))?;
         if !(result.certificate_verified() && result.sct_verified() && result.tlog_verified()) {
             return Err("the certificate, its SCT or the transparency log entry was not verified".into());
@@ -148,14 +203,103 @@ impl KeylessPolicy {
         if !self.issuer.matches(&issuer) {
             return Err(format!("certificate OIDC issuer {issuer:?} does not match {}", self.issuer));
         }
-        let envelope = bundle_envelope(bundle_json)?;
-        let statement: Statement =
-            serde_json::from_slice(&envelope).map_err(|e| format!("not an in-toto statement: {e}"))?;
-        if !statement.covers(digest) {
-            return Err("the statement's subjects do not include this digest".into());
-        }
-        Ok((statement, KeylessSigner { identity, issuer, root: self.root.label.clone() }))
+        Ok(KeylessSigner { identity, issuer, root: self.root.label.clone() })
     }
+}
+
+/// cosign's annotations on a keyless `.sig` layer.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+
+/// A Sigstore bundle v0.1 made of a legacy `.sig`/`.att` layer's annotations and `content`
+/// (`{"messageSignature": …}` or `{"dsseEnvelope": …}`). cosign's Rekor bundle annotation is
+/// `{"SignedEntryTimestamp": b64, "Payload": {"body": b64, "integratedTime": n, "logIndex": n,
+/// "logID": hex}}` (cosign `pkg/oci/static`, `bundle.RekorBundle`).
+fn legacy_bundle(
+    content: serde_json::Value,
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct RekorBundle {
+        signed_entry_timestamp: String,
+        payload: RekorPayload,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RekorPayload {
+        body: String,
+        integrated_time: i64,
+        log_index: i64,
+        #[serde(rename = "logID")]
+        log_id: String,
+    }
+    let leaf = annotations.get(CERTIFICATE_ANNOTATION).ok_or("no certificate annotation")?;
+    let mut certificates = pem_certificates(leaf)?;
+    if certificates.len() != 1 {
+        return Err(format!("the certificate annotation holds {} certificates, not one", certificates.len()));
+    }
+    if let Some(chain) = annotations.get(CHAIN_ANNOTATION) {
+        certificates.extend(pem_certificates(chain)?);
+    }
+    let rekor = annotations.get(REKOR_BUNDLE_ANNOTATION).ok_or(
+        "a keyless .sig without a Rekor bundle annotation (dev.sigstore.cosign/bundle) cannot be verified offline",
+    )?;
+    let rekor: RekorBundle =
+        serde_json::from_str(rekor).map_err(|e| format!("the Rekor bundle annotation: {e}"))?;
+    let body = crate::cosign::unb64(&rekor.payload.body).map_err(|_| "the Rekor entry body is not base64")?;
+    let body_json: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("the Rekor entry body: {e}"))?;
+    let kind = body_json["kind"].as_str().ok_or("the Rekor entry body names no kind")?;
+    let version = body_json["apiVersion"].as_str().ok_or("the Rekor entry body names no apiVersion")?;
+    let log_id = (0..rekor.payload.log_id.len())
+        .step_by(2)
+        .map(|i| rekor.payload.log_id.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or("the Rekor logID is not hex")?;
+    let b64 = crate::cosign::b64;
+    let mut bundle = serde_json::json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
+        "verificationMaterial": {
+            "x509CertificateChain": {
+                "certificates": certificates.iter().map(|der| serde_json::json!({"rawBytes": b64(der)})).collect::<Vec<_>>(),
+            },
+            "tlogEntries": [{
+                "logIndex": rekor.payload.log_index.to_string(),
+                "logId": {"keyId": b64(&log_id)},
+                "kindVersion": {"kind": kind, "version": version},
+                "integratedTime": rekor.payload.integrated_time.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": rekor.signed_entry_timestamp},
+                "canonicalizedBody": rekor.payload.body,
+            }],
+        },
+    });
+    if let (Some(bundle), serde_json::Value::Object(content)) = (bundle.as_object_mut(), content) {
+        bundle.extend(content);
+    }
+    Ok(serde_json::to_vec(&bundle).expect("a bundle serialises"))
+}
+
+/// The DER certificates of a PEM text (one or more `CERTIFICATE` blocks).
+fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in pem.lines().map(str::trim) {
+        match (&mut block, line) {
+            (None, "-----BEGIN CERTIFICATE-----") => block = Some(String::new()),
+            (Some(b), "-----END CERTIFICATE-----") => {
+                out.push(crate::cosign::unb64(b).map_err(|_| "a PEM certificate is not base64".to_owned())?);
+                block = None;
+            }
+            (Some(b), text) => b.push_str(text),
+            (None, _) => {}
+        }
+    }
+    if block.is_some() || out.is_empty() {
+        return Err("not a PEM certificate".into());
+    }
+    Ok(out)
 }
 
 /// The DSSE payload of a bundle (already verified by the caller).

@@ -454,9 +454,20 @@ fn verify_simple_signing(
     let payload = layer.bytes.as_ref().map_err(Clone::clone)?;
     let encoded =
         layer.annotations.get(cosign::SIGNATURE_ANNOTATION).ok_or("a layer has no signature annotation")?;
-    let signature = cosign::unb64(encoded).map_err(|_| "a signature annotation is not base64".to_owned())?;
-    let key = first_verifying(&policy.signature_keys, payload, &signature)
-        .ok_or("a signature does not verify with any configured key")?;
+    let label = if layer.annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) {
+        let keyless = policy.keyless.as_ref().ok_or(
+            "the signature is keyless (a Fulcio certificate annotation), and this source has no \
+             trusted-root with certificate-identity and certificate-oidc-issuer",
+        )?;
+        keyless.verify_legacy_signature(payload, &layer.annotations)?.to_string()
+    } else {
+        let signature =
+            cosign::unb64(encoded).map_err(|_| "a signature annotation is not base64".to_owned())?;
+        first_verifying(&policy.signature_keys, payload, &signature)
+            .ok_or("a signature does not verify with any configured key")?
+            .label
+            .clone()
+    };
     let parsed: SimpleSigning =
         serde_json::from_slice(payload).map_err(|e| format!("a payload is not simple signing: {e}"))?;
     if parsed.critical.image.docker_manifest_digest != request.digest.to_string() {
@@ -473,7 +484,7 @@ fn verify_simple_signing(
             parsed.critical.identity.docker_reference
         ));
     }
-    Ok(key.label.clone())
+    Ok(label)
 }
 
 /// Who may sign one kind of artifact for a source: keys, and a keyless identity.
@@ -517,6 +528,16 @@ fn verified_statement(
         return Ok((statement, signer.to_string()));
     }
     let bytes = layer.bytes.as_ref().map_err(Clone::clone)?;
+    if layer.annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) {
+        let Some(policy) = signers.keyless else {
+            return Err("the attestation is keyless (a Fulcio certificate annotation), and this source has \
+                        no trusted-root with certificate-identity and certificate-oidc-issuer"
+                .into());
+        };
+        let (statement, signer) =
+            policy.verify_legacy_attestation(bytes, &layer.annotations, digest, signers.also)?;
+        return Ok((statement, signer.to_string()));
+    }
     let envelope: Envelope =
         serde_json::from_slice(bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
     let (statement, key) = envelope.verified_statement(signers.keys)?;

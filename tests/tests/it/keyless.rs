@@ -398,3 +398,102 @@ async fn keyless_images_are_promoted_only_for_the_configured_identity() {
     assert_eq!(prod.tag_digest("keyless/bad", "1.0").await, None, "the wrong identity is copied nowhere");
     assert_eq!(Seeder::new(&world.mirror).tag_digest("keyless/bad", "1.0").await, None);
 }
+
+/// Legacy keyless signatures and attestations (cosign before v3): `.sig` and `.att` layers with
+/// certificate, chain and Rekor bundle annotations, verified offline as a bundle v0.1. The right identity passes with the
+/// signer named; another identity fails naming it; a `.sig` by the same identity for another
+/// digest fails.
+#[tokio::test]
+async fn legacy_keyless_sig_and_att_layers_are_verified_against_the_trusted_root() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let sigstore = FakeSigstore::new();
+    let evil = "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0";
+    let images = [
+        ("legacy/ok", 941, WORKFLOW, None),
+        ("legacy/bad", 942, evil, None),
+        ("legacy/other-digest", 943, WORKFLOW, Some(digest(9))),
+    ];
+    let mut pushed = Vec::new();
+    for (repo, seed, identity, signed_digest) in images {
+        let image = stage.image(repo, Some("1.0"), &ImageSpec::small("amd64", seed, 1)).await;
+        let reference = format!("{}/{repo}", world.staging.host());
+        // The `.sig` of this image, whose payload may name another digest.
+        let payload_digest = signed_digest.unwrap_or(image.digest);
+        let sig =
+            sigstore.push_legacy_signature(&stage, repo, &payload_digest, &reference, identity, GITHUB).await;
+        if signed_digest.is_some() {
+            // Move it under this image's `.sig` tag, as a mix-up or an attack would.
+            let bytes = stage.get_manifest(repo, &sig.to_string()).await.unwrap();
+            stage
+                .manifest(
+                    repo,
+                    &format!("{}.sig", image.digest.tag_form()),
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &bytes,
+                )
+                .await;
+        }
+        pushed.push(image);
+    }
+    // SLSA v0.2 provenance as slsa-github-generator's container workflow attaches it with
+    // `cosign attest` (keyless, signed as the generator's reusable workflow).
+    sigstore
+        .push_legacy_attestation(
+            &stage,
+            "legacy/ok",
+            &pushed[0].digest,
+            "https://slsa.dev/provenance/v0.2",
+            json!({
+                "builder": {"id": GENERATOR},
+                "buildType": "https://github.com/slsa-framework/slsa-github-generator/container@v1",
+                "invocation": {"configSource": {"uri": "git+https://github.com/acme/app@refs/tags/v1.0", "entryPoint": ".github/workflows/release.yml"}},
+            }),
+            GENERATOR,
+            GITHUB,
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("trusted_root.json"), sigstore.trusted_root()).unwrap();
+    let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+    let config = dir.path().join("ferry.yaml");
+    // The README's GitHub example, with this test's trusted root.
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity: \"{WORKFLOW}\"\n    certificate-oidc-issuer: {GITHUB}\n    provenance: required\n    builders: [\"{GENERATOR}\"]\n    source-repository: \"^git\\\\+https://github.com/acme/app\"\n",
+            hosts.join(", "),
+            world.staging.host()
+        ),
+    )
+    .unwrap();
+    let verify = |reference: String| {
+        let out = std::process::Command::new(crate::support::ferry_bin())
+            .args(["verify", &reference, "--config", config.to_str().unwrap()])
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let host = world.staging.host();
+    let (code, out) = verify(format!("{host}/legacy/ok@{}", pushed[0].digest));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("signed with certificate of {WORKFLOW} issued by {GITHUB}")), "{out}");
+    assert!(out.contains("(.sig)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "https://slsa.dev/provenance/v0.2 signed with certificate of {GENERATOR} issued by {GITHUB}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("from git+https://github.com/acme/app@refs/tags/v1.0"), "{out}");
+    let (code, out) = verify(format!("{host}/legacy/bad@{}", pushed[1].digest));
+    assert_eq!(code, Some(7), "{out}");
+    assert!(out.contains("certificate identity \"https://github.com/evil/app"), "{out}");
+    let (code, out) = verify(format!("{host}/legacy/other-digest@{}", pushed[2].digest));
+    assert_eq!(code, Some(7), "{out}");
+    assert!(out.contains("a verified signature is for sha256:"), "{out}");
+}

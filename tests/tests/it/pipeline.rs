@@ -317,6 +317,20 @@ async fn referrer_digests(seeder: &Seeder, repo: &str, subject: &Digest) -> Vec<
         .unwrap_or_default()
 }
 
+/// What the attester writes for every promotion, in order.
+const PROMOTION_AND_SUMMARY: [&str; 2] =
+    [ferry_trust::cosign::PROMOTION_PREDICATE_TYPE, ferry_trust::attest::VSA_PREDICATE_TYPE];
+
+/// The predicate types of an `.att` manifest's layers, in order.
+fn predicate_types(att: &serde_json::Value) -> Vec<String> {
+    att["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["annotations"]["predicateType"].as_str().unwrap_or("(none)").to_owned())
+        .collect()
+}
+
 pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, condition: F)
 where
     F: FnMut() -> Fut,
@@ -471,12 +485,12 @@ pub(crate) async fn push_webhook(transport: Transport) {
         ferry_bundles_everywhere,
     )
     .await;
-    // One promotion attestation exists.
+    // One promotion attestation and one verification summary exist.
     let att: serde_json::Value = serde_json::from_slice(
         &prod.get_manifest("demo/app", &format!("{}.att", pushed.digest.tag_form())).await.unwrap(),
     )
     .unwrap();
-    assert_eq!(att["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(predicate_types(&att), PROMOTION_AND_SUMMARY);
     for queue in DeadLetterQueue::ALL {
         let records = h.dead_letters(queue).await;
         assert!(records.is_empty(), "nothing dead-lettered in {queue}: {records:#?}");
@@ -776,7 +790,7 @@ pub(crate) async fn worker_stopped(transport: Transport, stop: Stop) {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(att["layers"].as_array().unwrap().len(), 1, "exactly one promotion attestation");
+    assert_eq!(predicate_types(&att), PROMOTION_AND_SUMMARY, "exactly one promotion attestation and summary");
     let sig: serde_json::Value = serde_json::from_slice(
         &Seeder::new(&h.prod)
             .get_manifest("demo/big", &format!("{}.sig", pushed.digest.tag_form()))
