@@ -83,7 +83,7 @@ pub(crate) async fn verify(args: VerifyArgs, env: &Env) -> Result<ExitStatus, Cl
     let policy = config.trust.for_source(&request.source);
     let facts = verify::gather(&registry, &request, policy).await;
     let report = verify::decide(&request, &facts, policy);
-    let found = verify::inventory(&request, &facts);
+    let found = verify::inventory(&request, &facts, policy);
     output::print(&output::render_report(&report, &found, args.output)?);
     Ok(if report.passed() { ExitStatus::Ok } else { ExitStatus::VerificationFailed })
 }

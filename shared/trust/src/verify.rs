@@ -247,38 +247,66 @@ async fn bundle_bytes<R: Registry>(
 }
 
 /// Every signed artifact the facts hold, by format and location, for `ferry verify`.
-pub fn inventory(request: &Request, facts: &Facts) -> Vec<String> {
+pub fn inventory(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Vec<String> {
     let mut out = Vec::new();
     let tag = |kind: ArtifactKind| format!("{}:{}", request.source, kind.tag_for(&request.digest));
     if let Ok(Some(layers)) = &facts.signatures {
         for layer in layers {
-            out.push(format!("legacy signature ({}) in {}", layer.media_type, tag(ArtifactKind::Signature)));
+            let verdict = match Signers::signatures(policy).any() {
+                false => not_checked(),
+                true => verdict(verify_simple_signing(request, layer, policy)),
+            };
+            out.push(format!(
+                "legacy signature ({}) in {}: {verdict}",
+                layer.media_type,
+                tag(ArtifactKind::Signature)
+            ));
         }
     }
+    let statement_verdict = |layer: &FetchedLayer| {
+        let signers = Signers::for_predicate(policy, claimed_predicate(layer).as_deref());
+        match signers.any() {
+            false => not_checked(),
+            true => verdict(verified_statement(layer, &request.digest, &signers).map(|(_, who)| who)),
+        }
+    };
     if let Ok(Some(layers)) = &facts.attestations {
         for layer in layers {
             out.push(format!(
-                "legacy attestation ({}) in {}",
+                "legacy attestation ({}) in {}: {}",
                 layer
                     .annotations
                     .get(cosign::PREDICATE_TYPE_ANNOTATION)
                     .map(String::as_str)
                     .unwrap_or("no predicate type"),
-                tag(ArtifactKind::Attestation)
+                tag(ArtifactKind::Attestation),
+                statement_verdict(layer)
             ));
         }
     }
     if let Ok(bundles) = &facts.bundles {
-        for b in bundles {
+        for (b, (layer, _)) in bundles.iter().zip(bundle_layers(facts)) {
             out.push(format!(
-                "Sigstore bundle ({}) as referrer {}@{}",
+                "Sigstore bundle ({}) as referrer {}@{}: {}",
                 b.predicate_type.as_deref().unwrap_or("no predicate type"),
                 request.source,
-                b.referrer
+                b.referrer,
+                statement_verdict(&layer)
             ));
         }
     }
     out
+}
+
+fn verdict(result: Result<String, String>) -> String {
+    match result {
+        Ok(who) => format!("verified, signed with {who}"),
+        Err(why) => format!("NOT verified: {why}"),
+    }
+}
+
+fn not_checked() -> String {
+    "not checked (the policy names no key or trusted root for it)".to_owned()
 }
 
 /// The bundles as DSSE layers, so that one check verifies both formats. A bundle that cannot be
@@ -508,6 +536,25 @@ impl<'p> Signers<'p> {
 
     fn vulnerabilities(policy: &'p SourcePolicy, keys: &'p [VerificationKey]) -> Self {
         Signers { keys, keyless: policy.keyless.as_ref(), also: &[] }
+    }
+
+    /// Who may sign a statement of `predicate_type`, as the checks decide it: provenance and
+    /// vulnerability reports their own way, anything else (a cosign v3 signature, a promotion
+    /// attestation) like a signature.
+    fn for_predicate(policy: &'p SourcePolicy, predicate_type: Option<&str>) -> Self {
+        match predicate_type {
+            Some(SLSA_PROVENANCE_V1 | SLSA_PROVENANCE_V02) => Self::provenance(policy),
+            Some(COSIGN_VULN_V1) => Self::vulnerabilities(
+                policy,
+                policy.vulnerabilities.as_ref().map(|g| g.keys.as_slice()).unwrap_or_default(),
+            ),
+            _ => Self::signatures(policy),
+        }
+    }
+
+    /// Whether anything could verify with these.
+    fn any(&self) -> bool {
+        !self.keys.is_empty() || self.keyless.is_some()
     }
 }
 

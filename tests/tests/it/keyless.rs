@@ -490,9 +490,18 @@ async fn legacy_keyless_sig_and_att_layers_are_verified_against_the_trusted_root
         "{out}"
     );
     assert!(out.contains("from git+https://github.com/acme/app@refs/tags/v1.0"), "{out}");
+    // Each artifact is listed with who signed it.
+    assert!(
+        out.contains(&format!(
+            "legacy attestation (https://slsa.dev/provenance/v0.2) in {host}/legacy/ok:{}.att: verified, signed with certificate of {GENERATOR}",
+            pushed[0].digest.tag_form()
+        )),
+        "{out}"
+    );
     let (code, out) = verify(format!("{host}/legacy/bad@{}", pushed[1].digest));
     assert_eq!(code, Some(7), "{out}");
     assert!(out.contains("certificate identity \"https://github.com/evil/app"), "{out}");
+    assert!(out.contains(".sig: NOT verified: certificate identity \"https://github.com/evil/app"), "{out}");
     let (code, out) = verify(format!("{host}/legacy/other-digest@{}", pushed[2].digest));
     assert_eq!(code, Some(7), "{out}");
     assert!(out.contains("a verified signature is for sha256:"), "{out}");
