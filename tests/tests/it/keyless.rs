@@ -506,3 +506,38 @@ async fn legacy_keyless_sig_and_att_layers_are_verified_against_the_trusted_root
     assert_eq!(code, Some(7), "{out}");
     assert!(out.contains("a verified signature is for sha256:"), "{out}");
 }
+
+/// A real keyless bundle from the public-good Sigstore instance (a GitHub Actions workflow's
+/// SLSA provenance, logged in Rekor in January 2025), verified offline against the public-good
+/// trusted root: the signer's exact identity passes; another identity, another issuer, another
+/// subject and the test's own root each fail.
+#[test]
+fn a_real_public_good_bundle_verifies_offline_against_the_public_good_root() {
+    let data = ferry_testkit::data_dir().join("sigstore");
+    let bundle = std::fs::read(data.join("github-actions-dsse.sigstore.json")).unwrap();
+    let root = TrustedRoot::load(&data.join("public-good-trusted_root.json")).unwrap();
+    let subject: Digest = "sha256:59ed81ee7a2485c47588ebdbad14764bf722c93438b43fe953a651747bc62ad7".parse().unwrap();
+    let identity = "https://github.com/wolfv/sigstore-test/.github/workflows/action.yaml@refs/heads/main";
+    let policy = |identity: Matcher, issuer: &str, root: &TrustedRoot| KeylessPolicy {
+        root: root.clone(),
+        identity,
+        issuer: Matcher::Exact(issuer.to_owned()),
+    };
+    let (statement, signer) = policy(Matcher::Exact(identity.to_owned()), GITHUB, &root)
+        .verify_bundle(&bundle, &subject, &[])
+        .unwrap();
+    assert_eq!(statement.predicate_type, "https://slsa.dev/spec/v1.0/provenance");
+    assert_eq!((signer.identity.as_str(), signer.issuer.as_str()), (identity, GITHUB));
+    let ours = TrustedRoot::from_json(&FakeSigstore::new().trusted_root(), "the test's root").unwrap();
+    let cases = [
+        (policy(Matcher::Exact(WORKFLOW.to_owned()), GITHUB, &root), subject, "does not match"),
+        (policy(Matcher::regexp("https://github.com/wolfv/").unwrap(), GITHUB, &root), subject, "does not match"),
+        (policy(Matcher::Exact(identity.to_owned()), "https://accounts.google.com", &root), subject, "OIDC issuer"),
+        (policy(Matcher::Exact(identity.to_owned()), GITHUB, &root), digest(4), "artifact hash does not match"),
+        (policy(Matcher::Exact(identity.to_owned()), GITHUB, &ours), subject, "against the test's root failed"),
+    ];
+    for (policy, subject, reason) in cases {
+        let error = policy.verify_bundle(&bundle, &subject, &[]).unwrap_err();
+        assert!(error.contains(reason), "{reason}: {error}");
+    }
+}
