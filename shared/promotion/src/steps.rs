@@ -19,6 +19,7 @@ use ferry_messages::{
     ReplicateMessage, SignMessage, VerifyMessage,
 };
 use ferry_model::{Digest, Repository, TagOrDigest};
+use ferry_registry::referrers::ReferrersMode;
 use ferry_registry::{Registry, RegistryWrite};
 use ferry_trust::TrustError;
 use ferry_trust::artifacts::Appended;
@@ -186,7 +187,8 @@ pub async fn sign<R: RegistryWrite>(
     let mut step = SignStep::default();
     if promotion.source_trusted {
         let filter = &policy.for_source(&promotion.source).referrer_types;
-        step.from_source = Some(carry(copier, &promotion.source, primary, &targets, filter, false).await);
+        step.from_source =
+            Some(carry(copier, &promotion.source, primary, &targets, filter, Listing::Use, false).await);
     }
     if step.error().is_none()
         && let Some(key) = key
@@ -279,6 +281,16 @@ impl Replication {
     }
 }
 
+/// Whether [`carry`] lists `from`'s tags once instead of looking up each artifact tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    /// For a source, whose artifacts were written (if at all) before the promotion began.
+    Use,
+    /// For the primary, whose artifacts this promotion has just written: a registry whose tag
+    /// listing lags its writes must not make a mirror miss them.
+    LookUpEach,
+}
+
 /// Carries every cosign artifact tag and every referrer of each of `targets` (the image and its
 /// children) from `from` to `to`.
 async fn carry<R: RegistryWrite>(
@@ -287,13 +299,29 @@ async fn carry<R: RegistryWrite>(
     to: &Repository,
     targets: &[Digest],
     filter: &ferry_trust::policy::ReferrerFilter,
+    listing: Listing,
     dry_run: bool,
 ) -> Result<Replication, TrustError> {
     let mut done = Replication::default();
+    let listed = match listing {
+        Listing::Use => listed_tags(copier.registry(), from).await,
+        Listing::LookUpEach => None,
+    };
+    let absent = |tag: &ferry_model::Tag| listed.as_ref().is_some_and(|l| !l.contains(tag));
     for target in targets {
         for kind in ArtifactKind::ALL {
+            if absent(&kind.tag_for(target)) {
+                done.tags.push((*target, kind, Replicated::NothingToCopy));
+                continue;
+            }
             let replicated = replicate_artifact(copier, from, to, target, kind, dry_run).await?;
             done.tags.push((*target, kind, replicated));
+        }
+        // Where referrers live in the `sha256-<hex>` tag index, the listing says whether there
+        // are any; the referrers API must be asked.
+        let tag_schema = copier.registry().referrers_mode(from.host()) == Some(ReferrersMode::TagSchema);
+        if tag_schema && ferry_model::Tag::parse(&target.tag_form()).is_ok_and(|t| absent(&t)) {
+            continue;
         }
         for (referrer, replicated) in
             ferry_trust::referrers::carry(copier.registry(), from, to, target, filter, dry_run).await?
@@ -302,6 +330,23 @@ async fn carry<R: RegistryWrite>(
         }
     }
     Ok(done)
+}
+
+/// Every tag of `from`, from one listing, so that the artifact tags of each digest (`.sig`,
+/// `.att`, `.sbom`, and the referrers tag index) need no lookup of their own, most of which
+/// would answer 404. `None` when the listing fails (a registry may refuse it): then each is
+/// looked up.
+async fn listed_tags<R: Registry>(
+    registry: &R,
+    from: &Repository,
+) -> Option<std::collections::BTreeSet<ferry_model::Tag>> {
+    match registry.list_tags(from).await {
+        Ok(tags) => Some(tags.into_iter().collect()),
+        Err(e) => {
+            tracing::debug!(repository = %from, error = %e, "cannot list tags; looking up each artifact tag");
+            None
+        }
+    }
 }
 
 /// Copies the primary's artifacts of the digest and of every child of an index to the mirror,
@@ -328,7 +373,7 @@ pub async fn replicate_artifacts<R: RegistryWrite>(
 ) -> Result<Replication, PromotionError> {
     let targets = sign::targets(copier.registry(), primary, digest).await?;
     // From the primary, everything it holds: the source's filter applied when it came in.
-    Ok(carry(copier, primary, mirror, &targets, &Default::default(), dry_run).await?)
+    Ok(carry(copier, primary, mirror, &targets, &Default::default(), Listing::LookUpEach, dry_run).await?)
 }
 
 /// The verifier's report as it travels with the promotion.

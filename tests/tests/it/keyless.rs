@@ -516,7 +516,8 @@ fn a_real_public_good_bundle_verifies_offline_against_the_public_good_root() {
     let data = ferry_testkit::data_dir().join("sigstore");
     let bundle = std::fs::read(data.join("github-actions-dsse.sigstore.json")).unwrap();
     let root = TrustedRoot::load(&data.join("public-good-trusted_root.json")).unwrap();
-    let subject: Digest = "sha256:59ed81ee7a2485c47588ebdbad14764bf722c93438b43fe953a651747bc62ad7".parse().unwrap();
+    let subject: Digest =
+        "sha256:59ed81ee7a2485c47588ebdbad14764bf722c93438b43fe953a651747bc62ad7".parse().unwrap();
     let identity = "https://github.com/wolfv/sigstore-test/.github/workflows/action.yaml@refs/heads/main";
     let policy = |identity: Matcher, issuer: &str, root: &TrustedRoot| KeylessPolicy {
         root: root.clone(),
@@ -531,10 +532,26 @@ fn a_real_public_good_bundle_verifies_offline_against_the_public_good_root() {
     let ours = TrustedRoot::from_json(&FakeSigstore::new().trusted_root(), "the test's root").unwrap();
     let cases = [
         (policy(Matcher::Exact(WORKFLOW.to_owned()), GITHUB, &root), subject, "does not match"),
-        (policy(Matcher::regexp("https://github.com/wolfv/").unwrap(), GITHUB, &root), subject, "does not match"),
-        (policy(Matcher::Exact(identity.to_owned()), "https://accounts.google.com", &root), subject, "OIDC issuer"),
-        (policy(Matcher::Exact(identity.to_owned()), GITHUB, &root), digest(4), "artifact hash does not match"),
-        (policy(Matcher::Exact(identity.to_owned()), GITHUB, &ours), subject, "against the test's root failed"),
+        (
+            policy(Matcher::regexp("https://github.com/wolfv/").unwrap(), GITHUB, &root),
+            subject,
+            "does not match",
+        ),
+        (
+            policy(Matcher::Exact(identity.to_owned()), "https://accounts.google.com", &root),
+            subject,
+            "OIDC issuer",
+        ),
+        (
+            policy(Matcher::Exact(identity.to_owned()), GITHUB, &root),
+            digest(4),
+            "artifact hash does not match",
+        ),
+        (
+            policy(Matcher::Exact(identity.to_owned()), GITHUB, &ours),
+            subject,
+            "against the test's root failed",
+        ),
     ];
     for (policy, subject, reason) in cases {
         let error = policy.verify_bundle(&bundle, &subject, &[]).unwrap_err();
