@@ -87,13 +87,7 @@ pub async fn sign_image(
     docker_reference: &str,
     key: &TestKey,
 ) -> Digest {
-    let payload = serde_json::to_vec(&json!({
-        "critical": {"identity": {"docker-reference": docker_reference},
-                     "image": {"docker-manifest-digest": digest.to_string()},
-                     "type": "cosign container image signature"},
-        "optional": null,
-    }))
-    .expect("payload");
+    let payload = simple_signing_payload(digest, docker_reference);
     let signature = b64(&key.sign(&payload));
     push_artifact(
         seeder,
@@ -105,6 +99,17 @@ pub async fn sign_image(
         json!({"dev.cosignproject.cosign/signature": signature}),
     )
     .await
+}
+
+/// cosign's simple-signing payload for `digest`, naming `docker_reference`.
+pub fn simple_signing_payload(digest: &Digest, docker_reference: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "critical": {"identity": {"docker-reference": docker_reference},
+                     "image": {"docker-manifest-digest": digest.to_string()},
+                     "type": "cosign container image signature"},
+        "optional": null,
+    }))
+    .expect("payload")
 }
 
 /// What `cosign attest --key --type <predicate>` pushes: a `.att` with one DSSE layer.
@@ -237,12 +242,25 @@ pub async fn bundle_referrer(
     key: &TestKey,
 ) -> crate::seed::Pushed {
     let bytes = bundle(&subject.digest, predicate_type, predicate, key);
+    attach_bundle(seeder, repo, subject, &bytes, predicate_type).await
+}
+
+/// Pushes `bundle` (its JSON) as a referrer of `subject`, with cosign v3's annotations. The
+/// caller lists it in the referrers tag index when the registry needs that
+/// ([`Seeder::list_referrer`]).
+pub async fn attach_bundle(
+    seeder: &Seeder,
+    repo: &str,
+    subject: &crate::seed::Pushed,
+    bundle: &[u8],
+    predicate_type: &str,
+) -> crate::seed::Pushed {
     seeder
         .referrer(
             repo,
             subject,
             BUNDLE_MEDIA_TYPE,
-            &bytes,
+            bundle,
             &[
                 ("dev.sigstore.bundle.content", "dsse-envelope"),
                 ("dev.sigstore.bundle.predicateType", predicate_type),

@@ -213,21 +213,8 @@ impl FakeSigstore {
         issuer: &str,
         faults: Faults,
     ) -> Vec<u8> {
-        let statement = serde_json::to_vec(&json!({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": "image", "digest": {"sha256": digest.hex()}}],
-            "predicateType": predicate_type,
-            "predicate": predicate,
-        }))
-        .expect("statement");
-        let key = Key::generate();
-        let certificate = self.certificate(&key, identity, issuer, faults);
-        let signature = key.sign(&crate::cosign::pae(IN_TOTO, &statement));
-        let envelope = json!({
-            "payload": b64(&statement),
-            "payloadType": IN_TOTO,
-            "signatures": [{"sig": b64(&signature), "keyid": ""}],
-        });
+        let Dsse { statement, certificate, signature, envelope } =
+            self.dsse("image", digest, predicate_type, predicate, identity, issuer, faults);
         let body = dsse_body(&envelope, &statement, &signature, &certificate);
         let integrated_time = time::OffsetDateTime::now_utc().unix_timestamp() - 5;
         let log_id = self.rekor.log_id();
@@ -304,13 +291,7 @@ impl FakeSigstore {
         identity: &str,
         issuer: &str,
     ) -> Digest {
-        let payload = serde_json::to_vec(&json!({
-            "critical": {"identity": {"docker-reference": docker_reference},
-                         "image": {"docker-manifest-digest": digest.to_string()},
-                         "type": "cosign container image signature"},
-            "optional": null,
-        }))
-        .expect("payload");
+        let payload = crate::cosign::simple_signing_payload(digest, docker_reference);
         let key = Key::generate();
         let certificate = self.certificate(&key, identity, issuer, Faults::default());
         let signature = key.sign(&payload);
@@ -355,21 +336,8 @@ impl FakeSigstore {
         identity: &str,
         issuer: &str,
     ) -> Digest {
-        let statement = serde_json::to_vec(&json!({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": repo, "digest": {"sha256": digest.hex()}}],
-            "predicateType": predicate_type,
-            "predicate": predicate,
-        }))
-        .expect("statement");
-        let key = Key::generate();
-        let certificate = self.certificate(&key, identity, issuer, Faults::default());
-        let signature = key.sign(&crate::cosign::pae(IN_TOTO, &statement));
-        let envelope = json!({
-            "payload": b64(&statement),
-            "payloadType": IN_TOTO,
-            "signatures": [{"sig": b64(&signature), "keyid": ""}],
-        });
+        let Dsse { statement, certificate, signature, envelope } =
+            self.dsse(repo, digest, predicate_type, predicate, identity, issuer, Faults::default());
         let body = dsse_body(&envelope, &statement, &signature, &certificate);
         crate::cosign::push_artifact(
             seeder,
@@ -387,6 +355,37 @@ impl FakeSigstore {
             }),
         )
         .await
+    }
+
+    /// An in-toto statement about `digest` (subject `name`), signed in a DSSE envelope by a new
+    /// key whose certificate says `identity` from `issuer`.
+    #[allow(clippy::too_many_arguments, reason = "a test fixture spelled out at the call site")]
+    fn dsse(
+        &self,
+        name: &str,
+        digest: &Digest,
+        predicate_type: &str,
+        predicate: serde_json::Value,
+        identity: &str,
+        issuer: &str,
+        faults: Faults,
+    ) -> Dsse {
+        let statement = serde_json::to_vec(&json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": name, "digest": {"sha256": digest.hex()}}],
+            "predicateType": predicate_type,
+            "predicate": predicate,
+        }))
+        .expect("statement");
+        let key = Key::generate();
+        let certificate = self.certificate(&key, identity, issuer, faults);
+        let signature = key.sign(&crate::cosign::pae(IN_TOTO, &statement));
+        let envelope = json!({
+            "payload": b64(&statement),
+            "payloadType": IN_TOTO,
+            "signatures": [{"sig": b64(&signature), "keyid": ""}],
+        });
+        Dsse { statement, certificate, signature, envelope }
     }
 
     /// cosign's Rekor bundle annotation for an entry of `body`: the signed entry timestamp and
@@ -407,6 +406,14 @@ impl FakeSigstore {
         }))
         .expect("rekor bundle")
     }
+}
+
+/// A signed statement and what signed it.
+struct Dsse {
+    statement: Vec<u8>,
+    certificate: Vec<u8>,
+    signature: Vec<u8>,
+    envelope: serde_json::Value,
 }
 
 /// Rekor's `dsse` v0.0.1 entry body, keys in canonical (sorted) order.

@@ -320,46 +320,17 @@ async fn keyless_images_are_promoted_only_for_the_configured_identity() {
         ("keyless/bad", &bad, "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0"),
     ] {
         let bundle = sigstore.bundle(&image.digest, SIGN, json!({}), identity, GITHUB, Faults::default());
-        let referrer = stage
-            .referrer(
-                repo,
-                image,
-                ferry_testkit::cosign::BUNDLE_MEDIA_TYPE,
-                &bundle,
-                &[
-                    ("dev.sigstore.bundle.content", "dsse-envelope"),
-                    ("dev.sigstore.bundle.predicateType", SIGN),
-                ],
-            )
-            .await;
+        let referrer = ferry_testkit::cosign::attach_bundle(&stage, repo, image, &bundle, SIGN).await;
         stage.list_referrer(repo, &image.digest, &referrer).await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("trusted_root.json"), sigstore.trusted_root()).unwrap();
-    let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-    let config = dir.path().join("ferry.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity-regexp: \"https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v.*\"\n    certificate-oidc-issuer: {GITHUB}\n",
-            hosts.join(", "),
-            world.staging.host()
+    let config = crate::support::TrustConfig::new(
+        &world,
+        &format!(
+            "    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity-regexp: \"https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v.*\"\n    certificate-oidc-issuer: {GITHUB}\n"
         ),
-    )
-    .unwrap();
-    let ferry = |args: &[&str]| {
-        let out = std::process::Command::new(crate::support::ferry_bin())
-            .args(args)
-            .args(["--config", config.to_str().unwrap()])
-            .env_remove("FERRY_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+        &[("trusted_root.json", &sigstore.trusted_root())],
+    );
+    let ferry = |args: &[&str]| config.ferry(args);
     let (code, stdout, stderr) =
         ferry(&["verify", &format!("{}/keyless/ok@{}", world.staging.host(), ok.digest)]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -372,7 +343,7 @@ async fn keyless_images_are_promoted_only_for_the_configured_identity() {
     assert_eq!(code, Some(7), "{stdout}{stderr}");
     assert!(stdout.contains("certificate identity \"https://github.com/evil/app"), "{stdout}");
 
-    let manifests = dir.path().join("manifests");
+    let manifests = config.dir.path().join("manifests");
     ferry_testkit::write_thin_manifest(
         &manifests,
         "keyless",
@@ -453,30 +424,17 @@ async fn legacy_keyless_sig_and_att_layers_are_verified_against_the_trusted_root
             GITHUB,
         )
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("trusted_root.json"), sigstore.trusted_root()).unwrap();
-    let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-    let config = dir.path().join("ferry.yaml");
     // The README's GitHub example, with this test's trusted root.
-    std::fs::write(
-        &config,
-        format!(
-            "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity: \"{WORKFLOW}\"\n    certificate-oidc-issuer: {GITHUB}\n    provenance: required\n    builders: [\"{GENERATOR}\"]\n    source-repository: \"^git\\\\+https://github.com/acme/app\"\n",
-            hosts.join(", "),
-            world.staging.host()
+    let config = crate::support::TrustConfig::new(
+        &world,
+        &format!(
+            "    signatures: required\n    trusted-root: trusted_root.json\n    certificate-identity: \"{WORKFLOW}\"\n    certificate-oidc-issuer: {GITHUB}\n    provenance: required\n    builders: [\"{GENERATOR}\"]\n    source-repository: \"^git\\\\+https://github.com/acme/app\"\n"
         ),
-    )
-    .unwrap();
+        &[("trusted_root.json", &sigstore.trusted_root())],
+    );
     let verify = |reference: String| {
-        let out = std::process::Command::new(crate::support::ferry_bin())
-            .args(["verify", &reference, "--config", config.to_str().unwrap()])
-            .env_remove("FERRY_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-        )
+        let (code, stdout, stderr) = config.ferry(&["verify", &reference]);
+        (code, stdout + &stderr)
     };
     let host = world.staging.host();
     let (code, out) = verify(format!("{host}/legacy/ok@{}", pushed[0].digest));

@@ -1028,18 +1028,7 @@ pub(crate) async fn keyless(transport: Transport) {
         let image = stage.image(repo, None, &ImageSpec::small("amd64", transport.seed(seed), 1)).await;
         let bundle =
             sigstore.bundle(&image.digest, SIGN, serde_json::json!({}), signer, ISSUER, Faults::default());
-        let referrer = stage
-            .referrer(
-                repo,
-                &image,
-                ferry_testkit::cosign::BUNDLE_MEDIA_TYPE,
-                &bundle,
-                &[
-                    ("dev.sigstore.bundle.content", "dsse-envelope"),
-                    ("dev.sigstore.bundle.predicateType", SIGN),
-                ],
-            )
-            .await;
+        let referrer = ferry_testkit::cosign::attach_bundle(&stage, repo, &image, &bundle, SIGN).await;
         stage.list_referrer(repo, &image.digest, &referrer).await;
         stage.manifest(repo, "1.0", ferry_testkit::seed::OCI_MANIFEST, &image.bytes).await;
         pushed.push(image);

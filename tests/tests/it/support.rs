@@ -110,3 +110,47 @@ pub(crate) fn last_log_lines() -> String {
         logs.lines().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains(" INFO ")).collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
+
+/// A `ferry.yaml` for `world` in its own directory: every world host insecure, and one trust
+/// source for the staging registry (`source`: its keys after `registry:`, each line indented
+/// four spaces), with `files` written beside it. [`TrustConfig::ferry`] runs the binary with it.
+pub(crate) struct TrustConfig {
+    pub dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+impl TrustConfig {
+    pub(crate) fn new(world: &ferry_testkit::world::World, source: &str, files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+        let path = dir.path().join("ferry.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n{source}",
+                hosts.join(", "),
+                world.staging.host()
+            ),
+        )
+        .unwrap();
+        TrustConfig { dir, path }
+    }
+
+    /// `ferry ARGS --config <this file>`: exit code, stdout, stderr.
+    pub(crate) fn ferry(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = std::process::Command::new(ferry_bin())
+            .args(args)
+            .args(["--config", self.path.to_str().unwrap()])
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}

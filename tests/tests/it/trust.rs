@@ -775,32 +775,12 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
         .await;
         stage.list_referrer(repo, &image.digest, &referrer).await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("staging.pub"), staging_key.public_pem()).unwrap();
-    let hosts: Vec<String> = world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
-    let config = dir.path().join("ferry.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "registries:\n  insecure: [{}]\ntrust:\n  sources:\n  - registry: \"{}\"\n    signatures: required\n    keys: [staging.pub]\n",
-            hosts.join(", "),
-            world.staging.host()
-        ),
-    )
-    .unwrap();
-    let ferry = |args: &[&str]| {
-        let out = std::process::Command::new(crate::support::ferry_bin())
-            .args(args)
-            .args(["--config", config.to_str().unwrap()])
-            .env_remove("FERRY_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let config = crate::support::TrustConfig::new(
+        &world,
+        "    signatures: required\n    keys: [staging.pub]\n",
+        &[("staging.pub", &staging_key.public_pem())],
+    );
+    let ferry = |args: &[&str]| config.ferry(args);
     let (code, stdout, stderr) =
         ferry(&["verify", &format!("{}/demo/v3ok@{}", world.staging.host(), ok.digest)]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -812,7 +792,7 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
     assert_eq!(code, Some(7), "{stdout}{stderr}");
     assert!(stdout.contains("a signature is present but none verifies"), "{stdout}");
 
-    let manifests = dir.path().join("manifests");
+    let manifests = config.dir.path().join("manifests");
     ferry_testkit::write_thin_manifest(
         &manifests,
         "v3",
