@@ -343,31 +343,7 @@ async fn keyless_images_are_promoted_only_for_the_configured_identity() {
     assert_eq!(code, Some(7), "{stdout}{stderr}");
     assert!(stdout.contains("certificate identity \"https://github.com/evil/app"), "{stdout}");
 
-    let manifests = config.dir.path().join("manifests");
-    ferry_testkit::write_thin_manifest(
-        &manifests,
-        "keyless",
-        &world.staging.host(),
-        &[world.prod.host(), world.mirror.host()],
-        &format!(
-            "- name: keyless/ok\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: keyless/bad\n  dmap:\n    \"{}\": [\"1.0\"]\n",
-            ok.digest, bad.digest
-        ),
-    )
-    .unwrap();
-    let (code, stdout, stderr) = ferry(&[
-        "promote",
-        "--confirm",
-        "--thin-manifest-dir",
-        manifests.to_str().unwrap(),
-        "--progress",
-        "never",
-    ]);
-    assert_eq!(code, Some(6), "{stdout}{stderr}");
-    let prod = Seeder::new(&world.prod);
-    assert_eq!(prod.tag_digest("keyless/ok", "1.0").await, Some(ok.digest), "the right identity is promoted");
-    assert_eq!(prod.tag_digest("keyless/bad", "1.0").await, None, "the wrong identity is copied nowhere");
-    assert_eq!(Seeder::new(&world.mirror).tag_digest("keyless/bad", "1.0").await, None);
+    config.promote_only_the_first(&world, ("keyless/ok", &ok.digest), ("keyless/bad", &bad.digest)).await;
 }
 
 /// Legacy keyless signatures and attestations (cosign before v3): `.sig` and `.att` layers with

@@ -153,4 +153,40 @@ impl TrustConfig {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+
+    /// `promote --confirm` of two tagged staging images (`1.0`) through a thin manifest, one
+    /// that passes verification and one that does not: exit 6, the first at prod, the second
+    /// copied nowhere, mirror included.
+    pub(crate) async fn promote_only_the_first(
+        &self,
+        world: &ferry_testkit::world::World,
+        passes: (&str, &ferry_model::Digest),
+        fails: (&str, &ferry_model::Digest),
+    ) {
+        let manifests = self.dir.path().join("manifests");
+        ferry_testkit::write_thin_manifest(
+            &manifests,
+            "trust",
+            &world.staging.host(),
+            &[world.prod.host(), world.mirror.host()],
+            &format!(
+                "- name: {}\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: {}\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+                passes.0, passes.1, fails.0, fails.1
+            ),
+        )
+        .unwrap();
+        let (code, stdout, stderr) = self.ferry(&[
+            "promote",
+            "--confirm",
+            "--thin-manifest-dir",
+            manifests.to_str().unwrap(),
+            "--progress",
+            "never",
+        ]);
+        assert_eq!(code, Some(6), "{stdout}{stderr}");
+        let prod = ferry_testkit::seed::Seeder::new(&world.prod);
+        assert_eq!(prod.tag_digest(passes.0, "1.0").await, Some(*passes.1), "{} is promoted", passes.0);
+        assert_eq!(prod.tag_digest(fails.0, "1.0").await, None, "{} is copied nowhere", fails.0);
+        assert_eq!(ferry_testkit::seed::Seeder::new(&world.mirror).tag_digest(fails.0, "1.0").await, None);
+    }
 }

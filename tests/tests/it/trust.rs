@@ -792,29 +792,5 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
     assert_eq!(code, Some(7), "{stdout}{stderr}");
     assert!(stdout.contains("a signature is present but none verifies"), "{stdout}");
 
-    let manifests = config.dir.path().join("manifests");
-    ferry_testkit::write_thin_manifest(
-        &manifests,
-        "v3",
-        &world.staging.host(),
-        &[world.prod.host(), world.mirror.host()],
-        &format!(
-            "- name: demo/v3ok\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: demo/v3bad\n  dmap:\n    \"{}\": [\"1.0\"]\n",
-            ok.digest, bad.digest
-        ),
-    )
-    .unwrap();
-    let (code, stdout, stderr) = ferry(&[
-        "promote",
-        "--confirm",
-        "--thin-manifest-dir",
-        manifests.to_str().unwrap(),
-        "--progress",
-        "never",
-    ]);
-    assert_eq!(code, Some(6), "{stdout}{stderr}");
-    let prod = Seeder::new(&world.prod);
-    assert_eq!(prod.tag_digest("demo/v3ok", "1.0").await, Some(ok.digest), "the verified image is promoted");
-    assert_eq!(prod.tag_digest("demo/v3bad", "1.0").await, None, "the wrong-key image is copied nowhere");
-    assert_eq!(Seeder::new(&world.mirror).tag_digest("demo/v3bad", "1.0").await, None);
+    config.promote_only_the_first(&world, ("demo/v3ok", &ok.digest), ("demo/v3bad", &bad.digest)).await;
 }
