@@ -203,6 +203,7 @@ pub fn parse(
     }
 
     let mut seen: FxHashMap<(Repository, Repository, Tag), u64> = FxHashMap::default();
+    let mut targets_seen: FxHashMap<(Repository, Tag), (Repository, u64)> = FxHashMap::default();
     let mut entries = Vec::new();
     for artifact in &config.artifacts {
         let line = line_of(artifact);
@@ -318,6 +319,24 @@ pub fn parse(
                         ),
                     );
                     continue;
+                }
+                // A target tag has one source: regsync would let the last writer win, Ferry
+                // never overwrites, so the first in the file is kept and the other named.
+                match targets_seen.get(&(destination.clone(), tag.clone())) {
+                    Some((other, first)) if *other != source => {
+                        problems.invalid(
+                            at,
+                            "Artifacts.Tags",
+                            format!(
+                                "{destination}:{tag} is also the target of {other}:{tag} at line {first}; a target tag has one source, so this one is left out"
+                            ),
+                        );
+                        continue;
+                    }
+                    Some(_) => {}
+                    None => {
+                        targets_seen.insert((destination.clone(), tag.clone()), (source.clone(), at));
+                    }
                 }
                 entries.push(Entry {
                     sources: Arc::from([policy.source(source.clone(), false)]),
@@ -506,6 +525,16 @@ mod tests {
                     (NoticeKind::Warning, 15, "Artifacts.TargetRepositories"),
                     (NoticeKind::Invalid, 16, "Artifacts.Tags"),
                 ],
+            ),
+            (
+                "two sources for one target tag: the first is kept, the second named and left out",
+                "- SourceArtifact: a/tool\n  TargetArtifactName: tool\n  TargetRepositories: [docker.io/rancher]\n  Tags: [v1, v2]\n- SourceArtifact: quay.io/b/tool\n  TargetArtifactName: tool\n  TargetRepositories: [docker.io/rancher]\n  Tags: [v2, v3]\n",
+                vec![
+                    "docker.io/a/tool:v1 -> docker.io/rancher/tool",
+                    "docker.io/a/tool:v2 -> docker.io/rancher/tool",
+                    "quay.io/b/tool:v3 -> docker.io/rancher/tool",
+                ],
+                vec![(NoticeKind::Invalid, 20, "Artifacts.Tags")],
             ),
             (
                 "a source with one path part",
