@@ -109,11 +109,13 @@ impl Holdings {
             futures_util::stream::iter(wanted)
                 .map(|(repository, target)| async move {
                     // The tag schema: no `sha256-<hex>` tag, no referrers; no request.
-                    let untagged = registry.referrers_mode(repository.host())
-                        == Some(ferry_registry::ReferrersMode::TagSchema)
-                        && holdings_ref
-                            .listing(&repository)
-                            .is_ok_and(|held| !held.contains(&target.tag_form()));
+                    let untagged = holdings_ref.listing(&repository).is_ok_and(|held| {
+                        ferry_registry::referrers::listing_rules_out(
+                            registry.referrers_mode(repository.host()),
+                            &target,
+                            |tag| held.contains(tag.as_str()),
+                        )
+                    });
                     let listed = if untagged {
                         Ok(BTreeSet::new())
                     } else {

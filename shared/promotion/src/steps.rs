@@ -19,7 +19,7 @@ use ferry_messages::{
     ReplicateMessage, SignMessage, VerifyMessage,
 };
 use ferry_model::{Digest, Repository, TagOrDigest};
-use ferry_registry::referrers::ReferrersMode;
+use ferry_registry::referrers::listing_rules_out;
 use ferry_registry::{Registry, RegistryWrite};
 use ferry_trust::TrustError;
 use ferry_trust::artifacts::Appended;
@@ -317,10 +317,9 @@ async fn carry<R: RegistryWrite>(
             let replicated = replicate_artifact(copier, from, to, target, kind, dry_run).await?;
             done.tags.push((*target, kind, replicated));
         }
-        // Where referrers live in the `sha256-<hex>` tag index, the listing says whether there
-        // are any; the referrers API must be asked.
-        let tag_schema = copier.registry().referrers_mode(from.host()) == Some(ReferrersMode::TagSchema);
-        if tag_schema && ferry_model::Tag::parse(&target.tag_form()).is_ok_and(|t| absent(&t)) {
+        if listed.as_ref().is_some_and(|l| {
+            listing_rules_out(copier.registry().referrers_mode(from.host()), target, |tag| l.contains(tag))
+        }) {
             continue;
         }
         for (referrer, replicated) in

@@ -70,6 +70,17 @@ struct IndexDoc {
     manifests: Option<Vec<Referrer>>,
 }
 
+/// Whether a tag listing of the repository already answers that `subject` has no referrers:
+/// on a registry known to keep them in the `sha256-<hex>` tag index (`mode`, learnt at the first
+/// lookup), that tag is not listed. Through the referrers API, only asking can tell.
+pub fn listing_rules_out(
+    mode: Option<ReferrersMode>,
+    subject: &Digest,
+    listed: impl Fn(&Tag) -> bool,
+) -> bool {
+    mode == Some(ReferrersMode::TagSchema) && !listed(&tag_for(subject))
+}
+
 /// The entries of a referrers index (an OCI image index), or why it is not one.
 pub fn parse_index(bytes: &[u8]) -> Result<Vec<Referrer>, String> {
     let doc: IndexDoc = serde_json::from_slice(bytes).map_err(|e| format!("not a referrers index: {e}"))?;

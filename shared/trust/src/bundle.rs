@@ -49,6 +49,8 @@ pub struct Bundle {
     pub key_hint: Option<String>,
     /// `verificationMaterial.certificate.rawBytes` (DER), for a keyless one.
     pub certificate: Option<Vec<u8>>,
+    /// Signed keylessly: the material is a certificate or a certificate chain (v0.1/v0.2).
+    pub keyless: bool,
     /// Whether the bundle carries transparency-log entries.
     pub tlog_entries: usize,
 }
@@ -73,6 +75,8 @@ impl Bundle {
             #[serde(default)]
             certificate: Option<Certificate>,
             #[serde(default)]
+            x509_certificate_chain: Option<serde_json::Value>,
+            #[serde(default)]
             tlog_entries: Vec<serde_json::Value>,
         }
         #[derive(Deserialize)]
@@ -93,6 +97,7 @@ impl Bundle {
         Ok(Bundle {
             envelope: doc.dsse_envelope,
             key_hint: material.public_key.and_then(|k| k.hint),
+            keyless: material.certificate.is_some() || material.x509_certificate_chain.is_some(),
             certificate: material.certificate.and_then(|c| cosign::unb64(&c.raw_bytes).ok()),
             tlog_entries: material.tlog_entries.len(),
         })

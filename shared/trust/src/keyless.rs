@@ -103,14 +103,6 @@ impl std::fmt::Display for KeylessSigner {
     }
 }
 
-/// Whether a bundle is keyless: its verification material is a certificate or a chain, not a
-/// public-key hint. Read without trusting anything.
-pub fn is_keyless(bundle_json: &[u8]) -> bool {
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bundle_json) else { return false };
-    let material = &doc["verificationMaterial"];
-    material.get("certificate").is_some() || material.get("x509CertificateChain").is_some()
-}
-
 impl KeylessPolicy {
     /// Verifies a keyless DSSE bundle about `digest`: everything `sigstore-verify` checks, then
     /// the identity against this policy's matcher or one of `also_identities` (exact), and the
@@ -123,11 +115,13 @@ impl KeylessPolicy {
     ) -> Result<(Statement, KeylessSigner), String> {
         let subject = sigstore_types::Sha256Hash::from_hex(&digest.hex())
             .map_err(|e| format!("digest {digest}: {e}"))?;
-        let signer =
-            self.verify(bundle_json, sigstore_types::Artifact::from_digest(subject), also_identities)?;
-        let envelope = bundle_envelope(bundle_json)?;
-        let statement: Statement =
-            serde_json::from_slice(&envelope).map_err(|e| format!("not an in-toto statement: {e}"))?;
+        let bundle = parse_bundle(bundle_json)?;
+        let signer = self.verify(&bundle, sigstore_types::Artifact::from_digest(subject), also_identities)?;
+        let sigstore_types::SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+            return Err("the bundle holds no DSSE envelope".into());
+        };
+        let statement: Statement = serde_json::from_slice(envelope.payload.as_bytes())
+            .map_err(|e| format!("not an in-toto statement: {e}"))?;
         if !statement.covers(digest) {
             return Err("the statement's subjects do not include this digest".into());
         }
@@ -151,7 +145,7 @@ impl KeylessPolicy {
             "messageDigest": {"algorithm": "SHA2_256", "digest": crate::cosign::b64(&sha2::Sha256::digest(payload))},
             "signature": signature,
         }});
-        let bundle = legacy_bundle(content, annotations)?;
+        let bundle = parse_bundle(&legacy_bundle(content, annotations)?)?;
         self.verify(&bundle, sigstore_types::Artifact::from_blob(payload), &[])
     }
 
@@ -173,18 +167,15 @@ impl KeylessPolicy {
 
     fn verify(
         &self,
-        bundle_json: &[u8],
+        bundle: &sigstore_types::Bundle,
         artifact: sigstore_types::Artifact<'_>,
         also_identities: &[String],
     ) -> Result<KeylessSigner, String> {
-        let text = std::str::from_utf8(bundle_json).map_err(|_| "the bundle is not UTF-8".to_owned())?;
-        let bundle =
-            sigstore_types::Bundle::from_json(text).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
         let policy = sigstore_verify::VerificationPolicy::any_identity();
         let result = self
             .root
             .verifier
-            .verify(artifact, &bundle, &policy)
+            .verify(artifact, bundle, &policy)
             .map_err(|e| format!("keyless verification against {} failed: {e}", self.root.label))?;
         if !(result.certificate_verified() && result.sct_verified() && result.tlog_verified()) {
             return Err("the certificate, its SCT or the transparency log entry was not verified".into());
@@ -236,12 +227,12 @@ fn legacy_bundle(
         log_id: String,
     }
     let leaf = annotations.get(CERTIFICATE_ANNOTATION).ok_or("no certificate annotation")?;
-    let mut certificates = pem_certificates(leaf)?;
+    let mut certificates = crate::keys::pem_blocks("CERTIFICATE", leaf)?;
     if certificates.len() != 1 {
         return Err(format!("the certificate annotation holds {} certificates, not one", certificates.len()));
     }
     if let Some(chain) = annotations.get(CHAIN_ANNOTATION) {
-        certificates.extend(pem_certificates(chain)?);
+        certificates.extend(crate::keys::pem_blocks("CERTIFICATE", chain)?);
     }
     let rekor = annotations.get(REKOR_BUNDLE_ANNOTATION).ok_or(
         "a keyless .sig without a Rekor bundle annotation (dev.sigstore.cosign/bundle) cannot be verified offline",
@@ -253,11 +244,7 @@ fn legacy_bundle(
         serde_json::from_slice(&body).map_err(|e| format!("the Rekor entry body: {e}"))?;
     let kind = body_json["kind"].as_str().ok_or("the Rekor entry body names no kind")?;
     let version = body_json["apiVersion"].as_str().ok_or("the Rekor entry body names no apiVersion")?;
-    let log_id = (0..rekor.payload.log_id.len())
-        .step_by(2)
-        .map(|i| rekor.payload.log_id.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect::<Option<Vec<u8>>>()
-        .ok_or("the Rekor logID is not hex")?;
+    let log_id = hex::decode(&rekor.payload.log_id).map_err(|_| "the Rekor logID is not hex")?;
     let b64 = crate::cosign::b64;
     let mut bundle = serde_json::json!({
         "mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.1",
@@ -281,29 +268,7 @@ fn legacy_bundle(
     Ok(serde_json::to_vec(&bundle).expect("a bundle serialises"))
 }
 
-/// The DER certificates of a PEM text (one or more `CERTIFICATE` blocks).
-fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    let mut block: Option<String> = None;
-    for line in pem.lines().map(str::trim) {
-        match (&mut block, line) {
-            (None, "-----BEGIN CERTIFICATE-----") => block = Some(String::new()),
-            (Some(b), "-----END CERTIFICATE-----") => {
-                out.push(crate::cosign::unb64(b).map_err(|_| "a PEM certificate is not base64".to_owned())?);
-                block = None;
-            }
-            (Some(b), text) => b.push_str(text),
-            (None, _) => {}
-        }
-    }
-    if block.is_some() || out.is_empty() {
-        return Err("not a PEM certificate".into());
-    }
-    Ok(out)
-}
-
-/// The DSSE payload of a bundle (already verified by the caller).
-fn bundle_envelope(bundle_json: &[u8]) -> Result<Vec<u8>, String> {
-    let parsed = crate::bundle::Bundle::parse(bundle_json)?;
-    parsed.envelope.ok_or("the bundle holds no DSSE envelope")?.payload_bytes()
+fn parse_bundle(json: &[u8]) -> Result<sigstore_types::Bundle, String> {
+    let text = std::str::from_utf8(json).map_err(|_| "the bundle is not UTF-8".to_owned())?;
+    sigstore_types::Bundle::from_json(text).map_err(|e| format!("not a Sigstore bundle: {e}"))
 }

@@ -166,6 +166,28 @@ pub fn key_hint(public_pem: &str) -> Option<String> {
     Some(crate::cosign::b64(&Sha256::digest(&der)))
 }
 
+/// The DER contents of every `label` block of a PEM text (one or more).
+pub(crate) fn pem_blocks(label: &str, pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    let (begin, end) = (format!("-----BEGIN {label}-----"), format!("-----END {label}-----"));
+    let mut out = Vec::new();
+    let mut block: Option<String> = None;
+    for line in pem.lines().map(str::trim) {
+        match &mut block {
+            None if line == begin => block = Some(String::new()),
+            Some(b) if line == end => {
+                out.push(crate::cosign::unb64(b).map_err(|_| format!("a PEM {label} is not base64"))?);
+                block = None;
+            }
+            Some(b) => b.push_str(line),
+            None => {}
+        }
+    }
+    if block.is_some() || out.is_empty() {
+        return Err(format!("not a PEM {label}"));
+    }
+    Ok(out)
+}
+
 fn pem_encode(label: &str, der: &[u8]) -> String {
     let body = crate::cosign::b64(der);
     let lines: Vec<&str> =

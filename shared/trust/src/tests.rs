@@ -51,7 +51,7 @@ async fn signature_layer(key: &SigningKey, for_digest: Digest, reference: &str) 
         media_type: SIMPLE_SIGNING_MEDIA_TYPE.into(),
         annotations: BTreeMap::from([(SIGNATURE_ANNOTATION.into(), cosign::b64(&signature))]),
         bytes: Ok(bytes),
-        bundle: None,
+        keyless_bundle: None,
     }
 }
 
@@ -75,7 +75,7 @@ async fn attestation_layer(
         media_type: DSSE_MEDIA_TYPE.into(),
         annotations: BTreeMap::from([(PREDICATE_TYPE_ANNOTATION.into(), predicate_type.into())]),
         bytes: Ok(serde_json::to_vec(&envelope).unwrap()),
-        bundle: None,
+        keyless_bundle: None,
     }
 }
 

@@ -38,9 +38,9 @@ pub struct FetchedLayer {
     pub annotations: std::collections::BTreeMap<String, String>,
     /// The layer bytes, or why they could not be read.
     pub bytes: Result<Vec<u8>, String>,
-    /// The whole Sigstore bundle, when the layer is a bundle's DSSE envelope: a keyless bundle
-    /// is verified as a whole (certificate, log entry), not just its envelope.
-    pub bundle: Option<Vec<u8>>,
+    /// The whole Sigstore bundle, when the layer is the DSSE envelope of a keyless bundle,
+    /// which is verified as a whole (certificate, log entry), not just its envelope.
+    pub keyless_bundle: Option<Vec<u8>>,
 }
 
 /// One Sigstore bundle found among the digest's referrers.
@@ -316,8 +316,10 @@ fn bundle_layers(facts: &Facts) -> Vec<(FetchedLayer, String)> {
     bundles
         .iter()
         .map(|b| {
-            let bytes = b.bytes.clone().and_then(|bytes| {
-                let parsed = bundle::Bundle::parse(&bytes)?;
+            let parsed = b.bytes.clone().and_then(|bytes| bundle::Bundle::parse(&bytes));
+            let keyless_bundle =
+                parsed.as_ref().is_ok_and(|p| p.keyless).then(|| b.bytes.clone().ok()).flatten();
+            let bytes = parsed.and_then(|parsed| {
                 let envelope = parsed.envelope.ok_or("the bundle holds no DSSE envelope")?;
                 Ok(serde_json::to_vec(&envelope).expect("an envelope serialises"))
             });
@@ -326,12 +328,7 @@ fn bundle_layers(facts: &Facts) -> Vec<(FetchedLayer, String)> {
                 annotations.insert(cosign::PREDICATE_TYPE_ANNOTATION.to_owned(), p.clone());
             }
             (
-                FetchedLayer {
-                    media_type: DSSE_MEDIA_TYPE.to_owned(),
-                    annotations,
-                    bytes,
-                    bundle: b.bytes.as_ref().ok().cloned(),
-                },
+                FetchedLayer { media_type: DSSE_MEDIA_TYPE.to_owned(), annotations, bytes, keyless_bundle },
                 format!("bundle referrer {}", b.referrer),
             )
         })
@@ -359,7 +356,7 @@ async fn fetch_layers<R: Registry>(
             media_type: layer.media_type,
             annotations: layer.annotations,
             bytes,
-            bundle: None,
+            keyless_bundle: None,
         });
     }
     Ok(Some(fetched))
@@ -483,11 +480,9 @@ fn verify_simple_signing(
     let encoded =
         layer.annotations.get(cosign::SIGNATURE_ANNOTATION).ok_or("a layer has no signature annotation")?;
     let label = if layer.annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) {
-        let keyless = policy.keyless.as_ref().ok_or(
-            "the signature is keyless (a Fulcio certificate annotation), and this source has no \
-             trusted-root with certificate-identity and certificate-oidc-issuer",
-        )?;
-        keyless.verify_legacy_signature(payload, &layer.annotations)?.to_string()
+        keyless_policy(policy.keyless.as_ref())?
+            .verify_legacy_signature(payload, &layer.annotations)?
+            .to_string()
     } else {
         let signature =
             cosign::unb64(encoded).map_err(|_| "a signature annotation is not base64".to_owned())?;
@@ -558,6 +553,15 @@ impl<'p> Signers<'p> {
     }
 }
 
+/// The source's keyless policy, for an artifact signed keylessly (a Fulcio certificate).
+fn keyless_policy(keyless: Option<&KeylessPolicy>) -> Result<&KeylessPolicy, String> {
+    keyless.ok_or_else(|| {
+        "it is signed keylessly (a Fulcio certificate), and this source has no trusted-root with \
+         certificate-identity and certificate-oidc-issuer"
+            .to_owned()
+    })
+}
+
 /// A DSSE layer whose envelope verifies (with a key, or keylessly for a keyless bundle) and
 /// whose statement covers the digest; with who signed it.
 fn verified_statement(
@@ -565,24 +569,19 @@ fn verified_statement(
     digest: &Digest,
     signers: &Signers<'_>,
 ) -> Result<(Statement, String), String> {
-    if let Some(bundle) = layer.bundle.as_deref().filter(|b| keyless::is_keyless(b)) {
-        let Some(policy) = signers.keyless else {
-            return Err("the bundle is signed keylessly (a Fulcio certificate), and this source has no \
-                        trusted-root with certificate-identity and certificate-oidc-issuer"
-                .into());
-        };
-        let (statement, signer) = policy.verify_bundle(bundle, digest, signers.also)?;
+    if let Some(bundle) = &layer.keyless_bundle {
+        let (statement, signer) =
+            keyless_policy(signers.keyless)?.verify_bundle(bundle, digest, signers.also)?;
         return Ok((statement, signer.to_string()));
     }
     let bytes = layer.bytes.as_ref().map_err(Clone::clone)?;
     if layer.annotations.contains_key(keyless::CERTIFICATE_ANNOTATION) {
-        let Some(policy) = signers.keyless else {
-            return Err("the attestation is keyless (a Fulcio certificate annotation), and this source has \
-                        no trusted-root with certificate-identity and certificate-oidc-issuer"
-                .into());
-        };
-        let (statement, signer) =
-            policy.verify_legacy_attestation(bytes, &layer.annotations, digest, signers.also)?;
+        let (statement, signer) = keyless_policy(signers.keyless)?.verify_legacy_attestation(
+            bytes,
+            &layer.annotations,
+            digest,
+            signers.also,
+        )?;
         return Ok((statement, signer.to_string()));
     }
     let envelope: Envelope =
