@@ -1,0 +1,41 @@
+//! The I/O of a check: what the verifier needs to know about each new digest.
+
+use futures_util::StreamExt as _;
+
+use ferry_plan::Plan;
+use ferry_registry::Registry;
+use ferry_trust::policy::TrustPolicy;
+use ferry_trust::verify;
+
+use crate::decide::Facts;
+
+/// Fetches the verifier's facts for every (source, digest) of `plan`, `concurrency` at a time:
+/// the manifest and its children, read and hashed; the source tag resolved again; and the
+/// signatures, attestations and bundles the source's policy looks at. Writes nothing.
+pub async fn gather<R: Registry>(
+    registry: &R,
+    plan: &Plan,
+    trust: &TrustPolicy,
+    concurrency: usize,
+) -> Facts {
+    let mut tags: std::collections::BTreeMap<_, Option<ferry_model::Tag>> = std::collections::BTreeMap::new();
+    for edge in &plan.edges {
+        let Some(digest) = edge.digest else { continue };
+        let tag = tags.entry((edge.source.clone(), digest)).or_default();
+        *tag = tag.take().or(edge.source_tag.clone());
+    }
+    let requests = tags.into_iter().map(|((source, digest), source_tag)| verify::Request {
+        source,
+        digest,
+        source_tag,
+        destination_problems: Vec::new(),
+    });
+    futures_util::stream::iter(requests)
+        .map(|request| async move {
+            let facts = verify::gather(registry, &request, trust.for_source(&request.source)).await;
+            ((request.source, request.digest), facts)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}

@@ -1,0 +1,186 @@
+//! The result as a GitHub check run on the head commit, through the Checks API
+//! (`POST /repos/{owner}/{repo}/check-runs`, then `PATCH …/check-runs/{id}` for the
+//! annotations beyond the first 50, which is all one request may carry).
+
+use serde_json::{Value, json};
+
+use crate::render::{self, Links};
+use crate::report::{Report, Status};
+
+/// GitHub's limits on one check run's output.
+const MAX_ANNOTATIONS_PER_REQUEST: usize = 50;
+const MAX_OUTPUT_TEXT: usize = 65_535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub checks API: {0}")]
+    Request(String),
+    #[error("GitHub checks API: {method} {url}: HTTP {status}: {body}")]
+    Status { method: &'static str, url: String, status: u16, body: String },
+}
+
+/// What the check run is about.
+#[derive(Clone, Debug)]
+pub struct CheckRun {
+    /// The check run's name on the pull request (`ferry check`).
+    pub name: String,
+    /// The commit it is attached to: the pull request's head.
+    pub head_sha: String,
+    /// A link to more detail (a CI job's log), if any.
+    pub details_url: Option<String>,
+}
+
+/// One request of a check run: the create, then updates carrying more annotations.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    Create(Value),
+    Update(Value),
+}
+
+/// Cuts `text` to GitHub's limit, on a character boundary, saying so.
+fn limited(text: String) -> String {
+    if text.len() <= MAX_OUTPUT_TEXT {
+        return text;
+    }
+    const NOTE: &str = "\n\n… (cut at GitHub's limit; `ferry check --output json` has everything)\n";
+    let mut end = MAX_OUTPUT_TEXT - NOTE.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{NOTE}", &text[..end])
+}
+
+/// Every annotation: a failed or warned check at its digest's `file:line`, and every problem
+/// at its own. Places with no file in the repository are left out (they are in the text).
+pub fn annotations(report: &Report) -> Vec<Value> {
+    let level = |status: Status| if status == Status::Fail { "failure" } else { "warning" };
+    let mut out = Vec::new();
+    let mut push = |origin: &ferry_model::Origin, status: Status, title: String, message: &str| {
+        let (path, line) = render::repository_path(origin);
+        if path.is_empty() || path.starts_with('/') {
+            return;
+        }
+        let line = line.max(1);
+        out.push(json!({
+            "path": path,
+            "start_line": line,
+            "end_line": line,
+            "annotation_level": level(status),
+            "title": title,
+            "message": message,
+        }));
+    };
+    for digest in &report.digests {
+        for check in digest.checks.iter().filter(|c| matches!(c.status, Status::Fail | Status::Warn)) {
+            push(&digest.origin, check.status, format!("{}: {}", check.name, digest.image()), &check.reason);
+        }
+    }
+    for problem in report.problems.iter().filter(|p| matches!(p.status, Status::Fail | Status::Warn)) {
+        push(&problem.origin, problem.status, problem.check.to_owned(), &problem.message);
+    }
+    out
+}
+
+/// The requests that post `report` as a completed check run. Pure.
+pub fn requests(report: &Report, run: &CheckRun, links: &Links) -> Vec<Request> {
+    let title = report.title();
+    let summary = limited(render::summary(report));
+    let text = limited(render::details(report, links));
+    let annotations = annotations(report);
+    let mut chunks = annotations.chunks(MAX_ANNOTATIONS_PER_REQUEST);
+    let first: Vec<Value> = chunks.next().map(<[Value]>::to_vec).unwrap_or_default();
+    let mut create = json!({
+        "name": run.name,
+        "head_sha": run.head_sha,
+        "status": "completed",
+        "conclusion": report.conclusion().as_str(),
+        "output": {
+            "title": title,
+            "summary": summary,
+            "text": text,
+            "annotations": first,
+        },
+    });
+    if let Some(url) = &run.details_url {
+        create["details_url"] = json!(url);
+    }
+    let mut out = vec![Request::Create(create)];
+    for chunk in chunks {
+        out.push(Request::Update(json!({
+            "output": { "title": title, "summary": summary, "annotations": chunk },
+        })));
+    }
+    out
+}
+
+/// The Checks API of one repository.
+#[derive(Clone, Debug)]
+pub struct Checks {
+    http: reqwest::Client,
+    /// `https://api.github.com`, or GitHub Enterprise's `https://HOST/api/v3`.
+    api: String,
+    /// `owner/name`.
+    repository: String,
+    token: ferry_registry::Secret,
+}
+
+impl Checks {
+    pub fn new(api: &str, repository: &str, token: ferry_registry::Secret) -> Result<Self, GitHubError> {
+        if repository.split('/').filter(|p| !p.is_empty()).count() != 2 {
+            return Err(GitHubError::Request(format!("repository {repository:?} is not owner/name")));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| GitHubError::Request(e.to_string()))?;
+        Ok(Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token })
+    }
+
+    async fn send(&self, method: &'static str, url: String, body: &Value) -> Result<Value, GitHubError> {
+        let request = match method {
+            "PATCH" => self.http.patch(&url),
+            _ => self.http.post(&url),
+        };
+        let response = request
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28")
+            .bearer_auth(self.token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| GitHubError::Request(format!("{method} {url}: {e}")))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| GitHubError::Request(format!("{method} {url}: {e}")))?;
+        if !(200..300).contains(&status) {
+            let body: String = text.chars().take(500).collect();
+            return Err(GitHubError::Status { method, url, status, body });
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| GitHubError::Request(format!("{method} {url}: the answer: {e}")))
+    }
+
+    /// Posts `report` as a completed check run; returns its URL on GitHub.
+    pub async fn post(&self, report: &Report, run: &CheckRun, links: &Links) -> Result<String, GitHubError> {
+        let base = format!("{}/repos/{}/check-runs", self.api, self.repository);
+        let mut id = None;
+        let mut url = String::new();
+        for request in requests(report, run, links) {
+            match request {
+                Request::Create(body) => {
+                    let created = self.send("POST", base.clone(), &body).await?;
+                    id = created["id"].as_u64();
+                    url = created["html_url"].as_str().unwrap_or_default().to_owned();
+                    if id.is_none() {
+                        return Err(GitHubError::Request("the created check run has no id".into()));
+                    }
+                }
+                Request::Update(body) => {
+                    let Some(id) = id else { continue };
+                    self.send("PATCH", format!("{base}/{id}"), &body).await?;
+                }
+            }
+        }
+        Ok(url)
+    }
+}
