@@ -53,6 +53,55 @@ pub(crate) enum Command {
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Presubmit: verify every digest and tag a manifest change adds, with the trust policy
+    /// and the config's `check:` policy, without writing anything. Exits 0 when all is well, 8
+    /// when a check failed, 4 when a registry could not be read (and nothing failed).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CheckFormat {
+    /// A summary, then a row per new digest with each check's result and reason.
+    #[default]
+    Markdown,
+    Json,
+    /// JUnit XML: a test suite per new digest, a test case per check.
+    Junit,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// What the change is: the base (a revision or a directory) and, for a revision, the head.
+    /// Without a base, every entry of the inputs is checked.
+    #[command(flatten)]
+    pub(crate) diff: DiffArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Markdown)]
+    pub(crate) output: CheckFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output_file: Option<PathBuf>,
+    /// Post the result as a check run on the head commit through GitHub's Checks API
+    /// (GITHUB_TOKEN: a token with `checks: write`, or a GitHub App installation token).
+    #[arg(long)]
+    pub(crate) github_check: bool,
+    /// The repository, owner/name (default: GITHUB_REPOSITORY). Also makes the Markdown
+    /// report link each file:line.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub(crate) github_repository: Option<String>,
+    /// The commit the check run belongs to (default: --diff-head-rev, resolved with git).
+    #[arg(long, value_name = "SHA")]
+    pub(crate) head_sha: Option<String>,
+    /// The GitHub API (default: GITHUB_API_URL, or https://api.github.com).
+    #[arg(long, value_name = "URL")]
+    pub(crate) github_api: Option<String>,
+    /// The check run's name on the pull request.
+    #[arg(long, value_name = "NAME", default_value = "ferry check")]
+    pub(crate) check_name: String,
 }
 
 #[derive(Debug, Subcommand)]

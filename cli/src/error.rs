@@ -25,6 +25,8 @@ pub(crate) enum ExitStatus {
     PromotionFailed = 6,
     /// 7: `ferry verify` ran, and a check failed.
     VerificationFailed = 7,
+    /// 8: `ferry check` ran, and found a problem in the change (each is in the report).
+    CheckFailed = 8,
 }
 
 impl From<ExitStatus> for ExitCode {

@@ -12,6 +12,8 @@
 //!   signatures with `openssl`.
 //! - [`keyless::FakeSigstore`] is a fake Fulcio CA, CT log and Rekor log, and their trusted
 //!   root, for keyless bundles (none of those services can run here).
+//! - [`github_fake::FakeGitHubChecks`] is a fake of GitHub's Checks API that records requests
+//!   and checks them against the documented schema.
 //! - [`localstack`] starts LocalStack (KMS, SQS) once per test process.
 //! - [`rabbit::RabbitNode`] runs a private RabbitMQ node, for tests that restart the broker.
 //! - [`world::World`] is a seeded staging/prod/mirror set that makes a plan hit every action.
@@ -21,6 +23,7 @@
 
 pub mod cosign;
 pub mod fault;
+pub mod github_fake;
 pub mod keyless;
 pub mod localstack;
 pub mod rabbit;

@@ -3,6 +3,7 @@
 mod check;
 mod pipeline;
 mod plan;
+mod presubmit;
 mod promote;
 mod reconcile;
 mod snapshot;
@@ -32,6 +33,7 @@ pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliErr
         Command::Status(args) => reconcile::status(args, &env).await,
         Command::Reconcile(args) => reconcile::reconcile(args, &env).await,
         Command::Config(ConfigCommand::Check { config }) => check::command(config, &env).await,
+        Command::Check(args) => presubmit::run(args, &env).await,
     }
 }
 

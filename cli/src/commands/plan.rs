@@ -98,6 +98,20 @@ pub(crate) fn desired_state(
     inputs: &[Input],
     policy: &Policy,
 ) -> Result<DesiredState, CliError> {
+    let (base, head) = base_and_head(args, inputs, policy)?;
+    Ok(match base {
+        Some(base) => diff(&base, &head),
+        None => head,
+    })
+}
+
+/// The inputs at the base the diff flags name (none without them) and at the head. With
+/// `--diff-base-rev`, only what changed between the two revisions is read, on both sides.
+pub(crate) fn base_and_head(
+    args: &DiffArgs,
+    inputs: &[Input],
+    policy: &Policy,
+) -> Result<(Option<DesiredState>, DesiredState), CliError> {
     if let Some(base) = &args.diff_base_dir {
         let [input] = inputs else {
             return Err(CliError::Usage("--diff-base-dir needs exactly one input".into()));
@@ -108,13 +122,13 @@ pub(crate) fn desired_state(
         } else {
             DesiredState::default()
         };
-        return Ok(diff(&base, &ferry_manifests::load(inputs, policy)?));
+        return Ok((Some(base), ferry_manifests::load(inputs, policy)?));
     }
     match &args.diff_base_rev {
         Some(rev) => {
             let change = load_change(inputs, rev, args.diff_head_rev.as_deref(), policy)?;
-            Ok(diff(&change.base, &change.head))
+            Ok((Some(change.base), change.head))
         }
-        None => Ok(ferry_manifests::load(inputs, policy)?),
+        None => Ok((None, ferry_manifests::load(inputs, policy)?)),
     }
 }

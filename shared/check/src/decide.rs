@@ -233,53 +233,57 @@ fn allowed_source(source: &Repository, policy: &RepositoryPolicy) -> Check {
     }
 }
 
-/// Tags the base asks for that the head removes, or points at another image.
+/// Tags the base asks for that the head removes, or points at another image, in the base's
+/// order.
 fn tag_changes(base: &DesiredState, head: &DesiredState) -> Vec<Problem> {
-    type Key = (Repository, Tag);
-    let wanted = |state: &DesiredState| -> BTreeMap<Key, Vec<(TagOrDigest, Origin)>> {
-        let mut out: BTreeMap<Key, Vec<(TagOrDigest, Origin)>> = BTreeMap::new();
-        for entry in &state.entries {
-            for destination in entry.destinations.iter() {
-                for tag in &entry.tags {
-                    out.entry((destination.repository.clone(), tag.clone()))
-                        .or_default()
-                        .push((entry.pin.clone(), entry.origin.clone()));
-                }
+    let mut after: BTreeMap<(&Repository, &Tag), Vec<(&TagOrDigest, &Origin)>> = BTreeMap::new();
+    for entry in &head.entries {
+        for destination in entry.destinations.iter() {
+            for tag in &entry.tags {
+                after.entry((&destination.repository, tag)).or_default().push((&entry.pin, &entry.origin));
             }
         }
-        out
-    };
-    let (before, after) = (wanted(base), wanted(head));
+    }
+    let mut before: BTreeMap<(&Repository, &Tag), Vec<&TagOrDigest>> = BTreeMap::new();
+    for entry in &base.entries {
+        for destination in entry.destinations.iter() {
+            for tag in &entry.tags {
+                before.entry((&destination.repository, tag)).or_default().push(&entry.pin);
+            }
+        }
+    }
     let mut problems = Vec::new();
     let mut seen: BTreeSet<(Origin, String)> = BTreeSet::new();
-    for ((repository, tag), old) in &before {
-        match after.get(&(repository.clone(), tag.clone())) {
-            None => {
-                for (pin, origin) in old {
-                    let message = format!("{repository}:{tag} (at {pin}) is removed; a promoted tag stays");
-                    if seen.insert((origin.clone(), message.clone())) {
-                        problems.push(Problem {
-                            check: "immutable-tags",
-                            status: Status::Fail,
-                            origin: origin.clone(),
-                            message,
-                        });
-                    }
-                }
-            }
-            Some(new) => {
-                for (pin, origin) in new.iter().filter(|(pin, _)| !old.iter().any(|(o, _)| o == pin)) {
-                    let was = old.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>().join(", ");
-                    let message = format!(
-                        "{repository}:{tag} is moved from {was} to {pin}; Ferry never overwrites a tag"
-                    );
-                    if seen.insert((origin.clone(), message.clone())) {
-                        problems.push(Problem {
-                            check: "immutable-tags",
-                            status: Status::Fail,
-                            origin: origin.clone(),
-                            message,
-                        });
+    let mut report = |origin: &Origin, message: String| {
+        if seen.insert((origin.clone(), message.clone())) {
+            problems.push(Problem {
+                check: "immutable-tags",
+                status: Status::Fail,
+                origin: origin.clone(),
+                message,
+            });
+        }
+    };
+    for entry in &base.entries {
+        for destination in entry.destinations.iter() {
+            let repository = &destination.repository;
+            for tag in &entry.tags {
+                match after.get(&(repository, tag)) {
+                    None => report(
+                        &entry.origin,
+                        format!("{repository}:{tag} (at {}) is removed; a promoted tag stays", entry.pin),
+                    ),
+                    Some(new) => {
+                        let old = &before[&(repository, tag)];
+                        for (pin, origin) in new.iter().filter(|(pin, _)| !old.contains(pin)) {
+                            let was = old.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                            report(
+                                origin,
+                                format!(
+                                    "{repository}:{tag} is moved from {was} to {pin}; Ferry never overwrites a tag"
+                                ),
+                            );
+                        }
                     }
                 }
             }

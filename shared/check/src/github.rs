@@ -60,7 +60,13 @@ pub fn annotations(report: &Report) -> Vec<Value> {
         if path.is_empty() || path.starts_with('/') {
             return;
         }
-        let line = line.max(1);
+        // An annotation belongs to the head's file; a line only the base has is named in the
+        // message, and the annotation goes to the file's first line.
+        let (line, message) = if render::in_base(origin) {
+            (1, format!("at the base, line {line}: {message}"))
+        } else {
+            (line.max(1), message.to_owned())
+        };
         out.push(json!({
             "path": path,
             "start_line": line,

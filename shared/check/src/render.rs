@@ -7,11 +7,13 @@ use serde::Serialize;
 
 use crate::report::{Check, DigestReport, Report, Status};
 
-/// Where links to the inputs point: `https://github.com/<owner>/<repo>/blob/<sha>`, to which
-/// `/<path>#L<line>` is added. Without it, places are printed, not linked.
+/// Where links to the inputs point: `https://github.com/<owner>/<repo>/blob/<sha>` of the head
+/// (and of the base, for what only the base has), to which `/<path>#L<line>` is added. Without
+/// them, places are printed, not linked.
 #[derive(Clone, Debug, Default)]
 pub struct Links {
     pub blob_base: Option<String>,
+    pub base_blob_base: Option<String>,
 }
 
 /// A place in the inputs as the repository names it: `head@<rev>:` or `base@<rev>:` (what a
@@ -23,6 +25,11 @@ pub fn repository_path(origin: &Origin) -> (&str, u32) {
         .find_map(|side| source.strip_prefix(side).and_then(|rest| rest.split_once(':')).map(|(_, p)| p))
         .unwrap_or(source);
     (path, origin.line)
+}
+
+/// Whether `origin` is a place in the base revision (a line the change removed).
+pub fn in_base(origin: &Origin) -> bool {
+    origin.source.starts_with("base@")
 }
 
 fn icon(status: Status) -> &'static str {
@@ -45,8 +52,14 @@ fn cell(text: &str) -> String {
 
 fn place(origin: &Origin, links: &Links) -> String {
     let (path, line) = repository_path(origin);
-    let label = if line > 0 { format!("{path}:{line}") } else { path.to_owned() };
-    match &links.blob_base {
+    let mut label = if line > 0 { format!("{path}:{line}") } else { path.to_owned() };
+    let base = if in_base(origin) {
+        label.push_str(" (base)");
+        &links.base_blob_base
+    } else {
+        &links.blob_base
+    };
+    match base {
         Some(base) if !path.is_empty() && !path.starts_with('/') => {
             let anchor = if line > 0 { format!("#L{line}") } else { String::new() };
             format!("[{}]({}/{path}{anchor})", cell(&label), base.trim_end_matches('/'))

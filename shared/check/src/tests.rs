@@ -300,7 +300,7 @@ fn small_report() -> crate::Report {
 
 #[test]
 fn markdown_has_the_summary_first_then_a_row_per_digest_with_links() {
-    let links = Links { blob_base: Some("https://github.com/o/r/blob/h".into()) };
+    let links = Links { blob_base: Some("https://github.com/o/r/blob/h".into()), ..Links::default() };
     let text = render::markdown(&small_report(), &links);
     let expected = format!(
         "**Ferry check: 2 new digests, 1 with problems; 1 other problem**\n\

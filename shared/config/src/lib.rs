@@ -135,8 +135,13 @@ pub struct Env {
     pub distribution_token: Option<Secret>,
     pub harbor_token: Option<Secret>,
     pub github_webhook_secret: Option<Secret>,
-    /// `GITHUB_TOKEN`: for the GitHub contents API.
+    /// `GITHUB_TOKEN`: for the GitHub contents API, and `ferry check --github-check`.
     pub github_token: Option<Secret>,
+    /// `GITHUB_REPOSITORY`, `GITHUB_API_URL`, `GITHUB_SERVER_URL`: what GitHub Actions sets,
+    /// the defaults of `ferry check`'s GitHub flags.
+    pub github_repository: Option<String>,
+    pub github_api_url: Option<String>,
+    pub github_server_url: Option<String>,
     /// Whether an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); the exporter reads the `OTEL_*` variables itself.
     pub otlp: bool,
@@ -170,6 +175,9 @@ impl Env {
             harbor_token: text("FERRY_HARBOR_TOKEN").map(Secret::new),
             github_webhook_secret: text("FERRY_GITHUB_WEBHOOK_SECRET").map(Secret::new),
             github_token: text("GITHUB_TOKEN").map(Secret::new),
+            github_repository: text("GITHUB_REPOSITORY"),
+            github_api_url: text("GITHUB_API_URL"),
+            github_server_url: text("GITHUB_SERVER_URL"),
             otlp: text("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
                 || text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
         }
@@ -198,6 +206,24 @@ struct FileYaml {
     trust: Option<TrustYaml>,
     #[serde(default)]
     pipeline: Option<PipelineYaml>,
+    #[serde(default)]
+    check: Option<CheckYaml>,
+}
+
+/// `check:`: the repository policy `ferry check` applies to manifest changes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CheckYaml {
+    #[serde(default)]
+    required_destinations: Vec<Spanned<String>>,
+    #[serde(default)]
+    multi_arch: Option<Spanned<String>>,
+    #[serde(default)]
+    single_arch_allowed: Vec<Spanned<String>>,
+    #[serde(default)]
+    tags: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_sources: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -374,6 +400,8 @@ pub struct Config {
     pub signing: Option<SigningConfig>,
     pub trust: TrustPolicy,
     pub pipeline: PipelineConfig,
+    /// The repository policy of `ferry check` (`check:`).
+    pub check: ferry_check::RepositoryPolicy,
 }
 
 impl Config {
@@ -443,6 +471,9 @@ impl Config {
         }
         if let Some(pipeline) = &file.pipeline {
             config.pipeline = pipeline_config(pipeline, base, &field)?;
+        }
+        if let Some(check) = &file.check {
+            config.check = check_policy(check, &field)?;
         }
         Ok(config)
     }
@@ -537,6 +568,70 @@ pub fn input_credentials(
         }
     }
     Ok(out)
+}
+
+fn check_policy(
+    check: &CheckYaml,
+    field: &impl Fn(u64, &'static str, String) -> ConfigError,
+) -> Result<ferry_check::RepositoryPolicy, ConfigError> {
+    let mut policy = ferry_check::RepositoryPolicy::default();
+    for (list, name, out) in [
+        (&check.required_destinations, "check.required-destinations", &mut policy.required_destinations),
+        (&check.allowed_sources, "check.allowed-sources", &mut policy.allowed_sources),
+    ] {
+        for value in list {
+            out.push(
+                RegistryPath::parse(&value.value).map_err(|e| field(line_of(value), name, e.to_string()))?,
+            );
+        }
+    }
+    if let Some(multi_arch) = &check.multi_arch {
+        policy.multi_arch_required = match multi_arch.value.as_str() {
+            "required" => true,
+            "optional" => false,
+            other => {
+                return Err(field(
+                    line_of(multi_arch),
+                    "check.multi-arch",
+                    format!("{other:?} is not one of required, optional"),
+                ));
+            }
+        };
+    }
+    for name in &check.single_arch_allowed {
+        if name.value.trim_matches('/').is_empty()
+            || ferry_model::RepoPath::parse(name.value.trim_matches('/')).is_err()
+        {
+            return Err(field(
+                line_of(name),
+                "check.single-arch-allowed",
+                format!("{:?} is not an image name (a repository path or its last components)", name.value),
+            ));
+        }
+        policy.single_arch_allowed.push(name.value.clone());
+    }
+    if !check.single_arch_allowed.is_empty() && !policy.multi_arch_required {
+        let first = &check.single_arch_allowed[0];
+        return Err(field(
+            line_of(first),
+            "check.single-arch-allowed",
+            "has no effect unless `multi-arch: required`".into(),
+        ));
+    }
+    if let Some(tags) = &check.tags {
+        policy.immutable_tags = match tags.value.as_str() {
+            "immutable" => true,
+            "mutable" => false,
+            other => {
+                return Err(field(
+                    line_of(tags),
+                    "check.tags",
+                    format!("{other:?} is not one of immutable, mutable"),
+                ));
+            }
+        };
+    }
+    Ok(policy)
 }
 
 fn pipeline_config(
@@ -860,6 +955,31 @@ mod tests {
                 Err(":4: field `trust.sources.trusted-root`: "),
             ),
             (
+                "check:\n  required-destinations: [us.example/prod, eu.example/prod]\n  multi-arch: required\n  single-arch-allowed: [pause]\n  tags: mutable\n  allowed-sources: [staging.example]\n",
+                Ok(0),
+            ),
+            (
+                "check:\n  required-destinations: [\"Bad Host\"]\n",
+                Err(":2: field `check.required-destinations`"),
+            ),
+            (
+                "check:\n  multi-arch: always\n",
+                Err(":2: field `check.multi-arch`: \"always\" is not one of required, optional"),
+            ),
+            (
+                "check:\n  tags: sometimes\n",
+                Err(":2: field `check.tags`: \"sometimes\" is not one of immutable, mutable"),
+            ),
+            (
+                "check:\n  single-arch-allowed: [pause]\n",
+                Err(":2: field `check.single-arch-allowed`: has no effect unless"),
+            ),
+            (
+                "check:\n  multi-arch: required\n  single-arch-allowed: [\"UPPER\"]\n",
+                Err(":3: field `check.single-arch-allowed`: \"UPPER\" is not an image name"),
+            ),
+            ("check:\n  forbid: x\n", Err(":2:3: unknown field `forbid`")),
+            (
                 "trust:\n  sources:\n  - registry: a.io\n    trusted-root: root.json\n    certificate-identity-regexp: \"(\"\n    certificate-oidc-issuer: b\n",
                 Err(":5: field `trust.sources.certificate-identity-regexp`: not a regular expression"),
             ),
@@ -926,6 +1046,9 @@ mod tests {
         let rule = &pipeline.mirror_rules[0];
         assert!(rule.repositories.is_some() && rule.tags.is_some() && rule.semver.is_some());
         assert!(rule.deny_prerelease && rule.trusted && rule.destinations.len() == 2);
+        let check = &config.check;
+        assert_eq!((check.required_destinations.len(), check.allowed_sources.len()), (2, 1));
+        assert!(check.multi_arch_required && check.immutable_tags && check.single_arch_allowed.len() == 1);
         // Every key the file format accepts is spelled out (set or commented) in the example.
         for key in [
             "insecure:",
@@ -969,6 +1092,11 @@ mod tests {
             "semver:",
             "destinations:",
             "trusted:",
+            "check:",
+            "required-destinations:",
+            "multi-arch:",
+            "single-arch-allowed:",
+            "allowed-sources:",
         ] {
             assert!(text.contains(key), "examples/ferry.yaml does not mention {key}");
         }

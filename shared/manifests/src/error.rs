@@ -78,6 +78,30 @@ impl ManifestError {
         }
     }
 
+    /// Where the problem is (file, and line where there is one), and what it is, without the
+    /// place: for reports that show the place apart (a check run's annotations).
+    /// [`ManifestError::Many`] has no single place; ask each of [`ManifestError::problems`].
+    pub fn place_and_detail(&self) -> (ferry_model::Origin, String) {
+        let at = |path: &Path, line: u64| {
+            ferry_model::Origin::new(path.display().to_string(), u32::try_from(line).unwrap_or(0))
+        };
+        match self {
+            ManifestError::Read { path, source } => (at(path, 0), format!("cannot read: {source}")),
+            ManifestError::Syntax { path, line, column, message } => {
+                (at(path, *line), format!("column {column}: {message}"))
+            }
+            ManifestError::Field { path, line, field, message } => {
+                (at(path, *line), format!("field `{field}`: {message}"))
+            }
+            ManifestError::Layout { path, message } => (at(path, 0), message.clone()),
+            ManifestError::Notice { origin, field, message, .. } => {
+                (origin.clone(), format!("field `{field}`: {message}"))
+            }
+            ManifestError::Git { repo, message } => (at(repo, 0), format!("git: {message}")),
+            ManifestError::Many(_) => (ferry_model::Origin::new("", 0), self.to_string()),
+        }
+    }
+
     /// The individual problems, flattening [`ManifestError::Many`].
     pub fn problems(&self) -> Vec<&ManifestError> {
         match self {

@@ -12,6 +12,7 @@ mod lambda;
 mod mistakes;
 mod pipeline;
 mod plan;
+mod presubmit;
 mod referrers;
 mod registry;
 mod support;
