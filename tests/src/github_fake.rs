@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{patch, post};
+use axum::routing::{get, patch, post};
 use serde_json::{Value, json};
 
 /// One request the fake received.
@@ -40,6 +40,7 @@ impl FakeGitHubChecks {
         let app = axum::Router::new()
             .route("/repos/{owner}/{repo}/check-runs", post(create))
             .route("/repos/{owner}/{repo}/check-runs/{id}", patch(update))
+            .route("/repos/{owner}/{repo}/commits/{reference}/check-runs", get(list))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
@@ -56,6 +57,16 @@ impl FakeGitHubChecks {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().expect("requests").clone()
+    }
+
+    /// The check runs created (valid `POST`s), in order.
+    pub fn created(&self) -> Vec<Recorded> {
+        self.requests().into_iter().filter(|r| r.method == "POST" && r.invalid.is_none()).collect()
+    }
+
+    /// How many times check runs were listed.
+    pub fn listings(&self) -> usize {
+        self.requests().iter().filter(|r| r.method == "GET").count()
     }
 }
 
@@ -249,4 +260,44 @@ async fn update(
         StatusCode::OK,
         Json(json!({"id": id, "html_url": format!("https://github.com/{owner}/{repo}/runs/{id}")})),
     )
+}
+
+/// "List check runs for a Git reference": the runs created on that commit, filtered by
+/// `check_name` as GitHub filters them.
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    Path((owner, repo, reference)): Path<(String, String, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> (StatusCode, Json<Value>) {
+    let verdict = check_headers(&headers);
+    let path = format!("/repos/{owner}/{repo}/commits/{reference}/check-runs");
+    let runs: Vec<Value> = shared
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.method == "POST" && r.invalid.is_none() && r.path == format!("/repos/{owner}/{repo}/check-runs")
+        })
+        .filter(|(_, r)| r.body["head_sha"] == reference.as_str())
+        .filter(|(_, r)| query.get("check_name").is_none_or(|name| r.body["name"] == name.as_str()))
+        .map(|(i, r)| {
+            let id = 4_000 + i as u64 + 1;
+            json!({
+                "id": id,
+                "name": r.body["name"],
+                "head_sha": r.body["head_sha"],
+                "external_id": r.body["external_id"],
+                "status": r.body["status"],
+                "conclusion": r.body["conclusion"],
+                "html_url": format!("https://github.com/{owner}/{repo}/runs/{id}"),
+            })
+        })
+        .collect();
+    if let Some(reason) = record(&shared, "GET", path, &headers, Value::Null, verdict) {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"message": reason})));
+    }
+    (StatusCode::OK, Json(json!({"total_count": runs.len(), "check_runs": runs})))
 }

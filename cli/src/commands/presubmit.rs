@@ -192,7 +192,7 @@ impl GitHubTarget {
         };
         let checks =
             Checks::new(&self.api, repository, token.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
-        let run = CheckRun { name: args.check_name.clone(), head_sha, details_url: None };
+        let run = CheckRun { name: args.check_name.clone(), head_sha, details_url: None, external_id: None };
         checks.post(report, &run, links).await.map_err(|e| CliError::Output(e.to_string()))
     }
 }

@@ -1,6 +1,6 @@
 //! The payloads ingest accepts, parsed strictly, and what each means for Ferry. Pure: no I/O.
 
-use ferry_messages::PlanMessage;
+use ferry_messages::{CheckMessage, PlanMessage};
 use ferry_model::{Digest, Host, RepoPath, Repository, Tag};
 use serde::Deserialize;
 
@@ -11,7 +11,20 @@ pub use ferry_messages::{EcrDetail, EcrEvent};
 pub struct Accepted {
     /// The id to deduplicate on (a distribution event id, a GitHub delivery id, ...).
     pub event_id: String,
-    pub message: PlanMessage,
+    pub message: Incoming,
+}
+
+/// A message ingest enqueues: most go to the planner; pull requests to check, to the checker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Plan(PlanMessage),
+    Check(CheckMessage),
+}
+
+impl From<PlanMessage> for Incoming {
+    fn from(message: PlanMessage) -> Self {
+        Incoming::Plan(message)
+    }
 }
 
 /// Why a payload was not accepted.
@@ -113,12 +126,12 @@ pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, R
             .map_err(|e| malformed(where_(&format!("target.tag: {e}"))))?;
         accepted.push(Accepted {
             event_id: event.id.clone(),
-            message: PlanMessage::RegistryPush {
+            message: Incoming::Plan(PlanMessage::RegistryPush {
                 registry: host.clone(),
                 repository: Repository::new(host, path),
                 digest,
                 tag,
-            },
+            }),
         });
     }
     Ok(accepted)
@@ -178,12 +191,12 @@ pub fn harbor(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, Rejecti
             .map_err(|e| malformed(format!("tag: {e}")))?;
         accepted.push(Accepted {
             event_id: format!("harbor-{}-{digest}", payload.occur_at),
-            message: PlanMessage::RegistryPush {
+            message: Incoming::Plan(PlanMessage::RegistryPush {
                 registry: host.clone(),
                 repository: Repository::new(host, path),
                 digest,
                 tag,
-            },
+            }),
         });
     }
     Ok(accepted)
@@ -220,7 +233,8 @@ pub fn ecr(event: &EcrEvent, registries: &[Host]) -> Result<Vec<Accepted>, Rejec
             repository: Repository::new(host, path),
             digest,
             tag,
-        },
+        }
+        .into(),
     }])
 }
 
@@ -231,9 +245,13 @@ pub struct GitHubDelivery<'a> {
     pub delivery_id: &'a str,
 }
 
-/// GitHub `pull_request` (closed and merged) and `push` events on the configured repository.
-/// A push is kept only if a commit touched one of `manifest_paths`; a merged pull request's
-/// files are not in its payload, so it is kept and the planner's diff finds what changed.
+/// GitHub `pull_request` and `push` events on the configured repository.
+/// - A pull request opened, updated (`synchronize`) or reopened is to be checked: a
+///   [`CheckMessage`] for the checker, which posts a check run on its head commit. Its files
+///   are not in the payload, so every one is checked; the checker's diff finds what changed.
+/// - A merged pull request is to be promoted: a manifest change from its base to its merge
+///   commit, for the planner.
+/// - A push is kept only if a commit touched one of `manifest_paths`.
 pub fn github(
     delivery: &GitHubDelivery<'_>,
     body: &[u8],
@@ -249,6 +267,8 @@ pub fn github(
     #[derive(Deserialize)]
     struct PullRequestEvent {
         action: String,
+        #[serde(default)]
+        number: u64,
         pull_request: PullRequest,
         repository: Repo,
     }
@@ -259,6 +279,8 @@ pub fn github(
         #[serde(default)]
         merge_commit_sha: Option<String>,
         base: Ref,
+        #[serde(default)]
+        head: Option<Ref>,
     }
     #[derive(Deserialize)]
     struct Ref {
@@ -289,6 +311,28 @@ pub fn github(
         "pull_request" => {
             let event: PullRequestEvent = serde_json::from_slice(body)
                 .map_err(|e| malformed(format!("not a pull_request event: {e}")))?;
+            if matches!(event.action.as_str(), "opened" | "synchronize" | "reopened")
+                && repository_ok(&event.repository.full_name)
+            {
+                let head = event
+                    .pull_request
+                    .head
+                    .ok_or_else(|| malformed("an open pull request without head.sha"))?
+                    .sha;
+                let base = event.pull_request.base.sha;
+                if !sha(&head) || !sha(&base) {
+                    return Err(malformed("commit ids must be hexadecimal"));
+                }
+                return Ok(vec![Accepted {
+                    event_id: delivery.delivery_id.to_owned(),
+                    message: Incoming::Check(CheckMessage {
+                        repository: event.repository.full_name,
+                        pull_request: event.number,
+                        base,
+                        head,
+                    }),
+                }]);
+            }
             if event.action != "closed"
                 || !event.pull_request.merged
                 || !repository_ok(&event.repository.full_name)
@@ -305,7 +349,8 @@ pub fn github(
             }
             Ok(vec![Accepted {
                 event_id: delivery.delivery_id.to_owned(),
-                message: PlanMessage::ManifestChange { repository: event.repository.full_name, base, head },
+                message: PlanMessage::ManifestChange { repository: event.repository.full_name, base, head }
+                    .into(),
             }])
         }
         "push" => {
@@ -332,7 +377,8 @@ pub fn github(
                     repository: event.repository.full_name,
                     base: event.before,
                     head: event.after,
-                },
+                }
+                .into(),
             }])
         }
         _ => Ok(Vec::new()),

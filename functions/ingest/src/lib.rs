@@ -1,11 +1,11 @@
-//! The ingest function: webhooks in, `plan` messages out.
+//! The ingest function: webhooks in, `plan` messages (and `check` messages for pull requests) out.
 //!
 //! | endpoint | what | auth |
 //! |---|---|---|
 //! | `POST /v1/events/distribution` | CNCF distribution notifications | `Authorization: Bearer $FERRY_DISTRIBUTION_TOKEN` |
 //! | `POST /v1/events/harbor` | Harbor `PUSH_ARTIFACT` webhooks | `Authorization: $FERRY_HARBOR_TOKEN` (as Harbor sends it) |
 //! | `POST /v1/events/ecr` | an ECR push event (EventBridge JSON) | `Authorization: Bearer $FERRY_DISTRIBUTION_TOKEN` |
-//! | `POST /v1/events/github` | `pull_request` (merged) and `push` | `X-Hub-Signature-256` with `$FERRY_GITHUB_WEBHOOK_SECRET` |
+//! | `POST /v1/events/github` | `pull_request` (opened, synchronize, reopened: to `check`; merged: to `plan`) and `push` | `X-Hub-Signature-256` with `$FERRY_GITHUB_WEBHOOK_SECRET` |
 //!
 //! Answers: 202 accepted (messages were enqueued), 200 ignored (valid, nothing to do), 400
 //! malformed, 401 bad or missing credentials, 413 too large, 503 the queue could not be
@@ -33,7 +33,7 @@ use ferry_runtime::{Outgoing, Stage, StageError};
 use serde_json::json;
 use tracing::Instrument as _;
 
-use crate::events::{Accepted, EcrEvent, GitHubDelivery, Rejection};
+use crate::events::{Accepted, EcrEvent, GitHubDelivery, Incoming, Rejection};
 
 /// The default for [`IngestConfig::enqueue_timeout`].
 pub const DEFAULT_ENQUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -210,10 +210,13 @@ impl<B: Broker> Ingest<B> {
         if fresh.is_empty() {
             return Ok(if pending { Enqueued::Pending } else { Enqueued::Duplicate });
         }
-        let mut bodies = Vec::with_capacity(fresh.len());
+        let mut bodies: Vec<(Queue, Vec<Vec<u8>>)> = Vec::new();
         for a in &fresh {
             // Each event starts its own trace; every later stage continues it.
-            let subject = ferry_messages::envelope::Keyed::subject(&a.message);
+            let subject = match &a.message {
+                Incoming::Plan(m) => ferry_messages::envelope::Keyed::subject(m),
+                Incoming::Check(m) => ferry_messages::envelope::Keyed::subject(m),
+            };
             let span = tracing::info_span!(
                 "ingest",
                 otel.name = "ingest",
@@ -221,15 +224,33 @@ impl<B: Broker> Ingest<B> {
                 image = subject.image.as_deref(),
                 digest = subject.digest.as_deref(),
             );
-            let envelope = async {
-                Envelope::new(a.message.clone(), &a.event_id, ferry_runtime::telemetry::current_traceparent())
+            let encoded = async {
+                let traceparent = ferry_runtime::telemetry::current_traceparent();
+                match &a.message {
+                    Incoming::Plan(m) => {
+                        Envelope::new(m.clone(), &a.event_id, traceparent).encode().map(|b| (Queue::Plan, b))
+                    }
+                    Incoming::Check(m) => {
+                        Envelope::new(m.clone(), &a.event_id, traceparent).encode().map(|b| (Queue::Check, b))
+                    }
+                }
             }
             .instrument(span)
             .await;
-            bodies.push(envelope.encode().map_err(|e| e.to_string())?);
+            let (queue, body) = encoded.map_err(|e| e.to_string())?;
+            match bodies.iter_mut().find(|(q, _)| *q == queue) {
+                Some((_, list)) => list.push(body),
+                None => bodies.push((queue, vec![body])),
+            }
         }
         let limit = self.config.enqueue_timeout;
-        match tokio::time::timeout(limit, self.broker.publish(Address::Stage(Queue::Plan), bodies)).await {
+        let publish = async {
+            for (queue, list) in bodies {
+                self.broker.publish(Address::Stage(queue), list).await?;
+            }
+            Ok::<(), ferry_queue::QueueError>(())
+        };
+        match tokio::time::timeout(limit, publish).await {
             Ok(Ok(())) => in_flight.confirm(),
             Ok(Err(error)) => return Err(error.to_string()),
             Err(_) => return Err(format!("the broker did not confirm the message within {limit:?}")),
@@ -381,6 +402,12 @@ impl Stage for EventsStage {
     async fn handle(&self, message: Envelope<EcrEvent>) -> Result<Vec<Outgoing>, StageError> {
         let accepted = events::ecr(&message.body, &self.registries)
             .map_err(|Rejection::Malformed(reason)| StageError::permanent(reason))?;
-        accepted.into_iter().map(|a| Outgoing::message(a.message, &message)).collect()
+        accepted
+            .into_iter()
+            .map(|a| match a.message {
+                Incoming::Plan(m) => Outgoing::message(m, &message),
+                Incoming::Check(m) => Outgoing::message(m, &message),
+            })
+            .collect()
     }
 }

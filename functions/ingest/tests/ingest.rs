@@ -64,6 +64,16 @@ fn pull_request(merged: bool, repository: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A pull request event with `action` (opened, synchronize, ...), not merged.
+fn pull_request_action(action: &str, head: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": action, "number": 12,
+        "pull_request": {"merged": false, "merge_commit_sha": null, "base": {"sha": "b".repeat(40)}, "head": {"sha": head}},
+        "repository": {"full_name": "acme/manifests", "default_branch": "main"}
+    }))
+    .unwrap()
+}
+
 fn push(file: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "ref": "refs/heads/main", "before": "c".repeat(40), "after": "d".repeat(40),
@@ -425,6 +435,66 @@ fn cases() -> Vec<Case> {
             says: "ignored",
         },
         Case {
+            name: "github: a pull request opened (checked)",
+            request: github(
+                "pull_request",
+                "gh-10",
+                pull_request_action("opened", &"e".repeat(40)),
+                Some(GITHUB_SECRET),
+            ),
+            status: 202,
+            enqueued: 1,
+            says: "accepted",
+        },
+        Case {
+            name: "github: a pull request updated (checked again)",
+            request: github(
+                "pull_request",
+                "gh-11",
+                pull_request_action("synchronize", &"f".repeat(40)),
+                Some(GITHUB_SECRET),
+            ),
+            status: 202,
+            enqueued: 1,
+            says: "accepted",
+        },
+        Case {
+            name: "github: a pull request reopened",
+            request: github(
+                "pull_request",
+                "gh-12",
+                pull_request_action("reopened", &"f".repeat(40)),
+                Some(GITHUB_SECRET),
+            ),
+            status: 202,
+            enqueued: 1,
+            says: "accepted",
+        },
+        Case {
+            name: "github: a pull request's title edited",
+            request: github(
+                "pull_request",
+                "gh-13",
+                pull_request_action("edited", &"f".repeat(40)),
+                Some(GITHUB_SECRET),
+            ),
+            status: 200,
+            enqueued: 0,
+            says: "ignored",
+        },
+        Case {
+            name: "github: an opened pull request whose head is not a commit id",
+            request: github(
+                "pull_request",
+                "gh-14",
+                pull_request_action("opened", "main; rm -rf"),
+                Some(GITHUB_SECRET),
+            ),
+            status: 400,
+            enqueued: 0,
+            says: "commit ids must be hexadecimal",
+        },
+        Case {
             name: "github: a ping",
             request: github("ping", "gh-9", b"{\"zen\":\"hi\"}".to_vec(), Some(GITHUB_SECRET)),
             status: 200,
@@ -461,7 +531,8 @@ async fn every_class_of_input_gets_its_answer_and_only_valid_events_are_enqueued
     let client = reqwest::Client::new();
     let mut failures = Vec::new();
     for case in cases() {
-        let before = broker.depth(Address::Stage(Queue::Plan));
+        let depth = || broker.depth(Address::Stage(Queue::Plan)) + broker.depth(Address::Stage(Queue::Check));
+        let before = depth();
         let mut request = client.post(format!("{base}{}", case.request.path)).body(case.request.body);
         for (name, value) in case.request.headers {
             request = request.header(name, value);
@@ -469,7 +540,7 @@ async fn every_class_of_input_gets_its_answer_and_only_valid_events_are_enqueued
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
-        let enqueued = broker.depth(Address::Stage(Queue::Plan)) - before;
+        let enqueued = depth() - before;
         if status != case.status || enqueued != case.enqueued || !text.contains(case.says) {
             failures.push(format!(
                 "{}: got {status} {text:?}, {enqueued} enqueued; want {} {:?}, {}",
@@ -506,4 +577,31 @@ async fn accepted_events_become_plan_messages_with_the_event_id() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn an_opened_pull_request_becomes_a_check_message_for_its_head() {
+    let broker = Arc::new(MemoryBroker::default());
+    let base = serve(broker.clone()).await;
+    let head = "e".repeat(40);
+    let request = github("pull_request", "gh-pr", pull_request_action("opened", &head), Some(GITHUB_SECRET));
+    let mut call = reqwest::Client::new().post(format!("{base}{}", request.path)).body(request.body);
+    for (name, value) in request.headers {
+        call = call.header(name, value);
+    }
+    assert_eq!(call.send().await.unwrap().status(), 202);
+    assert_eq!(broker.depth(Address::Stage(Queue::Plan)), 0, "nothing to promote yet");
+    let deliveries = broker.receive(Address::Stage(Queue::Check), 10, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    let envelope = Envelope::<ferry_messages::CheckMessage>::decode(&deliveries[0].body).unwrap();
+    assert_eq!(envelope.event_id, "gh-pr");
+    assert_eq!(
+        envelope.body,
+        ferry_messages::CheckMessage {
+            repository: "acme/manifests".into(),
+            pull_request: 12,
+            base: "b".repeat(40),
+            head,
+        }
+    );
 }

@@ -29,6 +29,7 @@ pub struct Stages {
     pub signer: ferry_signer::Signer,
     pub attester: ferry_attester::Attester,
     pub replicator: ferry_replicator::Replicator,
+    pub checker: ferry_checker::Checker<AnySource>,
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Stages> {
@@ -46,8 +47,9 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
         ferry_verifier::Verifier { registry: registry.clone(), policy: context.config.trust.clone() };
     let copier = ferry_copier::CopierStage::new(Copier::new(registry.clone(), CopyOptions::default()));
     let replicator = ferry_replicator::Replicator { copier: Copier::new(registry, CopyOptions::default()) };
+    let checker = ferry_checker::build(context.clone()).await?;
     let planner = ferry_planner::build(context).await?;
-    Ok(Stages { events, planner, verifier, copier, signer, attester, replicator })
+    Ok(Stages { events, planner, verifier, copier, signer, attester, replicator, checker })
 }
 
 /// What the configuration asks for now (`pipeline.manifests` and `pipeline.mirror-rules`), for
@@ -99,6 +101,9 @@ pub async fn run<B: Broker>(
     }
     if !skip.contains(&Queue::Replicate) {
         tasks.spawn(run_worker(Arc::new(stages.replicator), broker.clone(), options, until()));
+    }
+    if !skip.contains(&Queue::Check) {
+        tasks.spawn(run_worker(Arc::new(stages.checker), broker.clone(), options, until()));
     }
     if let Some((listener, config)) = ingest {
         let router = ferry_ingest::router(ferry_ingest::Ingest::new(broker.clone(), config));
@@ -177,6 +182,9 @@ pub async fn run_stage<B: Broker>(
         }
         Queue::Replicate => {
             run_worker(Arc::new(ferry_replicator::build(context).await?), broker, options, shutdown).await
+        }
+        Queue::Check => {
+            run_worker(Arc::new(ferry_checker::build(context).await?), broker, options, shutdown).await
         }
     }
     Ok(())

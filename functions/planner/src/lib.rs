@@ -6,7 +6,8 @@
 //! [`ferry_promotion::promotions`] groups the plan into messages. A large change becomes many
 //! small messages.
 
-pub mod source;
+/// Where manifests are read (moved to `ferry-source`, which the checker shares).
+pub use ferry_source as source;
 
 use ferry_manifests::rules::{MirrorRule, desired_for_push, desired_for_tags, sources_of};
 use ferry_messages::{DeadLetterQueue, Envelope, ManifestOrigin, PlanMessage, Queue};
@@ -17,7 +18,7 @@ use ferry_registry::{Classify as _, ErrorClass, OciRegistry, Registry as _};
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
-use crate::source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource};
+use ferry_source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource};
 
 #[derive(Debug)]
 pub struct Planner<S> {

@@ -19,6 +19,23 @@ pub enum GitHubError {
     Status { method: &'static str, url: String, status: u16, body: String },
 }
 
+impl ferry_registry::Classify for GitHubError {
+    /// A GitHub outage or rate limit is worth retrying; a refused request is not.
+    fn class(&self) -> ferry_registry::ErrorClass {
+        use ferry_registry::ErrorClass;
+        match self {
+            GitHubError::Request(_) => ErrorClass::Transient,
+            GitHubError::Status { status: 429, .. } => ErrorClass::Throttled,
+            // GitHub answers a secondary rate limit with 403 and says so in the body.
+            GitHubError::Status { status: 403, body, .. } if body.contains("rate limit") => {
+                ErrorClass::Throttled
+            }
+            GitHubError::Status { status, .. } if *status >= 500 => ErrorClass::Transient,
+            GitHubError::Status { .. } => ErrorClass::Permanent,
+        }
+    }
+}
+
 /// What the check run is about.
 #[derive(Clone, Debug)]
 pub struct CheckRun {
@@ -28,6 +45,9 @@ pub struct CheckRun {
     pub head_sha: String,
     /// A link to more detail (a CI job's log), if any.
     pub details_url: Option<String>,
+    /// What this run is of (the pipeline names the base and head), so that a redelivered
+    /// event finds the run it already posted.
+    pub external_id: Option<String>,
 }
 
 /// One request of a check run: the create, then updates carrying more annotations.
@@ -110,6 +130,9 @@ pub fn requests(report: &Report, run: &CheckRun, links: &Links) -> Vec<Request> 
     if let Some(url) = &run.details_url {
         create["details_url"] = json!(url);
     }
+    if let Some(id) = &run.external_id {
+        create["external_id"] = json!(id);
+    }
     let mut out = vec![Request::Create(create)];
     for chunk in chunks {
         out.push(Request::Update(json!({
@@ -143,16 +166,24 @@ impl Checks {
         Ok(Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token })
     }
 
-    async fn send(&self, method: &'static str, url: String, body: &Value) -> Result<Value, GitHubError> {
-        let request = match method {
+    async fn send(
+        &self,
+        method: &'static str,
+        url: String,
+        body: Option<&Value>,
+    ) -> Result<Value, GitHubError> {
+        let mut request = match method {
             "PATCH" => self.http.patch(&url),
+            "GET" => self.http.get(&url),
             _ => self.http.post(&url),
         };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
         let response = request
             .header("accept", "application/vnd.github+json")
             .header("x-github-api-version", "2022-11-28")
             .bearer_auth(self.token.expose())
-            .json(body)
             .send()
             .await
             .map_err(|e| GitHubError::Request(format!("{method} {url}: {e}")))?;
@@ -166,6 +197,27 @@ impl Checks {
             .map_err(|e| GitHubError::Request(format!("{method} {url}: the answer: {e}")))
     }
 
+    /// The URL of a check run named `name` on `head_sha` with this `external_id`, if one was
+    /// posted already (`GET /repos/{owner}/{repo}/commits/{ref}/check-runs`).
+    pub async fn posted(
+        &self,
+        head_sha: &str,
+        name: &str,
+        external_id: &str,
+    ) -> Result<Option<String>, GitHubError> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/repos/{}/commits/{head_sha}/check-runs", self.api, self.repository),
+            &[("check_name", name), ("filter", "all"), ("per_page", "100")],
+        )
+        .map_err(|e| GitHubError::Request(e.to_string()))?;
+        let listed = self.send("GET", url.to_string(), None).await?;
+        let runs = listed["check_runs"].as_array().cloned().unwrap_or_default();
+        Ok(runs
+            .iter()
+            .find(|r| r["external_id"].as_str() == Some(external_id))
+            .map(|r| r["html_url"].as_str().unwrap_or_default().to_owned()))
+    }
+
     /// Posts `report` as a completed check run; returns its URL on GitHub.
     pub async fn post(&self, report: &Report, run: &CheckRun, links: &Links) -> Result<String, GitHubError> {
         let base = format!("{}/repos/{}/check-runs", self.api, self.repository);
@@ -174,7 +226,7 @@ impl Checks {
         for request in requests(report, run, links) {
             match request {
                 Request::Create(body) => {
-                    let created = self.send("POST", base.clone(), &body).await?;
+                    let created = self.send("POST", base.clone(), Some(&body)).await?;
                     id = created["id"].as_u64();
                     url = created["html_url"].as_str().unwrap_or_default().to_owned();
                     if id.is_none() {
@@ -183,7 +235,7 @@ impl Checks {
                 }
                 Request::Update(body) => {
                     let Some(id) = id else { continue };
-                    self.send("PATCH", format!("{base}/{id}"), &body).await?;
+                    self.send("PATCH", format!("{base}/{id}"), Some(&body)).await?;
                 }
             }
         }

@@ -408,7 +408,12 @@ fn a_check_run_carries_50_annotations_and_updates_carry_the_rest() {
         &TrustPolicy::default(),
         &RepositoryPolicy::default(),
     );
-    let run = CheckRun { name: "ferry check".into(), head_sha: "a".repeat(40), details_url: None };
+    let run = CheckRun {
+        name: "ferry check".into(),
+        head_sha: "a".repeat(40),
+        details_url: None,
+        external_id: None,
+    };
     let requests = github::requests(&report, &run, &Links::default());
     assert_eq!(requests.len(), 2);
     let Request::Create(create) = &requests[0] else { panic!("the first request creates") };

@@ -234,6 +234,8 @@ struct PipelineYaml {
     #[serde(default)]
     github_repository: Option<String>,
     #[serde(default)]
+    github_api: Option<String>,
+    #[serde(default)]
     manifests: Option<ManifestsYaml>,
     #[serde(default)]
     mirror_rules: Vec<RuleYaml>,
@@ -294,6 +296,9 @@ pub struct ManifestsConfig {
 pub struct PipelineConfig {
     pub registries: Vec<Host>,
     pub github_repository: Option<String>,
+    /// GitHub's API (`pipeline.github-api`, default `https://api.github.com`): check runs, and
+    /// the contents API unless `manifests.github-api` names another.
+    pub github_api: String,
     pub manifests: Option<ManifestsConfig>,
     pub mirror_rules: Vec<ferry_manifests::rules::MirrorRule>,
 }
@@ -639,8 +644,12 @@ fn pipeline_config(
     base: &Path,
     field: &FieldError<'_>,
 ) -> Result<PipelineConfig, ConfigError> {
-    let mut out =
-        PipelineConfig { github_repository: pipeline.github_repository.clone(), ..Default::default() };
+    let github_api = pipeline.github_api.clone().unwrap_or_else(|| "https://api.github.com".into());
+    let mut out = PipelineConfig {
+        github_repository: pipeline.github_repository.clone(),
+        github_api: github_api.clone(),
+        ..Default::default()
+    };
     for host in &pipeline.registries {
         out.registries.push(
             Host::parse(&host.value)
@@ -652,7 +661,7 @@ fn pipeline_config(
             (Some(git), None) => ManifestSource::Git(base.join(git)),
             (None, Some(repository)) => ManifestSource::GitHub {
                 repository: repository.clone(),
-                api: m.github_api.clone().unwrap_or_else(|| "https://api.github.com".into()),
+                api: m.github_api.clone().unwrap_or(github_api),
             },
             _ => return Err(field(0, "pipeline.manifests", "give exactly one of `git` and `github`".into())),
         };

@@ -19,6 +19,8 @@ pub enum Queue {
     Sign,
     Attest,
     Replicate,
+    /// Pull requests on the manifest repository, for the presubmit check.
+    Check,
 }
 
 /// A pipeline function, by the name records, spans and `ferry worker --stage` use.
@@ -32,6 +34,7 @@ pub enum StageName {
     Signer,
     Attester,
     Replicator,
+    Checker,
 }
 
 impl StageName {
@@ -44,6 +47,7 @@ impl StageName {
             StageName::Signer => "signer",
             StageName::Attester => "attester",
             StageName::Replicator => "replicator",
+            StageName::Checker => "checker",
         }
     }
 }
@@ -67,7 +71,7 @@ pub enum DeadLetterQueue {
 }
 
 impl Queue {
-    pub const ALL: [Queue; 7] = [
+    pub const ALL: [Queue; 8] = [
         Queue::Events,
         Queue::Plan,
         Queue::Verify,
@@ -75,6 +79,7 @@ impl Queue {
         Queue::Sign,
         Queue::Attest,
         Queue::Replicate,
+        Queue::Check,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +91,7 @@ impl Queue {
             Queue::Sign => "sign",
             Queue::Attest => "attest",
             Queue::Replicate => "replicate",
+            Queue::Check => "check",
         }
     }
 
@@ -104,6 +110,7 @@ impl Queue {
             Queue::Sign => StageName::Signer,
             Queue::Attest => StageName::Attester,
             Queue::Replicate => StageName::Replicator,
+            Queue::Check => StageName::Checker,
         }
     }
 
@@ -116,7 +123,7 @@ impl Queue {
     pub fn function_timeout(self) -> Duration {
         match self {
             Queue::Copy => Duration::from_secs(900),
-            Queue::Plan => Duration::from_secs(300),
+            Queue::Plan | Queue::Check => Duration::from_secs(300),
             _ => Duration::from_secs(120),
         }
     }

@@ -37,6 +37,7 @@ routed! {
     SignMessage => Queue::Sign,
     AttestMessage => Queue::Attest,
     ReplicateMessage => Queue::Replicate,
+    CheckMessage => Queue::Check,
 }
 
 /// `plan`: something happened that may need promoting.
@@ -319,6 +320,33 @@ impl Keyed for ReplicateMessage {
             image: Some(self.primary.to_string()),
             digest: Some(self.digest.to_string()),
             destination: Some(self.mirror.to_string()),
+        }
+    }
+}
+
+/// `check`: a pull request on the manifest repository was opened or updated; check what it
+/// adds and post the result as a check run on its head commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckMessage {
+    /// `owner/name`.
+    pub repository: String,
+    pub pull_request: u64,
+    /// The commit the pull request is compared with (its base branch's head when it was opened
+    /// or updated; GitHub's `pull_request.base.sha`).
+    pub base: String,
+    /// The pull request's head commit: the check run is attached to it.
+    pub head: String,
+}
+
+impl Keyed for CheckMessage {
+    fn identity(&self) -> String {
+        format!("check\n{}\n{}\n{}", self.repository, self.base, self.head)
+    }
+
+    fn subject(&self) -> Subject {
+        Subject {
+            image: Some(format!("{}#{}@{}", self.repository, self.pull_request, self.head)),
+            ..Subject::default()
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::stage::{Consumes as _, Stage};
 use crate::worker::{WorkerOptions, run_worker, shutdown_signal};
 
 /// What a function needs to build its stage.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Context {
     pub env: Env,
     pub config: Config,

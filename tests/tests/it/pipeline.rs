@@ -51,6 +51,8 @@ pub(crate) struct Options {
     /// host), and files written beside it.
     pub extra_config: String,
     pub files: Vec<(&'static str, String)>,
+    /// GitHub's API for check runs (a fake), with a token: the checker posts there.
+    pub github_api: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             notifications: true,
             extra_config: String::new(),
             files: Vec::new(),
+            github_api: None,
         }
     }
 }
@@ -122,11 +125,12 @@ impl Harness {
         let quoted: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
         let config = format!(
             "registries:\n  insecure: [{}]\n  retry-budget-seconds: {}\nsigning:\n  key: ferry.key\n\
-             pipeline:\n  registries: [\"{staging_host}\"]\n  github-repository: acme/manifests\n  \
+             pipeline:\n  registries: [\"{staging_host}\"]\n  github-repository: acme/manifests\n{}  \
              manifests:\n    git: manifests-repo\n    thin-manifest-dirs: [promotion]\n  \
              mirror-rules:\n  - source: \"{staging_host}/demo\"\n    destinations: [\"{prod_host}/demo\", \"{}/demo\", \"{}/demo\"]\n    trusted: true\n",
             quoted.join(", "),
             options.retry_budget_seconds,
+            options.github_api.as_ref().map(|api| format!("  github-api: {api}\n")).unwrap_or_default(),
             m1.host(),
             m2.host()
         );
@@ -159,6 +163,7 @@ impl Harness {
             cosign_password: Some(Secret::new("pipeline-pw")),
             distribution_token: Some(Secret::new(token.clone())),
             github_webhook_secret: Some(Secret::new("github-secret")),
+            github_token: options.github_api.as_ref().map(|_| Secret::new("checks-token")),
             ..Env::default()
         };
         let config = load_config(&env).unwrap();
@@ -607,6 +612,127 @@ pub(crate) async fn merged_pull_request(transport: Transport) {
         None,
         "only the added digest was promoted"
     );
+    h.stop().await;
+}
+
+/// The signed body and headers of a GitHub webhook delivery.
+fn github_delivery(
+    h: &Harness,
+    event: &str,
+    delivery: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    let body = serde_json::to_vec(body).unwrap();
+    let signature = {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(h.github_secret.as_bytes()).unwrap();
+        mac.update(&body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    reqwest::Client::new()
+        .post(format!("http://{}/v1/events/github", h.ingest))
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(body)
+}
+
+/// Presubmit on the pipeline: an opened pull request becomes one check run on its head commit
+/// (one new digest passes, one fails the multi-arch policy), and nothing is promoted. The same
+/// delivery again is a duplicate; a new delivery of the same pull request finds the check run
+/// and posts nothing.
+pub(crate) async fn pull_request_check(transport: Transport) {
+    let github = ferry_testkit::github_fake::FakeGitHubChecks::start().await;
+    let h = Harness::start(
+        transport,
+        Options {
+            notifications: false,
+            github_api: Some(github.api()),
+            extra_config: "check:\n  multi-arch: required\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let stage = Seeder::new(&h.staging);
+    let seed = transport.seed(40);
+    let index = stage
+        .index(
+            "checked/app",
+            None,
+            &[ImageSpec::small("amd64", seed, 1), ImageSpec::small("arm64", seed + 1, 1)],
+        )
+        .await;
+    let single = stage.image("checked/tool", None, &ImageSpec::small("amd64", seed + 2, 1)).await;
+    let repo = h.dir.path().join("manifests-repo");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let write = |images: &str| h.write_thin_manifest(&repo.join("promotion"), images);
+    git(&["init", "-q"]);
+    write("[]\n");
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    git(&["checkout", "-qb", "add-images"]);
+    write(&format!(
+        "- name: checked/app\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: checked/tool\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+        index.digest, single.digest
+    ));
+    git(&["commit", "-qam", "add two images"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let event = serde_json::json!({
+        "action": "opened",
+        "number": 9,
+        "pull_request": {"merged": false, "base": {"sha": base}, "head": {"sha": head}},
+        "repository": {"full_name": "acme/manifests", "default_branch": "main"},
+    });
+    let response = github_delivery(&h, "pull_request", "pr-delivery-1", &event).send().await.unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+    wait_for("a check run", Duration::from_secs(60), || async { !github.created().is_empty() }).await;
+    let created = github.created();
+    let run = &created[0].body;
+    assert_eq!(run["head_sha"], head.as_str());
+    assert_eq!(run["name"], "ferry check");
+    assert_eq!(run["external_id"], format!("ferry-check:{base}..{head}").as_str());
+    assert_eq!(run["conclusion"], "failure");
+    assert_eq!(run["output"]["title"], "2 new digests, 1 with problems");
+    let annotations = run["output"]["annotations"].as_array().unwrap();
+    assert_eq!(annotations.len(), 1, "{annotations:#?}");
+    assert_eq!(annotations[0]["path"], "promotion/images/team/images.yaml");
+    assert_eq!(annotations[0]["start_line"], 6, "the line of checked/tool's digest");
+    assert!(annotations[0]["title"].as_str().unwrap().starts_with("multi-arch: "), "{annotations:#?}");
+    assert!(
+        run["output"]["text"].as_str().unwrap().contains(&format!(
+            "https://github.com/acme/manifests/blob/{head}/promotion/images/team/images.yaml#L3"
+        )),
+        "{}",
+        run["output"]["text"]
+    );
+    assert!(github.requests().iter().all(|r| r.invalid.is_none()), "{:#?}", github.requests());
+
+    // The same delivery again: a duplicate for ingest. Another delivery of the same pull
+    // request: the checker finds its check run and posts nothing.
+    let again = github_delivery(&h, "pull_request", "pr-delivery-1", &event).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    let listings = github.listings();
+    let other = github_delivery(&h, "pull_request", "pr-delivery-2", &event).send().await.unwrap();
+    assert_eq!(other.status(), 202);
+    wait_for("the second delivery to be checked", Duration::from_secs(60), || async {
+        github.listings() > listings
+    })
+    .await;
+    // The checker acts on the listing at once; give it a moment to post, were it to.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(github.created().len(), 1, "one check run: {:#?}", github.requests());
+    assert_eq!(Seeder::new(&h.prod).tag_digest("checked/app", "1.0").await, None, "a check promotes nothing");
     h.stop().await;
 }
 
@@ -1076,6 +1202,11 @@ mod memory {
     async fn push_webhook_promotes_signs_attests_and_replicates() {
         crate::support::bounded(push_webhook(Transport::Memory)).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_opened_pull_request_gets_one_check_run_on_its_head() {
+        crate::support::bounded(pull_request_check(Transport::Memory)).await;
+    }
 }
 
 mod rabbit {
@@ -1089,6 +1220,11 @@ mod rabbit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn merged_pull_request_promotes_exactly_the_added_digests() {
         crate::support::bounded(merged_pull_request(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_opened_pull_request_gets_one_check_run_on_its_head() {
+        crate::support::bounded(pull_request_check(Transport::Rabbit)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,4 +1,4 @@
-//! Where the planner reads manifests: the [`ManifestSource`] port, a local git checkout, and the
+//! Where the planner and the checker read manifests: the [`ManifestSource`] port, a local git checkout, and the
 //! GitHub contents API (with [`FakeGitHub`], a stand-in backed by a real git repository, for
 //! tests: GitHub itself cannot run here).
 

@@ -1,0 +1,125 @@
+//! The checker function: `check` → a GitHub check run on the pull request's head commit.
+//!
+//! Ingest turns a `pull_request` event (`opened`, `synchronize`, `reopened`) on the manifest
+//! repository into a [`CheckMessage`]. The checker reads what the pull request changes in the
+//! manifests (between its base and head commits, only the files it touched), checks every new
+//! digest as `ferry check` does ([`ferry_check`]: the same plan, verifier facts, decision and
+//! report), and posts the result as a completed check run. Nothing is written to a registry.
+//!
+//! A check run carries `external_id = ferry-check:<base>..<head>`; a redelivered message finds
+//! the run it posted and posts nothing again.
+
+use ferry_check::github::{CheckRun, Checks};
+use ferry_check::render::Links;
+use ferry_check::{Change, RepositoryPolicy};
+use ferry_messages::{CheckMessage, Envelope};
+use ferry_plan::{GatherOptions, diff, gather, plan};
+use ferry_registry::OciRegistry;
+use ferry_runtime::function::{Context, registry};
+use ferry_runtime::{Outgoing, Stage, StageError};
+use ferry_source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource};
+use ferry_trust::policy::TrustPolicy;
+
+/// The check run's name on pull requests.
+pub const CHECK_NAME: &str = "ferry check";
+
+#[derive(Debug)]
+pub struct Checker<S> {
+    pub registry: OciRegistry,
+    /// The manifest repository (`pipeline.manifests`).
+    pub source: Option<S>,
+    /// Only pull requests on this repository are checked (`pipeline.github-repository`).
+    pub repository: Option<String>,
+    /// The Checks API, when a token is configured.
+    pub checks: Option<Checks>,
+    /// `https://github.com`, for links to the files.
+    pub server: String,
+    pub trust: TrustPolicy,
+    pub policy: RepositoryPolicy,
+}
+
+pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
+    let pipeline = &context.config.pipeline;
+    let policy = context.config.policy.clone();
+    let source = pipeline.manifests.as_ref().map(|m| {
+        Ok::<_, anyhow::Error>(match &m.source {
+            ferry_config::ManifestSource::Git(top) => {
+                AnySource::Git(GitCheckout::new(top.clone(), m.inputs.clone(), policy.clone()))
+            }
+            ferry_config::ManifestSource::GitHub { repository, api } => AnySource::GitHub(GitHubSource::new(
+                HttpGitHub::new(api, repository, context.env.github_token.clone())?,
+                m.inputs.clone(),
+                policy.clone(),
+            )),
+        })
+    });
+    let api = if pipeline.github_api.is_empty() { "https://api.github.com" } else { &pipeline.github_api };
+    let checks = match (&pipeline.github_repository, &context.env.github_token) {
+        (Some(repository), Some(token)) => Some(Checks::new(api, repository, token.clone())?),
+        _ => None,
+    };
+    Ok(Checker {
+        registry: registry(&context)?,
+        source: source.transpose()?,
+        repository: pipeline.github_repository.clone(),
+        checks,
+        server: context.env.github_server_url.clone().unwrap_or_else(|| "https://github.com".into()),
+        trust: context.config.trust.clone(),
+        policy: context.config.check.clone(),
+    })
+}
+
+impl<S: ManifestSource> Stage for Checker<S> {
+    type Message = CheckMessage;
+
+    async fn handle(&self, message: Envelope<CheckMessage>) -> Result<Vec<Outgoing>, StageError> {
+        let pr = &message.body;
+        if self.repository.as_deref() != Some(pr.repository.as_str()) {
+            tracing::warn!(repository = %pr.repository, "a pull request on a repository that is not pipeline.github-repository; not checked");
+            return Ok(Vec::new());
+        }
+        let (Some(source), Some(checks)) = (&self.source, &self.checks) else {
+            return Err(StageError::permanent(
+                "cannot check pull requests: the checker needs pipeline.manifests, pipeline.github-repository and GITHUB_TOKEN",
+            ));
+        };
+        let external_id = format!("ferry-check:{}..{}", pr.base, pr.head);
+        if let Some(url) = checks.posted(&pr.head, CHECK_NAME, &external_id).await? {
+            tracing::info!(repository = %pr.repository, pull_request = pr.pull_request, head = %pr.head, %url, "already checked; not posted again");
+            return Ok(Vec::new());
+        }
+        let change = source.change(&pr.base, &pr.head).await?;
+        let new = diff(&change.base, &change.head);
+        let facts = gather(&self.registry, &new, GatherOptions::default()).await;
+        let plan = plan(&new, &facts);
+        let verified =
+            ferry_check::gather(&self.registry, &plan, &self.trust, GatherOptions::default().concurrency)
+                .await;
+        let report = ferry_check::decide(
+            Change { base: Some(&change.base), head: &change.head },
+            &plan,
+            &verified,
+            &self.trust,
+            &self.policy,
+        );
+        let blob = |sha: &str| Some(format!("{}/{}/blob/{sha}", self.server, pr.repository));
+        let links = Links { blob_base: blob(&pr.head), base_blob_base: blob(&pr.base) };
+        let run = CheckRun {
+            name: CHECK_NAME.into(),
+            head_sha: pr.head.clone(),
+            details_url: None,
+            external_id: Some(external_id),
+        };
+        let url = checks.post(&report, &run, &links).await?;
+        tracing::info!(
+            repository = %pr.repository,
+            pull_request = pr.pull_request,
+            head = %pr.head,
+            conclusion = report.conclusion().as_str(),
+            title = %report.title(),
+            %url,
+            "check run posted"
+        );
+        Ok(Vec::new())
+    }
+}
