@@ -147,7 +147,7 @@ fn check_output(output: &Value) -> Result<(), String> {
                 return Err(format!("annotation {i}: annotation_level {level:?}"));
             }
             for key in ["start_line", "end_line"] {
-                if !a[key].as_u64().is_some_and(|n| n >= 1) {
+                if a[key].as_u64().is_none_or(|n| n < 1) {
                     return Err(format!("annotation {i}: `{key}` must be a line number"));
                 }
             }

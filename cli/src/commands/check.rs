@@ -19,17 +19,20 @@ pub(crate) struct Needs {
     pub(crate) ingest: bool,
     pub(crate) signing: bool,
     pub(crate) manifests: bool,
+    /// The checker: pull requests get check runs.
+    pub(crate) checks: bool,
 }
 
 impl Needs {
-    pub(crate) const ALL: Needs = Needs { ingest: true, signing: true, manifests: true };
+    pub(crate) const ALL: Needs = Needs { ingest: true, signing: true, manifests: true, checks: true };
 
     /// What `ferry worker --stage STAGE` needs.
     pub(crate) fn stage(stage: &str) -> Needs {
         Needs {
             ingest: stage == "ingest" || stage == "events",
             signing: matches!(stage, "signer" | "sign" | "attester" | "attest"),
-            manifests: matches!(stage, "planner" | "plan"),
+            manifests: matches!(stage, "planner" | "plan" | "checker" | "check"),
+            checks: matches!(stage, "checker" | "check"),
         }
     }
 }
@@ -78,6 +81,34 @@ impl Findings {
     }
 }
 
+/// The checker posts check runs on pull requests of `pipeline.github-repository`: it needs that,
+/// the manifests, and a token. Without them a pull request is never checked, which a
+/// repository requiring the check would see as a check that never arrives.
+fn checks(config: &Config, env: &Env, found: &mut Findings) {
+    let pipeline = &config.pipeline;
+    let Some(repository) = &pipeline.github_repository else { return };
+    let mut missing = Vec::new();
+    if pipeline.manifests.is_none() {
+        missing.push("pipeline.manifests");
+    }
+    if env.github_token.is_none() {
+        missing.push("GITHUB_TOKEN");
+    }
+    if missing.is_empty() {
+        found.fine.push(format!(
+            "pull requests on {repository} get a `ferry check` check run (GITHUB_TOKEN set; not contacted)"
+        ));
+    } else {
+        found.problems.push(Problem::warning(
+            format!(
+                "pull requests on {repository} will not be checked: {} not set",
+                missing.join(" and ")
+            ),
+            "set GITHUB_TOKEN (a token with checks: write and contents: read) and pipeline.manifests; without them pull requests are logged and left unchecked",
+        ));
+    }
+}
+
 /// Runs every check `needs` asks for. Registries are probed concurrently, once each.
 pub(crate) async fn check(config: &Config, env: &Env, needs: Needs) -> Result<Findings, CliError> {
     let mut found = Findings::default();
@@ -107,6 +138,9 @@ pub(crate) async fn check(config: &Config, env: &Env, needs: Needs) -> Result<Fi
             }
             None => {}
         }
+    }
+    if needs.checks {
+        checks(config, env, &mut found);
     }
     let transport = Transport::new(config.transport(env)?)?;
     let hosts = hosts(config);

@@ -97,7 +97,8 @@ pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, Cl
         _ => None,
     };
     serve_metrics(args.metrics_listen.as_deref(), &broker).await?;
-    ferry_pipeline::run_stage(&args.stage, broker, context, ingest, options, shutdown_signal())
+    // Boxed: the future holds whichever stage is chosen, the checker among them.
+    Box::pin(ferry_pipeline::run_stage(&args.stage, broker, context, ingest, options, shutdown_signal()))
         .await
         .map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)

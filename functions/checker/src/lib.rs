@@ -78,10 +78,15 @@ impl<S: ManifestSource> Stage for Checker<S> {
             tracing::warn!(repository = %pr.repository, "a pull request on a repository that is not pipeline.github-repository; not checked");
             return Ok(Vec::new());
         }
+        // Not configured for checks (`ferry run` and `ferry config check` say so at startup):
+        // the pull request is left unchecked, which is the operator's choice, not a failure.
         let (Some(source), Some(checks)) = (&self.source, &self.checks) else {
-            return Err(StageError::permanent(
-                "cannot check pull requests: the checker needs pipeline.manifests, pipeline.github-repository and GITHUB_TOKEN",
-            ));
+            tracing::warn!(
+                repository = %pr.repository,
+                pull_request = pr.pull_request,
+                "pull request not checked: the checker needs pipeline.manifests and GITHUB_TOKEN"
+            );
+            return Ok(Vec::new());
         };
         let external_id = format!("ferry-check:{}..{}", pr.base, pr.head);
         if let Some(url) = checks.posted(&pr.head, CHECK_NAME, &external_id).await? {

@@ -29,7 +29,8 @@ pub struct Stages {
     pub signer: ferry_signer::Signer,
     pub attester: ferry_attester::Attester,
     pub replicator: ferry_replicator::Replicator,
-    pub checker: ferry_checker::Checker<AnySource>,
+    /// Boxed: it is the largest stage, and futures holding `Stages` stay small.
+    pub checker: Box<ferry_checker::Checker<AnySource>>,
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Stages> {
@@ -47,7 +48,8 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
         ferry_verifier::Verifier { registry: registry.clone(), policy: context.config.trust.clone() };
     let copier = ferry_copier::CopierStage::new(Copier::new(registry.clone(), CopyOptions::default()));
     let replicator = ferry_replicator::Replicator { copier: Copier::new(registry, CopyOptions::default()) };
-    let checker = ferry_checker::build(context.clone()).await?;
+    // Built behind a box: its future is large, and every caller of `build` would carry it.
+    let checker = Box::new(Box::pin(ferry_checker::build(context.clone())).await?);
     let planner = ferry_planner::build(context).await?;
     Ok(Stages { events, planner, verifier, copier, signer, attester, replicator, checker })
 }
@@ -103,7 +105,8 @@ pub async fn run<B: Broker>(
         tasks.spawn(run_worker(Arc::new(stages.replicator), broker.clone(), options, until()));
     }
     if !skip.contains(&Queue::Check) {
-        tasks.spawn(run_worker(Arc::new(stages.checker), broker.clone(), options, until()));
+        let checker: Arc<ferry_checker::Checker<AnySource>> = Arc::from(stages.checker);
+        tasks.spawn(run_worker(checker, broker.clone(), options, until()));
     }
     if let Some((listener, config)) = ingest {
         let router = ferry_ingest::router(ferry_ingest::Ingest::new(broker.clone(), config));

@@ -89,7 +89,12 @@ pub(crate) struct Harness {
 }
 
 impl Harness {
+    /// Starts the registries and the pipeline. Boxed: the start holds every stage's build.
     pub(crate) async fn start(transport: Transport, options: Options) -> Self {
+        Box::pin(Self::start_unboxed(transport, options)).await
+    }
+
+    async fn start_unboxed(transport: Transport, options: Options) -> Self {
         // Spans go to the test binary's in-memory exporter, so messages carry trace context.
         crate::support::CapturedLogs::global();
         // Bound here and handed to the pipeline, so the staging registry's notification URL

@@ -196,6 +196,15 @@ impl Fixture {
     }
 }
 
+/// With `FERRY_WRITE_GOLDEN=1`, a maintainer who changed the report on purpose rewrites the
+/// golden text (and reviews its diff); the test then compares with what it wrote.
+#[allow(clippy::disallowed_methods, reason = "test tooling, not configuration")]
+fn rewrite_golden(name: &str, text: &str) {
+    if std::env::var_os("FERRY_WRITE_GOLDEN").is_some() {
+        std::fs::write(ferry_testkit::data_dir().join("presubmit").join(name), text).unwrap();
+    }
+}
+
 /// The golden text `name` under `tests/data/presubmit/`.
 fn golden(name: &str) -> String {
     std::fs::read_to_string(ferry_testkit::data_dir().join("presubmit").join(name)).unwrap()
@@ -211,9 +220,7 @@ async fn a_pull_request_is_checked_digest_by_digest_with_reasons_at_file_and_lin
     let (code, markdown, stderr) = fixture.ferry(&["--github-repository", "acme/manifests"], &[]);
     assert_eq!(code, Some(8), "problems found: {markdown}{stderr}");
     let markdown = fixture.placeholders(&markdown);
-    if std::env::var_os("FERRY_WRITE_GOLDEN").is_some() {
-        std::fs::write(ferry_testkit::data_dir().join("presubmit/check.md"), &markdown).unwrap();
-    }
+    rewrite_golden("check.md", &markdown);
     assert_eq!(markdown, golden("check.md"));
 
     let out = tempfile::NamedTempFile::new().unwrap();
@@ -222,10 +229,13 @@ async fn a_pull_request_is_checked_digest_by_digest_with_reasons_at_file_and_lin
     assert_eq!(code, Some(8), "{stdout}{stderr}");
     assert!(stdout.is_empty(), "the report went to the file: {stdout}");
     let junit = fixture.placeholders(&std::fs::read_to_string(out.path()).unwrap());
-    if std::env::var_os("FERRY_WRITE_GOLDEN").is_some() {
-        std::fs::write(ferry_testkit::data_dir().join("presubmit/check.junit.xml"), &junit).unwrap();
-    }
+    rewrite_golden("check.junit.xml", &junit);
     assert_eq!(junit, golden("check.junit.xml"));
+
+    // A CI job missing its token fails before asking any registry anything.
+    let (code, _, stderr) = fixture.ferry(&["--github-check"], &[("GITHUB_REPOSITORY", "acme/manifests")]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("--github-check needs GITHUB_TOKEN"), "{stderr}");
 
     // On GitHub: one check run on the head commit, every body within the documented schema.
     let github = FakeGitHubChecks::start().await;
@@ -283,4 +293,34 @@ async fn a_pull_request_is_checked_digest_by_digest_with_reasons_at_file_and_lin
             failure(1, "immutable-tags"),
         ]
     );
+}
+
+/// A manifest that cannot be parsed is the change's problem: reported at its line like any
+/// other, in the report and (so) on the pull request, not an error that hides the report.
+#[test]
+fn an_unreadable_manifest_is_a_lint_problem_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = ferry_model::Host::parse("staging.example").unwrap();
+    ferry_testkit::write_thin_manifest(
+        dir.path(),
+        "team",
+        &host,
+        &[ferry_model::Host::parse("prod.example").unwrap()],
+        "- name: app\n  dmap:\n    \"sha256:ab\": [1.0\n",
+    )
+    .unwrap();
+    let out = Command::new(crate::support::ferry_bin())
+        .args(["check", "--output", "json", "--thin-manifest-dir", dir.path().to_str().unwrap()])
+        .env_remove("FERRY_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(8), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["conclusion"], "failure");
+    assert_eq!(report["digests"].as_array().unwrap().len(), 0);
+    let problem = &report["problems"][0];
+    assert_eq!(problem["check"], "lint");
+    assert!(problem["file"].as_str().unwrap().ends_with("images/team/images.yaml"), "{problem}");
+    assert_eq!(problem["line"], 3, "{problem}");
 }
