@@ -76,6 +76,33 @@ fn count(server: &RegistryServer, from: usize) -> (usize, usize) {
     (lines.len(), lines.iter().filter(|l| l.path.contains("/manifests/")).count())
 }
 
+/// What a request was for, from its path: the kinds the requests-per-promotion accounting uses.
+fn kind(path: &str) -> &'static str {
+    if path.contains("/manifests/") {
+        "manifest"
+    } else if path.contains("/blobs/uploads") {
+        "upload"
+    } else if path.contains("/blobs/") {
+        "blob"
+    } else if path.contains("/tags/list") {
+        "tag list"
+    } else if path.contains("/referrers/") {
+        "referrers"
+    } else {
+        "other"
+    }
+}
+
+/// Requests per (method, kind) at `server` since `from`, as `GET manifest 150, HEAD blob 12, …`.
+fn breakdown(server: &RegistryServer, from: usize) -> String {
+    let log = server.access_log();
+    let mut counts: std::collections::BTreeMap<(String, &'static str), usize> = std::collections::BTreeMap::new();
+    for line in &log[from.min(log.len())..] {
+        *counts.entry((line.method.clone(), kind(&line.path))).or_default() += 1;
+    }
+    counts.iter().map(|((method, kind), n)| format!("{method} {kind} {n}")).collect::<Vec<_>>().join(", ")
+}
+
 fn ferry_bin() -> PathBuf {
     let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("ferry");
     assert!(bin.is_file(), "build the ferry binary first: cargo build --release -p ferry-cli");
@@ -249,6 +276,7 @@ async fn main() {
     let mark = staging.access_log().len();
     let sync_run = timed("skopeo", &sync_args);
     let sync_reqs = add(count(&staging, mark), count(&sync_dst, 0));
+    let sync_at_source = breakdown(&staging, mark);
     let mark = staging.access_log().len();
     let copy_run = timed_parallel(
         "skopeo",
@@ -258,9 +286,9 @@ async fn main() {
     let copy_reqs = add(count(&staging, mark), count(&copy_dst, 0));
     let dir = work.path().join("manifests");
     thin_dir(&dir, &staging, &ferry_dst, &images);
-    let mark = staging.access_log().len();
+    let ferry_mark = staging.access_log().len();
     let ferry_run = timed(ferry.to_str().unwrap(), &ferry_args(&dir, &[&staging, &ferry_dst]));
-    let ferry_reqs = add(count(&staging, mark), count(&ferry_dst, 0));
+    let ferry_reqs = add(count(&staging, ferry_mark), count(&ferry_dst, 0));
     let sync_ok = verify(&sync_dst, &images).await;
     let copy_ok = verify(&copy_dst, &images).await;
     let ferry_ok = verify(&ferry_dst, &images).await;
@@ -280,6 +308,11 @@ async fn main() {
     println!(
         "\ndigests identical at the destination: skopeo sync {sync_ok}, skopeo copy {copy_ok}, ferry {ferry_ok}"
     );
+    println!("\nrequests by kind, per registry:");
+    println!("- skopeo sync, at the source: {sync_at_source}");
+    println!("- skopeo sync, at the destination: {}", breakdown(&sync_dst, 0));
+    println!("- ferry, at the source: {}", breakdown(&staging, ferry_mark));
+    println!("- ferry, at the destination: {}", breakdown(&ferry_dst, 0));
     println!(
         "ferry vs skopeo sync: {:.2}x (target >= 3x); vs parallel skopeo copy: {:.2}x",
         sync_run.seconds / ferry_run.seconds,

@@ -1277,6 +1277,11 @@ mod sqs {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_opened_pull_request_gets_one_check_run_on_its_head() {
+        crate::support::bounded(pull_request_check(Transport::Sqs)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn throttled_messages_dead_letter_and_replay() {
         crate::support::bounded(throttling(Transport::Sqs)).await;
     }
