@@ -96,7 +96,8 @@ fn kind(path: &str) -> &'static str {
 /// Requests per (method, kind) at `server` since `from`, as `GET manifest 150, HEAD blob 12, …`.
 fn breakdown(server: &RegistryServer, from: usize) -> String {
     let log = server.access_log();
-    let mut counts: std::collections::BTreeMap<(String, &'static str), usize> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<(String, &'static str), usize> =
+        std::collections::BTreeMap::new();
     for line in &log[from.min(log.len())..] {
         *counts.entry((line.method.clone(), kind(&line.path))).or_default() += 1;
     }

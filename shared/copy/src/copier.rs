@@ -99,6 +99,15 @@ pub struct Copier<R> {
     blobs: Mutex<HashMap<(Host, Digest), Arc<OnceCell<Repository>>>>,
 }
 
+/// How much of a tree to write and check.
+#[derive(Clone, Copy, Debug)]
+struct Tree {
+    /// The plan found the root absent at the destination: children are not looked up first.
+    known_absent: bool,
+    /// The root will be written by a tag PUT, not by digest.
+    root_by_tag: bool,
+}
+
 impl<R: RegistryWrite> Copier<R> {
     pub fn new(registry: R, options: CopyOptions) -> Self {
         Self { registry, options, stats: Arc::new(CopyStats::default()), blobs: Mutex::new(HashMap::new()) }
@@ -152,7 +161,10 @@ impl<R: RegistryWrite> Copier<R> {
         } else if let Some(raw) = self.registry.get_manifest(&job.destination, &reference).await? {
             return Ok((false, Some(raw)));
         }
-        let raw = self.copy_tree(&job.source, &job.destination, job.digest).await?;
+        // A tagged root is written by its first tag's PUT, which puts the manifest and the tag
+        // at once, after every child and blob: one request fewer than a PUT by digest first.
+        let shape = Tree { known_absent: job.known_absent, root_by_tag: !job.tags.is_empty() };
+        let raw = self.copy_tree(&job.source, &job.destination, job.digest, shape).await?;
         Ok((true, Some(raw)))
     }
 
@@ -163,8 +175,9 @@ impl<R: RegistryWrite> Copier<R> {
         source: &Repository,
         destination: &Repository,
         digest: Digest,
+        shape: Tree,
     ) -> Result<RawManifest, CopyError> {
-        self.copy_subtree(source, destination, digest, 1).await
+        self.copy_subtree(source, destination, digest, 1, shape).await
     }
 
     /// [`Self::copy_tree`] for a manifest `level` indexes deep (the root is level 1). The
@@ -176,6 +189,7 @@ impl<R: RegistryWrite> Copier<R> {
         destination: &Repository,
         digest: Digest,
         level: usize,
+        shape: Tree,
     ) -> Result<RawManifest, CopyError> {
         let root = self.fetch(source, digest).await?;
         let content = root.content()?;
@@ -198,11 +212,14 @@ impl<R: RegistryWrite> Copier<R> {
         // Children the destination lacks, fetched from the source in parallel.
         let children: Vec<Option<(RawManifest, Vec<Descriptor>)>> = futures_util::stream::iter(children)
             .map(|child| async move {
-                if self
-                    .registry
-                    .head_manifest(destination, &TagOrDigest::Digest(child.digest))
-                    .await?
-                    .is_some()
+                // When the plan found the root absent, its children are almost always absent
+                // too: they are written without asking (a PUT of the same bytes is harmless).
+                if !shape.known_absent
+                    && self
+                        .registry
+                        .head_manifest(destination, &TagOrDigest::Digest(child.digest))
+                        .await?
+                        .is_some()
                 {
                     return Ok::<_, CopyError>(None);
                 }
@@ -220,7 +237,8 @@ impl<R: RegistryWrite> Copier<R> {
                         });
                     }
                     // A nested index: copy its subtree fully before the parent.
-                    Box::pin(self.copy_subtree(source, destination, child.digest, level + 1)).await?;
+                    let nested = Tree { root_by_tag: false, ..shape };
+                    Box::pin(self.copy_subtree(source, destination, child.digest, level + 1, nested)).await?;
                     return Ok(None);
                 }
                 let blobs = child_content.blobs().into_iter().cloned().collect();
@@ -245,7 +263,12 @@ impl<R: RegistryWrite> Copier<R> {
             .buffer_unordered(self.options.max_blobs.max(1))
             .try_collect::<Vec<()>>()
             .await?;
-        self.push_manifest(destination, &root).await?;
+        if level == 1 && shape.root_by_tag {
+            // Counted here; its first tag's PUT writes it.
+            CopyStats::add(&self.stats.manifests_pushed, 1);
+        } else {
+            self.push_manifest(destination, &root).await?;
+        }
         Ok(root)
     }
 

@@ -79,6 +79,8 @@ pub struct OciRegistry {
     pub(crate) tag_index_lock: Arc<tokio::sync::Mutex<()>>,
     /// Held while a host's referrers support is being found out.
     probe_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Manifests read by digest, reused for a short while (see [`crate::cache`]).
+    manifests: Arc<std::sync::Mutex<crate::cache::ManifestCache>>,
 }
 
 const PAGE_SIZE: usize = 1000;
@@ -92,6 +94,7 @@ impl OciRegistry {
             referrers_modes: Arc::default(),
             tag_index_lock: Arc::default(),
             probe_lock: Arc::default(),
+            manifests: Arc::default(),
         })
     }
 
@@ -201,6 +204,12 @@ impl Registry for OciRegistry {
         repository: &Repository,
         reference: &TagOrDigest,
     ) -> Result<Option<RawManifest>, RegistryError> {
+        if let TagOrDigest::Digest(digest) = reference
+            && let Some(raw) =
+                self.manifests.lock().unwrap_or_else(|p| p.into_inner()).get(repository, digest)
+        {
+            return Ok(Some(raw));
+        }
         let Some(response) = self.manifest_request(Method::GET, repository, reference).await? else {
             return Ok(None);
         };
@@ -218,6 +227,9 @@ impl Registry for OciRegistry {
             Some(expected) => RawManifest::verified(expected, media_type, bytes, &what)?,
             None => RawManifest { digest: Digest::of(&bytes), media_type, bytes },
         };
+        if let TagOrDigest::Digest(_) = reference {
+            self.manifests.lock().unwrap_or_else(|p| p.into_inner()).insert(repository, &raw);
+        }
         Ok(Some(raw))
     }
 

@@ -18,6 +18,7 @@
 //! - `error`: `RegistryError` and `ErrorClass`.
 
 pub mod auth;
+mod cache;
 pub mod client;
 mod error;
 pub mod limiter;
