@@ -6,12 +6,11 @@ use std::path::Path;
 
 use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
-use ferry_check::{Change, Conclusion, Problem, Report};
+use ferry_check::{Change, Conclusion, Report};
 use ferry_config::Env;
 use ferry_manifests::ManifestError;
 use ferry_model::Origin;
 use ferry_plan::{Plan, diff};
-use ferry_trust::verify::Status;
 
 use super::plan::{base_and_head, inputs, make_plan};
 use crate::args::{CheckArgs, CheckFormat};
@@ -94,15 +93,7 @@ pub(crate) async fn run(args: CheckArgs, env: &Env) -> Result<ExitStatus, CliErr
 
 /// A report of inputs that cannot be read: each problem at its place.
 fn unreadable(error: &ManifestError) -> Report {
-    let problems = error
-        .problems()
-        .into_iter()
-        .map(|problem| {
-            let (origin, message) = problem.place_and_detail();
-            Problem { check: "lint", status: Status::Fail, origin, message }
-        })
-        .collect();
-    Report { digests: Vec::new(), problems }
+    Report::unreadable(error.problems().into_iter().map(ManifestError::place_and_detail))
 }
 
 /// Places in the working tree, named as the repository names them (for links and annotations).

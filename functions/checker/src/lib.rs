@@ -11,13 +11,13 @@
 
 use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
-use ferry_check::{Change, RepositoryPolicy};
+use ferry_check::{Change, Report, RepositoryPolicy};
 use ferry_messages::{CheckMessage, Envelope};
 use ferry_plan::{GatherOptions, diff, gather, plan};
 use ferry_registry::OciRegistry;
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
-use ferry_source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource};
+use ferry_source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource, SourceError};
 use ferry_trust::policy::TrustPolicy;
 
 /// The check run's name on pull requests.
@@ -69,6 +69,24 @@ pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
     })
 }
 
+impl<S> Checker<S> {
+    /// Plans what `change` adds, gathers the verifier's facts, decides.
+    async fn check(&self, change: &ferry_manifests::revision::Change) -> Report {
+        let new = diff(&change.base, &change.head);
+        let facts = gather(&self.registry, &new, GatherOptions::default()).await;
+        let plan = plan(&new, &facts);
+        let concurrency = GatherOptions::default().concurrency;
+        let verified = ferry_check::gather(&self.registry, &plan, &self.trust, concurrency).await;
+        ferry_check::decide(
+            Change { base: Some(&change.base), head: &change.head },
+            &plan,
+            &verified,
+            &self.trust,
+            &self.policy,
+        )
+    }
+}
+
 impl<S: ManifestSource> Stage for Checker<S> {
     type Message = CheckMessage;
 
@@ -93,20 +111,14 @@ impl<S: ManifestSource> Stage for Checker<S> {
             tracing::info!(repository = %pr.repository, pull_request = pr.pull_request, head = %pr.head, %url, "already checked; not posted again");
             return Ok(Vec::new());
         }
-        let change = source.change(&pr.base, &pr.head).await?;
-        let new = diff(&change.base, &change.head);
-        let facts = gather(&self.registry, &new, GatherOptions::default()).await;
-        let plan = plan(&new, &facts);
-        let verified =
-            ferry_check::gather(&self.registry, &plan, &self.trust, GatherOptions::default().concurrency)
-                .await;
-        let report = ferry_check::decide(
-            Change { base: Some(&change.base), head: &change.head },
-            &plan,
-            &verified,
-            &self.trust,
-            &self.policy,
-        );
+        let report = match source.change(&pr.base, &pr.head).await {
+            // Manifests that do not parse are the pull request's problem: reported on it.
+            Err(SourceError::Manifest(error)) => Report::unreadable(
+                error.problems().into_iter().map(ferry_manifests::ManifestError::place_and_detail),
+            ),
+            Err(other) => return Err(other.into()),
+            Ok(change) => self.check(&change).await,
+        };
         let blob = |sha: &str| Some(format!("{}/{}/blob/{sha}", self.server, pr.repository));
         let links = Links { blob_base: blob(&pr.head), base_blob_base: blob(&pr.base) };
         let run = CheckRun {

@@ -78,6 +78,16 @@ impl DigestReport {
 pub const UNCHECKED: &str = "could not be checked: ";
 
 impl Report {
+    /// The report of a change whose inputs cannot be read at all: each problem a `lint`
+    /// failure at its place, so that it reaches the pull request like any other.
+    pub fn unreadable(problems: impl IntoIterator<Item = (Origin, String)>) -> Report {
+        let problems = problems
+            .into_iter()
+            .map(|(origin, message)| Problem { check: "lint", status: Status::Fail, origin, message })
+            .collect();
+        Report { digests: Vec::new(), problems }
+    }
+
     /// How many checks failed, over rows and problems.
     pub fn n_failures(&self) -> usize {
         self.digests.iter().map(|d| d.failures().count()).sum::<usize>()

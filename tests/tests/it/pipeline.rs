@@ -738,6 +738,31 @@ pub(crate) async fn pull_request_check(transport: Transport) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(github.created().len(), 1, "one check run: {:#?}", github.requests());
     assert_eq!(Seeder::new(&h.prod).tag_digest("checked/app", "1.0").await, None, "a check promotes nothing");
+
+    // The pull request is updated with a manifest that does not parse: the check run says
+    // where, instead of the message going to a dead-letter queue.
+    std::fs::write(repo.join("promotion/images/team/images.yaml"), "- name: [broken\n").unwrap();
+    git(&["commit", "-qam", "break it"]);
+    let broken = git(&["rev-parse", "HEAD"]);
+    let mut update = event.clone();
+    update["action"] = "synchronize".into();
+    update["pull_request"]["head"]["sha"] = broken.clone().into();
+    let response = github_delivery(&h, "pull_request", "pr-delivery-3", &update).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    wait_for("a check run for the update", Duration::from_secs(60), || async { github.created().len() == 2 })
+        .await;
+    let run = github.created()[1].body.clone();
+    assert_eq!(
+        (run["head_sha"].as_str(), run["conclusion"].as_str()),
+        (Some(broken.as_str()), Some("failure"))
+    );
+    assert_eq!(run["output"]["title"], "no new digests; 1 other problem");
+    let annotation = &run["output"]["annotations"][0];
+    assert_eq!(
+        (annotation["path"].as_str(), annotation["title"].as_str()),
+        (Some("promotion/images/team/images.yaml"), Some("lint"))
+    );
+    assert!(h.dead_letters(DeadLetterQueue::Poison).await.is_empty(), "nothing dead-lettered");
     h.stop().await;
 }
 
