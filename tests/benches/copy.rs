@@ -5,6 +5,12 @@
 //!    layers per platform (about 420 MB of distinct blobs), staging -> prod.
 //! 2. One image with a single 1 GiB layer: throughput and peak RSS.
 //! 3. A no-op rerun of scenario 1 (everything present).
+//! 4. The ingest limit: parallel `curl` requests writing exactly what scenario 1 must write
+//!    (each distinct blob once, a cross-repository mount for each other use of it, every
+//!    manifest, the tags) into a fresh registry; Ferry's time is given as a ratio to it.
+//! 5. Scenario 1 with every registry behind a proxy allowing 20 requests/s per host (429 with
+//!    `Retry-After: 1` beyond), Ferry against `skopeo sync --retry-times 10`, with the 429s
+//!    each received.
 //!
 //! Requests are counted from the registries' access logs.
 //!
@@ -16,12 +22,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use ferry_testkit::fault::FaultProxy;
 use ferry_testkit::registry::RegistryServer;
 use ferry_testkit::seed::{ImageSpec, LayerSpec, Pushed, Seeder};
 
 const IMAGES: usize = 50;
 const PARALLEL: usize = 8;
 const MB: usize = 1_000_000;
+/// Requests per second per host in the rate-limited scenario.
+const RATE: u32 = 20;
 
 /// Wall time and peak RSS of one command, measured with GNU time.
 struct Run {
@@ -111,11 +120,15 @@ fn ferry_bin() -> PathBuf {
 }
 
 fn thin_dir(dir: &Path, source: &RegistryServer, destination: &RegistryServer, images: &[(String, &Pushed)]) {
+    thin_dir_hosts(dir, &source.host().to_string(), &destination.host().to_string(), images);
+}
+
+fn thin_dir_hosts(dir: &Path, source: &str, destination: &str, images: &[(String, &Pushed)]) {
     std::fs::create_dir_all(dir.join("manifests/bench")).unwrap();
     std::fs::create_dir_all(dir.join("images/bench")).unwrap();
     std::fs::write(
         dir.join("manifests/bench/promoter-manifest.yaml"),
-        format!("registries:\n- name: {}\n  src: true\n- name: {}\n", source.host(), destination.host()),
+        format!("registries:\n- name: {source}\n  src: true\n- name: {destination}\n"),
     )
     .unwrap();
     let mut yaml = String::new();
@@ -128,6 +141,12 @@ fn thin_dir(dir: &Path, source: &RegistryServer, destination: &RegistryServer, i
 /// `FERRY_BENCH_ARGS` adds arguments to every ferry run (e.g. `--max-images 16`).
 #[allow(clippy::disallowed_methods, reason = "a benchmark knob")]
 fn ferry_args(dir: &Path, hosts: &[&RegistryServer]) -> Vec<String> {
+    let hosts: Vec<String> = hosts.iter().map(|h| h.host().to_string()).collect();
+    ferry_args_hosts(dir, &hosts)
+}
+
+#[allow(clippy::disallowed_methods, reason = "a benchmark knob")]
+fn ferry_args_hosts(dir: &Path, hosts: &[String]) -> Vec<String> {
     let mut args: Vec<String> = ["promote", "--confirm", "--progress", "never", "--thin-manifest-dir"]
         .iter()
         .map(|s| s.to_string())
@@ -135,7 +154,7 @@ fn ferry_args(dir: &Path, hosts: &[&RegistryServer]) -> Vec<String> {
     args.push(dir.display().to_string());
     for h in hosts {
         args.push("--insecure-registry".into());
-        args.push(h.host().to_string());
+        args.push(h.clone());
     }
     if let Ok(extra) = std::env::var("FERRY_BENCH_ARGS") {
         args.extend(extra.split_whitespace().map(str::to_owned));
@@ -354,6 +373,75 @@ async fn main() {
         copy_noop.seconds / ferry_noop.seconds
     );
 
+    // 4. The ingest limit: what Ferry must write, written by parallel curl into a fresh registry.
+    let limit_dst = RegistryServer::start().await;
+    let limit = ingest_limit(&stage, &images, &limit_dst, work.path()).await;
+    println!("\n## 4. Ingest limit: exactly what scenario 1 writes, by {PARALLEL} parallel curl\n");
+    println!(
+        "| writer | time | ratio |\n|---|---|---|\n| curl, {PARALLEL} in parallel (blobs, mounts, manifests, tags) | {:.2} s | 1.00x |\n| ferry promote --confirm (scenario 1, whole promotion) | {:.2} s | {:.2}x the limit |",
+        limit,
+        ferry_run.seconds,
+        ferry_run.seconds / limit
+    );
+    println!("ferry time / ingest limit: {:.2} (target <= 1.15)", ferry_run.seconds / limit);
+
+    // 5. Under a rate limit of RATE requests/s per host.
+    let source_proxy = FaultProxy::start(&staging).await;
+    source_proxy.limit_rate(RATE);
+    let (sync_rl, ferry_rl) = (RegistryServer::start().await, RegistryServer::start().await);
+    let (sync_rl_proxy, ferry_rl_proxy) =
+        (FaultProxy::start(&sync_rl).await, FaultProxy::start(&ferry_rl).await);
+    sync_rl_proxy.limit_rate(RATE);
+    ferry_rl_proxy.limit_rate(RATE);
+    let mut rl_yaml = format!("{}:\n  tls-verify: false\n  images:\n", source_proxy.host());
+    for (name, _) in &images {
+        let _ = writeln!(rl_yaml, "    {name}: [\"v1\"]");
+    }
+    let rl_file = work.path().join("sync-rate-limited.yaml");
+    std::fs::write(&rl_file, rl_yaml).unwrap();
+    let rl_sync_args: Vec<String> = [
+        "sync",
+        "--all",
+        "--preserve-digests",
+        "--retry-times",
+        "10",
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([rl_file.display().to_string(), sync_rl_proxy.host().to_string()])
+    .collect();
+    let throttled_before = source_proxy.n_throttled();
+    let sync_limited = tokio::task::spawn_blocking(move || timed("skopeo", &rl_sync_args)).await.unwrap();
+    let sync_429 = source_proxy.n_throttled() - throttled_before + sync_rl_proxy.n_throttled();
+    let rl_dir = work.path().join("manifests-rate-limited");
+    thin_dir_hosts(&rl_dir, &source_proxy.host().to_string(), &ferry_rl_proxy.host().to_string(), &images);
+    let rl_args =
+        ferry_args_hosts(&rl_dir, &[source_proxy.host().to_string(), ferry_rl_proxy.host().to_string()]);
+    let ferry_bin_path = ferry.clone();
+    let throttled_before = source_proxy.n_throttled();
+    let ferry_limited =
+        tokio::task::spawn_blocking(move || timed(ferry_bin_path.to_str().unwrap(), &rl_args)).await.unwrap();
+    let ferry_429 = source_proxy.n_throttled() - throttled_before + ferry_rl_proxy.n_throttled();
+    println!("\n## 5. Scenario 1 under {RATE} requests/s per host (429 + Retry-After beyond)\n");
+    println!("| tool | time | vs skopeo sync | 429s received |\n|---|---|---|---|");
+    println!("| skopeo sync --retry-times 10 | {:.2} s | 1.00x | {sync_429} |", sync_limited.seconds);
+    println!(
+        "| ferry promote --confirm | {:.2} s | {:.2}x | {ferry_429} |",
+        ferry_limited.seconds,
+        sync_limited.seconds / ferry_limited.seconds
+    );
+    println!(
+        "digests identical: skopeo sync {}, ferry {}; ferry {:.2}x faster than skopeo sync (target >= 3x), {ferry_429} 429s against {sync_429} (target: fewer)",
+        verify(&sync_rl, &images).await,
+        verify(&ferry_rl, &images).await,
+        sync_limited.seconds / ferry_limited.seconds
+    );
+
     // 2. One 1 GiB layer.
     let big =
         ImageSpec { os: "linux", architecture: "amd64", layers: vec![LayerSpec { size: 1 << 30, seed: 99 }] };
@@ -387,4 +475,68 @@ async fn main() {
 
 fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
     (a.0 + b.0, a.1 + b.1)
+}
+
+/// Writes into `destination` exactly what promoting `images` writes (each distinct blob once,
+/// a cross-repository mount for every other use of it, each child manifest by digest, each
+/// index by tag), with `PARALLEL` curl processes per phase, and returns the seconds it took.
+/// The blobs are read from staging beforehand, untimed.
+async fn ingest_limit(
+    stage: &Seeder,
+    images: &[(String, &Pushed)],
+    destination: &RegistryServer,
+    work: &Path,
+) -> f64 {
+    let dir = work.join("ingest-limit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = format!("http://{}", destination.host());
+    let mut first_repo: std::collections::HashMap<ferry_model::Digest, String> =
+        std::collections::HashMap::new();
+    let (mut uploads, mut mounts, mut children, mut indexes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (name, index) in images {
+        for child in &index.children {
+            for blob in &child.blobs {
+                match first_repo.get(blob) {
+                    Some(from) if from != name => mounts.push(format!(
+                        "curl -sf -o /dev/null -X POST '{base}/v2/{name}/blobs/uploads/?mount={blob}&from={from}'"
+                    )),
+                    Some(_) => {}
+                    None => {
+                        let file = dir.join(blob.hex());
+                        std::fs::write(&file, stage.get_blob(name, &blob.to_string()).await).unwrap();
+                        first_repo.insert(*blob, name.clone());
+                        uploads.push(format!(
+                            "loc=$(curl -sf -D - -o /dev/null -X POST '{base}/v2/{name}/blobs/uploads/' | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p') && \\
+                             case \"$loc\" in http*) ;; *) loc='{base}'\"$loc\" ;; esac && \\
+                             curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary @{} \"$loc&digest={blob}\"",
+                            file.display()
+                        ));
+                    }
+                }
+            }
+            let file = dir.join(format!("{}.json", child.digest.hex()));
+            std::fs::write(&file, &child.bytes).unwrap();
+            children.push(format!(
+                "curl -sf -o /dev/null -X PUT -H 'Content-Type: {}' --data-binary @{} '{base}/v2/{name}/manifests/{}'",
+                child.media_type,
+                file.display(),
+                child.digest
+            ));
+        }
+        let file = dir.join(format!("{}.json", index.digest.hex()));
+        std::fs::write(&file, &index.bytes).unwrap();
+        indexes.push(format!(
+            "curl -sf -o /dev/null -X PUT -H 'Content-Type: {}' --data-binary @{} '{base}/v2/{name}/manifests/v1'",
+            index.media_type,
+            file.display()
+        ));
+    }
+    let mut seconds = 0.0;
+    for phase in [uploads, mounts, children, indexes] {
+        let commands = phase.into_iter().map(|c| vec!["-c".to_owned(), format!("set -e; {c}")]).collect();
+        seconds += timed_parallel("sh", commands, PARALLEL).seconds;
+    }
+    assert!(verify(destination, images).await, "the curl writes made every image");
+    seconds
 }

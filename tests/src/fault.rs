@@ -63,6 +63,34 @@ struct Shared {
     upstream: String,
     client: reqwest::Client,
     rules: Mutex<Rules>,
+    rate: Mutex<Option<RateBudget>>,
+}
+
+/// A per-host request budget, like Artifact Registry's or Docker Hub's: at most `per_second`
+/// requests in each one-second window; beyond it, 429 with `Retry-After: 1`.
+#[derive(Debug)]
+struct RateBudget {
+    per_second: u32,
+    window: std::time::Instant,
+    used: u32,
+    throttled: usize,
+}
+
+impl RateBudget {
+    /// Whether a request may pass now.
+    fn admit(&mut self) -> bool {
+        if self.window.elapsed() >= std::time::Duration::from_secs(1) {
+            self.window = std::time::Instant::now();
+            self.used = 0;
+        }
+        if self.used < self.per_second {
+            self.used += 1;
+            true
+        } else {
+            self.throttled += 1;
+            false
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -81,6 +109,7 @@ impl FaultProxy {
                 .build()
                 .expect("client"),
             rules: Mutex::new(Rules::default()),
+            rate: Mutex::new(None),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
@@ -106,6 +135,18 @@ impl FaultProxy {
     /// Removes every rule: the proxy forwards faithfully from now on.
     pub fn clear(&self) {
         self.shared.rules.lock().expect("rules").rules.clear();
+    }
+
+    /// Answers 429 (`Retry-After: 1`) to every request beyond `per_second` in a one-second
+    /// window, as a rate-limited registry does.
+    pub fn limit_rate(&self, per_second: u32) {
+        *self.shared.rate.lock().expect("rate") =
+            Some(RateBudget { per_second, window: std::time::Instant::now(), used: 0, throttled: 0 });
+    }
+
+    /// How many requests the rate limit answered with 429.
+    pub fn n_throttled(&self) -> usize {
+        self.shared.rate.lock().expect("rate").as_ref().map(|r| r.throttled).unwrap_or(0)
     }
 
     /// How many faults have been applied so far.
@@ -149,6 +190,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
     let method = request.method().clone();
     let path_and_query =
         request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let admitted = shared.rate.lock().expect("rate").as_mut().is_none_or(RateBudget::admit);
+    if !admitted {
+        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
+        response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        return response;
+    }
     let fault = shared.fault_for(method.as_str(), request.uri().path());
     match &fault {
         Some(Fault::TooManyRequests { retry_after }) => {
