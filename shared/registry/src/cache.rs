@@ -1,8 +1,9 @@
-//! Manifests read by digest, kept for a short while: content-addressed bytes cannot change, so
-//! a promotion that reads a manifest to verify it does not read it again to copy it.
+//! Manifests read by digest, or written, kept for a short while: content-addressed bytes cannot
+//! change, so a promotion that reads a manifest to verify it does not read it again to copy it,
+//! nor read back what it has just written to list its children.
 //!
 //! Only `GET` by digest is answered from here, with bytes that were checked against the digest
-//! when they were read. Existence is not cached: a `HEAD` always asks the registry. Entries
+//! when they were read (or that the registry confirmed when they were written). Existence is not cached: a `HEAD` always asks the registry. Entries
 //! expire after [`TTL`], and the cache holds at most [`MAX_BYTES`] of manifests (the oldest go
 //! first), so a long-running pipeline neither grows nor trusts an old read for long.
 

@@ -108,6 +108,11 @@ impl OciRegistry {
         &self.transport
     }
 
+    /// Keeps `raw`, which `repository` holds, for reads by digest (see [`crate::cache`]).
+    pub(crate) fn remember_manifest(&self, repository: &Repository, raw: &RawManifest) {
+        self.manifests.lock().unwrap_or_else(|p| p.into_inner()).insert(repository, raw);
+    }
+
     async fn manifest_request(
         &self,
         method: Method,
@@ -228,7 +233,7 @@ impl Registry for OciRegistry {
             None => RawManifest { digest: Digest::of(&bytes), media_type, bytes },
         };
         if let TagOrDigest::Digest(_) = reference {
-            self.manifests.lock().unwrap_or_else(|p| p.into_inner()).insert(repository, &raw);
+            self.remember_manifest(repository, &raw);
         }
         Ok(Some(raw))
     }

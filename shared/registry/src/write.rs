@@ -193,7 +193,11 @@ impl RegistryWrite for OciRegistry {
         .body(manifest.bytes.clone())
         .accept(&[201]);
         let response = self.transport().send(&call).await?;
-        check_reported_digest(&response, &manifest.digest, &format!("manifest {repository}:{reference}"))
+        check_reported_digest(&response, &manifest.digest, &format!("manifest {repository}:{reference}"))?;
+        // The registry now holds exactly these bytes under this digest: a later read of them
+        // (the signer's list of children) is answered without asking again.
+        self.remember_manifest(repository, manifest);
+        Ok(())
     }
 
     async fn put_referrer(

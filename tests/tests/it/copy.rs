@@ -584,3 +584,64 @@ async fn nested_and_wide_indexes_are_bounded() {
     assert!(outcome.tags[0].is_ok(), "{outcome:?}");
     assert!(started.elapsed() < Duration::from_secs(10), "the child is copied once: {:?}", started.elapsed());
 }
+
+/// The requests one promotion of a two-platform index costs, by registry and method, against
+/// the floor derived in docs/benchmarks.md ("Requests per promotion"): at staging, the three
+/// manifests read once each (to verify; the copy reuses them) and the plan's one existence
+/// check (plus one referrers tag read per source host); at prod, the plan's tag and manifest checks, the two children written, and the tag's
+/// re-read, write (which also writes the index) and read-back.
+#[tokio::test]
+async fn promoting_an_index_costs_the_derived_manifest_requests() {
+    let world = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    ferry_testkit::write_thin_manifest(
+        dir.path(),
+        "one",
+        &world.staging.host(),
+        &[world.prod.host()],
+        &format!("- name: demo/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", world.index.digest),
+    )
+    .unwrap();
+    let (staging_mark, prod_mark) = (world.staging.access_log().len(), world.prod.access_log().len());
+    let mut args: Vec<String> =
+        ["promote", "--confirm", "--progress", "never", "--thin-manifest-dir"].map(str::to_owned).to_vec();
+    args.push(dir.path().display().to_string());
+    args.extend(world.insecure_flags());
+    let (code, stdout, stderr) = run_ferry(&args).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // Ferry's requests only: the logs end here, before this test's own check below.
+    let (staging_end, prod_end) = (world.staging.access_log().len(), world.prod.access_log().len());
+    assert_eq!(Seeder::new(&world.prod).tag_digest("demo/app", "1.0").await, Some(world.index.digest));
+    let world_log = |server: &RegistryServer, mark: usize| {
+        let end = if std::ptr::eq(server, &world.staging) { staging_end } else { prod_end };
+        server.access_log()[mark..end].to_vec()
+    };
+    let manifest_requests = |server: &RegistryServer, mark: usize| {
+        let mut by_method = std::collections::BTreeMap::<String, usize>::new();
+        for line in world_log(server, mark).iter().filter(|l| l.path.contains("/manifests/")) {
+            *by_method.entry(line.method.clone()).or_default() += 1;
+        }
+        by_method
+    };
+    let expect = |pairs: &[(&str, usize)]| pairs.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect();
+    let staging_log: Vec<String> = world_log(&world.staging, staging_mark)
+        .iter()
+        .map(|l| format!("{} {} {}", l.method, l.path, l.status))
+        .collect();
+    assert_eq!(
+        manifest_requests(&world.staging, staging_mark),
+        // The fourth GET is the `sha256-<hex>` referrers tag of the first digest, read once per
+        // source host while the host's referrers support is being found out.
+        expect(&[("GET", 4), ("HEAD", 1)]),
+        "{staging_log:#?}"
+    );
+    let prod_log: Vec<String> = world_log(&world.prod, prod_mark)
+        .iter()
+        .map(|l| format!("{} {} {}", l.method, l.path, l.status))
+        .collect();
+    assert_eq!(
+        manifest_requests(&world.prod, prod_mark),
+        expect(&[("HEAD", 4), ("PUT", 3)]),
+        "{prod_log:#?}"
+    );
+}
