@@ -3,9 +3,16 @@
 //! Each host starts at its configured rate, or unlimited. A 429 pauses every request to that
 //! host until its `Retry-After` has passed, and cuts the host's rate in half, at most once per
 //! second, so that a burst of concurrent 429s counts as one signal. Each success then adds a
-//! twentieth of the ceiling back until the rate is at the ceiling again (unlimited again, for a
-//! host without a configured rate). One throttled host therefore slows down only itself, and
-//! recovers without anyone restarting anything. kpromo instead pauses all work for 10 s.
+//! twentieth of the ceiling back until the rate is at the ceiling again. One throttled host
+//! therefore slows down only itself, and recovers without anyone restarting anything. kpromo
+//! instead pauses all work for 10 s.
+//!
+//! The ceiling of a host with a configured rate is that rate. A host without one has no ceiling
+//! until it throttles; then its ceiling is what it admitted (the successful requests of the last
+//! second, at least 10/s). After one signal it recovers to unlimited, as a hiccup deserves; after
+//! a second within a minute the host has a limit, and the rate recovers to just below the
+//! ceiling and stays there instead of running into the limit again. Every 30 s without a 429 a
+//! learned ceiling is raised by a tenth, so a registry that allows more is found out.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -38,6 +45,12 @@ const DECREASE_INTERVAL: Duration = Duration::from_secs(1);
 const RECOVERY_SHARE: f64 = 0.05;
 /// Request times kept to estimate the current rate.
 const WINDOW: Duration = Duration::from_secs(1);
+/// A learned ceiling is approached to this share, to stay clear of the limit.
+const LEARNED_MARGIN: f64 = 0.95;
+/// A learned ceiling is raised by a tenth after this long without a 429.
+const PROBE_AFTER: Duration = Duration::from_secs(30);
+/// A 429 this soon after the last signal means the host has a limit to learn.
+const RELEARN_WITHIN: Duration = Duration::from_secs(60);
 const WINDOW_CAP: usize = 10_000;
 
 #[derive(Debug)]
@@ -50,14 +63,23 @@ struct HostState {
     paused_until: Instant,
     last_decrease: Option<Instant>,
     recent: VecDeque<Instant>,
+    /// When requests succeeded, over the last [`WINDOW`]: what the host admits.
+    admitted: VecDeque<Instant>,
+    /// The ceiling was learned from the host's 429s (no configured rate).
+    learned: bool,
+}
+
+/// Requests per second among `times`, dropping those older than [`WINDOW`].
+fn rate_of(times: &mut VecDeque<Instant>, now: Instant) -> f64 {
+    while times.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
+        times.pop_front();
+    }
+    times.len() as f64 / WINDOW.as_secs_f64()
 }
 
 impl HostState {
     fn recent_rate(&mut self, now: Instant) -> f64 {
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
-            self.recent.pop_front();
-        }
-        self.recent.len() as f64 / WINDOW.as_secs_f64()
+        rate_of(&mut self.recent, now)
     }
 }
 
@@ -92,6 +114,8 @@ impl Limiter {
             paused_until: now,
             last_decrease: None,
             recent: VecDeque::new(),
+            admitted: VecDeque::new(),
+            learned: false,
         });
         f(state, now)
     }
@@ -129,13 +153,21 @@ impl Limiter {
             if s.last_decrease.is_some_and(|t| now.duration_since(t) < DECREASE_INTERVAL) {
                 return s.rate;
             }
+            // A second signal within a minute of the last: the host has a limit, not a hiccup.
+            let repeated = s.last_decrease.is_some_and(|t| now.duration_since(t) < RELEARN_WITHIN);
             s.last_decrease = Some(now);
+            let admitted = rate_of(&mut s.admitted, now);
             let current = match s.rate {
                 Some(rate) => rate,
+                None if admitted > 0.0 => admitted,
                 None => s.recent_rate(now).max(UNLIMITED_FLOOR),
             };
-            if s.ceiling.is_none() {
-                s.ceiling = Some(config.max_rate.unwrap_or(current));
+            if config.max_rate.is_none() {
+                // What the host let through in the last second is where it throttles.
+                s.learned |= repeated;
+                s.ceiling = Some(if admitted > 0.0 { admitted } else { current }.max(UNLIMITED_FLOOR));
+            } else if s.ceiling.is_none() {
+                s.ceiling = config.max_rate;
             }
             s.rate = Some((current / 2.0).max(config.min_rate));
             s.rate
@@ -146,8 +178,21 @@ impl Limiter {
     /// Records a successful request to `host`.
     pub fn succeeded(&self, host: &Host) {
         let config = self.config;
-        self.with_host(host, |s, _| {
+        self.with_host(host, |s, now| {
+            if s.admitted.len() >= WINDOW_CAP {
+                s.admitted.pop_front();
+            }
+            s.admitted.push_back(now);
             let (Some(rate), Some(ceiling)) = (s.rate, s.ceiling) else { return };
+            if s.learned {
+                let cap = ceiling * LEARNED_MARGIN;
+                s.rate = Some((rate + ceiling * RECOVERY_SHARE).min(cap));
+                if s.last_decrease.is_some_and(|t| now.duration_since(t) >= PROBE_AFTER) {
+                    s.ceiling = Some(ceiling * 1.1);
+                    s.last_decrease = Some(now);
+                }
+                return;
+            }
             let raised = rate + ceiling * RECOVERY_SHARE;
             if raised >= ceiling {
                 s.rate = config.max_rate;
@@ -216,18 +261,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unlimited_host_becomes_limited_then_unlimited_again() {
+    async fn an_unlimited_host_learns_its_limit_and_stays_below_it() {
         let limiter = Limiter::new(LimiterConfig::default());
-        for _ in 0..50 {
-            limiter.acquire(&host()).await;
-        }
-        assert_eq!(limiter.host_rate(&host()).rate, None);
-        limiter.throttled(&host(), Some(Duration::from_millis(10)));
-        assert_eq!(limiter.host_rate(&host()).rate, Some(25.0), "half of the 50/s it was doing");
+        // It admitted 20 requests in the last second, then throttled.
         for _ in 0..20 {
+            limiter.acquire(&host()).await;
             limiter.succeeded(&host());
         }
         assert_eq!(limiter.host_rate(&host()).rate, None);
+        limiter.throttled(&host(), Some(Duration::from_millis(10)));
+        assert_eq!(limiter.host_rate(&host()).rate, Some(10.0), "half of the 20/s it admitted");
+        for _ in 0..40 {
+            limiter.succeeded(&host());
+        }
+        assert_eq!(limiter.host_rate(&host()).rate, None, "one signal is a hiccup: unlimited again");
+        // It throttles again within the minute, having admitted 20 in the last second.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        for _ in 0..20 {
+            limiter.succeeded(&host());
+        }
+        limiter.throttled(&host(), Some(Duration::from_millis(10)));
+        assert_eq!(limiter.host_rate(&host()).rate, Some(10.0));
+        for _ in 0..40 {
+            limiter.succeeded(&host());
+        }
+        assert_eq!(limiter.host_rate(&host()).rate, Some(19.0), "just below what it admitted, and it stays");
+        // After 30 s without a 429, a tenth more is tried.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        limiter.succeeded(&host());
+        for _ in 0..40 {
+            limiter.succeeded(&host());
+        }
+        let rate = limiter.host_rate(&host()).rate.unwrap();
+        assert!((rate - 22.0 * 0.95).abs() < 1e-9, "{rate}");
     }
 
     #[tokio::test(start_paused = true)]
