@@ -192,6 +192,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let admitted = shared.rate.lock().expect("rate").as_mut().is_none_or(RateBudget::admit);
     if !admitted {
+        // Read what the client sends first, as a registry's front end does, so that the 429 is
+        // an answer and not a connection reset in the middle of an upload.
+        let _ = axum::body::to_bytes(request.into_body(), usize::MAX).await;
         let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS");
         response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
         return response;
