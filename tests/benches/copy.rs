@@ -171,6 +171,17 @@ fn ferry_args_hosts(dir: &Path, hosts: &[String]) -> Vec<String> {
     args
 }
 
+/// `skopeo sync` of the images a YAML file names into `destination`, with `extra` options.
+fn skopeo_sync_args(file: &Path, destination: &str, extra: &[&str]) -> Vec<String> {
+    ["sync", "--all", "--preserve-digests"]
+        .iter()
+        .chain(extra)
+        .chain(&["--src", "yaml", "--dest", "docker", "--dest-tls-verify=false"])
+        .map(|s| s.to_string())
+        .chain([file.display().to_string(), destination.to_owned()])
+        .collect()
+}
+
 fn skopeo_copy_args(source: &RegistryServer, destination: &RegistryServer, name: &str) -> Vec<String> {
     ["copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false"]
         .iter()
@@ -259,20 +270,7 @@ async fn main() {
     }
     let sync_file = work.path().join("sync.yaml");
     std::fs::write(&sync_file, sync_yaml).unwrap();
-    let sync_args: Vec<String> = [
-        "sync",
-        "--all",
-        "--preserve-digests",
-        "--src",
-        "yaml",
-        "--dest",
-        "docker",
-        "--dest-tls-verify=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([sync_file.display().to_string(), sync_dst.host().to_string()])
-    .collect();
+    let sync_args = skopeo_sync_args(&sync_file, &sync_dst.host().to_string(), &[]);
 
     if only_ferry() {
         let cpu = (staging.cpu_seconds(), copy_dst.cpu_seconds());
@@ -408,22 +406,8 @@ async fn main() {
     }
     let rl_file = work.path().join("sync-rate-limited.yaml");
     std::fs::write(&rl_file, rl_yaml).unwrap();
-    let rl_sync_args: Vec<String> = [
-        "sync",
-        "--all",
-        "--preserve-digests",
-        "--retry-times",
-        "10",
-        "--src",
-        "yaml",
-        "--dest",
-        "docker",
-        "--dest-tls-verify=false",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([rl_file.display().to_string(), sync_rl_proxy.host().to_string()])
-    .collect();
+    let rl_sync_args =
+        skopeo_sync_args(&rl_file, &sync_rl_proxy.host().to_string(), &["--retry-times", "10"]);
     let throttled_before = source_proxy.n_throttled();
     // Under a rate limit a run may fail; that is a result, reported as such.
     let (sync_limited, sync_ok_rl, sync_err) =

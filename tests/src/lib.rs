@@ -89,6 +89,20 @@ pub fn write_thin_manifest(
     std::fs::write(dir.join("images").join(sub).join("images.yaml"), images)
 }
 
+/// Runs `git ARGS` in `dir` as a throwaway committer, asserts it succeeded, and returns its
+/// trimmed stdout: the manifest repositories the tests build.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Polls `condition` every `interval` until it holds (`true`) or `timeout` passes (`false`):
 /// the waiting the tests and the demo share.
 pub async fn poll_until<F, Fut>(

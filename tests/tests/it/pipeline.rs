@@ -562,17 +562,7 @@ pub(crate) async fn merged_pull_request(transport: Transport) {
     let a = stage.image("manifested/app", Some("1.0"), &ImageSpec::small("amd64", 10, 1)).await;
     let b = stage.image("manifested/app", Some("2.0"), &ImageSpec::small("amd64", 11, 1)).await;
     let repo = h.dir.path().join("manifests-repo");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let git = |args: &[&str]| ferry_testkit::git(&repo, args);
     let write = |images: &str| h.write_thin_manifest(&repo.join("promotion"), images);
     git(&["init", "-q"]);
     write(&format!("- name: manifested/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", a.digest));
@@ -585,28 +575,13 @@ pub(crate) async fn merged_pull_request(transport: Transport) {
     ));
     git(&["commit", "-qam", "add 2.0"]);
     let head = git(&["rev-parse", "HEAD"]);
-    let body = serde_json::to_vec(&serde_json::json!({
+    let event = serde_json::json!({
         "action": "closed",
         "number": 7,
         "pull_request": {"merged": true, "merge_commit_sha": head, "base": {"sha": base}},
         "repository": {"full_name": "acme/manifests", "default_branch": "main"},
-    }))
-    .unwrap();
-    let signature = {
-        use hmac::Mac as _;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(h.github_secret.as_bytes()).unwrap();
-        mac.update(&body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    };
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/v1/events/github", h.ingest))
-        .header("x-github-event", "pull_request")
-        .header("x-github-delivery", "delivery-1")
-        .header("x-hub-signature-256", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    });
+    let response = github_delivery(&h, "pull_request", "delivery-1", &event).send().await.unwrap();
     assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
     wait_for("2.0 to be promoted", Duration::from_secs(60), || {
         h.fully_promoted("manifested/app", "2.0", &b.digest)
@@ -669,17 +644,7 @@ pub(crate) async fn pull_request_check(transport: Transport) {
         .await;
     let single = stage.image("checked/tool", None, &ImageSpec::small("amd64", seed + 2, 1)).await;
     let repo = h.dir.path().join("manifests-repo");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let git = |args: &[&str]| ferry_testkit::git(&repo, args);
     let write = |images: &str| h.write_thin_manifest(&repo.join("promotion"), images);
     git(&["init", "-q"]);
     write("[]\n");

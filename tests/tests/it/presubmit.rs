@@ -2,12 +2,12 @@
 //! registries (staging behind a fault proxy that corrupts one manifest), with key and keyless
 //! signatures, and posted to a fake of GitHub's Checks API.
 
-use std::path::Path;
 use std::process::Command;
 
 use ferry_model::Digest;
 use ferry_testkit::cosign::{self, TestKey};
 use ferry_testkit::fault::{Fault, FaultProxy, Hits, Rule};
+use ferry_testkit::git;
 use ferry_testkit::github_fake::FakeGitHubChecks;
 use ferry_testkit::keyless::{FakeSigstore, Faults};
 use ferry_testkit::seed::{ImageSpec, Pushed, Seeder};
@@ -18,18 +18,6 @@ const SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
 const WORKFLOW: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0";
 const EVIL: &str = "https://github.com/evil/app/.github/workflows/release.yml@refs/tags/v1.0";
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// Everything the pull request adds, by name.
 struct Fixture {
