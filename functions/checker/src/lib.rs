@@ -17,7 +17,7 @@ use ferry_plan::{GatherOptions, diff, gather, plan};
 use ferry_registry::OciRegistry;
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
-use ferry_source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource, SourceError};
+use ferry_source::{AnySource, ManifestSource, SourceError};
 use ferry_trust::policy::TrustPolicy;
 
 /// The check run's name on pull requests.
@@ -41,18 +41,11 @@ pub struct Checker<S> {
 pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
     let pipeline = &context.config.pipeline;
     let policy = context.config.policy.clone();
-    let source = pipeline.manifests.as_ref().map(|m| {
-        Ok::<_, anyhow::Error>(match &m.source {
-            ferry_config::ManifestSource::Git(top) => {
-                AnySource::Git(GitCheckout::new(top.clone(), m.inputs.clone(), policy.clone()))
-            }
-            ferry_config::ManifestSource::GitHub { repository, api } => AnySource::GitHub(GitHubSource::new(
-                HttpGitHub::new(api, repository, context.env.github_token.clone())?,
-                m.inputs.clone(),
-                policy.clone(),
-            )),
-        })
-    });
+    let source = pipeline
+        .manifests
+        .as_ref()
+        .map(|m| AnySource::configured(m, &policy, context.env.github_token.clone()))
+        .transpose()?;
     let api = if pipeline.github_api.is_empty() { "https://api.github.com" } else { &pipeline.github_api };
     let checks = match (&pipeline.github_repository, &context.env.github_token) {
         (Some(repository), Some(token)) => Some(Checks::new(api, repository, token.clone())?),
@@ -60,7 +53,7 @@ pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
     };
     Ok(Checker {
         registry: registry(&context)?,
-        source: source.transpose()?,
+        source,
         repository: pipeline.github_repository.clone(),
         checks,
         server: context.env.github_server_url.clone().unwrap_or_else(|| "https://github.com".into()),

@@ -18,7 +18,7 @@ use ferry_registry::{Classify as _, ErrorClass, OciRegistry, Registry as _};
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
-use ferry_source::{AnySource, GitCheckout, GitHubSource, HttpGitHub, ManifestSource};
+use ferry_source::{AnySource, ManifestSource};
 
 #[derive(Debug)]
 pub struct Planner<S> {
@@ -34,19 +34,11 @@ pub struct Planner<S> {
 pub async fn build(context: Context) -> anyhow::Result<Planner<AnySource>> {
     let pipeline = &context.config.pipeline;
     let policy = context.config.policy.clone();
-    let source = match &pipeline.manifests {
-        None => None,
-        Some(m) => Some(match &m.source {
-            ferry_config::ManifestSource::Git(top) => {
-                AnySource::Git(GitCheckout::new(top.clone(), m.inputs.clone(), policy))
-            }
-            ferry_config::ManifestSource::GitHub { repository, api } => AnySource::GitHub(GitHubSource::new(
-                HttpGitHub::new(api, repository, context.env.github_token.clone())?,
-                m.inputs.clone(),
-                policy,
-            )),
-        }),
-    };
+    let source = pipeline
+        .manifests
+        .as_ref()
+        .map(|m| AnySource::configured(m, &policy, context.env.github_token.clone()))
+        .transpose()?;
     Ok(Planner {
         registry: registry(&context)?,
         source,

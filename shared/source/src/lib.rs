@@ -415,6 +415,26 @@ pub enum AnySource {
     GitHub(GitHubSource<HttpGitHub>),
 }
 
+impl AnySource {
+    /// The source `pipeline.manifests` names (a checkout, or the contents API with `token`).
+    pub fn configured(
+        manifests: &ferry_config::ManifestsConfig,
+        policy: &Policy,
+        token: Option<Secret>,
+    ) -> Result<Self, SourceError> {
+        Ok(match &manifests.source {
+            ferry_config::ManifestSource::Git(top) => {
+                AnySource::Git(GitCheckout::new(top.clone(), manifests.inputs.clone(), policy.clone()))
+            }
+            ferry_config::ManifestSource::GitHub { repository, api } => AnySource::GitHub(GitHubSource::new(
+                HttpGitHub::new(api, repository, token)?,
+                manifests.inputs.clone(),
+                policy.clone(),
+            )),
+        })
+    }
+}
+
 impl ManifestSource for AnySource {
     async fn change(&self, base: &str, head: &str) -> Result<Change, SourceError> {
         match self {
