@@ -10,9 +10,8 @@ use ferry_check::{Change, Conclusion, Report};
 use ferry_config::Env;
 use ferry_manifests::ManifestError;
 use ferry_model::Origin;
-use ferry_plan::{Plan, diff};
 
-use super::plan::{base_and_head, inputs, make_plan};
+use super::plan::{base_and_head, inputs};
 use crate::args::{CheckArgs, CheckFormat};
 use crate::error::{CliError, ExitStatus};
 use crate::output;
@@ -28,21 +27,10 @@ pub(crate) async fn run(args: CheckArgs, env: &Env) -> Result<ExitStatus, CliErr
         Err(CliError::Input(error)) => unreadable(&error),
         Err(other) => return Err(other),
         Ok((base, head)) => {
-            let new = match &base {
-                Some(base) => diff(base, &head),
-                None => head.clone(),
-            };
             let registry = super::registry_for(&config, env, &inputs)?;
-            let plan: Plan = make_plan(&registry, &new, &args.registries).await;
-            let facts =
-                ferry_check::gather(&registry, &plan, &config.trust, args.registries.concurrency).await;
-            ferry_check::decide(
-                Change { base: base.as_ref(), head: &head },
-                &plan,
-                &facts,
-                &config.trust,
-                &config.check,
-            )
+            let change = Change { base: base.as_ref(), head: &head };
+            let concurrency = args.registries.concurrency;
+            ferry_check::check(&registry, change, &config.trust, &config.check, concurrency).await
         }
     };
     if let Some(top) = &top {

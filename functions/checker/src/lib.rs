@@ -13,7 +13,7 @@ use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
 use ferry_check::{Change, Report, RepositoryPolicy};
 use ferry_messages::{CheckMessage, Envelope};
-use ferry_plan::{GatherOptions, diff, gather, plan};
+use ferry_plan::GatherOptions;
 use ferry_registry::OciRegistry;
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
@@ -62,24 +62,6 @@ pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
     })
 }
 
-impl<S> Checker<S> {
-    /// Plans what `change` adds, gathers the verifier's facts, decides.
-    async fn check(&self, change: &ferry_manifests::revision::Change) -> Report {
-        let new = diff(&change.base, &change.head);
-        let facts = gather(&self.registry, &new, GatherOptions::default()).await;
-        let plan = plan(&new, &facts);
-        let concurrency = GatherOptions::default().concurrency;
-        let verified = ferry_check::gather(&self.registry, &plan, &self.trust, concurrency).await;
-        ferry_check::decide(
-            Change { base: Some(&change.base), head: &change.head },
-            &plan,
-            &verified,
-            &self.trust,
-            &self.policy,
-        )
-    }
-}
-
 impl<S: ManifestSource> Stage for Checker<S> {
     type Message = CheckMessage;
 
@@ -110,7 +92,11 @@ impl<S: ManifestSource> Stage for Checker<S> {
                 error.problems().into_iter().map(ferry_manifests::ManifestError::place_and_detail),
             ),
             Err(other) => return Err(other.into()),
-            Ok(change) => self.check(&change).await,
+            Ok(change) => {
+                let change = Change { base: Some(&change.base), head: &change.head };
+                let concurrency = GatherOptions::default().concurrency;
+                ferry_check::check(&self.registry, change, &self.trust, &self.policy, concurrency).await
+            }
         };
         let blob = |sha: &str| Some(format!("{}/{}/blob/{sha}", self.server, pr.repository));
         let links = Links { blob_base: blob(&pr.head), base_blob_base: blob(&pr.base) };

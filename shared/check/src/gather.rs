@@ -2,12 +2,35 @@
 
 use futures_util::StreamExt as _;
 
-use ferry_plan::Plan;
+use ferry_model::DesiredState;
+use ferry_plan::{GatherOptions, Plan};
 use ferry_registry::Registry;
 use ferry_trust::policy::TrustPolicy;
 use ferry_trust::verify;
 
-use crate::decide::Facts;
+use crate::decide::{Change, Facts};
+use crate::policy::RepositoryPolicy;
+use crate::report::Report;
+
+/// Checks a change end to end: plans what it adds (everything in the head when there is no
+/// base), gathers the verifier's facts for each new digest, and decides. What `ferry check` and
+/// the checker stage both run; only reads.
+pub async fn check<R: Registry>(
+    registry: &R,
+    change: Change<'_>,
+    trust: &TrustPolicy,
+    policy: &RepositoryPolicy,
+    concurrency: usize,
+) -> Report {
+    let new: DesiredState = match change.base {
+        Some(base) => ferry_plan::diff(base, change.head),
+        None => change.head.clone(),
+    };
+    let facts = ferry_plan::gather(registry, &new, GatherOptions { concurrency }).await;
+    let plan = ferry_plan::plan(&new, &facts);
+    let verified = gather(registry, &plan, trust, concurrency).await;
+    crate::decide(change, &plan, &verified, trust, policy)
+}
 
 /// Fetches the verifier's facts for every (source, digest) of `plan`, `concurrency` at a time:
 /// the manifest and its children, read and hashed; the source tag resolved again; and the

@@ -10,6 +10,7 @@
 //! 3. [`decide`], a pure function, checks each new digest with the source's trust policy and
 //!    the [`RepositoryPolicy`], and lints the head, giving a [`Report`].
 //!
+//! [`check`] runs the three in order, for `ferry check` and the checker stage alike.
 //! [`render`] writes it as Markdown, JSON or JUnit, and [`github`] posts it as a check run.
 
 mod decide;
@@ -20,7 +21,7 @@ pub mod render;
 pub mod report;
 
 pub use decide::{CHECKS, Change, Facts, decide};
-pub use gather::gather;
+pub use gather::{check, gather};
 pub use policy::RepositoryPolicy;
 pub use report::{Conclusion, DigestReport, Problem, Report};
 

@@ -153,13 +153,7 @@ fn the_conclusion_is_neutral_when_only_a_lookup_failed_and_success_when_all_pass
     let head = DesiredState::default();
     let decide_with = |action: Action| {
         let plan = Plan { edges: vec![edge(1, "p.example/app", "v1", action, 1)], invalid: Vec::new() };
-        decide(
-            Change { base: None, head: &head },
-            &plan,
-            &facts,
-            &TrustPolicy::default(),
-            &RepositoryPolicy::default(),
-        )
+        decide_plainly(&head, &plan, &facts)
     };
     let unchecked = decide_with(Action::Unchecked { reason: "HTTP 503".into() });
     assert_eq!(unchecked.conclusion(), Conclusion::Neutral);
@@ -289,13 +283,12 @@ fn small_report() -> crate::Report {
             message: "\"sha256:12\" is not a digest".into(),
         }],
     };
-    decide(
-        Change { base: None, head: &head },
-        &plan,
-        &facts,
-        &TrustPolicy::default(),
-        &RepositoryPolicy::default(),
-    )
+    decide_plainly(&head, &plan, &facts)
+}
+
+/// `decide` with no base, no trust policy and the default repository policy.
+fn decide_plainly(head: &DesiredState, plan: &Plan, facts: &crate::Facts) -> crate::Report {
+    decide(Change { base: None, head }, plan, facts, &TrustPolicy::default(), &RepositoryPolicy::default())
 }
 
 #[test]

@@ -624,10 +624,10 @@ async fn promoting_an_index_costs_the_derived_manifest_requests() {
         by_method
     };
     let expect = |pairs: &[(&str, usize)]| pairs.iter().map(|(m, n)| ((*m).to_owned(), *n)).collect();
-    let staging_log: Vec<String> = world_log(&world.staging, staging_mark)
-        .iter()
-        .map(|l| format!("{} {} {}", l.method, l.path, l.status))
-        .collect();
+    let lines = |server: &RegistryServer, mark: usize| -> Vec<String> {
+        world_log(server, mark).iter().map(|l| format!("{} {} {}", l.method, l.path, l.status)).collect()
+    };
+    let staging_log = lines(&world.staging, staging_mark);
     assert_eq!(
         manifest_requests(&world.staging, staging_mark),
         // The fourth GET is the `sha256-<hex>` referrers tag of the first digest, read once per
@@ -635,10 +635,7 @@ async fn promoting_an_index_costs_the_derived_manifest_requests() {
         expect(&[("GET", 4), ("HEAD", 1)]),
         "{staging_log:#?}"
     );
-    let prod_log: Vec<String> = world_log(&world.prod, prod_mark)
-        .iter()
-        .map(|l| format!("{} {} {}", l.method, l.path, l.status))
-        .collect();
+    let prod_log = lines(&world.prod, prod_mark);
     assert_eq!(
         manifest_requests(&world.prod, prod_mark),
         expect(&[("HEAD", 4), ("PUT", 3)]),
