@@ -57,6 +57,11 @@ pub(crate) enum Command {
     /// and the config's `check:` policy, without writing anything. Exits 0 when all is well, 8
     /// when a check failed, 4 when a registry could not be read (and nothing failed).
     Check(CheckArgs),
+    /// Migrate: write any input (images-list, Rancher config.yaml, regsync.yaml, charts sync,
+    /// kpromo) as kpromo thin manifests, every tag pinned to the digest it has now at its
+    /// source. Prints what could not be pinned and what has no equivalent; exits 5 when
+    /// something could not be pinned.
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -443,6 +448,18 @@ pub(crate) enum PromoteFormat {
     #[default]
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// Where to write the thin-manifest tree (`manifests/<sub>/promoter-manifest.yaml`,
+    /// `images/<sub>/images.yaml`). It must not exist yet, or be empty: nothing is overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) output_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

@@ -162,6 +162,8 @@ struct EdgeReport<'a> {
     source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     source_tag: Option<&'a str>,
+    /// Whether the source's signatures and attestations are carried with the image.
+    source_trusted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     digest: Option<String>,
     destination: String,
@@ -178,6 +180,7 @@ fn edge_report(edge: &PlannedEdge) -> EdgeReport<'_> {
         action: edge.action.name(),
         source: edge.source.to_string(),
         source_tag: edge.source_tag.as_ref().map(|t| t.as_str()),
+        source_trusted: edge.source_trusted,
         digest: edge.digest.map(|d| d.to_string()),
         destination: edge.destination.to_string(),
         tag: edge.tag.as_ref().map(|t| t.as_str()),

@@ -94,32 +94,10 @@ fn count(server: &RegistryServer, from: usize) -> (usize, usize) {
     (lines.len(), lines.iter().filter(|l| l.path.contains("/manifests/")).count())
 }
 
-/// What a request was for, from its path: the kinds the requests-per-promotion accounting uses.
-fn kind(path: &str) -> &'static str {
-    if path.contains("/manifests/") {
-        "manifest"
-    } else if path.contains("/blobs/uploads") {
-        "upload"
-    } else if path.contains("/blobs/") {
-        "blob"
-    } else if path.contains("/tags/list") {
-        "tag list"
-    } else if path.contains("/referrers/") {
-        "referrers"
-    } else {
-        "other"
-    }
-}
-
 /// Requests per (method, kind) at `server` since `from`, as `GET manifest 150, HEAD blob 12, …`.
 fn breakdown(server: &RegistryServer, from: usize) -> String {
     let log = server.access_log();
-    let mut counts: std::collections::BTreeMap<(String, &'static str), usize> =
-        std::collections::BTreeMap::new();
-    for line in &log[from.min(log.len())..] {
-        *counts.entry((line.method.clone(), kind(&line.path))).or_default() += 1;
-    }
-    counts.iter().map(|((method, kind), n)| format!("{method} {kind} {n}")).collect::<Vec<_>>().join(", ")
+    ferry_testkit::registry::breakdown(&log[from.min(log.len())..])
 }
 
 fn ferry_bin() -> PathBuf {

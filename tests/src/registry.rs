@@ -47,6 +47,39 @@ pub struct AccessLine {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The client's `User-Agent` (Ferry sends `ferry/<version>`).
+    pub user_agent: String,
+}
+
+impl AccessLine {
+    /// What the request was for, from its path: the kinds the requests-per-promotion
+    /// accounting uses (`manifest`, `upload`, `blob`, `tag list`, `referrers`, `other`).
+    pub fn kind(&self) -> &'static str {
+        let path = &self.path;
+        if path.contains("/manifests/") {
+            "manifest"
+        } else if path.contains("/blobs/uploads") {
+            "upload"
+        } else if path.contains("/blobs/") {
+            "blob"
+        } else if path.contains("/tags/list") {
+            "tag list"
+        } else if path.contains("/referrers/") {
+            "referrers"
+        } else {
+            "other"
+        }
+    }
+}
+
+/// Requests per (method, kind), as `GET manifest 150, HEAD blob 12, …`.
+pub fn breakdown<'a>(lines: impl IntoIterator<Item = &'a AccessLine>) -> String {
+    let mut counts: std::collections::BTreeMap<(&str, &'static str), usize> =
+        std::collections::BTreeMap::new();
+    for line in lines {
+        *counts.entry((line.method.as_str(), line.kind())).or_default() += 1;
+    }
+    counts.iter().map(|((method, kind), n)| format!("{method} {kind} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 impl RegistryServer {
@@ -161,8 +194,16 @@ fn parse_access_line(line: &str) -> Option<AccessLine> {
     let mut request = rest[..end].split(' ');
     let method = request.next()?.to_owned();
     let path = request.next()?.to_owned();
-    let status = rest[end + 1..].split_whitespace().next()?.parse().ok()?;
-    Some(AccessLine { method, path, status })
+    let after = &rest[end + 1..];
+    let status = after.split_whitespace().next()?.parse().ok()?;
+    // `… 200 2 "referer" "user agent"`: the last quoted field.
+    let user_agent = after
+        .trim_end()
+        .strip_suffix('"')
+        .and_then(|a| a.rsplit_once('"'))
+        .map(|(_, ua)| ua.to_owned())
+        .unwrap_or_default();
+    Some(AccessLine { method, path, status, user_agent })
 }
 
 fn free_port() -> u16 {
@@ -241,7 +282,8 @@ mod tests {
             Some(AccessLine {
                 method: "HEAD".into(),
                 path: "/v2/demo/app/manifests/1.0".into(),
-                status: 404
+                status: 404,
+                user_agent: "ferry/0.1.0".into()
             })
         );
         assert_eq!(parse_access_line("time=... level=warning msg=x"), None);

@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns parsed arguments into library calls.
 
 mod check;
+mod import;
 mod pipeline;
 mod plan;
 mod presubmit;
@@ -34,6 +35,7 @@ pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliErr
         Command::Reconcile(args) => reconcile::reconcile(args, &env).await,
         Command::Config(ConfigCommand::Check { config }) => check::command(config, &env).await,
         Command::Check(args) => presubmit::run(args, &env).await,
+        Command::Import(args) => import::run(args, &env).await,
     }
 }
 

@@ -55,12 +55,22 @@ struct RegistryYaml {
     #[serde(default)]
     #[allow(dead_code)]
     service_account: Option<String>,
+    /// Ferry's extension (written by `ferry import`): `trusted: false` on the `src: true`
+    /// registry marks a source whose signatures are never carried (Docker Hub, for example).
+    /// kpromo's source is always its own staging, so kpromo has no such field.
+    #[serde(default)]
+    trusted: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImageYaml {
     name: Spanned<String>,
+    /// Ferry's extension (written by `ferry import`): the repository under the source registry
+    /// when it differs from `name` (a rename such as Rancher's `mirrored-<org>-<name>`), which
+    /// kpromo cannot express.
+    #[serde(default, rename = "source-name")]
+    source_name: Option<Spanned<String>>,
     /// `dmap:` with no value (a placeholder in real trees) is `None`: no edges, a warning.
     #[serde(default)]
     dmap: Option<Pairs<Spanned<String>, Vec<Spanned<String>>>>,
@@ -70,6 +80,8 @@ struct ImageYaml {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registries {
     pub source: RegistryPath,
+    /// `false` only where the source registry says `trusted: false` (Ferry's extension).
+    pub source_trusted: bool,
     /// In file order; the first is the primary destination.
     pub destinations: Vec<RegistryPath>,
 }
@@ -78,6 +90,9 @@ pub struct Registries {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageDmap {
     pub name: RepoPath,
+    /// The repository under the source registry, when it is not `name` (Ferry's
+    /// `source-name`).
+    pub source_name: Option<RepoPath>,
     pub line: u64,
     pub digests: Vec<DigestTags>,
 }
@@ -314,6 +329,7 @@ pub fn parse_images_yaml_with_notices(
 fn check_registries(path: &Path, registries: &[RegistryYaml]) -> Result<Registries, ManifestError> {
     let mut problems = Problems::new(path);
     let mut source: Option<(RegistryPath, u64)> = None;
+    let mut source_trusted = true;
     let mut destinations: Vec<RegistryPath> = Vec::new();
     let mut seen: FxHashMap<RegistryPath, u64> = FxHashMap::default();
     for registry in registries {
@@ -334,6 +350,17 @@ fn check_registries(path: &Path, registries: &[RegistryYaml]) -> Result<Registri
             continue;
         }
         let is_source = registry.src.as_ref().is_some_and(|s| s.value);
+        if let Some(trusted) = &registry.trusted {
+            if is_source {
+                source_trusted = trusted.value;
+            } else {
+                problems.field(
+                    line_of(trusted),
+                    "registries.trusted",
+                    "only the `src: true` registry can be marked `trusted`",
+                );
+            }
+        }
         match (&source, is_source) {
             (Some((first, first_line)), true) => problems.field(
                 line,
@@ -354,7 +381,7 @@ fn check_registries(path: &Path, registries: &[RegistryYaml]) -> Result<Registri
     }
     problems.finish()?;
     let (source, _) = source.expect("checked above");
-    Ok(Registries { source, destinations })
+    Ok(Registries { source, source_trusted, destinations })
 }
 
 /// Checks every image, digest and tag. What cannot be valid is left out and reported (only the
@@ -369,6 +396,14 @@ fn check_images(path: &Path, images: Vec<ImageYaml>) -> Result<(Vec<ImageDmap>, 
             Err(e) => {
                 problems.invalid(line, "images.name", format!("{e}; the image is left out"));
                 None
+            }
+        };
+        let source_name = match image.source_name.as_ref().map(|s| (line_of(s), RepoPath::parse(&s.value))) {
+            None => Ok(None),
+            Some((_, Ok(source))) => Ok(Some(source)),
+            Some((at, Err(e))) => {
+                problems.invalid(at, "images.source-name", format!("{e}; the image is left out"));
+                Err(())
             }
         };
         let Some(dmap) = image.dmap else {
@@ -416,8 +451,8 @@ fn check_images(path: &Path, images: Vec<ImageYaml>) -> Result<(Vec<ImageDmap>, 
                 digests.push(DigestTags { digest, tags, line: digest_line });
             }
         }
-        if let Some(name) = name {
-            out.push(ImageDmap { name, line, digests });
+        if let (Some(name), Ok(source_name)) = (name, source_name) {
+            out.push(ImageDmap { name, source_name, line, digests });
         }
     }
     let notices = problems.finish_with_notices()?;
@@ -436,23 +471,29 @@ fn expand(
     let mut problems = Problems::new(images_path);
     // Repeated image names share their source and destination lists.
     type Ends = (Arc<[Source]>, Arc<[Destination]>);
-    let mut by_name: FxHashMap<&RepoPath, Ends> = FxHashMap::default();
+    let mut by_name: FxHashMap<(&RepoPath, Option<&RepoPath>), Ends> = FxHashMap::default();
     let mut entries = Vec::with_capacity(images.iter().map(|i| i.digests.len()).sum());
     for image in images {
-        let ends = match by_name.get(&image.name) {
+        let key = (&image.name, image.source_name.as_ref());
+        let ends = match by_name.get(&key) {
             Some(ends) => ends.clone(),
             None => {
                 // Joining fails only when prefix + name exceed the 255-character path limit.
-                let joined = registries.source.join(&image.name).and_then(|source| {
+                let source_name = image.source_name.as_ref().unwrap_or(&image.name);
+                let joined = registries.source.join(source_name).and_then(|source| {
                     let destinations = registries
                         .destinations
                         .iter()
                         .map(|d| d.join(&image.name).map(|repo| policy.destination(repo, false)))
                         .collect::<Result<Vec<_>, _>>()?;
-                    Ok((Arc::from([policy.source(source, true)]), Arc::from(destinations)))
+                    // `trusted: false` leaves the decision to the configuration's trusted sources.
+                    Ok((
+                        Arc::from([policy.source(source, registries.source_trusted)]),
+                        Arc::from(destinations),
+                    ))
                 });
                 match joined {
-                    Ok(ends) => by_name.entry(&image.name).or_insert(ends).clone(),
+                    Ok(ends) => by_name.entry(key).or_insert(ends).clone(),
                     Err(e) => {
                         problems.invalid(image.line, "images.name", format!("{e}; the image is left out"));
                         continue;
@@ -482,6 +523,9 @@ pub fn write_images_yaml(images: &[ImageDmap]) -> String {
     let mut out = String::new();
     for image in sorted {
         let _ = writeln!(out, "- name: {}", image.name);
+        if let Some(source) = &image.source_name {
+            let _ = writeln!(out, "  source-name: {source}");
+        }
         let _ = writeln!(out, "  dmap:");
         let mut digests: Vec<&DigestTags> = image.digests.iter().collect();
         digests.sort_by_key(|d| d.digest);

@@ -22,12 +22,14 @@ pub mod charts;
 mod error;
 pub mod git;
 pub mod images_list;
+pub mod import;
 pub mod input;
 pub mod kpromo;
 pub mod rancher;
 pub mod regsync;
 pub mod revision;
 pub mod rules;
+pub mod semver_range;
 pub mod yaml;
 
 pub use error::ManifestError;

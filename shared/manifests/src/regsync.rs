@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::error::ManifestError;
 use crate::input::Policy;
 use crate::rancher::Value;
+use crate::semver_range::Range;
 use crate::yaml::{self, Pairs, Problems, Spanned, line_of};
 
 /// Options regsync has and Ferry does not honour, and why.
@@ -82,6 +83,8 @@ struct SyncYaml {
     kind: Option<Spanned<String>>,
     #[serde(default)]
     tags: Option<TagsYaml>,
+    #[serde(default, rename = "tagSets")]
+    tag_sets: Vec<TagsYaml>,
 }
 
 #[derive(Deserialize, Default)]
@@ -103,36 +106,41 @@ pub struct Cred {
     pub origin: String,
 }
 
+/// One `tags` (or `tagSets` item) filter of a repository entry.
+#[derive(Clone, Debug)]
+pub struct TagFilter {
+    pub allow: Vec<regex::Regex>,
+    pub deny: Vec<regex::Regex>,
+    /// Masterminds ranges; a tag satisfying any of them passes.
+    pub semver: Vec<Range>,
+}
+
+impl TagFilter {
+    /// regsync's `filterTagList` for one tag: the semver ranges first (any of them; a tag that
+    /// is not a version fails), then an allow pattern (when there are any), then no deny.
+    pub fn passes(&self, tag: &str) -> bool {
+        (self.semver.is_empty() || self.semver.iter().any(|r| r.matches_tag(tag)))
+            && (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag)))
+            && !self.deny.iter().any(|r| r.is_match(tag))
+    }
+}
+
 /// A `type: repository` entry: every source tag the filters allow, to the same tag at the
 /// target.
 #[derive(Clone, Debug)]
 pub struct RepositorySync {
     pub source: Repository,
     pub target: Repository,
-    pub allow: Vec<regex::Regex>,
-    pub deny: Vec<regex::Regex>,
-    pub semver: Vec<semver::VersionReq>,
+    /// `tagSets`, then `tags` when it sets anything; no filter at all copies every tag.
+    pub filters: Vec<TagFilter>,
     pub origin: Origin,
 }
 
 impl RepositorySync {
-    /// Whether regsync would copy `tag`: an allow pattern matches (or there are none), no deny
-    /// pattern matches, and the tag satisfies every semver range (a leading `v` allowed).
+    /// Whether regsync would copy `tag`: with no filter, every tag; otherwise the union of what
+    /// each filter passes.
     pub fn wants(&self, tag: &Tag) -> bool {
-        let text = tag.as_str();
-        if !self.allow.is_empty() && !self.allow.iter().any(|r| r.is_match(text)) {
-            return false;
-        }
-        if self.deny.iter().any(|r| r.is_match(text)) {
-            return false;
-        }
-        if self.semver.is_empty() {
-            return true;
-        }
-        let Ok(version) = semver::Version::parse(text.strip_prefix('v').unwrap_or(text)) else {
-            return false;
-        };
-        self.semver.iter().all(|r| r.matches(&version))
+        self.filters.is_empty() || self.filters.iter().any(|f| f.passes(tag.as_str()))
     }
 
     /// The entries for the tags the source holds now. Pure.
@@ -164,9 +172,31 @@ pub fn load(path: &Path, policy: &Policy) -> Result<Regsync, ManifestError> {
     parse(path, &text, policy)
 }
 
-/// An anchored regex, as regsync binds its tag filters.
+/// A tag pattern bound as regsync binds it: `"^" + pattern + "$"`, with no group around the
+/// pattern (so `a|b` is `^a` or `b$`, exactly as regsync reads it).
 fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{pattern})$"))
+    regex::Regex::new(&format!("^{pattern}$"))
+}
+
+/// One `tags` object as a filter; `None` when it sets nothing (regsync then leaves it out).
+fn filter(tags: &TagsYaml) -> Result<Option<TagFilter>, (&'static str, String)> {
+    let ranges: Vec<&String> = tags.semver_range.iter().filter(|r| !r.is_empty()).collect();
+    if tags.allow.is_empty() && tags.deny.is_empty() && tags.semver_range.is_empty() {
+        return Ok(None);
+    }
+    let regexes = |list: &[String]| -> Result<Vec<regex::Regex>, (&'static str, String)> {
+        list.iter()
+            .map(|p| anchored(p).map_err(|e| ("tags", format!("not a regular expression: {e}"))))
+            .collect()
+    };
+    Ok(Some(TagFilter {
+        allow: regexes(&tags.allow)?,
+        deny: regexes(&tags.deny)?,
+        semver: ranges
+            .into_iter()
+            .map(|r| Range::parse(r).map_err(|e| ("tags.semverRange", e.to_string())))
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 pub fn parse(path: &Path, text: &str, policy: &Policy) -> Result<Regsync, ManifestError> {
@@ -252,24 +282,16 @@ pub fn parse(path: &Path, text: &str, policy: &Policy) -> Result<Regsync, Manife
                         continue;
                     }
                 };
-                let tags = s.tags.as_ref();
-                let allow: Result<Vec<_>, _> = tags.map(|t| t.allow.iter().map(|p| anchored(p)).collect()).unwrap_or(Ok(Vec::new()));
-                let deny: Result<Vec<_>, _> = tags.map(|t| t.deny.iter().map(|p| anchored(p)).collect()).unwrap_or(Ok(Vec::new()));
-                let semver: Result<Vec<_>, _> =
-                    tags.map(|t| t.semver_range.iter().map(|r| semver::VersionReq::parse(r)).collect()).unwrap_or(Ok(Vec::new()));
-                match (allow, deny, semver) {
-                    (Ok(allow), Ok(deny), Ok(semver)) => out.repositories.push(RepositorySync {
+                let filters: Result<Vec<TagFilter>, _> =
+                    s.tag_sets.iter().chain(s.tags.as_ref()).filter_map(|t| filter(t).transpose()).collect();
+                match filters {
+                    Ok(filters) => out.repositories.push(RepositorySync {
                         source: src,
                         target: dst,
-                        allow,
-                        deny,
-                        semver,
+                        filters,
                         origin: origin_of(line_of(source)),
                     }),
-                    (Err(e), _, _) | (_, Err(e), _) => {
-                        problems.invalid(line, "sync.tags", format!("not a regular expression: {e}; the entry is left out"))
-                    }
-                    (_, _, Err(e)) => problems.invalid(line, "sync.tags.semverRange", format!("{e}; the entry is left out")),
+                    Err((field, e)) => problems.invalid(line, &format!("sync.{field}"), format!("{e}; the entry is left out")),
                 }
             }
             "registry" => problems.invalid(
@@ -297,7 +319,7 @@ fn report_options(path: &Path, text: &str, problems: &mut Problems<'_>) -> Resul
     }
     let shape: Option<Shape> = yaml::parse(path, text)?;
     let shape = shape.unwrap_or_default();
-    let known_sync = ["source", "target", "type", "tags"];
+    let known_sync = ["source", "target", "type", "tags", "tagSets"];
     for (section, keys) in
         shape.defaults.iter().map(|d| ("defaults", d)).chain(shape.sync.iter().map(|s| ("sync", s)))
     {
@@ -363,6 +385,15 @@ sync:
     type: repository
     tags:
       allow: ["(unclosed"]
+  - source: quay.io/sets/app
+    target: registry.example/sets/app
+    type: repository
+    tagSets:
+      - semverRange: [">=1.4 <1.6", "2.x"]
+      - allow: ["stable|edge"]
+    tags:
+      allow: ["nightly-.*"]
+      deny: ["nightly-old"]
 "#;
 
     #[test]
@@ -402,7 +433,7 @@ sync:
         );
         assert_eq!(parsed.creds.len(), 1);
         assert_eq!(parsed.creds[0].user, Some(Value::Env("HUB_USER".into())));
-        assert_eq!(parsed.repositories.len(), 2);
+        assert_eq!(parsed.repositories.len(), 3);
 
         let tags = |list: &[&str]| list.iter().map(|t| Tag::parse(t).unwrap()).collect::<Vec<_>>();
         let alpine = &parsed.repositories[0];
@@ -419,5 +450,44 @@ sync:
             .map(|e| e.pin.to_string())
             .collect();
         assert_eq!(wanted, ["1.2.0", "v1.5.3"]);
+        // tagSets and tags: the union of what each passes. Masterminds ranges (space for AND,
+        // `2.x`, loose versions), and regsync's binding of `stable|edge` as `^stable` or `edge$`.
+        let sets = &parsed.repositories[2];
+        let wanted: Vec<String> = sets
+            .entries_for(
+                &tags(&[
+                    "1.3.9",
+                    "1.4",
+                    "v1.5.2",
+                    "1.6.0",
+                    "2.3.1",
+                    "3.0.0",
+                    "2.0.0-rc.1",
+                    "stable",
+                    "stable-1",
+                    "unstable",
+                    "pre-edge",
+                    "edgy",
+                    "nightly-1",
+                    "nightly-old",
+                    "latest",
+                ]),
+                &Policy::default(),
+            )
+            .iter()
+            .map(|e| e.pin.to_string())
+            .collect();
+        assert_eq!(wanted, ["1.4", "v1.5.2", "2.3.1", "stable", "stable-1", "pre-edge", "nightly-1"]);
+    }
+
+    #[test]
+    fn a_repository_entry_without_filters_takes_every_tag_and_a_bad_range_is_named() {
+        let text = "sync:\n- source: a/b\n  target: r.example/a/b\n  type: repository\n- source: a/c\n  target: r.example/a/c\n  type: repository\n  tagSets:\n  - semverRange: [\">=foo\"]\n";
+        let parsed = parse(Path::new("regsync.yaml"), text, &Policy::default()).unwrap();
+        assert_eq!(parsed.repositories.len(), 1);
+        assert!(parsed.repositories[0].wants(&Tag::parse("anything").unwrap()));
+        let notice = &parsed.desired.notices[0];
+        assert_eq!((notice.origin.line, &*notice.field), (5, "sync.tags.semverRange"));
+        assert!(notice.message.contains("improper constraint"), "{}", notice.message);
     }
 }

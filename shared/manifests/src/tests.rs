@@ -200,6 +200,24 @@ fn plain_manifest_table() {
             "registries:\n- name: gcr.io/A\n  src: true\n".into(),
             Some(":2: field `registries.name`: invalid repository path \"A\""),
         ),
+        (
+            "Ferry's source-name and trusted: false",
+            format!(
+                "registries:\n- name: docker.io\n  src: true\n  trusted: false\n- name: gcr.io/prod\n\
+                 images:\n- name: mirrored-a-b\n  source-name: a/b\n  dmap:\n    \"{D1}\": [v1]\n"
+            ),
+            None,
+        ),
+        (
+            "bad source-name",
+            images(&format!("- name: a\n  source-name: A/B\n  dmap:\n    \"{D1}\": []\n")),
+            Some(":7: field `images.source-name`: invalid repository path"),
+        ),
+        (
+            "trusted on a destination",
+            "registries:\n- name: gcr.io/a\n  src: true\n- name: gcr.io/b\n  trusted: true\n".into(),
+            Some(":5: field `registries.trusted`: only the `src: true` registry"),
+        ),
         ("not yaml", "Not a promoter manifest\n".into(), Some(":1:1:")),
         ("wrong type", images("- name: a\n  dmap: [1, 2]\n"), Some(":7:")),
     ];
@@ -221,6 +239,33 @@ fn plain_manifest_table() {
             (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
         }
     }
+}
+
+/// `source-name` and `trusted: false` (written by `ferry import`) change the source, and
+/// nothing else.
+#[test]
+fn ferry_extensions_name_the_source_and_its_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "registries:\n- name: docker.io\n  src: true\n  trusted: false\n- name: r.example/rancher\n\
+             images:\n- name: mirrored-amazon-aws-cli\n  source-name: amazon/aws-cli\n  dmap:\n    \"{D1}\": [\"2.1\"]\n"
+        ),
+    )
+    .unwrap();
+    let state = kpromo::load_manifest_file(&path, &Policy::default()).unwrap();
+    let entry = &state.entries[0];
+    assert_eq!(entry.sources[0].repository.to_string(), "docker.io/amazon/aws-cli");
+    assert!(!entry.sources[0].trusted);
+    assert_eq!(entry.destinations[0].repository.to_string(), "r.example/rancher/mirrored-amazon-aws-cli");
+    let trusted = Policy {
+        trusted_sources: vec![RegistryPath::parse("docker.io/amazon").unwrap()],
+        ..Policy::default()
+    };
+    let state = kpromo::load_manifest_file(&path, &trusted).unwrap();
+    assert!(state.entries[0].sources[0].trusted, "the configuration's trusted sources still apply");
 }
 
 #[test]
@@ -860,4 +905,38 @@ fn charts_custom_to_prime() {
     let half = charts_config(dir.path(), "custom-to-prime: customToPrime.yaml\n");
     let err = charts::read_config(&half).unwrap_err().to_string();
     assert!(err.contains("`custom-to-prime` needs `custom-path`"), "{err}");
+}
+
+/// Rancher's current `config.yaml` and the `regsync.yaml` its generator compiled from it (same
+/// commit, whole files) describe the same edges: 7,526 `source:tag -> target:tag` pairs.
+#[test]
+fn rancher_config_yaml_and_its_generated_regsync_yaml_plan_the_same_edges() {
+    use std::collections::BTreeSet;
+    let dir = data("rancher/image-mirror-af7cf3b");
+    let edges = |state: &DesiredState| -> BTreeSet<String> {
+        state
+            .entries
+            .iter()
+            .flat_map(|e| {
+                let source = e.sources[0].repository.to_string();
+                let pin = e.pin.to_string();
+                e.destinations.iter().flat_map(move |d| {
+                    let (source, pin) = (source.clone(), pin.clone());
+                    e.tags.iter().map(move |t| format!("{source}:{pin} -> {}:{t}", d.repository))
+                })
+            })
+            .collect()
+    };
+    let config = crate::rancher::load(&dir.join("config.yaml"), &Policy::default()).unwrap();
+    let regsync = crate::regsync::load(&dir.join("regsync.yaml"), &Policy::default()).unwrap();
+    assert!(regsync.repositories.is_empty());
+    let (from_config, from_regsync) = (edges(&config), edges(&regsync.desired));
+    assert_eq!(from_regsync.len(), 7526);
+    let only_config: Vec<&String> = from_config.difference(&from_regsync).take(10).collect();
+    let only_regsync: Vec<&String> = from_regsync.difference(&from_config).take(10).collect();
+    assert!(
+        only_config.is_empty() && only_regsync.is_empty(),
+        "only in config.yaml: {only_config:#?}\nonly in regsync.yaml: {only_regsync:#?}"
+    );
+    assert_eq!(config.invalid().count(), 0, "{:#?}", config.notices);
 }

@@ -80,5 +80,5 @@ async fn snapshot_repository<R: Registry>(
         return Ok(None);
     }
     let digests = by_digest.into_iter().map(|(digest, tags)| DigestTags { digest, tags, line: 0 }).collect();
-    Ok(Some(ImageDmap { name, line: 0, digests }))
+    Ok(Some(ImageDmap { name, source_name: None, line: 0, digests }))
 }

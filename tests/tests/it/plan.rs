@@ -550,3 +550,140 @@ async fn regsync_yaml_image_and_repository_entries_are_promoted() {
     assert!(stderr.contains("regsync.yaml:2: field `creds.user`"), "{stderr}");
     assert!(stderr.contains("FERRY_TEST_UNSET_HUB_USER is not set"), "{stderr}");
 }
+
+/// `ferry import` of every input format, then planning the thin manifests it wrote, gives the
+/// same digest-pinned edges (source, digest, destination, tag, primary, trust, action) as
+/// planning the inputs directly. A tag missing at its source is listed as not pinned (exit 5);
+/// regsync's dropped options are named; a rename and an untrusted source use Ferry's
+/// `source-name` and `trusted: false`; an occupied output directory is refused.
+#[tokio::test]
+async fn import_writes_thin_manifests_that_plan_identically() {
+    let world = World::new().await;
+    let (s, p, m) = (world.staging.host(), world.prod.host(), world.mirror.host());
+    Seeder::new(&world.staging)
+        .image("rancher/fleet", Some("v0.13.8"), &ImageSpec::small("amd64", 31, 1))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let list =
+        write("images-list", format!("{s}/demo/app mirrored/app 1.0\n{s}/demo/app mirrored/app 9.9\n"));
+    let rancher = write(
+        "config.yaml",
+        format!(
+            "Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0', '1.1']\n- SourceArtifact: {s}/demo/tools\n  \
+             TargetArtifactName: tools\n  Tags: ['3.0']\nRepositories:\n- BaseUrl: {p}/rancher\n  DefaultTarget: true\n\
+             - BaseUrl: {m}/rancher\n  DefaultTarget: true\n"
+        ),
+    );
+    let regsync = write(
+        "regsync.yaml",
+        format!(
+            "version: 1\ndefaults:\n  parallel: 4\nsync:\n- source: {s}/demo/single:2.0\n  target: {m}/regsync/single:2.0\n  type: image\n\
+             - source: {s}/demo/app\n  target: {m}/regsync/app\n  type: repository\n  tagSets:\n  - semverRange: ['>=1.1 <2']\n  \
+             - allow: ['1\\.0']\n"
+        ),
+    );
+    write("stagingToPrime.yaml", "rancher/fleet:\n  - v0.13.8\n".into());
+    write("dockerToPrime.yaml", String::new());
+    let charts = write(
+        "charts.yaml",
+        format!(
+            "staging: {s}\ndocker-hub: {m}\nprime: {p}\ndocker-to-prime: dockerToPrime.yaml\nstaging-to-prime: stagingToPrime.yaml\n"
+        ),
+    );
+    let inputs: Vec<String> = [
+        ("--images-list", &list),
+        ("--rancher-config", &rancher),
+        ("--regsync", &regsync),
+        ("--charts-sync", &charts),
+    ]
+    .iter()
+    .flat_map(|(flag, path)| [(*flag).to_owned(), (*path).clone()])
+    .chain(["--images-list-target".to_owned(), p.to_string()])
+    .collect();
+    let run = |args: &[String]| {
+        let mut all = args.to_vec();
+        all.extend(world.insecure_flags());
+        let out = Command::new(ferry_bin()).args(&all).env_remove("FERRY_CONFIG").output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let edges = |json: &str| -> Vec<String> {
+        let report: serde_json::Value = serde_json::from_str(json).unwrap();
+        let mut rows: Vec<String> = report["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("digest").is_some())
+            .map(|e| {
+                format!(
+                    "{} {} -> {}:{} primary={} trusted={} {}",
+                    e["source"],
+                    e["digest"],
+                    e["destination"],
+                    e["tag"],
+                    e["primary"],
+                    e["source_trusted"],
+                    e["action"]
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let plan_args = |rest: &[String]| -> Vec<String> {
+        ["plan".to_owned(), "--output".to_owned(), "json".to_owned()]
+            .into_iter()
+            .chain(rest.iter().cloned())
+            .collect()
+    };
+
+    let (code, direct, stderr) = run(&plan_args(&inputs));
+    assert_eq!(code, Some(5), "9.9 is missing at the source: {stderr}");
+    let direct = edges(&direct);
+    assert_eq!(direct.len(), 11, "{direct:#?}");
+
+    let out_dir = dir.path().join("imported");
+    let mut import: Vec<String> = vec!["import".into(), "--output-dir".into(), out_dir.display().to_string()];
+    import.extend(inputs.iter().cloned());
+    let (code, stdout, stderr) = run(&import);
+    assert_eq!(code, Some(5), "9.9 cannot be pinned: {stdout}{stderr}");
+    assert!(stdout.contains("imported 11 edges"), "{stdout}");
+    assert!(stdout.contains("could not pin 1 edges") && stdout.contains("demo/app:9.9"), "{stdout}");
+    assert!(stdout.contains("written with Ferry's `source-name`"), "{stdout}");
+    assert!(stdout.contains("1 options have no equivalent and were dropped"), "{stdout}");
+    assert!(stderr.contains("defaults.parallel"), "{stderr}");
+
+    let (code, imported, stderr) = run(&plan_args(&[
+        "--strict".to_owned(),
+        "--thin-manifest-dir".to_owned(),
+        out_dir.display().to_string(),
+    ]));
+    assert_eq!(code, Some(0), "nothing is excluded once 9.9 is left out: {stderr}");
+    assert_eq!(edges(&imported), direct, "planning the import gives the same edges");
+
+    // The tree reads as kpromo's: the rename and the untrusted source are the only extensions.
+    let mut texts = String::new();
+    for kind in ["manifests", "images"] {
+        for sub in std::fs::read_dir(out_dir.join(kind)).unwrap() {
+            for file in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+                texts.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap());
+            }
+        }
+    }
+    assert!(texts.contains("source-name: demo/app") && texts.contains("trusted: false"), "{texts}");
+
+    let (code, _, stderr) = run(&import);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("is not empty; ferry import writes a new tree and overwrites nothing"),
+        "{stderr}"
+    );
+}
