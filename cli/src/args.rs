@@ -62,6 +62,15 @@ pub(crate) enum Command {
     /// source. Prints what could not be pinned and what has no equivalent; exits 5 when
     /// something could not be pinned.
     Import(ImportArgs),
+    /// Tag discovery: for each entry of image-mirror's `autoupdate.yaml`, the tags its source
+    /// offers now (GitHub releases, a registry's tags, the images of the latest chart) that
+    /// `config.yaml` does not list yet. Prints them; `--write` adds them to `config.yaml` (and
+    /// regenerates `--regsync-yaml`); `--pr` proposes each entry's as a pull request. Never
+    /// promotes anything.
+    Discover(DiscoverArgs),
+    /// Rancher charts: find the images chart archives need and what Prime lacks.
+    #[command(subcommand)]
+    Charts(ChartsCommand),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -448,6 +457,69 @@ pub(crate) enum PromoteFormat {
     #[default]
     Table,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiscoverArgs {
+    /// image-mirror's `autoupdate.yaml` (GithubRelease, Registry and HelmLatest entries).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) autoupdate: PathBuf,
+    /// image-mirror's `config.yaml`: what is listed already, and what `--write`/`--pr` edit.
+    /// Paths are committed as given (run from the repository root for `--pr`).
+    #[arg(long = "rancher-config", value_name = "FILE")]
+    pub(crate) rancher_config: PathBuf,
+    /// The `regsync.yaml` generated from `config.yaml`: rewritten (as image-mirror's generator
+    /// writes it) wherever `config.yaml` is edited.
+    #[arg(long = "regsync-yaml", value_name = "FILE")]
+    pub(crate) regsync_yaml: Option<PathBuf>,
+    /// Only these entries (by `Name`; repeatable).
+    #[arg(long = "entry", value_name = "NAME")]
+    pub(crate) entries: Vec<String>,
+    /// Add the new tags to the files in place.
+    #[arg(long, conflicts_with = "pr")]
+    pub(crate) write: bool,
+    /// Open one pull request per entry with new tags (GITHUB_TOKEN; a branch
+    /// `autoupdate/<entry>/<hash>`, never twice for the same finding).
+    #[arg(long)]
+    pub(crate) pr: bool,
+    /// The repository the pull requests go to (default: GITHUB_REPOSITORY).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub(crate) github_repository: Option<String>,
+    /// The branch the pull requests go into.
+    #[arg(long, value_name = "BRANCH", default_value = "main")]
+    pub(crate) base: String,
+    /// GitHub's API (default: GITHUB_API_URL, else https://api.github.com), for releases and
+    /// pull requests.
+    #[arg(long, value_name = "URL")]
+    pub(crate) github_api: Option<String>,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChartsCommand {
+    /// Read every chart archive (`*.tgz`) under ASSETS_DIR, collect the images their values
+    /// files name, ask Prime, staging and Docker Hub which tags they hold, and write the
+    /// charts sync config's `staging-to-prime` and `docker-to-prime` files with only what
+    /// Prime lacks (staging first). Prereleases and `sha256-*` tags are dropped, with the
+    /// reason. Exits 5 when a wanted tag is nowhere or something was left out.
+    Scan(ChartsScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChartsScanArgs {
+    /// The directory of chart archives (charts-build-scripts' `assets/`).
+    #[arg(value_name = "ASSETS_DIR")]
+    pub(crate) assets_dir: PathBuf,
+    /// The charts sync config naming staging, Docker Hub, Prime and the two sync files (see
+    /// `--charts-sync` of `plan`).
+    #[arg(long = "charts-sync", value_name = "CONFIG")]
+    pub(crate) charts_sync: PathBuf,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
+    /// Also plan the written files and print the plan.
+    #[arg(long)]
+    pub(crate) plan: bool,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@
 //! attestations replicated). 100 small images are pushed, 8 at a time.
 //!
 //! - Latency of one image: from the end of its push (the registry then sends its webhook) to
-//!   the replicator's last "replicated" log line for its digest (both mirrors). p50 and p95.
+//!   the replicator's last "promoted to a mirror" log line for its digest (both mirrors). p50 and p95.
 //! - Throughput: images fully promoted per minute, first push to last replication.
 //!
 //! Run: `cargo build --release -p ferry-cli && cargo bench -p ferry-testkit --bench pipeline`
@@ -31,7 +31,7 @@ const SINGLE: usize = 10;
 /// `docs/benchmarks.md`.
 const PIPELINE_FLOOR: usize = 0;
 
-/// The "replicated" lines of ferry's JSON log, read incrementally: digest -> (lines, last time).
+/// The replicator's "promoted to a mirror" lines of ferry's JSON log, read incrementally: digest -> (lines, last time).
 #[derive(Default)]
 struct Replications {
     offset: usize,
@@ -46,10 +46,14 @@ impl Replications {
         let chunk = &text[self.offset..self.offset + end + 1];
         self.offset += end + 1;
         for line in String::from_utf8_lossy(chunk).lines() {
-            if !line.contains("\"replicated\"") {
+            // The replicator's one line per outcome at a mirror.
+            if !line.contains("promoted to a mirror") {
                 continue;
             }
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if v["fields"]["outcome"] != "promoted" {
+                continue;
+            }
             let (Some(digest), Some(at)) =
                 (v["fields"]["digest"].as_str(), v["timestamp"].as_str().and_then(epoch_seconds))
             else {

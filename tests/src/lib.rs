@@ -21,6 +21,7 @@
 //!
 //! The integration tests live in `tests/` and run with `--features services`.
 
+pub mod chart;
 pub mod cosign;
 pub mod fault;
 pub mod github_fake;

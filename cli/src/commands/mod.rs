@@ -1,6 +1,8 @@
 //! One module per subcommand; each turns parsed arguments into library calls.
 
+mod charts;
 mod check;
+mod discover;
 mod import;
 mod pipeline;
 mod plan;
@@ -13,7 +15,7 @@ mod trust;
 use ferry_config::{Config, Env};
 use ferry_registry::OciRegistry;
 
-use crate::args::{Command, ConfigCommand, RegistryArgs};
+use crate::args::{ChartsCommand, Command, ConfigCommand, RegistryArgs};
 use crate::error::{CliError, ExitStatus};
 
 pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliError> {
@@ -36,6 +38,8 @@ pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliErr
         Command::Config(ConfigCommand::Check { config }) => check::command(config, &env).await,
         Command::Check(args) => presubmit::run(args, &env).await,
         Command::Import(args) => import::run(args, &env).await,
+        Command::Charts(ChartsCommand::Scan(args)) => charts::scan(args, &env).await,
+        Command::Discover(args) => discover::run(args, &env).await,
     }
 }
 

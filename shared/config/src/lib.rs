@@ -534,7 +534,6 @@ pub fn input_credentials(
                         username: c.user,
                         password: c.pass,
                         origin: c.origin,
-                        concurrency: None,
                         fields: ("creds.user", "creds.pass"),
                     }),
             ),

@@ -60,6 +60,10 @@ pub struct ChartsConfig {
     pub sync_files: Vec<PathBuf>,
     /// `customToPrime.yaml` and the path under Prime its images go to.
     pub custom: Option<(PathBuf, RepoPath)>,
+    /// `docker-to-prime` and `staging-to-prime`, resolved against the config's directory
+    /// (what `ferry charts scan` writes).
+    pub docker_to_prime: Option<PathBuf>,
+    pub staging_to_prime: Option<PathBuf>,
 }
 
 pub fn read_config(path: &Path) -> Result<ChartsConfig, ManifestError> {
@@ -120,6 +124,8 @@ pub fn read_config(path: &Path) -> Result<ChartsConfig, ManifestError> {
         deny_prerelease: doc.deny_prerelease.unwrap_or(true),
         sync_files,
         custom,
+        docker_to_prime: doc.docker_to_prime.as_ref().map(|f| base.join(f)),
+        staging_to_prime: doc.staging_to_prime.as_ref().map(|f| base.join(f)),
     })
 }
 

@@ -77,6 +77,8 @@ struct RepositoryYaml {
     password: Option<Spanned<String>>,
     #[serde(default)]
     req_concurrent: Option<u32>,
+    #[serde(default)]
+    repo_auth: Option<bool>,
 }
 
 /// Credentials a `Repositories` entry names for its registry, as written: a literal, or a
@@ -89,8 +91,6 @@ pub struct RepositoryCredentials {
     pub password: Option<Value>,
     /// `config.yaml:line`, for messages.
     pub origin: String,
-    /// `ReqConcurrent`: requests this registry may have in flight.
-    pub concurrency: Option<u32>,
     /// How the file names the user and password fields, for messages.
     pub fields: (&'static str, &'static str),
 }
@@ -152,6 +152,119 @@ pub fn default_target_name(source: &str) -> Option<String> {
     Some(format!("mirrored-{}-{last}", parts[parts.len() - 2]))
 }
 
+/// A scalar as go-yaml writes it: plain when that reads back as the same string, else in
+/// single quotes (`'{{ env "X" }}'`).
+fn go_yaml_string(text: &str) -> String {
+    let plain = !text.is_empty()
+        && !text.starts_with(['-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', ' '])
+        && !text.ends_with(' ')
+        && !text.contains(": ")
+        && !text.contains(" #")
+        && text.parse::<f64>().is_err()
+        && !["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&text.to_ascii_lowercase().as_str());
+    if plain { text.to_owned() } else { format!("'{}'", text.replace('\'', "''")) }
+}
+
+/// The `regsync.yaml` image-mirror's `artifact-mirror-tools generate-regsync` writes for this
+/// `config.yaml` text, byte for byte: the credentials of the repositories (deduplicated, by
+/// registry), `defaults.userAgent`, and one `type: image` entry per artifact, target repository
+/// and tag, in file order. What `parse` leaves out with a reason (a bad DoNotMirror) is an
+/// error here, as it is for the generator.
+pub fn to_regsync_yaml(path: &Path, text: &str) -> Result<String, ManifestError> {
+    use std::fmt::Write as _;
+    let config: Option<ConfigYaml> = yaml::parse(path, text)?;
+    let config = config.unwrap_or_default();
+    let mut problems = Problems::new(path);
+    type Cred = (String, String, Option<bool>, Option<u32>, String);
+    let mut creds: Vec<Cred> = Vec::new();
+    for repository in &config.repositories {
+        let r = &repository.value;
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+        let cred = (text(&r.password), text(&r.registry), r.repo_auth.filter(|b| *b), r.req_concurrent.filter(|n| *n > 0), text(&r.username));
+        if !creds.contains(&cred) {
+            creds.push(cred);
+        }
+    }
+    creds.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut out = String::from(
+        "##################################################\n# THIS FILE IS AUTO-GENERATED. DO NOT MODIFY IT.\n##################################################\n",
+    );
+    out.push_str(if creds.is_empty() { "creds: []\n" } else { "creds:\n" });
+    for (pass, registry, repo_auth, req_concurrent, user) in &creds {
+        let mut fields: Vec<String> = Vec::new();
+        if !pass.is_empty() {
+            fields.push(format!("pass: {}", go_yaml_string(pass)));
+        }
+        if !registry.is_empty() {
+            fields.push(format!("registry: {}", go_yaml_string(registry)));
+        }
+        if repo_auth.is_some() {
+            fields.push("repoAuth: true".into());
+        }
+        if let Some(n) = req_concurrent {
+            fields.push(format!("reqConcurrent: {n}"));
+        }
+        if !user.is_empty() {
+            fields.push(format!("user: {}", go_yaml_string(user)));
+        }
+        for (i, field) in fields.iter().enumerate() {
+            let _ = writeln!(out, "{}{field}", if i == 0 { "- " } else { "  " });
+        }
+    }
+    out.push_str("defaults:\n  userAgent: rancher-artifact-mirror\n");
+    let mut sync = String::new();
+    for artifact in &config.artifacts {
+        let a = &artifact.value;
+        let line = line_of(artifact);
+        let Some(source) = &a.source_artifact else {
+            problems.invalid(line, "Artifacts.SourceArtifact", "an artifact needs a SourceArtifact");
+            continue;
+        };
+        let Some(default_name) = default_target_name(&source.value) else {
+            problems.invalid(line, "Artifacts.SourceArtifact", "fewer than two path parts");
+            continue;
+        };
+        let name = a.target_artifact_name.as_ref().map(|t| t.value.clone()).filter(|t| !t.is_empty()).unwrap_or(default_name);
+        let mut excluded: Vec<&str> = Vec::new();
+        let mut all = false;
+        match a.do_not_mirror.as_ref().map(|d| &d.value) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Bool(b)) => all = *b,
+            Some(serde_json::Value::Array(items)) => {
+                for item in items {
+                    match item.as_str() {
+                        Some(tag) if !excluded.contains(&tag) => excluded.push(tag),
+                        _ => problems.invalid(line, "Artifacts.DoNotMirror", format!("{item} is not a tag, or is listed twice")),
+                    }
+                }
+            }
+            Some(other) => problems.invalid(line, "Artifacts.DoNotMirror", format!("{other} is not a bool or a list")),
+        }
+        let targets: Vec<&str> = a.target_repositories.iter().map(|t| t.value.as_str()).collect();
+        for repository in &config.repositories {
+            let Some(base_url) = &repository.value.base_url else { continue };
+            let base_url = base_url.value.as_str();
+            if (!repository.value.default_target && targets.is_empty()) || (!targets.is_empty() && !targets.contains(&base_url)) {
+                continue;
+            }
+            let target = format!("{base_url}/{name}");
+            if source.value.strip_prefix("docker.io/").unwrap_or(&source.value) == target.strip_prefix("docker.io/").unwrap_or(&target) {
+                continue;
+            }
+            if all {
+                continue;
+            }
+            for tag in a.tags.iter().map(|t| t.value.as_str()).filter(|t| !excluded.contains(t)) {
+                let _ = writeln!(sync, "- source: {}\n  target: {}\n  type: image", go_yaml_string(&format!("{}:{tag}", source.value)), go_yaml_string(&format!("{target}:{tag}")));
+            }
+        }
+    }
+    problems.finish()?;
+    out.push_str(if sync.is_empty() { "sync: []\n" } else { "sync:\n" });
+    out.push_str(&sync);
+    Ok(out)
+}
+
 /// Parses `config.yaml` text; `path` names the file in messages and origins.
 pub fn parse(
     path: &Path,
@@ -181,6 +294,13 @@ pub fn parse(
             base_url: base_url.value.trim_end_matches('/').to_owned(),
             default: repository.value.default_target,
         });
+        if repository.value.req_concurrent.is_some() {
+            problems.warn(
+                line,
+                "Repositories.ReqConcurrent",
+                "ignored: Ferry does not cap requests in flight per registry; set registries.requests-per-second in the Ferry config to limit its rate",
+            );
+        }
         if repository.value.username.is_some() || repository.value.password.is_some() {
             let registry = repository
                 .value
@@ -194,7 +314,6 @@ pub fn parse(
                     username: repository.value.username.as_ref().map(|u| Value::parse(&u.value)),
                     password: repository.value.password.as_ref().map(|p| Value::parse(&p.value)),
                     origin: format!("{}:{line}", path.display()),
-                    concurrency: repository.value.req_concurrent,
                     fields: ("Repositories.Username", "Repositories.Password"),
                 }),
                 Err(e) => problems.invalid(line, "Repositories.Registry", e),

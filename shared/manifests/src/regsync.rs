@@ -56,6 +56,14 @@ const IGNORED: [(&str, &str); 13] = [
     ("referrerFilters", "set trust.sources[].referrer-types in the Ferry config"),
 ];
 
+/// regclient host options in `creds` that Ferry does not honour, and why.
+const CRED_IGNORED: [(&str, &str); 4] = [
+    ("reqConcurrent", "set registries.max-in-flight in the Ferry config"),
+    ("reqPerSec", "set registries.requests-per-second in the Ferry config"),
+    ("credHelper", "Ferry reads credentials from the environment and config.json as documented in the README"),
+    ("hostname", "Ferry connects to the registry named in each reference"),
+];
+
 #[derive(Deserialize, Default)]
 struct FileYaml {
     #[serde(default)]
@@ -313,12 +321,29 @@ fn report_options(path: &Path, text: &str, problems: &mut Problems<'_>) -> Resul
     #[derive(Deserialize, Default)]
     struct Shape {
         #[serde(default)]
+        creds: Vec<Keys>,
+        #[serde(default)]
         defaults: Option<Keys>,
         #[serde(default)]
         sync: Vec<Keys>,
     }
     let shape: Option<Shape> = yaml::parse(path, text)?;
     let shape = shape.unwrap_or_default();
+    // `repoAuth` is what Ferry does anyway: a token scoped to each repository.
+    let known_creds = ["registry", "user", "pass", "tls", "repoAuth"];
+    for keys in &shape.creds {
+        for (key, _) in &keys.0 {
+            if key.value.starts_with("x-") || known_creds.contains(&key.value.as_str()) {
+                continue;
+            }
+            let reason = CRED_IGNORED
+                .iter()
+                .find(|(name, _)| *name == key.value)
+                .map(|(_, why)| *why)
+                .unwrap_or("a regclient host option Ferry does not honour; configure the registry in the Ferry config");
+            problems.warn(line_of(key), &format!("creds.{}", key.value), format!("ignored: {reason}"));
+        }
+    }
     let known_sync = ["source", "target", "type", "tags", "tagSets"];
     for (section, keys) in
         shape.defaults.iter().map(|d| ("defaults", d)).chain(shape.sync.iter().map(|s| ("sync", s)))

@@ -940,3 +940,24 @@ fn rancher_config_yaml_and_its_generated_regsync_yaml_plan_the_same_edges() {
     );
     assert_eq!(config.invalid().count(), 0, "{:#?}", config.notices);
 }
+
+/// Ferry writes the `regsync.yaml` image-mirror's generator writes for a `config.yaml`, byte
+/// for byte (what `ferry discover --write` regenerates after adding tags).
+#[test]
+fn the_regsync_yaml_written_for_rancher_s_config_yaml_is_the_generator_s_own() {
+    let dir = data("rancher/image-mirror-af7cf3b");
+    let config = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("regsync.yaml")).unwrap();
+    let written = crate::rancher::to_regsync_yaml(&dir.join("config.yaml"), &config).unwrap();
+    if written != expected {
+        let first = written.lines().zip(expected.lines()).position(|(a, b)| a != b);
+        panic!(
+            "differs at line {:?}: {:?} vs {:?} ({} vs {} lines)",
+            first.map(|l| l + 1),
+            first.and_then(|l| written.lines().nth(l)),
+            first.and_then(|l| expected.lines().nth(l)),
+            written.lines().count(),
+            expected.lines().count()
+        );
+    }
+}

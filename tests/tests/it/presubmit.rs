@@ -312,3 +312,58 @@ fn an_unreadable_manifest_is_a_lint_problem_at_its_line() {
     assert!(problem["file"].as_str().unwrap().ends_with("images/team/images.yaml"), "{problem}");
     assert_eq!(problem["line"], 3, "{problem}");
 }
+
+/// The checks Rancher's CI runs on image-mirror's `config.yaml` (`artifact-mirror-tools
+/// validate`), through `ferry check`: a duplicate source/target is a `lint` failure at its line,
+/// a tag removed since the base is an `immutable-tags` failure, a new tag that is not pullable at
+/// its source is a `source` failure, and a new tag that resolves is checked like any digest.
+#[tokio::test]
+async fn rancher_config_yaml_changes_get_rancher_s_ci_checks() {
+    let world = World::new().await;
+    let (s, p) = (world.staging.host(), world.prod.host());
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let file = repo.path().join("config.yaml");
+    let repositories = format!("Repositories:\n- BaseUrl: {p}/rancher\n  DefaultTarget: true\n");
+    std::fs::write(&file, format!("Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0']\n{repositories}")).unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "base"]);
+    git(repo.path(), &["tag", "base"]);
+    std::fs::write(
+        &file,
+        format!(
+            "Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.1', '9.9']\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.1']\n{repositories}"
+        ),
+    )
+    .unwrap();
+    git(repo.path(), &["commit", "-qam", "head"]);
+    git(repo.path(), &["tag", "head"]);
+    let mut args: Vec<String> = ["check", "--output", "json", "--rancher-config"].map(String::from).to_vec();
+    args.push(file.display().to_string());
+    args.extend(["--diff-base-rev", "base", "--diff-head-rev", "head"].map(String::from));
+    args.extend(world.insecure_flags());
+    let out = Command::new(crate::support::ferry_bin())
+        .args(&args)
+        .current_dir(repo.path())
+        .env_remove("FERRY_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(8), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let problems: Vec<(String, u64, String)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["check"].as_str().unwrap().to_owned(), p["line"].as_u64().unwrap_or(0), p["message"].to_string()))
+        .collect();
+    let has = |check: &str, line: u64, words: &str| {
+        problems.iter().any(|(c, l, r)| c == check && *l == line && r.contains(words))
+    };
+    assert!(has("lint", 5, "is also asked for at line 3"), "the duplicate source/target: {problems:#?}");
+    assert!(problems.iter().any(|(c, _, r)| c == "immutable-tags" && r.contains("1.0")), "{problems:#?}");
+    assert!(problems.iter().any(|(c, _, r)| c == "source" && r.contains("9.9")), "{problems:#?}");
+    let checked: Vec<&str> =
+        report["digests"].as_array().unwrap().iter().filter_map(|d| d["digest"].as_str()).collect();
+    assert_eq!(checked, [world.app_11.digest.to_string().as_str()], "{stdout}");
+}

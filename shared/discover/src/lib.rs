@@ -1,0 +1,178 @@
+//! Tag discovery (`ferry discover`): for each entry of image-mirror's `autoupdate.yaml`, the
+//! tags its source offers now ([`find`]), what `config.yaml` does not list yet
+//! ([`ferry_manifests::autoupdate::difference`]), and the pull request that proposes them
+//! ([`propose`]). Discovery never promotes: a finding is a change for a human to review.
+
+pub mod github;
+pub mod helm;
+
+use ferry_manifests::autoupdate::{self, ArtifactRef, Proposal, Strategy, UpdateEntry};
+use ferry_model::{ImageRef, Repository};
+use ferry_registry::Registry;
+use sha2::Digest as _;
+
+pub use github::GitHub;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("{method} {url}: HTTP {status}: {body}")]
+    GitHub { method: String, url: String, status: u16, body: String },
+    #[error("{0}")]
+    Request(String),
+    #[error("{0}")]
+    Helm(String),
+    #[error(transparent)]
+    Registry(#[from] ferry_registry::RegistryError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// What one entry's source offers now.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Per artifact, the tags found (before the difference with `config.yaml`).
+    pub tags: Vec<(ArtifactRef, Vec<String>)>,
+    /// Images a chart uses that the entry's `Artifacts` do not name.
+    pub unlisted_images: Vec<String>,
+    /// What was skipped and why.
+    pub notes: Vec<String>,
+    /// How a chart's images were found, for `HelmLatest`.
+    pub method: Option<helm::Method>,
+}
+
+/// The tags `entry`'s source offers now: GitHub releases, the first artifact's tags at its
+/// registry (through Ferry's registry client: its credentials, 429 handling and pages), or the
+/// images the latest chart uses.
+pub async fn find<R: Registry>(
+    entry: &UpdateEntry,
+    registry: &R,
+    github: &GitHub,
+    http: &reqwest::Client,
+) -> Result<Found, DiscoverError> {
+    let mut found = Found::default();
+    let every = |tags: &[String]| entry.artifacts.iter().map(|a| (a.clone(), tags.to_vec())).collect();
+    match &entry.strategy {
+        Strategy::GithubRelease { owner, repository, latest_only, version_constraint, version_regex } => {
+            let versions = if *latest_only {
+                let latest = github.latest_release(owner, repository).await?;
+                autoupdate::release_version(&latest.tag, version_regex.as_ref(), version_constraint.as_ref(), &mut found.notes)
+                    .into_iter()
+                    .collect()
+            } else {
+                let releases = github.releases(owner, repository).await?;
+                autoupdate::release_versions(&releases, version_regex.as_ref(), version_constraint.as_ref(), &mut found.notes)
+            };
+            found.tags = every(&versions);
+        }
+        Strategy::Registry { latest, version_filter } => {
+            let first = entry.artifacts.first().ok_or_else(|| DiscoverError::Input("no artifact".into()))?;
+            let repository: Repository = ImageRef::parse_docker_style(&first.source)
+                .map_err(|e| DiscoverError::Input(format!("SourceArtifact {:?}: {e}", first.source)))?
+                .repository;
+            let listed = registry.list_tags(&repository).await?;
+            let tags: Vec<String> = listed.iter().map(|t| t.as_str().to_owned()).collect();
+            if tags.is_empty() {
+                return Err(DiscoverError::Input(format!("{repository} lists no tags")));
+            }
+            let chosen = autoupdate::registry_tags(&tags, version_filter.as_ref(), *latest, &mut found.notes);
+            found.tags = every(&chosen);
+        }
+        Strategy::HelmLatest { helm_repo, charts, image_denylist } => {
+            let mut references = Vec::new();
+            for (chart, sets) in charts {
+                let (images, method) = helm::images(http, helm_repo, chart, sets).await?;
+                found.method = Some(method);
+                references.extend(images);
+            }
+            let (tags, unlisted) = autoupdate::helm_images(&references, &entry.artifacts, image_denylist, &mut found.notes);
+            found.tags = tags;
+            found.unlisted_images = unlisted;
+        }
+    }
+    Ok(found)
+}
+
+/// The branch a proposal goes on: `autoupdate/<entry>/<hash>`, where the hash names the set of
+/// `source:tag` pairs (as image-mirror's `hashArtifactSet`: sha256 of the sorted pairs, base32,
+/// lowercase, 8 characters), so the same finding is proposed once.
+pub fn branch_name(entry: &str, proposals: &[Proposal]) -> String {
+    let mut sorted: Vec<&Proposal> = proposals.iter().collect();
+    sorted.sort_by(|a, b| a.artifact.cmp(&b.artifact));
+    let mut hasher = sha2::Sha256::new();
+    for proposal in sorted {
+        let mut tags = proposal.new_tags.clone();
+        tags.sort();
+        for tag in tags {
+            hasher.update(format!("{}:{tag}", proposal.artifact.source).as_bytes());
+        }
+    }
+    let hash = data_encoding::BASE32.encode(&hasher.finalize()).to_ascii_lowercase();
+    format!("autoupdate/{entry}/{}", &hash[..8])
+}
+
+/// What happened to a proposal on GitHub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Proposed {
+    /// A pull request from the same branch exists already (open or closed): nothing is done.
+    Existing(String),
+    Opened(String),
+}
+
+/// Opens one pull request for `entry`'s proposals: a branch from `base`, the edited files
+/// committed on it, the pull request, and the entry's reviewers asked. A pull request from the
+/// same branch (the same finding) is never opened twice.
+pub async fn propose(
+    github: &GitHub,
+    repo: &str,
+    base: &str,
+    entry: &UpdateEntry,
+    proposals: &[Proposal],
+    files: &[(String, Vec<u8>)],
+) -> Result<Proposed, DiscoverError> {
+    let branch = branch_name(&entry.name, proposals);
+    let owner = repo.split('/').next().unwrap_or_default();
+    if let Some(existing) = github.pulls_from(repo, &format!("{owner}:{branch}"), base).await?.into_iter().next() {
+        return Ok(Proposed::Existing(existing));
+    }
+    let sha = github.branch_sha(repo, base).await?;
+    github.create_branch(repo, &branch, &sha).await?;
+    let count: usize = proposals.iter().map(|p| p.new_tags.len()).sum();
+    let added: Vec<String> = proposals
+        .iter()
+        .flat_map(|p| p.new_tags.iter().map(move |t| format!("- `{}:{t}`", p.artifact.source)))
+        .collect();
+    let message = format!("Add {count} tag(s) for {}", entry.name);
+    for (path, content) in files {
+        github.put_file(repo, path, &branch, &message, content).await?;
+    }
+    let title = format!("[autoupdate] Add {count} tag(s) for `{}`", entry.name);
+    let body = format!(
+        "Found by `ferry discover` ({} entry `{}`). It adds the following artifact tags:\n{}\n\nEach tag is pinned to a digest when it is planned; review before merging.",
+        entry.strategy.name(),
+        entry.name,
+        added.join("\n")
+    );
+    let (number, url) = github.open_pull(repo, &title, &branch, base, &body).await?;
+    if !entry.reviewers.is_empty() {
+        github.request_reviewers(repo, number, &entry.reviewers).await?;
+    }
+    Ok(Proposed::Opened(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_branch_names_the_finding_whatever_its_order() {
+        let p = |source: &str, tags: &[&str]| Proposal {
+            artifact: ArtifactRef { source: source.into(), target_name: "t".into() },
+            new_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        };
+        let a = branch_name("coredns", &[p("a/b", &["2", "1"]), p("c/d", &["3"])]);
+        let b = branch_name("coredns", &[p("c/d", &["3"]), p("a/b", &["1", "2"])]);
+        assert_eq!(a, b);
+        assert!(a.starts_with("autoupdate/coredns/") && a.len() == "autoupdate/coredns/".len() + 8, "{a}");
+        assert_ne!(a, branch_name("coredns", &[p("a/b", &["1"])]));
+    }
+}
