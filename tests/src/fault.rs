@@ -28,6 +28,10 @@ pub enum Fault {
     FlipByte { at: usize },
     /// Forward the response body at about this many bytes per second.
     Slow { bytes_per_second: usize },
+    /// Not a fault: answer a tag list in pages of the `n` the client asks for, after `last`,
+    /// with a `Link` to the next page, as the OCI distribution spec (and distribution 3) do;
+    /// distribution 2.8, which the tests run, ignores `n` on tag lists.
+    PageTags,
 }
 
 /// Which matching requests a rule applies to (1-based).
@@ -215,6 +219,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         }
         _ => {}
     }
+    if matches!(fault, Some(Fault::PageTags)) {
+        return page_tags(&shared, request.uri()).await;
+    }
     let (parts, body) = request.into_parts();
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
     let mut upstream = shared.client.request(method, format!("{}{path_and_query}", shared.upstream));
@@ -263,6 +270,47 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         }
     });
     response.body(Body::from_stream(stream)).expect("response")
+}
+
+/// The whole tag list from upstream, answered one page at a time.
+async fn page_tags(shared: &Shared, uri: &axum::http::Uri) -> Response<Body> {
+    let query: Vec<(String, String)> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let answer = match shared.client.get(format!("{}{}", shared.upstream, uri.path())).send().await {
+        Ok(answer) if answer.status().is_success() => answer,
+        Ok(answer) => {
+            return error_response(
+                StatusCode::from_u16(answer.status().as_u16()).expect("status"),
+                "NAME_UNKNOWN",
+            );
+        }
+        Err(e) => return error_response(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let list: serde_json::Value = answer.json().await.unwrap_or_default();
+    let mut tags: Vec<String> = list["tags"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    tags.sort();
+    if let Some(last) = get("last") {
+        tags.retain(|t| *t > last);
+    }
+    let n: usize = get("n").and_then(|n| n.parse().ok()).unwrap_or(tags.len()).max(1);
+    let page: Vec<String> = tags.iter().take(n).cloned().collect();
+    let mut response = Response::builder().status(StatusCode::OK).header("content-type", "application/json");
+    if tags.len() > n {
+        let next =
+            format!("<{}?n={n}&last={}>; rel=\"next\"", uri.path(), page.last().cloned().unwrap_or_default());
+        response = response.header("link", next);
+    }
+    response
+        .body(Body::from(serde_json::json!({"name": list["name"], "tags": page}).to_string()))
+        .expect("response")
 }
 
 fn error_response(status: StatusCode, code: &str) -> Response<Body> {

@@ -25,6 +25,7 @@ pub mod chart;
 pub mod cosign;
 pub mod fault;
 pub mod github_fake;
+pub mod github_repo_fake;
 pub mod keyless;
 pub mod localstack;
 pub mod rabbit;

@@ -40,9 +40,10 @@ pub(crate) async fn scan(args: ChartsScanArgs, env: &Env) -> Result<ExitStatus, 
         args.assets_dir.display(),
         charts.prime
     );
-    for (file, images, from) in
-        [(staging_file, &split.staging_to_prime, &charts.staging), (docker_file, &split.docker_to_prime, &charts.docker_hub)]
-    {
+    for (file, images, from) in [
+        (staging_file, &split.staging_to_prime, &charts.staging),
+        (docker_file, &split.docker_to_prime, &charts.docker_hub),
+    ] {
         let text = chart_scan::write_sync_file(images, &format!("{header}\nSource: {from}."));
         std::fs::write(file, text).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
     }
@@ -58,8 +59,20 @@ pub(crate) async fn scan(args: ChartsScanArgs, env: &Env) -> Result<ExitStatus, 
         split.present,
         charts.prime
     );
-    let _ = writeln!(out, "{}: {} tags from {}", staging_file.display(), count(&split.staging_to_prime), charts.staging);
-    let _ = writeln!(out, "{}: {} tags from {}", docker_file.display(), count(&split.docker_to_prime), charts.docker_hub);
+    let _ = writeln!(
+        out,
+        "{}: {} tags from {}",
+        staging_file.display(),
+        count(&split.staging_to_prime),
+        charts.staging
+    );
+    let _ = writeln!(
+        out,
+        "{}: {} tags from {}",
+        docker_file.display(),
+        count(&split.docker_to_prime),
+        charts.docker_hub
+    );
     if !split.missing.is_empty() {
         let _ = writeln!(out, "in no registry ({} tags, left out):", count(&split.missing));
         for (repo, tags) in &split.missing {
@@ -92,9 +105,12 @@ async fn tags_at(
     let lookups = wanted.keys().filter_map(|repo| {
         let path = RepoPath::parse(repo).ok()?;
         let repository = prefix.join(&path).ok()?;
-        Some(async move { (repo.clone(), registry.list_tags(&repository).await.map_err(|e| (repository, e))) })
+        Some(
+            async move { (repo.clone(), registry.list_tags(&repository).await.map_err(|e| (repository, e))) },
+        )
     });
-    let results: Vec<_> = futures_util::stream::iter(lookups).buffer_unordered(concurrency.max(1)).collect().await;
+    let results: Vec<_> =
+        futures_util::stream::iter(lookups).buffer_unordered(concurrency.max(1)).collect().await;
     let mut out = RepoTags::new();
     for (repo, listed) in results {
         match listed {

@@ -18,9 +18,15 @@ fn read(path: &Path) -> Result<String, CliError> {
 }
 
 /// `config.yaml` with `proposals` added, and the regsync file regenerated from it.
-fn edited(args: &DiscoverArgs, text: &str, listed: &[Listed], proposals: &[Proposal]) -> Result<(String, Option<String>, Vec<String>), CliError> {
+fn edited(
+    args: &DiscoverArgs,
+    text: &str,
+    listed: &[Listed],
+    proposals: &[Proposal],
+) -> Result<(String, Option<String>, Vec<String>), CliError> {
     let (config, refused) = autoupdate::add_tags(text, listed, proposals);
-    let refused = refused.into_iter().map(|(a, why)| format!("{} ({}): {why}", a.source, a.target_name)).collect();
+    let refused =
+        refused.into_iter().map(|(a, why)| format!("{} ({}): {why}", a.source, a.target_name)).collect();
     let regsync = match &args.regsync_yaml {
         Some(_) => Some(ferry_manifests::rancher::to_regsync_yaml(&args.rancher_config, &config)?),
         None => None,
@@ -32,7 +38,8 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
     let config = super::config(&args.registries, env)?;
     let (entries, notices) = autoupdate::load(&args.autoupdate)?;
     output::warn_notices(&DesiredState { entries: Vec::new(), notices: notices.clone() });
-    let unknown: Vec<&String> = args.entries.iter().filter(|n| !entries.iter().any(|e| &e.name == *n)).collect();
+    let unknown: Vec<&String> =
+        args.entries.iter().filter(|n| !entries.iter().any(|e| &e.name == *n)).collect();
     if !unknown.is_empty() {
         return Err(CliError::Usage(format!("{}: no entry named {unknown:?}", args.autoupdate.display())));
     }
@@ -46,7 +53,9 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
     let github = GitHub::new(&api, env.github_token.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     let repository = args.github_repository.clone().or_else(|| env.github_repository.clone());
     if args.pr && (repository.is_none() || env.github_token.is_none()) {
-        return Err(CliError::Usage("--pr needs GITHUB_TOKEN and the repository (--github-repository or GITHUB_REPOSITORY)".into()));
+        return Err(CliError::Usage(
+            "--pr needs GITHUB_TOKEN and the repository (--github-repository or GITHUB_REPOSITORY)".into(),
+        ));
     }
     let inputs = [ferry_manifests::Input::RancherConfig(args.rancher_config.clone())];
     let registry = super::registry_for(&config, env, &inputs)?;
@@ -74,11 +83,21 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
         let _ = writeln!(out, "{} ({}{how}): {count} new tags", entry.name, entry.strategy.name());
         for proposal in &proposals {
             for tag in &proposal.new_tags {
-                let _ = writeln!(out, "  + {}:{tag} -> {}", proposal.artifact.source, proposal.artifact.target_name);
+                let _ = writeln!(
+                    out,
+                    "  + {}:{tag} -> {}",
+                    proposal.artifact.source, proposal.artifact.target_name
+                );
             }
         }
         for artifact in &unlisted {
-            let _ = writeln!(out, "  ! {} ({}) is not in {} yet: a new image needs a human", artifact.source, artifact.target_name, args.rancher_config.display());
+            let _ = writeln!(
+                out,
+                "  ! {} ({}) is not in {} yet: a new image needs a human",
+                artifact.source,
+                artifact.target_name,
+                args.rancher_config.display()
+            );
         }
         for image in &found.unlisted_images {
             let _ = writeln!(out, "  ! {image} is used by the chart but not named in the entry's Artifacts");
@@ -123,7 +142,13 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
         let _ = writeln!(out, "wrote {}", args.rancher_config.display());
     }
     let invalid = notices.iter().any(|n| n.kind == ferry_model::NoticeKind::Invalid);
-    Ok(if failed > 0 { ExitStatus::Registry } else if invalid { ExitStatus::ExcludedEdges } else { ExitStatus::Ok })
+    Ok(if failed > 0 {
+        ExitStatus::Registry
+    } else if invalid {
+        ExitStatus::ExcludedEdges
+    } else {
+        ExitStatus::Ok
+    })
 }
 
 /// The path a file is committed at: as given, relative to the repository root.

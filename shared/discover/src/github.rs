@@ -21,7 +21,10 @@ pub struct GitHub {
 
 impl std::fmt::Debug for GitHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitHub").field("api", &self.api).field("token", &self.token.as_ref().map(|_| "***")).finish()
+        f.debug_struct("GitHub")
+            .field("api", &self.api)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
     }
 }
 
@@ -50,7 +53,12 @@ impl GitHub {
         Ok(Self { http, api: api.trim_end_matches('/').to_owned(), token })
     }
 
-    async fn send(&self, method: Method, url: &str, body: Option<&Value>) -> Result<(Value, Option<String>), DiscoverError> {
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, Option<String>), DiscoverError> {
         let mut request = self
             .http
             .request(method.clone(), url)
@@ -62,10 +70,12 @@ impl GitHub {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| DiscoverError::Request(format!("{method} {url}: {e}")))?;
+        let response =
+            request.send().await.map_err(|e| DiscoverError::Request(format!("{method} {url}: {e}")))?;
         let status = response.status().as_u16();
         let next = next_link(response.headers());
-        let text = response.text().await.map_err(|e| DiscoverError::Request(format!("{method} {url}: {e}")))?;
+        let text =
+            response.text().await.map_err(|e| DiscoverError::Request(format!("{method} {url}: {e}")))?;
         if !(200..300).contains(&status) {
             return Err(DiscoverError::GitHub {
                 method: method.to_string(),
@@ -77,7 +87,8 @@ impl GitHub {
         let value = if text.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|e| DiscoverError::Request(format!("{method} {url}: the answer: {e}")))?
+            serde_json::from_str(&text)
+                .map_err(|e| DiscoverError::Request(format!("{method} {url}: the answer: {e}")))?
         };
         Ok((value, next))
     }
@@ -96,14 +107,19 @@ impl GitHub {
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
             let (page, next) = self.send(Method::GET, &url, None).await?;
-            let list = page.as_array().ok_or_else(|| DiscoverError::Request(format!("GET {url}: not a list of releases")))?;
+            let list = page
+                .as_array()
+                .ok_or_else(|| DiscoverError::Request(format!("GET {url}: not a list of releases")))?;
             out.extend(list.iter().filter_map(Self::release));
             match next {
                 Some(next) => url = next,
                 None => return Ok(out),
             }
         }
-        Err(DiscoverError::Request(format!("{owner}/{repository} has more than {} releases", MAX_PAGES * 100)))
+        Err(DiscoverError::Request(format!(
+            "{owner}/{repository} has more than {} releases",
+            MAX_PAGES * 100
+        )))
     }
 
     /// The latest release (GitHub's choice: not a draft, not a prerelease).
@@ -117,7 +133,10 @@ impl GitHub {
     pub async fn branch_sha(&self, repo: &str, branch: &str) -> Result<String, DiscoverError> {
         let url = format!("{}/repos/{repo}/git/ref/heads/{branch}", self.api);
         let (value, _) = self.send(Method::GET, &url, None).await?;
-        value["object"]["sha"].as_str().map(str::to_owned).ok_or_else(|| DiscoverError::Request(format!("GET {url}: no object.sha")))
+        value["object"]["sha"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| DiscoverError::Request(format!("GET {url}: no object.sha")))
     }
 
     /// The pull requests (any state) from `head` (`owner:branch`) into `base`.
@@ -136,7 +155,8 @@ impl GitHub {
 
     pub async fn create_branch(&self, repo: &str, branch: &str, sha: &str) -> Result<(), DiscoverError> {
         let url = format!("{}/repos/{repo}/git/refs", self.api);
-        self.send(Method::POST, &url, Some(&json!({"ref": format!("refs/heads/{branch}"), "sha": sha}))).await?;
+        self.send(Method::POST, &url, Some(&json!({"ref": format!("refs/heads/{branch}"), "sha": sha})))
+            .await?;
         Ok(())
     }
 
@@ -151,7 +171,8 @@ impl GitHub {
     ) -> Result<(), DiscoverError> {
         use base64::Engine as _;
         let url = format!("{}/repos/{repo}/contents/{path}", self.api);
-        let current = reqwest::Url::parse_with_params(&url, &[("ref", branch)]).map_err(|e| DiscoverError::Request(e.to_string()))?;
+        let current = reqwest::Url::parse_with_params(&url, &[("ref", branch)])
+            .map_err(|e| DiscoverError::Request(e.to_string()))?;
         let sha = match self.send(Method::GET, current.as_str(), None).await {
             Ok((value, _)) => value["sha"].as_str().map(str::to_owned),
             Err(DiscoverError::GitHub { status: 404, .. }) => None,
@@ -186,12 +207,19 @@ impl GitHub {
                 Some(&json!({"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": true})),
             )
             .await?;
-        let number = value["number"].as_u64().ok_or_else(|| DiscoverError::Request(format!("POST {url}: no number")))?;
+        let number = value["number"]
+            .as_u64()
+            .ok_or_else(|| DiscoverError::Request(format!("POST {url}: no number")))?;
         Ok((number, value["html_url"].as_str().unwrap_or_default().to_owned()))
     }
 
     /// Asks `reviewers` (users, or `org/team`) to review pull request `number`.
-    pub async fn request_reviewers(&self, repo: &str, number: u64, reviewers: &[String]) -> Result<(), DiscoverError> {
+    pub async fn request_reviewers(
+        &self,
+        repo: &str,
+        number: u64,
+        reviewers: &[String],
+    ) -> Result<(), DiscoverError> {
         let (teams, users): (Vec<&String>, Vec<&String>) = reviewers.iter().partition(|r| r.contains('/'));
         let teams: Vec<&str> = teams.iter().filter_map(|t| t.split('/').nth(1)).collect();
         let url = format!("{}/repos/{repo}/pulls/{number}/requested_reviewers", self.api);

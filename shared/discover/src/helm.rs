@@ -29,7 +29,9 @@ impl Method {
     pub fn describe(self) -> &'static str {
         match self {
             Method::HelmTemplate => "helm template",
-            Method::ValuesScan => "a scan of the chart's values (helm is not on the PATH; --set values not applied)",
+            Method::ValuesScan => {
+                "a scan of the chart's values (helm is not on the PATH; --set values not applied)"
+            }
         }
     }
 }
@@ -91,7 +93,11 @@ pub async fn images(
     Ok((from_values(http, helm_repo, chart).await?, Method::ValuesScan))
 }
 
-fn with_helm(helm_repo: &str, chart: &str, sets: &BTreeMap<String, Vec<String>>) -> Result<Vec<String>, DiscoverError> {
+fn with_helm(
+    helm_repo: &str,
+    chart: &str,
+    sets: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, DiscoverError> {
     let home = tempfile::tempdir().map_err(|e| DiscoverError::Helm(e.to_string()))?;
     let run = |args: &[String]| -> Result<String, DiscoverError> {
         let out = Command::new("helm")
@@ -115,7 +121,8 @@ fn with_helm(helm_repo: &str, chart: &str, sets: &BTreeMap<String, Vec<String>>)
     run(&["repo".into(), "add".into(), name.into(), helm_repo.into()])?;
     let mut found = Vec::new();
     for (environment, values) in sets {
-        let mut args = vec!["template".to_owned(), format!("{chart}-{environment}"), format!("{name}/{chart}")];
+        let mut args =
+            vec!["template".to_owned(), format!("{chart}-{environment}"), format!("{name}/{chart}")];
         for value in values {
             args.push("--set".into());
             args.push(value.clone());
@@ -127,7 +134,8 @@ fn with_helm(helm_repo: &str, chart: &str, sets: &BTreeMap<String, Vec<String>>)
 }
 
 async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, DiscoverError> {
-    let response = http.get(url).send().await.map_err(|e| DiscoverError::Request(format!("GET {url}: {e}")))?;
+    let response =
+        http.get(url).send().await.map_err(|e| DiscoverError::Request(format!("GET {url}: {e}")))?;
     if !response.status().is_success() {
         return Err(DiscoverError::Request(format!("GET {url}: {}", response.status())));
     }
@@ -139,13 +147,21 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, Discover
 }
 
 /// The fallback: the latest stable version in the repository index, its values files scanned.
-async fn from_values(http: &reqwest::Client, helm_repo: &str, chart: &str) -> Result<Vec<String>, DiscoverError> {
+async fn from_values(
+    http: &reqwest::Client,
+    helm_repo: &str,
+    chart: &str,
+) -> Result<Vec<String>, DiscoverError> {
     let base = helm_repo.trim_end_matches('/');
     let index_url = format!("{base}/index.yaml");
     let index = download(http, &index_url).await?;
     let text = String::from_utf8(index).map_err(|e| DiscoverError::Helm(format!("{index_url}: {e}")))?;
-    let index: IndexYaml = serde_saphyr::from_str(&text).map_err(|e| DiscoverError::Helm(format!("{index_url}: {e}")))?;
-    let versions = index.entries.get(chart).ok_or_else(|| DiscoverError::Helm(format!("{index_url} has no chart {chart:?}")))?;
+    let index: IndexYaml =
+        serde_saphyr::from_str(&text).map_err(|e| DiscoverError::Helm(format!("{index_url}: {e}")))?;
+    let versions = index
+        .entries
+        .get(chart)
+        .ok_or_else(|| DiscoverError::Helm(format!("{index_url} has no chart {chart:?}")))?;
     let latest = versions
         .iter()
         .filter_map(|e| Some((Version::parse(&e.version)?, e)))
@@ -153,10 +169,14 @@ async fn from_values(http: &reqwest::Client, helm_repo: &str, chart: &str) -> Re
         .max_by(|a, b| a.0.cmp(&b.0))
         .ok_or_else(|| DiscoverError::Helm(format!("{index_url}: chart {chart:?} has no stable version")))?
         .1;
-    let url = latest.urls.first().ok_or_else(|| DiscoverError::Helm(format!("{index_url}: {chart} {} has no URL", latest.version)))?;
+    let url = latest
+        .urls
+        .first()
+        .ok_or_else(|| DiscoverError::Helm(format!("{index_url}: {chart} {} has no URL", latest.version)))?;
     let url = if url.contains("://") { url.clone() } else { format!("{base}/{url}") };
     let archive = download(http, &url).await?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice()).take(MAX_DOWNLOAD as u64 * 8));
+    let mut tar =
+        tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice()).take(MAX_DOWNLOAD as u64 * 8));
     let mut found = Vec::new();
     let entries = tar.entries().map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
     for entry in entries {

@@ -55,12 +55,22 @@ pub async fn find<R: Registry>(
         Strategy::GithubRelease { owner, repository, latest_only, version_constraint, version_regex } => {
             let versions = if *latest_only {
                 let latest = github.latest_release(owner, repository).await?;
-                autoupdate::release_version(&latest.tag, version_regex.as_ref(), version_constraint.as_ref(), &mut found.notes)
-                    .into_iter()
-                    .collect()
+                autoupdate::release_version(
+                    &latest.tag,
+                    version_regex.as_ref(),
+                    version_constraint.as_ref(),
+                    &mut found.notes,
+                )
+                .into_iter()
+                .collect()
             } else {
                 let releases = github.releases(owner, repository).await?;
-                autoupdate::release_versions(&releases, version_regex.as_ref(), version_constraint.as_ref(), &mut found.notes)
+                autoupdate::release_versions(
+                    &releases,
+                    version_regex.as_ref(),
+                    version_constraint.as_ref(),
+                    &mut found.notes,
+                )
             };
             found.tags = every(&versions);
         }
@@ -84,7 +94,8 @@ pub async fn find<R: Registry>(
                 found.method = Some(method);
                 references.extend(images);
             }
-            let (tags, unlisted) = autoupdate::helm_images(&references, &entry.artifacts, image_denylist, &mut found.notes);
+            let (tags, unlisted) =
+                autoupdate::helm_images(&references, &entry.artifacts, image_denylist, &mut found.notes);
             found.tags = tags;
             found.unlisted_images = unlisted;
         }
@@ -131,7 +142,9 @@ pub async fn propose(
 ) -> Result<Proposed, DiscoverError> {
     let branch = branch_name(&entry.name, proposals);
     let owner = repo.split('/').next().unwrap_or_default();
-    if let Some(existing) = github.pulls_from(repo, &format!("{owner}:{branch}"), base).await?.into_iter().next() {
+    if let Some(existing) =
+        github.pulls_from(repo, &format!("{owner}:{branch}"), base).await?.into_iter().next()
+    {
         return Ok(Proposed::Existing(existing));
     }
     let sha = github.branch_sha(repo, base).await?;

@@ -252,7 +252,8 @@ fn validate(entry: &EntryYaml) -> Result<(Strategy, Vec<ArtifactRef>), String> {
     if r.artifacts.is_empty() {
         return Err("Registry: must specify at least one artifact".into());
     }
-    let strategy = Strategy::Registry { latest: r.latest, version_filter: regex("VersionFilter", &r.version_filter)? };
+    let strategy =
+        Strategy::Registry { latest: r.latest, version_filter: regex("VersionFilter", &r.version_filter)? };
     Ok((strategy, artifact_refs(&r.artifacts)?))
 }
 
@@ -347,7 +348,8 @@ pub fn registry_tags(
     latest: bool,
     notes: &mut Vec<String>,
 ) -> Vec<String> {
-    let filtered: Vec<&String> = tags.iter().filter(|t| version_filter.is_none_or(|f| f.is_match(t))).collect();
+    let filtered: Vec<&String> =
+        tags.iter().filter(|t| version_filter.is_none_or(|f| f.is_match(t))).collect();
     if !latest {
         return filtered.into_iter().cloned().collect();
     }
@@ -364,7 +366,11 @@ pub fn registry_tags(
         }
     }
     if !skipped.is_empty() {
-        notes.push(format!("Latest: {} tags are not versions and were skipped ({})", skipped.len(), skipped.join(", ")));
+        notes.push(format!(
+            "Latest: {} tags are not versions and were skipped ({})",
+            skipped.len(),
+            skipped.join(", ")
+        ));
     }
     best.map(|(_, tag)| vec![tag.clone()]).unwrap_or_default()
 }
@@ -440,7 +446,11 @@ pub fn listed(path: &Path, text: &str) -> Result<Vec<Listed>, ManifestError> {
         .filter_map(|a| {
             let line = line_of(&a);
             let source = a.value.source_artifact?;
-            let target_name = a.value.target_artifact_name.filter(|t| !t.is_empty()).or_else(|| default_target_name(&source))?;
+            let target_name = a
+                .value
+                .target_artifact_name
+                .filter(|t| !t.is_empty())
+                .or_else(|| default_target_name(&source))?;
             Some(Listed {
                 artifact: ArtifactRef { source, target_name },
                 tags: a.value.tags.iter().map(|t| (t.value.clone(), line_of(t))).collect(),
@@ -460,7 +470,10 @@ pub struct Proposal {
 
 /// The tags found that `config.yaml` does not list yet, per artifact it lists; artifacts it
 /// does not list are returned apart (a new image needs a human).
-pub fn difference(found: &[(ArtifactRef, Vec<String>)], listed: &[Listed]) -> (Vec<Proposal>, Vec<ArtifactRef>) {
+pub fn difference(
+    found: &[(ArtifactRef, Vec<String>)],
+    listed: &[Listed],
+) -> (Vec<Proposal>, Vec<ArtifactRef>) {
     let mut proposals: BTreeMap<ArtifactRef, BTreeSet<String>> = BTreeMap::new();
     let mut unlisted = BTreeSet::new();
     for (artifact, tags) in found {
@@ -469,7 +482,8 @@ pub fn difference(found: &[(ArtifactRef, Vec<String>)], listed: &[Listed]) -> (V
             unlisted.insert(artifact.clone());
             continue;
         }
-        let known: BTreeSet<&str> = entries.iter().flat_map(|l| l.tags.iter().map(|(t, _)| t.as_str())).collect();
+        let known: BTreeSet<&str> =
+            entries.iter().flat_map(|l| l.tags.iter().map(|(t, _)| t.as_str())).collect();
         for tag in tags {
             if !known.contains(tag.as_str()) {
                 proposals.entry(artifact.clone()).or_default().insert(tag.clone());
@@ -488,12 +502,15 @@ pub fn difference(found: &[(ArtifactRef, Vec<String>)], listed: &[Listed]) -> (V
 /// null, and text starting with an indicator. `2.0.52` is not a number and stays plain.
 fn needs_quotes(tag: &str) -> bool {
     let lower = tag.to_ascii_lowercase();
-    let keyword = ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&lower.as_str());
+    let keyword =
+        ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&lower.as_str());
     let digits = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '_');
     let number = tag.parse::<f64>().is_ok()
         || ["0x", "0o", "0b"].iter().any(|p| tag.strip_prefix(p).is_some_and(digits))
         || (tag.chars().all(|c| c.is_ascii_digit() || c == '_') && tag.chars().any(|c| c.is_ascii_digit()));
-    let indicator = tag.starts_with(['-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`']);
+    let indicator = tag.starts_with([
+        '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
+    ]);
     keyword || number || indicator || tag.contains(": ") || tag.contains(" #") || tag.is_empty()
 }
 
@@ -505,7 +522,11 @@ fn yaml_tag(tag: &str) -> String {
 /// every other byte: the tags of a block list are rewritten sorted (as image-mirror's writer
 /// keeps them), a flow list likewise on its line. The first listed entry of an artifact gets
 /// the tags. Proposals whose list cannot be edited in place are returned with the reason.
-pub fn add_tags(text: &str, listed: &[Listed], proposals: &[Proposal]) -> (String, Vec<(ArtifactRef, String)>) {
+pub fn add_tags(
+    text: &str,
+    listed: &[Listed],
+    proposals: &[Proposal],
+) -> (String, Vec<(ArtifactRef, String)>) {
     let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
     let mut refused = Vec::new();
     // (first line index, last line index, replacement lines), applied bottom-up.
@@ -516,13 +537,19 @@ pub fn add_tags(text: &str, listed: &[Listed], proposals: &[Proposal]) -> (Strin
             continue;
         };
         let Some(first) = entry.tags.iter().map(|(_, l)| *l).min() else {
-            refused.push((proposal.artifact.clone(), format!("the entry at line {} has no Tags to add to", entry.line)));
+            refused.push((
+                proposal.artifact.clone(),
+                format!("the entry at line {} has no Tags to add to", entry.line),
+            ));
             continue;
         };
         let last = entry.tags.iter().map(|(_, l)| *l).max().unwrap_or(first);
         let mut all: BTreeSet<String> = entry.tags.iter().map(|(t, _)| t.clone()).collect();
         all.extend(proposal.new_tags.iter().cloned());
-        let (first, last) = (usize::try_from(first).unwrap_or(0).saturating_sub(1), usize::try_from(last).unwrap_or(0).saturating_sub(1));
+        let (first, last) = (
+            usize::try_from(first).unwrap_or(0).saturating_sub(1),
+            usize::try_from(last).unwrap_or(0).saturating_sub(1),
+        );
         let Some(first_line) = lines.get(first) else { continue };
         if first == last && first_line.contains('[') && first_line.trim_end().ends_with(']') {
             let open = first_line.find('[').unwrap_or(0);
@@ -534,7 +561,11 @@ pub fn add_tags(text: &str, listed: &[Listed], proposals: &[Proposal]) -> (Strin
         if !block {
             refused.push((
                 proposal.artifact.clone(),
-                format!("the Tags at lines {}-{} are not a plain list; add the tags by hand", first + 1, last + 1),
+                format!(
+                    "the Tags at lines {}-{} are not a plain list; add the tags by hand",
+                    first + 1,
+                    last + 1
+                ),
             ));
             continue;
         }
@@ -576,7 +607,10 @@ mod tests {
         assert!(reasons[1].1.contains("at least one reviewer"), "{reasons:#?}");
         assert!(reasons[2].1.contains("VersionConstraint when LatestOnly"), "{reasons:#?}");
         assert!(reasons[3].1.contains("invalid reviewer"), "{reasons:#?}");
-        assert!(parse(Path::new("a.yaml"), "- Name: x\n  Unknown: 1\n").is_err(), "unknown keys are refused, as upstream");
+        assert!(
+            parse(Path::new("a.yaml"), "- Name: x\n  Unknown: 1\n").is_err(),
+            "unknown keys are refused, as upstream"
+        );
     }
 
     #[test]
@@ -604,11 +638,20 @@ mod tests {
 
     #[test]
     fn registry_filters_and_latest_never_crash_on_tags_that_are_not_versions() {
-        let tags: Vec<String> = ["2.10.4", "2.9.0", "3.0.1", "v2.11.0", "latest", "2.x-alpine", "2.11"].map(String::from).to_vec();
+        let tags: Vec<String> = ["2.10.4", "2.9.0", "3.0.1", "v2.11.0", "latest", "2.x-alpine", "2.11"]
+            .map(String::from)
+            .to_vec();
         let filter = regex::Regex::new("^v?2.[0-9]+").unwrap();
         let mut notes = Vec::new();
-        assert_eq!(registry_tags(&tags, Some(&filter), false, &mut notes), ["2.10.4", "2.9.0", "v2.11.0", "2.11"]);
-        assert_eq!(registry_tags(&tags, Some(&filter), true, &mut notes), ["v2.11.0"], "the tag as named, not 2.11.0");
+        assert_eq!(
+            registry_tags(&tags, Some(&filter), false, &mut notes),
+            ["2.10.4", "2.9.0", "v2.11.0", "2.11"]
+        );
+        assert_eq!(
+            registry_tags(&tags, Some(&filter), true, &mut notes),
+            ["v2.11.0"],
+            "the tag as named, not 2.11.0"
+        );
         assert_eq!(registry_tags(&tags, None, true, &mut notes), ["3.0.1"]);
         assert!(notes.iter().any(|n| n.contains("latest") && n.contains("2.x-alpine")), "{notes:?}");
         assert!(registry_tags(&["latest".to_owned()], None, true, &mut notes).is_empty());
@@ -627,7 +670,8 @@ mod tests {
         .to_vec();
         let artifacts = [a("quay.io/cilium/cilium", "mirrored-cilium-cilium")];
         let mut notes = Vec::new();
-        let (found, unlisted) = helm_images(&refs, &artifacts, &["quay.io/cilium/operator".to_owned()], &mut notes);
+        let (found, unlisted) =
+            helm_images(&refs, &artifacts, &["quay.io/cilium/operator".to_owned()], &mut notes);
         assert_eq!(found, [(artifacts[0].clone(), vec!["v1.17.2".to_owned()])]);
         assert_eq!(unlisted, ["library/busybox"]);
         assert_eq!(notes.len(), 1);

@@ -45,11 +45,13 @@ pub fn archives(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(current) = pending.pop() {
-        let entries = std::fs::read_dir(&current).map_err(|source| ManifestError::Read { path: current.clone(), source })?;
+        let entries = std::fs::read_dir(&current)
+            .map_err(|source| ManifestError::Read { path: current.clone(), source })?;
         for entry in entries {
             let entry = entry.map_err(|source| ManifestError::Read { path: current.clone(), source })?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(|source| ManifestError::Read { path: path.clone(), source })?;
+            let kind =
+                entry.file_type().map_err(|source| ManifestError::Read { path: path.clone(), source })?;
             if kind.is_symlink() {
                 return Err(ManifestError::Layout {
                     path,
@@ -69,11 +71,13 @@ pub fn archives(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
 /// The values files of one chart archive: (entry path, text).
 pub fn values_files(archive: &Path) -> Result<Vec<(String, String)>, ManifestError> {
     let layout = |message: String| ManifestError::Layout { path: archive.to_owned(), message };
-    let meta = std::fs::metadata(archive).map_err(|source| ManifestError::Read { path: archive.to_owned(), source })?;
+    let meta = std::fs::metadata(archive)
+        .map_err(|source| ManifestError::Read { path: archive.to_owned(), source })?;
     if meta.len() > MAX_ARCHIVE_BYTES {
         return Err(layout(format!("is {} bytes; the limit is {MAX_ARCHIVE_BYTES}", meta.len())));
     }
-    let file = std::fs::File::open(archive).map_err(|source| ManifestError::Read { path: archive.to_owned(), source })?;
+    let file = std::fs::File::open(archive)
+        .map_err(|source| ManifestError::Read { path: archive.to_owned(), source })?;
     // The decompressed stream is bounded too: a small archive may expand without limit.
     let gunzipped = flate2::read::GzDecoder::new(file).take(MAX_ARCHIVE_BYTES * 8);
     let mut tar = tar::Archive::new(gunzipped);
@@ -81,7 +85,11 @@ pub fn values_files(archive: &Path) -> Result<Vec<(String, String)>, ManifestErr
     let entries = tar.entries().map_err(|e| layout(format!("is not a gzipped tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| layout(format!("cannot be read: {e}")))?;
-        let name = entry.path().map_err(|e| layout(format!("has an entry with a bad path: {e}")))?.display().to_string();
+        let name = entry
+            .path()
+            .map_err(|e| layout(format!("has an entry with a bad path: {e}")))?
+            .display()
+            .to_string();
         let base = name.rsplit('/').next().unwrap_or_default();
         if !entry.header().entry_type().is_file() || !(base == "values.yaml" || base == "values.yml") {
             continue;
@@ -90,7 +98,9 @@ pub fn values_files(archive: &Path) -> Result<Vec<(String, String)>, ManifestErr
             return Err(layout(format!("{name} is {} bytes; the limit is {MAX_VALUES_BYTES}", entry.size())));
         }
         let mut text = String::new();
-        entry.read_to_string(&mut text).map_err(|e| layout(format!("{name} cannot be read as UTF-8 text: {e}")))?;
+        entry
+            .read_to_string(&mut text)
+            .map_err(|e| layout(format!("{name} cannot be read as UTF-8 text: {e}")))?;
         out.push((name, text));
     }
     out.sort();
@@ -169,17 +179,28 @@ fn add(out: &mut Wanted, path: &Path, image: chart_values::ImageUse) {
         notice(
             NoticeKind::Warning,
             "repository",
-            format!("{}:{tag} is not a Docker Hub image; the charts sync copies Docker Hub and staging images. Left out", image.repository),
+            format!(
+                "{}:{tag} is not a Docker Hub image; the charts sync copies Docker Hub and staging images. Left out",
+                image.repository
+            ),
         );
         return;
     };
     let lower = tag.to_ascii_lowercase();
     if ["-rc", "-alpha", "-beta"].iter().any(|m| lower.contains(m)) {
-        notice(NoticeKind::Warning, "tag", format!("{repository}:{tag} is a prerelease; Prime never gets one. Left out"));
+        notice(
+            NoticeKind::Warning,
+            "tag",
+            format!("{repository}:{tag} is a prerelease; Prime never gets one. Left out"),
+        );
         return;
     }
     if tag.starts_with("sha256-") {
-        notice(NoticeKind::Warning, "tag", format!("{repository}:{tag} is a signature or attestation tag, not an image. Left out"));
+        notice(
+            NoticeKind::Warning,
+            "tag",
+            format!("{repository}:{tag} is a signature or attestation tag, not an image. Left out"),
+        );
         return;
     }
     out.images.entry(repository).or_default().insert(tag.clone());

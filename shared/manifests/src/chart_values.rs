@@ -16,8 +16,8 @@
 use std::path::Path;
 
 use ferry_model::{Notice, NoticeKind, Origin};
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::ManifestError;
 use crate::yaml::{self, Spanned};
@@ -38,7 +38,10 @@ enum Node {
     Map(Vec<(String, Spanned<Node>)>),
     Seq(Vec<Spanned<Node>>),
     /// A string scalar (its value), or another scalar (`raw` set: number, bool).
-    Scalar { text: String, raw: bool },
+    Scalar {
+        text: String,
+        raw: bool,
+    },
     Null,
 }
 
@@ -170,8 +173,10 @@ impl Scan<'_> {
                         let tag_node = get("tag");
                         let digest_node = get("digest");
                         let tag = tag_node.and_then(|t| self.text(t, "tag")).filter(|t| !t.is_empty());
-                        let digest = digest_node.and_then(|d| self.text(d, "digest")).filter(|d| !d.is_empty());
-                        let registry = get("registry").and_then(|r| self.text(r, "registry")).filter(|r| !r.is_empty());
+                        let digest =
+                            digest_node.and_then(|d| self.text(d, "digest")).filter(|d| !d.is_empty());
+                        let registry =
+                            get("registry").and_then(|r| self.text(r, "registry")).filter(|r| !r.is_empty());
                         let (repo, inline_tag, inline_digest) = split_reference(&repo);
                         let tag = tag.or(inline_tag);
                         let digest = digest.or(inline_digest);
@@ -183,12 +188,16 @@ impl Scan<'_> {
                             self.found.push(ImageUse { repository, tag, digest, line: line(repo_node) });
                             // A complete image: its own keys are not read again.
                             for (key, value) in pairs {
-                                if !["repository", "image", "tag", "digest", "registry"].contains(&key.as_str()) {
+                                if !["repository", "image", "tag", "digest", "registry"]
+                                    .contains(&key.as_str())
+                                {
                                     self.walk(value);
                                 }
                             }
                             return;
-                        } else if tag_node.is_some_and(|t| matches!(&t.value, Node::Scalar { text, raw: false } if text.is_empty())) {
+                        } else if tag_node.is_some_and(
+                            |t| matches!(&t.value, Node::Scalar { text, raw: false } if text.is_empty()),
+                        ) {
                             self.notice(
                                 NoticeKind::Warning,
                                 line(repo_node),
@@ -281,7 +290,10 @@ mod tests {
             notices.iter().map(|n| (n.kind, n.origin.line, n.message.clone())).collect();
         assert_eq!(notices.len(), 2, "{notices:#?}");
         assert_eq!((notices[0].0, notices[0].1), (NoticeKind::Invalid, 25));
-        assert!(notices[0].2.contains("tag 1.10 is a YAML number, which Helm renders as 1.1"), "{notices:#?}");
+        assert!(
+            notices[0].2.contains("tag 1.10 is a YAML number, which Helm renders as 1.1"),
+            "{notices:#?}"
+        );
         assert_eq!((notices[1].0, notices[1].1), (NoticeKind::Warning, 30));
     }
 

@@ -156,12 +156,16 @@ pub fn default_target_name(source: &str) -> Option<String> {
 /// single quotes (`'{{ env "X" }}'`).
 fn go_yaml_string(text: &str) -> String {
     let plain = !text.is_empty()
-        && !text.starts_with(['-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', ' '])
+        && !text.starts_with([
+            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
+            ' ',
+        ])
         && !text.ends_with(' ')
         && !text.contains(": ")
         && !text.contains(" #")
         && text.parse::<f64>().is_err()
-        && !["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&text.to_ascii_lowercase().as_str());
+        && !["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"]
+            .contains(&text.to_ascii_lowercase().as_str());
     if plain { text.to_owned() } else { format!("'{}'", text.replace('\'', "''")) }
 }
 
@@ -180,7 +184,13 @@ pub fn to_regsync_yaml(path: &Path, text: &str) -> Result<String, ManifestError>
     for repository in &config.repositories {
         let r = &repository.value;
         let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.value.clone()).unwrap_or_default();
-        let cred = (text(&r.password), text(&r.registry), r.repo_auth.filter(|b| *b), r.req_concurrent.filter(|n| *n > 0), text(&r.username));
+        let cred = (
+            text(&r.password),
+            text(&r.registry),
+            r.repo_auth.filter(|b| *b),
+            r.req_concurrent.filter(|n| *n > 0),
+            text(&r.username),
+        );
         if !creds.contains(&cred) {
             creds.push(cred);
         }
@@ -224,7 +234,12 @@ pub fn to_regsync_yaml(path: &Path, text: &str) -> Result<String, ManifestError>
             problems.invalid(line, "Artifacts.SourceArtifact", "fewer than two path parts");
             continue;
         };
-        let name = a.target_artifact_name.as_ref().map(|t| t.value.clone()).filter(|t| !t.is_empty()).unwrap_or(default_name);
+        let name = a
+            .target_artifact_name
+            .as_ref()
+            .map(|t| t.value.clone())
+            .filter(|t| !t.is_empty())
+            .unwrap_or(default_name);
         let mut excluded: Vec<&str> = Vec::new();
         let mut all = false;
         match a.do_not_mirror.as_ref().map(|d| &d.value) {
@@ -234,28 +249,43 @@ pub fn to_regsync_yaml(path: &Path, text: &str) -> Result<String, ManifestError>
                 for item in items {
                     match item.as_str() {
                         Some(tag) if !excluded.contains(&tag) => excluded.push(tag),
-                        _ => problems.invalid(line, "Artifacts.DoNotMirror", format!("{item} is not a tag, or is listed twice")),
+                        _ => problems.invalid(
+                            line,
+                            "Artifacts.DoNotMirror",
+                            format!("{item} is not a tag, or is listed twice"),
+                        ),
                     }
                 }
             }
-            Some(other) => problems.invalid(line, "Artifacts.DoNotMirror", format!("{other} is not a bool or a list")),
+            Some(other) => {
+                problems.invalid(line, "Artifacts.DoNotMirror", format!("{other} is not a bool or a list"))
+            }
         }
         let targets: Vec<&str> = a.target_repositories.iter().map(|t| t.value.as_str()).collect();
         for repository in &config.repositories {
             let Some(base_url) = &repository.value.base_url else { continue };
             let base_url = base_url.value.as_str();
-            if (!repository.value.default_target && targets.is_empty()) || (!targets.is_empty() && !targets.contains(&base_url)) {
+            if (!repository.value.default_target && targets.is_empty())
+                || (!targets.is_empty() && !targets.contains(&base_url))
+            {
                 continue;
             }
             let target = format!("{base_url}/{name}");
-            if source.value.strip_prefix("docker.io/").unwrap_or(&source.value) == target.strip_prefix("docker.io/").unwrap_or(&target) {
+            if source.value.strip_prefix("docker.io/").unwrap_or(&source.value)
+                == target.strip_prefix("docker.io/").unwrap_or(&target)
+            {
                 continue;
             }
             if all {
                 continue;
             }
             for tag in a.tags.iter().map(|t| t.value.as_str()).filter(|t| !excluded.contains(t)) {
-                let _ = writeln!(sync, "- source: {}\n  target: {}\n  type: image", go_yaml_string(&format!("{}:{tag}", source.value)), go_yaml_string(&format!("{target}:{tag}")));
+                let _ = writeln!(
+                    sync,
+                    "- source: {}\n  target: {}\n  type: image",
+                    go_yaml_string(&format!("{}:{tag}", source.value)),
+                    go_yaml_string(&format!("{target}:{tag}"))
+                );
             }
         }
     }

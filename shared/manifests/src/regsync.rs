@@ -60,7 +60,10 @@ const IGNORED: [(&str, &str); 13] = [
 const CRED_IGNORED: [(&str, &str); 4] = [
     ("reqConcurrent", "set registries.max-in-flight in the Ferry config"),
     ("reqPerSec", "set registries.requests-per-second in the Ferry config"),
-    ("credHelper", "Ferry reads credentials from the environment and config.json as documented in the README"),
+    (
+        "credHelper",
+        "Ferry reads credentials from the environment and config.json as documented in the README",
+    ),
     ("hostname", "Ferry connects to the registry named in each reference"),
 ];
 

@@ -6,6 +6,7 @@
 mod broker;
 mod copy;
 mod demo;
+mod discover;
 mod infra;
 mod keyless;
 mod lambda;

@@ -738,32 +738,60 @@ async fn chart_archives_become_the_two_sync_files_which_then_promote() {
         let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         all.extend(world.insecure_flags());
         let out = Command::new(ferry_bin()).args(&all).env_remove("FERRY_CONFIG").output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let (code, stdout, stderr) =
-        run(&["charts", "scan", assets.to_str().unwrap(), "--charts-sync", config.to_str().unwrap(), "--plan"]);
+    let (code, stdout, stderr) = run(&[
+        "charts",
+        "scan",
+        assets.to_str().unwrap(),
+        "--charts-sync",
+        config.to_str().unwrap(),
+        "--plan",
+    ]);
     assert_eq!(code, Some(5), "rancher/ghost:9.9 is in no registry: {stdout}{stderr}");
-    assert!(stdout.contains("scanned 1 archives (2 values files): 5 image tags wanted, 1 already in"), "{stdout}");
+    assert!(
+        stdout.contains("scanned 1 archives (2 values files): 5 image tags wanted, 1 already in"),
+        "{stdout}"
+    );
     assert!(stdout.contains("in no registry (1 tags, left out):\n  rancher/ghost:9.9"), "{stdout}");
-    for reason in ["v0.14.0-rc.1 is a prerelease", "sha256-abc.sig is a signature", "rancher/pinned is pinned by digest only"] {
+    for reason in [
+        "v0.14.0-rc.1 is a prerelease",
+        "sha256-abc.sig is a signature",
+        "rancher/pinned is pinned by digest only",
+    ] {
         assert!(stderr.contains(reason), "{reason}: {stderr}");
     }
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
     let body = |text: String| text.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
     assert_eq!(body(read("stagingToPrime.yaml")), "rancher/fleet:\n  - \"v0.13.8\"");
-    assert_eq!(body(read("dockerToPrime.yaml")), "rancher/hubonly:\n  - \"v1.0.0\"\nrancher/sub:\n  - \"2.0\"");
+    assert_eq!(
+        body(read("dockerToPrime.yaml")),
+        "rancher/hubonly:\n  - \"v1.0.0\"\nrancher/sub:\n  - \"2.0\""
+    );
     assert!(stdout.contains("copy (3)"), "--plan prints the plan of the written files: {stdout}");
 
     // The files are the charts sync's own: they plan and promote.
-    let (code, stdout, stderr) = run(&["promote", "--confirm", "--progress", "never", "--charts-sync", config.to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        run(&["promote", "--confirm", "--progress", "never", "--charts-sync", config.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let prime_seeder = Seeder::new(prime);
-    assert_eq!(prime_seeder.tag_digest("rancher/fleet", "v0.13.8").await, Seeder::new(s).tag_digest("rancher/fleet", "v0.13.8").await);
-    assert_eq!(prime_seeder.tag_digest("rancher/hubonly", "v1.0.0").await, Seeder::new(hub).tag_digest("rancher/hubonly", "v1.0.0").await);
+    assert_eq!(
+        prime_seeder.tag_digest("rancher/fleet", "v0.13.8").await,
+        Seeder::new(s).tag_digest("rancher/fleet", "v0.13.8").await
+    );
+    assert_eq!(
+        prime_seeder.tag_digest("rancher/hubonly", "v1.0.0").await,
+        Seeder::new(hub).tag_digest("rancher/hubonly", "v1.0.0").await
+    );
     assert!(prime_seeder.tag_digest("rancher/sub", "2.0").await.is_some());
 
     // Scanning again finds everything in Prime: both files empty, exit 0 except the ghost.
-    let (code, stdout, _) = run(&["charts", "scan", assets.to_str().unwrap(), "--charts-sync", config.to_str().unwrap()]);
+    let (code, stdout, _) =
+        run(&["charts", "scan", assets.to_str().unwrap(), "--charts-sync", config.to_str().unwrap()]);
     assert_eq!(code, Some(5), "{stdout}");
     assert!(stdout.contains("4 already in"), "{stdout}");
     assert_eq!(body(read("dockerToPrime.yaml")), "{}");

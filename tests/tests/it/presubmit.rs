@@ -325,7 +325,11 @@ async fn rancher_config_yaml_changes_get_rancher_s_ci_checks() {
     git(repo.path(), &["init", "-q", "-b", "main"]);
     let file = repo.path().join("config.yaml");
     let repositories = format!("Repositories:\n- BaseUrl: {p}/rancher\n  DefaultTarget: true\n");
-    std::fs::write(&file, format!("Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0']\n{repositories}")).unwrap();
+    std::fs::write(
+        &file,
+        format!("Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0']\n{repositories}"),
+    )
+    .unwrap();
     git(repo.path(), &["add", "."]);
     git(repo.path(), &["commit", "-qm", "base"]);
     git(repo.path(), &["tag", "base"]);
@@ -355,7 +359,13 @@ async fn rancher_config_yaml_changes_get_rancher_s_ci_checks() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["check"].as_str().unwrap().to_owned(), p["line"].as_u64().unwrap_or(0), p["message"].to_string()))
+        .map(|p| {
+            (
+                p["check"].as_str().unwrap().to_owned(),
+                p["line"].as_u64().unwrap_or(0),
+                p["message"].to_string(),
+            )
+        })
         .collect();
     let has = |check: &str, line: u64, words: &str| {
         problems.iter().any(|(c, l, r)| c == check && *l == line && r.contains(words))

@@ -1,0 +1,245 @@
+//! `ferry discover`: image-mirror's `autoupdate.yaml` against a fake of GitHub (releases with
+//! drafts and prereleases, two per page; a repository to propose pull requests to), a real
+//! registry whose tags take several pages, and a fake Helm chart repository.
+
+use std::process::Command;
+
+use ferry_manifests::autoupdate;
+use ferry_registry::Credentials;
+use ferry_testkit::fault::{Fault, FaultProxy, Hits, Rule};
+use ferry_testkit::github_repo_fake::{FakeGitHubRepo, FakeHelmRepository, FakeRelease};
+use ferry_testkit::seed::{ImageSpec, Seeder};
+use ferry_testkit::world::World;
+
+use crate::support::{client, ferry_bin};
+
+struct Setup {
+    world: World,
+    github: FakeGitHubRepo,
+    _helm: FakeHelmRepository,
+    dir: tempfile::TempDir,
+    config_yaml: String,
+}
+
+async fn setup() -> Setup {
+    let world = World::new().await;
+    let hub = Seeder::new(&world.mirror);
+    let pushed = hub.image("library/traefik", Some("2.9.0"), &ImageSpec::small("amd64", 61, 1)).await;
+    for tag in ["2.10.4", "2.11.0", "3.0.1", "latest", "2.x-alpine"] {
+        hub.tag("library/traefik", &pushed, tag).await;
+    }
+    let github = FakeGitHubRepo::start(&[]).await;
+    github.set_releases(
+        "acme/app",
+        vec![
+            FakeRelease::draft("v1.13.0"),
+            FakeRelease::prerelease("v1.12.1-rc.1"),
+            FakeRelease::new("v1.12.0"),
+            FakeRelease::new("v1.11.0"),
+            FakeRelease::new("v1.9.0"),
+            FakeRelease::new("helm-chart-4.0"),
+        ],
+    );
+    github.set_releases(
+        "acme/tool",
+        vec![
+            FakeRelease::prerelease("v2.1.0-beta.1"),
+            FakeRelease::new("v2.0.0"),
+            FakeRelease::new("v1.0.0"),
+        ],
+    );
+    let index = "apiVersion: v1\nentries:\n  mychart:\n  - version: 1.2.0-rc.1\n    urls: [charts/mychart-1.2.0-rc.1.tgz]\n  - version: 1.1.0\n    urls: [charts/mychart-1.1.0.tgz]\n  - version: 1.0.0\n    urls: [charts/mychart-1.0.0.tgz]\n";
+    let chart = |tag: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.tgz");
+        let values = format!(
+            "operator:\n  image:\n    repository: quay.io/acme/operator\n    tag: {tag}\nhelper:\n  image: quay.io/acme/other:1.0\ndenied:\n  image: quay.io/acme/denied:1\n"
+        );
+        ferry_testkit::chart::archive(
+            &path,
+            &[("mychart/Chart.yaml", "name: mychart\n"), ("mychart/values.yaml", &values)],
+        )
+        .unwrap();
+        std::fs::read(path).unwrap()
+    };
+    let helm = FakeHelmRepository::start(vec![
+        ("index.yaml".into(), index.as_bytes().to_vec()),
+        ("charts/mychart-1.2.0-rc.1.tgz".into(), chart("v3.2.0-rc.1")),
+        ("charts/mychart-1.1.0.tgz".into(), chart("v3.1.0")),
+        ("charts/mychart-1.0.0.tgz".into(), chart("v3.0.0")),
+    ])
+    .await;
+    let hub_host = world.mirror.host();
+    let dir = tempfile::tempdir().unwrap();
+    let autoupdate = format!(
+        "- Name: app\n  GithubRelease:\n    Owner: acme\n    Repository: app\n    VersionRegex: ^v(.*)\n    VersionConstraint: '>=1.10'\n    Artifacts:\n    - SourceArtifact: acme/app\n  Reviewers: [rancher/k3s, alice]\n\
+         - Name: tool\n  GithubRelease:\n    Owner: acme\n    Repository: tool\n    LatestOnly: true\n    Artifacts:\n    - SourceArtifact: acme/tool\n  Reviewers: [bob]\n\
+         - Name: traefik\n  Registry:\n    Artifacts:\n    - SourceArtifact: {hub_host}/library/traefik\n    Latest: true\n    VersionFilter: ^2.[0-9]+.[0-9]+$\n  Reviewers: [rancher/k3s]\n\
+         - Name: operator\n  HelmLatest:\n    HelmRepo: {}\n    Charts:\n      mychart:\n        default: []\n    ImageDenylist: [quay.io/acme/denied]\n    Artifacts:\n    - SourceArtifact: quay.io/acme/operator\n  Reviewers: [rancher/k3s]\n\
+         - Name: broken\n  Registry:\n    Artifacts: [{{SourceArtifact: a/b}}]\n",
+        helm.url()
+    );
+    std::fs::write(dir.path().join("autoupdate.yaml"), autoupdate).unwrap();
+    let config_yaml = format!(
+        "Artifacts:\n- SourceArtifact: acme/app\n  Tags:\n  - 1.11.0\n- SourceArtifact: {hub_host}/library/traefik\n  Tags:\n  - 2.10.4\n\
+         - SourceArtifact: quay.io/acme/operator\n  Tags:\n  - v3.0.0\nRepositories:\n- BaseUrl: {}/rancher\n  DefaultTarget: true\n",
+        world.prod.host()
+    );
+    std::fs::write(dir.path().join("config.yaml"), &config_yaml).unwrap();
+    Setup { world, github, _helm: helm, dir, config_yaml }
+}
+
+impl Setup {
+    fn ferry(&self, extra: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+        let out = Command::new(ferry_bin())
+            .current_dir(self.dir.path())
+            .args(["discover", "--autoupdate", "autoupdate.yaml", "--rancher-config", "config.yaml"])
+            .args(["--regsync-yaml", "regsync.yaml", "--github-api", &self.github.api()])
+            .args(extra)
+            .args(self.world.insecure_flags())
+            .env_remove("FERRY_CONFIG")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_REPOSITORY")
+            .env_remove("GITHUB_API_URL")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// One run proposes exactly what the rules select: releases without drafts and prereleases
+/// through the regex and the constraint, the latest release, the highest version among the
+/// registry's filtered tags (tags that are not versions skipped, not fatal), and the latest
+/// stable chart's images without the denied one; tags already listed are not proposed; an
+/// image the chart uses but no entry names is reported; a bad entry is left out with its reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_proposes_exactly_the_new_tags_and_writes_them_into_config_yaml() {
+    let setup = setup().await;
+    let (code, stdout, stderr) = setup.ferry(&[], &[]);
+    assert_eq!(code, Some(5), "the broken entry is invalid: {stdout}{stderr}");
+    assert!(stderr.contains("entry \"broken\": must specify at least one reviewer"), "{stderr}");
+    for line in [
+        "app (GithubRelease): 1 new tags\n  + acme/app:1.12.0 -> mirrored-acme-app",
+        "tool (GithubRelease): 0 new tags\n  ! acme/tool (mirrored-acme-tool) is not in config.yaml yet: a new image needs a human",
+        "traefik (Registry): 1 new tags\n",
+        "library/traefik:2.11.0 -> mirrored-library-traefik",
+        "operator (HelmLatest, found by a scan of the chart's values (helm is not on the PATH; --set values not applied)): 1 new tags\n  + quay.io/acme/operator:v3.1.0 -> mirrored-acme-operator",
+        "! quay.io/acme/other is used by the chart but not named in the entry's Artifacts",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("quay.io/acme/denied"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(setup.dir.path().join("config.yaml")).unwrap(),
+        setup.config_yaml,
+        "a plain run writes nothing"
+    );
+
+    // --write: the tags go into config.yaml, in place; regsync.yaml is regenerated from it.
+    let (code, stdout, _) = setup.ferry(&["--write"], &[]);
+    assert_eq!(code, Some(5), "{stdout}");
+    let written = std::fs::read_to_string(setup.dir.path().join("config.yaml")).unwrap();
+    let hub_host = setup.world.mirror.host();
+    assert_eq!(
+        written,
+        format!(
+            "Artifacts:\n- SourceArtifact: acme/app\n  Tags:\n  - 1.11.0\n  - 1.12.0\n- SourceArtifact: {hub_host}/library/traefik\n  Tags:\n  - 2.10.4\n  - 2.11.0\n\
+             - SourceArtifact: quay.io/acme/operator\n  Tags:\n  - v3.0.0\n  - v3.1.0\nRepositories:\n- BaseUrl: {}/rancher\n  DefaultTarget: true\n",
+            setup.world.prod.host()
+        )
+    );
+    let regsync = std::fs::read_to_string(setup.dir.path().join("regsync.yaml")).unwrap();
+    assert!(
+        regsync.contains(&format!(
+            "- source: acme/app:1.12.0\n  target: {}/rancher/mirrored-acme-app:1.12.0\n  type: image",
+            setup.world.prod.host()
+        )),
+        "{regsync}"
+    );
+    let (code, stdout, _) = setup.ferry(&[], &[]);
+    assert!(
+        stdout.contains("app (GithubRelease): 0 new tags")
+            && stdout.contains("traefik (Registry): 0 new tags"),
+        "{code:?} {stdout}"
+    );
+}
+
+/// `--pr`: one pull request per entry with new tags, on `autoupdate/<entry>/<hash>`, with the
+/// edited config.yaml and regsync.yaml committed and the entry's reviewers asked; the same
+/// finding is never proposed twice; without a token nothing is asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_finding_becomes_one_pull_request_once() {
+    let setup = setup().await;
+    let (code, _, stderr) = setup.ferry(&["--pr", "--github-repository", "acme/mirror"], &[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("--pr needs GITHUB_TOKEN"), "{stderr}");
+
+    let env = [("GITHUB_TOKEN", "t0ken-never-printed"), ("GITHUB_REPOSITORY", "acme/mirror")];
+    let (code, stdout, stderr) = setup.ferry(&["--pr", "--entry", "app", "--entry", "traefik"], &env);
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    assert!(!stdout.contains("t0ken") && !stderr.contains("t0ken"));
+    let pulls = setup.github.pulls();
+    assert_eq!(pulls.len(), 2, "{stdout}");
+    let app = &pulls[0];
+    assert!(
+        app.head.starts_with("autoupdate/app/") && app.head.len() == "autoupdate/app/".len() + 8,
+        "{}",
+        app.head
+    );
+    assert_eq!(app.title, "[autoupdate] Add 1 tag(s) for `app`");
+    assert!(app.body.contains("- `acme/app:1.12.0`"), "{}", app.body);
+    assert_eq!(
+        (app.reviewers.clone(), app.team_reviewers.clone()),
+        (vec!["alice".to_owned()], vec!["k3s".to_owned()])
+    );
+    let config = String::from_utf8(setup.github.file(&app.head, "config.yaml").unwrap()).unwrap();
+    assert!(
+        config.contains("  - 1.11.0\n  - 1.12.0\n") && !config.contains("2.11.0"),
+        "one entry's tags per pull request: {config}"
+    );
+    let regsync = String::from_utf8(setup.github.file(&app.head, "regsync.yaml").unwrap()).unwrap();
+    assert_eq!(
+        regsync,
+        ferry_manifests::rancher::to_regsync_yaml(std::path::Path::new("config.yaml"), &config).unwrap()
+    );
+    assert!(stdout.contains("opened https://github.example/pull/1"), "{stdout}");
+
+    let (_, stdout, _) = setup.ferry(&["--pr", "--entry", "app"], &env);
+    assert!(stdout.contains("already proposed: https://github.example/pull/1"), "{stdout}");
+    assert_eq!(setup.github.pulls().len(), 2);
+    assert!(
+        setup.github.requests().iter().any(|r| r == "GET releases acme/app page 3"),
+        "releases are read page by page"
+    );
+}
+
+/// The Registry strategy goes through Ferry's registry client: a source with more tags than
+/// one page is read to the end. (Distribution 2.8 answers tag lists in one page whatever `n`
+/// says, so the registry is reached through the fault proxy's `PageTags`, which pages as the
+/// OCI distribution spec says.)
+#[tokio::test]
+async fn registry_tags_are_read_across_pages() {
+    let setup = setup().await;
+    let proxy = FaultProxy::start(&setup.world.mirror).await;
+    proxy.add(Rule::new(Some("GET"), "/tags/list$", Hits::Every, Fault::PageTags));
+    let mut hosts = setup.world.hosts();
+    hosts.push(proxy.host());
+    let registry = client(&hosts, Credentials::none()).with_page_size(2);
+    let text = std::fs::read_to_string(setup.dir.path().join("autoupdate.yaml"))
+        .unwrap()
+        .replace(&setup.world.mirror.host().to_string(), &proxy.host().to_string());
+    let (entries, _) = autoupdate::parse(std::path::Path::new("autoupdate.yaml"), &text).unwrap();
+    let traefik = entries.iter().find(|e| e.name == "traefik").unwrap();
+    let github = ferry_discover::GitHub::new(&setup.github.api(), None).unwrap();
+    let before = setup.world.mirror.access_log().len();
+    let found = ferry_discover::find(traefik, &registry, &github, &reqwest::Client::new()).await.unwrap();
+    assert_eq!(found.tags[0].1, ["2.11.0"]);
+    let pages =
+        setup.world.mirror.access_log()[before..].iter().filter(|l| l.path.contains("/tags/list")).count();
+    assert_eq!(pages, 3, "6 tags, 2 per page: 3 requests");
+}
