@@ -117,6 +117,11 @@ impl FakeGitHubRepo {
         self.state.lock().expect("state").releases.insert(repository.into(), releases);
     }
 
+    /// A file at a reference other than a branch (a release tag), for the contents API.
+    pub fn set_file_at(&self, reference: &str, path: &str, content: &[u8]) {
+        self.state.lock().expect("state").files.insert((reference.into(), path.into()), content.to_vec());
+    }
+
     pub fn pulls(&self) -> Vec<FakePull> {
         self.state.lock().expect("state").pulls.clone()
     }
@@ -258,7 +263,13 @@ async fn get_file(
     let s = state.lock().expect("state");
     match s.files.get(&(branch, path.clone())) {
         Some(content) => {
-            Json(json!({"path": path, "sha": blob_sha(content), "type": "file"})).into_response()
+            use base64::Engine as _;
+            // GitHub wraps the base64 at 60 columns.
+            let encoded = base64::engine::general_purpose::STANDARD.encode(content);
+            let wrapped: Vec<String> =
+                encoded.as_bytes().chunks(60).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            Json(json!({"path": path, "sha": blob_sha(content), "type": "file", "encoding": "base64", "content": wrapped.join("\n")}))
+                .into_response()
         }
         None => error(StatusCode::NOT_FOUND, "Not Found"),
     }

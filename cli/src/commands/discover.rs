@@ -36,7 +36,7 @@ fn edited(
 
 pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, CliError> {
     let config = super::config(&args.registries, env)?;
-    let (entries, notices) = autoupdate::load(&args.autoupdate)?;
+    let (entries, notices) = autoupdate::load_any(&args.autoupdate)?;
     output::warn_notices(&DesiredState { entries: Vec::new(), notices: notices.clone() });
     let unknown: Vec<&String> =
         args.entries.iter().filter(|n| !entries.iter().any(|e| &e.name == *n)).collect();

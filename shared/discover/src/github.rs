@@ -129,6 +129,33 @@ impl GitHub {
         Self::release(&value).ok_or_else(|| DiscoverError::Request(format!("GET {url}: no tag_name")))
     }
 
+    /// A file's bytes at `reference` (a tag, branch or commit), or `None` if it is not there.
+    pub async fn file_at(
+        &self,
+        owner: &str,
+        repository: &str,
+        path: &str,
+        reference: &str,
+    ) -> Result<Option<Vec<u8>>, DiscoverError> {
+        use base64::Engine as _;
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/repos/{owner}/{repository}/contents/{path}", self.api),
+            &[("ref", reference)],
+        )
+        .map_err(|e| DiscoverError::Request(e.to_string()))?;
+        let value = match self.send(Method::GET, url.as_str(), None).await {
+            Ok((value, _)) => value,
+            Err(DiscoverError::GitHub { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let content: String =
+            value["content"].as_str().unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(content)
+            .map(Some)
+            .map_err(|e| DiscoverError::Request(format!("GET {url}: the content is not base64: {e}")))
+    }
+
     /// The commit a branch points at.
     pub async fn branch_sha(&self, repo: &str, branch: &str) -> Result<String, DiscoverError> {
         let url = format!("{}/repos/{repo}/git/ref/heads/{branch}", self.api);

@@ -12,8 +12,9 @@ use std::io::Read as _;
 use std::path::Path;
 use std::process::Command;
 
+use ferry_manifests::autoupdate::{ChartOptions, HelmSource};
 use ferry_manifests::chart_values;
-use ferry_manifests::semver_range::Version;
+use ferry_manifests::semver_range::{Range, Version};
 use serde::Deserialize;
 
 use crate::DiscoverError;
@@ -75,29 +76,33 @@ fn references_in(path: &Path, docs: &str) -> Vec<String> {
     out
 }
 
-/// Every image reference the latest `chart` of `helm_repo` uses, over every values set.
+/// Every image reference `chart` uses, over every values set and every version asked for.
 pub async fn images(
     http: &reqwest::Client,
-    helm_repo: &str,
+    source: &HelmSource,
     chart: &str,
-    sets: &BTreeMap<String, Vec<String>>,
+    options: &ChartOptions,
 ) -> Result<(Vec<String>, Method), DiscoverError> {
     if helm_on_path() {
-        let repo = helm_repo.to_owned();
-        let (chart, sets) = (chart.to_owned(), sets.clone());
-        let found = tokio::task::spawn_blocking(move || with_helm(&repo, &chart, &sets))
+        let (source, chart, options) = (source.clone(), chart.to_owned(), options.clone());
+        let found = tokio::task::spawn_blocking(move || with_helm(&source, &chart, &options))
             .await
             .map_err(|e| DiscoverError::Helm(e.to_string()))??;
         return Ok((found, Method::HelmTemplate));
     }
-    Ok((from_values(http, helm_repo, chart).await?, Method::ValuesScan))
+    let found = match source {
+        HelmSource::Repository(url) => from_repository(http, url, chart, options).await?,
+        HelmSource::Directory(dir) => from_directory(&Path::new(dir).join(chart))?,
+        HelmSource::Oci => {
+            return Err(DiscoverError::Helm(format!(
+                "{chart}: helm-oci charts are rendered with helm, which is not on the PATH"
+            )));
+        }
+    };
+    Ok((found, Method::ValuesScan))
 }
 
-fn with_helm(
-    helm_repo: &str,
-    chart: &str,
-    sets: &BTreeMap<String, Vec<String>>,
-) -> Result<Vec<String>, DiscoverError> {
+fn with_helm(source: &HelmSource, chart: &str, options: &ChartOptions) -> Result<Vec<String>, DiscoverError> {
     let home = tempfile::tempdir().map_err(|e| DiscoverError::Helm(e.to_string()))?;
     let run = |args: &[String]| -> Result<String, DiscoverError> {
         let out = Command::new("helm")
@@ -117,18 +122,60 @@ fn with_helm(
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let name = "ferry-discover";
-    run(&["repo".into(), "add".into(), name.into(), helm_repo.into()])?;
-    let mut found = Vec::new();
-    for (environment, values) in sets {
-        let mut args =
-            vec!["template".to_owned(), format!("{chart}-{environment}"), format!("{name}/{chart}")];
-        for value in values {
-            args.push("--set".into());
-            args.push(value.clone());
+    let reference = match source {
+        HelmSource::Repository(url) => {
+            run(&["repo".into(), "add".into(), "ferry-discover".into(), url.clone()])?;
+            format!("ferry-discover/{chart}")
         }
-        let rendered = run(&args)?;
-        found.extend(references_in(Path::new(&format!("{chart} ({environment})")), &rendered));
+        HelmSource::Oci => chart.to_owned(),
+        HelmSource::Directory(dir) => Path::new(dir).join(chart).display().to_string(),
+    };
+    let versions: Vec<Option<&String>> = std::iter::once(options.version.as_ref())
+        .chain(options.additional_versions.iter().map(Some))
+        .collect();
+    let mut found = Vec::new();
+    for version in versions {
+        let mut common = Vec::new();
+        if options.devel {
+            common.push("--devel".to_owned());
+        }
+        if let Some(version) = version {
+            common.extend(["--version".to_owned(), version.clone()]);
+        }
+        for (name, set) in &options.sets {
+            let mut args = vec!["template".to_owned(), format!("{chart}-{name}"), reference.clone()];
+            args.extend(common.iter().cloned());
+            for value in &set.values {
+                args.extend(["--set".to_owned(), value.clone()]);
+            }
+            if let Some(kube) = &set.kube_version {
+                args.extend(["--kube-version".to_owned(), kube.clone()]);
+            }
+            found.extend(references_in(Path::new(&format!("{chart} ({name})")), &run(&args)?));
+        }
+        let mut args = vec!["show".to_owned(), "values".to_owned(), reference.clone()];
+        args.extend(common);
+        found.extend(references_in(Path::new(&format!("{chart} values")), &run(&args)?));
+    }
+    Ok(found)
+}
+
+/// The values files of a chart directory and its subcharts, scanned.
+fn from_directory(dir: &Path) -> Result<Vec<String>, DiscoverError> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for name in ["values.yaml", "values.yml"] {
+            let path = current.join(name);
+            if path.is_file() {
+                let text = ferry_manifests::yaml::read_file(&path)
+                    .map_err(|e| DiscoverError::Helm(e.to_string()))?;
+                found.extend(references_in(&path, &text));
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(current.join("charts")) {
+            pending.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
     }
     Ok(found)
 }
@@ -146,11 +193,14 @@ async fn download(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, Discover
     Ok(bytes.to_vec())
 }
 
-/// The fallback: the latest stable version in the repository index, its values files scanned.
-async fn from_values(
+/// The fallback for a chart repository: from its `index.yaml`, the latest version (stable
+/// unless `devel`), or the highest matching `version` and each additional version (Masterminds
+/// constraints, as helm's `--version` reads them), each archive's values files scanned.
+async fn from_repository(
     http: &reqwest::Client,
     helm_repo: &str,
     chart: &str,
+    options: &ChartOptions,
 ) -> Result<Vec<String>, DiscoverError> {
     let base = helm_repo.trim_end_matches('/');
     let index_url = format!("{base}/index.yaml");
@@ -162,32 +212,52 @@ async fn from_values(
         .entries
         .get(chart)
         .ok_or_else(|| DiscoverError::Helm(format!("{index_url} has no chart {chart:?}")))?;
-    let latest = versions
-        .iter()
-        .filter_map(|e| Some((Version::parse(&e.version)?, e)))
-        .filter(|(v, _)| v.pre.is_empty())
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .ok_or_else(|| DiscoverError::Helm(format!("{index_url}: chart {chart:?} has no stable version")))?
-        .1;
-    let url = latest
-        .urls
-        .first()
-        .ok_or_else(|| DiscoverError::Helm(format!("{index_url}: {chart} {} has no URL", latest.version)))?;
-    let url = if url.contains("://") { url.clone() } else { format!("{base}/{url}") };
-    let archive = download(http, &url).await?;
-    let mut tar =
-        tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice()).take(MAX_DOWNLOAD as u64 * 8));
+    let pick = |constraint: Option<&String>| -> Result<&IndexEntry, DiscoverError> {
+        let range = constraint
+            .map(|c| Range::parse(c).map_err(|e| DiscoverError::Helm(format!("{chart}: version {c:?}: {e}"))))
+            .transpose()?;
+        versions
+            .iter()
+            .filter_map(|e| Some((Version::parse(&e.version)?, e)))
+            .filter(|(v, _)| match &range {
+                Some(range) => {
+                    range.matches(v)
+                        || (options.devel && range.matches(&Version { pre: String::new(), ..v.clone() }))
+                }
+                None => options.devel || v.pre.is_empty(),
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, e)| e)
+            .ok_or_else(|| {
+                DiscoverError::Helm(format!(
+                    "{index_url}: chart {chart:?} has no version matching {constraint:?}"
+                ))
+            })
+    };
+    let mut chosen = vec![pick(options.version.as_ref())?];
+    for extra in &options.additional_versions {
+        chosen.push(pick(Some(extra))?);
+    }
     let mut found = Vec::new();
-    let entries = tar.entries().map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
-        let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
-        if !(name.ends_with("/values.yaml") || name.ends_with("/values.yml")) {
-            continue;
+    for entry in chosen {
+        let url = entry.urls.first().ok_or_else(|| {
+            DiscoverError::Helm(format!("{index_url}: {chart} {} has no URL", entry.version))
+        })?;
+        let url = if url.contains("://") { url.clone() } else { format!("{base}/{url}") };
+        let archive = download(http, &url).await?;
+        let mut tar =
+            tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice()).take(MAX_DOWNLOAD as u64 * 8));
+        let entries = tar.entries().map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
+        for file in entries {
+            let mut file = file.map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
+            let name = file.path().map(|p| p.display().to_string()).unwrap_or_default();
+            if !(name.ends_with("/values.yaml") || name.ends_with("/values.yml")) {
+                continue;
+            }
+            let mut text = String::new();
+            file.read_to_string(&mut text).map_err(|e| DiscoverError::Helm(format!("{url}!{name}: {e}")))?;
+            found.extend(references_in(Path::new(&format!("{url}!{name}")), &text));
         }
-        let mut text = String::new();
-        entry.read_to_string(&mut text).map_err(|e| DiscoverError::Helm(format!("{url}!{name}: {e}")))?;
-        found.extend(references_in(Path::new(&format!("{url}!{name}")), &text));
     }
     Ok(found)
 }

@@ -55,22 +55,29 @@ pub async fn find<R: Registry>(
         Strategy::GithubRelease { owner, repository, latest_only, version_constraint, version_regex } => {
             let versions = if *latest_only {
                 let latest = github.latest_release(owner, repository).await?;
-                autoupdate::release_version(
-                    &latest.tag,
-                    version_regex.as_ref(),
-                    version_constraint.as_ref(),
-                    &mut found.notes,
-                )
-                .into_iter()
-                .collect()
+                match &entry.seed {
+                    // The seed takes the latest release's tag as it is.
+                    Some(_) => vec![latest.tag],
+                    None => autoupdate::release_version(
+                        &latest.tag,
+                        version_regex.as_ref(),
+                        version_constraint.as_ref(),
+                        &mut found.notes,
+                    )
+                    .into_iter()
+                    .collect(),
+                }
             } else {
                 let releases = github.releases(owner, repository).await?;
-                autoupdate::release_versions(
-                    &releases,
-                    version_regex.as_ref(),
-                    version_constraint.as_ref(),
-                    &mut found.notes,
-                )
+                match &entry.seed {
+                    Some(seed) => autoupdate::seed_releases(&releases, seed),
+                    None => autoupdate::release_versions(
+                        &releases,
+                        version_regex.as_ref(),
+                        version_constraint.as_ref(),
+                        &mut found.notes,
+                    ),
+                }
             };
             found.tags = every(&versions);
         }
@@ -84,20 +91,45 @@ pub async fn find<R: Registry>(
             if tags.is_empty() {
                 return Err(DiscoverError::Input(format!("{repository} lists no tags")));
             }
-            let chosen = autoupdate::registry_tags(&tags, version_filter.as_ref(), *latest, &mut found.notes);
+            let chosen = match &entry.seed {
+                Some(seed) => autoupdate::seed_registry_tags(&tags, seed, &mut found.notes),
+                None => autoupdate::registry_tags(&tags, version_filter.as_ref(), *latest, &mut found.notes),
+            };
             found.tags = every(&chosen);
         }
-        Strategy::HelmLatest { helm_repo, charts, image_denylist } => {
+        Strategy::HelmLatest { source, charts, image_denylist } => {
             let mut references = Vec::new();
-            for (chart, sets) in charts {
-                let (images, method) = helm::images(http, helm_repo, chart, sets).await?;
+            for (chart, options) in charts {
+                let (images, method) = helm::images(http, source, chart, options).await?;
                 found.method = Some(method);
                 references.extend(images);
             }
-            let (tags, unlisted) =
-                autoupdate::helm_images(&references, &entry.artifacts, image_denylist, &mut found.notes);
-            found.tags = tags;
-            found.unlisted_images = unlisted;
+            if entry.seed.is_some() {
+                found.tags = autoupdate::seed_images(&references, image_denylist, &mut found.notes);
+            } else {
+                let (tags, unlisted) =
+                    autoupdate::helm_images(&references, &entry.artifacts, image_denylist, &mut found.notes);
+                found.tags = tags;
+                found.unlisted_images = unlisted;
+            }
+        }
+        Strategy::TaggedImagesFile { owner, repository, path } => {
+            let releases = github.releases(owner, repository).await?;
+            let seed = entry.seed.clone().unwrap_or_default();
+            let mut references = Vec::new();
+            for tag in autoupdate::seed_releases(&releases, &seed) {
+                match github.file_at(owner, repository, path, &tag).await? {
+                    Some(bytes) => references.extend(
+                        String::from_utf8_lossy(&bytes)
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(str::to_owned),
+                    ),
+                    None => found.notes.push(format!("{path} is not in {owner}/{repository} at {tag}")),
+                }
+            }
+            found.tags = autoupdate::seed_images(&references, &[], &mut found.notes);
         }
     }
     Ok(found)

@@ -128,15 +128,64 @@ pub enum Strategy {
         version_regex: Option<regex::Regex>,
     },
     HelmLatest {
-        helm_repo: String,
-        /// chart -> (environment name -> `--set` values).
-        charts: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+        source: HelmSource,
+        /// chart -> how to render it.
+        charts: BTreeMap<String, ChartOptions>,
         image_denylist: Vec<String>,
     },
     Registry {
         latest: bool,
         version_filter: Option<regex::Regex>,
     },
+    /// `github-tagged-images-file` (the seed's `config.json`): the images listed in a file of
+    /// the repository, at the tag of each selected release.
+    TaggedImagesFile {
+        owner: String,
+        repository: String,
+        path: String,
+    },
+}
+
+/// Where a chart comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HelmSource {
+    /// A chart repository URL (`helm-latest:URL`, autoupdate's `HelmRepo`).
+    Repository(String),
+    /// `oci://` chart references as the chart names (`helm-oci`).
+    Oci,
+    /// A directory holding `<chart>/` (`helm-directory:PATH`).
+    Directory(String),
+}
+
+/// How one chart is rendered: named value sets (`--set` values, `--kube-version`), and which
+/// versions (`devel`: prereleases too; `version`: a constraint instead of the latest;
+/// `additional_versions`: more versions to render besides).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChartOptions {
+    pub sets: BTreeMap<String, ChartSet>,
+    pub devel: bool,
+    pub version: Option<String>,
+    pub additional_versions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChartSet {
+    pub values: Vec<String>,
+    pub kube_version: Option<String>,
+}
+
+/// The seed's (`retrieve-image-tags/config.json`) tag filters, applied after the source.
+#[derive(Clone, Debug, Default)]
+pub struct SeedFilters {
+    /// `versionFilter`: tags the regex finds a match in (Python's `re.search`).
+    pub version_filter: Option<regex::Regex>,
+    /// `versionConstraint`.
+    pub version_constraint: Option<Range>,
+    /// `latest`: only the highest version.
+    pub latest: bool,
+    /// `latest_entry`: the newest tag by the registry's own order, which the OCI tag list does
+    /// not give; read as `latest`, with a note.
+    pub latest_entry: bool,
 }
 
 impl Strategy {
@@ -145,6 +194,7 @@ impl Strategy {
             Strategy::GithubRelease { .. } => "GithubRelease",
             Strategy::HelmLatest { .. } => "HelmLatest",
             Strategy::Registry { .. } => "Registry",
+            Strategy::TaggedImagesFile { .. } => "github-tagged-images-file",
         }
     }
 }
@@ -154,9 +204,13 @@ impl Strategy {
 pub struct UpdateEntry {
     pub name: String,
     pub strategy: Strategy,
+    /// The artifacts updated. From the seed's `config.json`, whose `images` name no target,
+    /// `target_name` is empty: whichever single artifact `config.yaml` lists for the source.
     pub artifacts: Vec<ArtifactRef>,
     pub reviewers: Vec<String>,
     pub line: u64,
+    /// The seed's filters, for `config.json` entries.
+    pub seed: Option<SeedFilters>,
 }
 
 fn artifact_refs(list: &[ArtifactRefYaml]) -> Result<Vec<ArtifactRef>, String> {
@@ -241,9 +295,22 @@ fn validate(entry: &EntryYaml) -> Result<(Strategy, Vec<ArtifactRef>), String> {
         if let Some((chart, _)) = h.charts.iter().find(|(_, envs)| envs.is_empty()) {
             return Err(format!("HelmLatest: chart {chart:?} must have at least one environment"));
         }
+        let charts = h
+            .charts
+            .iter()
+            .map(|(chart, sets)| {
+                let sets = sets
+                    .iter()
+                    .map(|(env, values)| {
+                        (env.clone(), ChartSet { values: values.clone(), kube_version: None })
+                    })
+                    .collect();
+                (chart.clone(), ChartOptions { sets, ..ChartOptions::default() })
+            })
+            .collect();
         let strategy = Strategy::HelmLatest {
-            helm_repo: h.helm_repo.clone(),
-            charts: h.charts.clone(),
+            source: HelmSource::Repository(h.helm_repo.clone()),
+            charts,
             image_denylist: h.image_denylist.clone(),
         };
         return Ok((strategy, artifact_refs(&h.artifacts)?));
@@ -273,6 +340,7 @@ pub fn parse(path: &Path, text: &str) -> Result<(Vec<UpdateEntry>, Vec<Notice>),
                 artifacts,
                 reviewers: entry.value.reviewers.clone(),
                 line,
+                seed: None,
             }),
             Err(reason) => notices.push(Notice {
                 kind: NoticeKind::Invalid,
@@ -287,6 +355,258 @@ pub fn parse(path: &Path, text: &str) -> Result<(Vec<UpdateEntry>, Vec<Notice>),
 
 pub fn load(path: &Path) -> Result<(Vec<UpdateEntry>, Vec<Notice>), ManifestError> {
     parse(path, &yaml::read_file(path)?)
+}
+
+/// Reads the seed's `retrieve-image-tags/config.json` (an object of named entries with
+/// `images`, `versionSource` and filters) into the same entries. An entry that cannot be read
+/// is left out with the reason; a key used twice is a warning (the last one counts, as Python's
+/// `json` reads it).
+pub fn parse_config_json(path: &Path, text: &str) -> Result<(Vec<UpdateEntry>, Vec<Notice>), ManifestError> {
+    let syntax = |e: serde_json::Error| ManifestError::Syntax {
+        path: path.to_owned(),
+        line: e.line() as u64,
+        column: e.column() as u64,
+        message: e.to_string(),
+    };
+    let pairs: crate::yaml::Pairs<String, serde_json::Value> = serde_json::from_str(text).map_err(syntax)?;
+    let mut entries: Vec<UpdateEntry> = Vec::new();
+    let mut notices = Vec::new();
+    let line_of_key = |key: &str| -> u64 {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(&format!("\"{key}\"")))
+            .map_or(0, |i| i as u64 + 1)
+    };
+    let notice = |notices: &mut Vec<Notice>, kind, key: &str, message: String| {
+        notices.push(Notice {
+            kind,
+            origin: Origin::new(
+                path.display().to_string(),
+                u32::try_from(line_of_key(key)).unwrap_or(u32::MAX),
+            ),
+            field: "versionSource".into(),
+            message,
+        });
+    };
+    for (key, value) in pairs.0 {
+        if let Some(at) = entries.iter().position(|e| e.name == key) {
+            notice(
+                &mut notices,
+                NoticeKind::Warning,
+                &key,
+                format!("entry {key:?} is defined twice; the last one counts"),
+            );
+            entries.remove(at);
+        }
+        match seed_entry(&key, &value) {
+            Ok(mut entry) => {
+                entry.line = line_of_key(&key);
+                entries.push(entry);
+            }
+            Err(reason) => notice(
+                &mut notices,
+                NoticeKind::Invalid,
+                &key,
+                format!("entry {key:?}: {reason}; it is left out"),
+            ),
+        }
+    }
+    Ok((entries, notices))
+}
+
+fn seed_entry(key: &str, value: &serde_json::Value) -> Result<UpdateEntry, String> {
+    let text = |field: &str| value.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+    // `"latest": "true"` and `"latest": true` both turn it on, as the key's presence does there.
+    let flag = |field: &str| {
+        value
+            .get(field)
+            .is_some_and(|v| !matches!(v, serde_json::Value::Bool(false) | serde_json::Value::Null))
+    };
+    let source = text("versionSource").ok_or("no versionSource")?;
+    let (kind, argument) = match source.split_once(':') {
+        Some((kind, argument)) => (kind.to_owned(), Some(argument.to_owned())),
+        None => (source.clone(), None),
+    };
+    let images: Vec<ArtifactRef> = value
+        .get("images")
+        .and_then(|v| v.as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|i| i.as_str())
+                .map(|i| ArtifactRef { source: i.to_owned(), target_name: String::new() })
+                .collect()
+        })
+        .unwrap_or_default();
+    let seed = SeedFilters {
+        version_filter: text("versionFilter")
+            .map(|f| regex::Regex::new(&f).map_err(|e| format!("invalid versionFilter: {e}")))
+            .transpose()?,
+        version_constraint: text("versionConstraint")
+            .map(|c| Range::parse(&c).map_err(|e| format!("invalid versionConstraint: {e}")))
+            .transpose()?,
+        latest: flag("latest"),
+        latest_entry: flag("latest_entry"),
+    };
+    let owner_repo = |argument: &Option<String>| -> Result<(String, String), String> {
+        argument
+            .as_deref()
+            .and_then(|a| a.split_once('/'))
+            .map(|(o, r)| (o.to_owned(), r.to_owned()))
+            .ok_or_else(|| format!("versionSource {source:?} needs owner/repository"))
+    };
+    let strategy = match kind.as_str() {
+        "github-releases" | "github-latest-release" => {
+            let (owner, repository) = owner_repo(&argument)?;
+            Strategy::GithubRelease {
+                owner,
+                repository,
+                latest_only: kind == "github-latest-release",
+                version_constraint: None,
+                version_regex: None,
+            }
+        }
+        "github-tagged-images-file" => {
+            let (owner, repository) = owner_repo(&argument)?;
+            let path = text("imagesFilePath").ok_or("github-tagged-images-file needs imagesFilePath")?;
+            Strategy::TaggedImagesFile { owner, repository, path }
+        }
+        "registry" => Strategy::Registry { latest: false, version_filter: None },
+        "helm-latest" | "helm-oci" | "helm-directory" => {
+            let source = match (kind.as_str(), argument) {
+                ("helm-latest", Some(url)) => HelmSource::Repository(url),
+                ("helm-directory", Some(dir)) => HelmSource::Directory(dir),
+                ("helm-oci", _) => HelmSource::Oci,
+                _ => return Err(format!("versionSource {source:?} needs its argument")),
+            };
+            let additional: Vec<String> = value
+                .get("additionalVersionFilter")
+                .and_then(|v| v.as_array())
+                .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            let charts_json =
+                value.get("helmCharts").and_then(|v| v.as_object()).ok_or("helm sources need helmCharts")?;
+            let mut charts = BTreeMap::new();
+            for (chart, options) in charts_json {
+                let mut sets = BTreeMap::new();
+                if let Some(config) = options.get("chartConfig").and_then(|c| c.as_object()) {
+                    for (name, set) in config {
+                        let values = set
+                            .get("values")
+                            .and_then(|v| v.as_array())
+                            .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                            .unwrap_or_default();
+                        let kube_version = set.get("kubeVersion").and_then(|v| v.as_str()).map(str::to_owned);
+                        sets.insert(name.clone(), ChartSet { values, kube_version });
+                    }
+                }
+                if sets.is_empty() {
+                    sets.insert("default".into(), ChartSet::default());
+                }
+                charts.insert(
+                    chart.clone(),
+                    ChartOptions {
+                        sets,
+                        devel: options.get("devel").and_then(|v| v.as_bool()).unwrap_or(false),
+                        version: options.get("versionFilter").and_then(|v| v.as_str()).map(str::to_owned),
+                        additional_versions: additional.clone(),
+                    },
+                );
+            }
+            let image_denylist = value
+                .get("imageDenylist")
+                .and_then(|v| v.as_array())
+                .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            Strategy::HelmLatest { source, charts, image_denylist }
+        }
+        other => return Err(format!("versionSource {other:?} is not supported")),
+    };
+    if matches!(strategy, Strategy::GithubRelease { .. } | Strategy::Registry { .. }) && images.is_empty() {
+        return Err(format!("{kind} needs images"));
+    }
+    Ok(UpdateEntry {
+        name: key.to_owned(),
+        strategy,
+        artifacts: images,
+        reviewers: Vec::new(),
+        line: 0,
+        seed: Some(seed),
+    })
+}
+
+/// Reads `autoupdate.yaml`, or the seed's `config.json` when the file is JSON.
+pub fn load_any(path: &Path) -> Result<(Vec<UpdateEntry>, Vec<Notice>), ManifestError> {
+    let text = yaml::read_file(path)?;
+    if path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{') {
+        parse_config_json(path, &text)
+    } else {
+        parse(path, &text)
+    }
+}
+
+/// The seed's release selection (`github-releases`, `github-tagged-images-file`): not a draft
+/// or prerelease, a valid semantic version once a leading `v` is dropped, `versionFilter`
+/// found in the tag, `versionConstraint` satisfied. The tag is kept as named.
+pub fn seed_releases(releases: &[Release], filters: &SeedFilters) -> Vec<String> {
+    releases
+        .iter()
+        .filter(|r| !r.draft && !r.prerelease)
+        .filter(|r| semver::Version::parse(r.tag.strip_prefix('v').unwrap_or(&r.tag)).is_ok())
+        .filter(|r| filters.version_filter.as_ref().is_none_or(|f| f.is_match(&r.tag)))
+        .filter(|r| filters.version_constraint.as_ref().is_none_or(|c| c.matches_tag(&r.tag)))
+        .map(|r| r.tag.clone())
+        .collect()
+}
+
+/// The seed's `registry` selection: `versionFilter`, `versionConstraint` (which the seed
+/// documents for every source), then `latest`/`latest_entry`: the highest version, tags that
+/// are not versions skipped with a note (the reference's sort fails on them).
+pub fn seed_registry_tags(tags: &[String], filters: &SeedFilters, notes: &mut Vec<String>) -> Vec<String> {
+    let filtered: Vec<String> = tags
+        .iter()
+        .filter(|t| filters.version_filter.as_ref().is_none_or(|f| f.is_match(t)))
+        .filter(|t| filters.version_constraint.as_ref().is_none_or(|c| c.matches_tag(t)))
+        .cloned()
+        .collect();
+    if filters.latest_entry {
+        notes.push("latest_entry: the OCI tag list has no upload order; the highest version is taken".into());
+    }
+    if filters.latest || filters.latest_entry {
+        return registry_tags(&filtered, None, true, notes);
+    }
+    filtered
+}
+
+/// A chart's or an images file's image references, as the seed keeps them: `docker.io/`
+/// dropped, `rancher/` images and `latest` tags left out, a reference without exactly one tag
+/// skipped, denied images left out. Grouped by repository, each matched to `config.yaml` later.
+pub fn seed_images(
+    references: &[String],
+    denylist: &[String],
+    notes: &mut Vec<String>,
+) -> Vec<(ArtifactRef, Vec<String>)> {
+    let mut by_repository: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for reference in references {
+        let full = reference.strip_prefix("docker.io/").unwrap_or(reference);
+        let full = full.split('@').next().unwrap_or_default();
+        if full.starts_with("rancher/") {
+            continue;
+        }
+        let (repository, tag, _) = crate::chart_values::split_reference(full);
+        let Some(tag) = tag else {
+            notes.push(format!("{reference}: no tag; skipped"));
+            continue;
+        };
+        if tag == "latest" || denylist.contains(&repository) {
+            continue;
+        }
+        by_repository.entry(repository).or_default().insert(tag);
+    }
+    by_repository
+        .into_iter()
+        .map(|(source, tags)| {
+            (ArtifactRef { source, target_name: String::new() }, tags.into_iter().collect())
+        })
+        .collect()
 }
 
 /// A GitHub release, as the releases API lists it.
@@ -477,16 +797,26 @@ pub fn difference(
     let mut proposals: BTreeMap<ArtifactRef, BTreeSet<String>> = BTreeMap::new();
     let mut unlisted = BTreeSet::new();
     for (artifact, tags) in found {
-        let entries: Vec<&Listed> = listed.iter().filter(|l| l.artifact == *artifact).collect();
-        if entries.is_empty() {
+        // An empty target name (the seed's `images`) is whichever artifact lists the source;
+        // as the seed's add-tag script, it must be exactly one.
+        let entries: Vec<&Listed> = listed
+            .iter()
+            .filter(|l| {
+                l.artifact.source == artifact.source
+                    && (artifact.target_name.is_empty() || l.artifact.target_name == artifact.target_name)
+            })
+            .collect();
+        let targets: BTreeSet<&String> = entries.iter().map(|l| &l.artifact.target_name).collect();
+        if entries.is_empty() || targets.len() > 1 {
             unlisted.insert(artifact.clone());
             continue;
         }
+        let concrete = entries[0].artifact.clone();
         let known: BTreeSet<&str> =
             entries.iter().flat_map(|l| l.tags.iter().map(|(t, _)| t.as_str())).collect();
         for tag in tags {
             if !known.contains(tag.as_str()) {
-                proposals.entry(artifact.clone()).or_default().insert(tag.clone());
+                proposals.entry(concrete.clone()).or_default().insert(tag.clone());
             }
         }
     }

@@ -75,8 +75,10 @@ pub struct OciRegistry {
     page_size: usize,
     /// How each host keeps referrers, learnt once (the referrers API, or the tag schema).
     referrers_modes: Arc<std::sync::Mutex<std::collections::HashMap<ferry_model::Host, ReferrersMode>>>,
-    /// Tag-index updates in this process run one at a time (a read-merge-write cycle).
-    pub(crate) tag_index_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Updates of one referrers tag index in this process run one at a time (a
+    /// read-merge-write cycle); updates of different indexes run side by side. Striped: a
+    /// (repository, subject) always takes the same lock.
+    pub(crate) tag_index_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Held while a host's referrers support is being found out.
     probe_lock: Arc<tokio::sync::Mutex<()>>,
     /// Manifests read by digest, reused for a short while (see [`crate::cache`]).
@@ -84,15 +86,31 @@ pub struct OciRegistry {
 }
 
 const PAGE_SIZE: usize = 1000;
+/// Locks for referrers tag index updates; two indexes share one only by hash collision.
+const TAG_INDEX_STRIPES: usize = 64;
 const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 
 impl OciRegistry {
+    /// The lock a referrers tag index update of `subject` in `repository` holds.
+    pub(crate) fn tag_index_lock(
+        &self,
+        repository: &Repository,
+        subject: &Digest,
+    ) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        repository.to_string().hash(&mut hasher);
+        subject.to_string().hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % TAG_INDEX_STRIPES as u64).unwrap_or(0);
+        &self.tag_index_locks[stripe]
+    }
+
     pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
         Ok(Self {
             transport: Arc::new(Transport::new(config)?),
             page_size: PAGE_SIZE,
             referrers_modes: Arc::default(),
-            tag_index_lock: Arc::default(),
+            tag_index_locks: Arc::new((0..TAG_INDEX_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect()),
             probe_lock: Arc::default(),
             manifests: Arc::default(),
         })

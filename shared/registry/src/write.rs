@@ -83,6 +83,16 @@ pub trait RegistryWrite: Registry {
         repository: &Repository,
         manifest: &RawManifest,
     ) -> impl Future<Output = Result<ReferrerWrite, RegistryError>> + Send;
+
+    /// [`RegistryWrite::put_referrer`] for several referrers at once: each is PUT, and those
+    /// the registry does not index itself are added to their subject's tag index in one
+    /// read-merge-write cycle per subject (one wait for concurrent writers, not one each).
+    /// The results are in the order of `manifests`.
+    fn put_referrers(
+        &self,
+        repository: &Repository,
+        manifests: &[RawManifest],
+    ) -> impl Future<Output = Result<Vec<ReferrerWrite>, RegistryError>> + Send;
 }
 
 impl RegistryWrite for OciRegistry {
@@ -205,7 +215,16 @@ impl RegistryWrite for OciRegistry {
         repository: &Repository,
         manifest: &RawManifest,
     ) -> Result<ReferrerWrite, RegistryError> {
-        self.put_referrer_impl(repository, manifest).await
+        let mut done = self.put_referrers_impl(repository, std::slice::from_ref(manifest)).await?;
+        done.pop().ok_or_else(|| RegistryError::Unavailable("no referrer was written".into()))
+    }
+
+    async fn put_referrers(
+        &self,
+        repository: &Repository,
+        manifests: &[RawManifest],
+    ) -> Result<Vec<ReferrerWrite>, RegistryError> {
+        self.put_referrers_impl(repository, manifests).await
     }
 }
 
@@ -224,11 +243,13 @@ fn store_race(error: &RegistryError) -> bool {
 }
 
 impl OciRegistry {
-    async fn put_referrer_impl(
+    /// PUTs one referrer manifest by digest; `Some(subject, entry)` when the registry did not
+    /// index it itself (no `OCI-Subject` answer) and the tag schema must list it.
+    async fn put_referrer_manifest(
         &self,
         repository: &Repository,
         manifest: &RawManifest,
-    ) -> Result<ReferrerWrite, RegistryError> {
+    ) -> Result<Option<(Digest, referrers::Referrer)>, RegistryError> {
         let invalid = |reason: String| RegistryError::InvalidResponse {
             url: format!("referrer {repository}@{}", manifest.digest),
             reason,
@@ -268,37 +289,85 @@ impl OciRegistry {
             .is_some_and(|v| v.trim() == subject.to_string());
         if indexed {
             self.remember(repository.host(), ReferrersMode::Api);
-            return Ok(ReferrerWrite::Indexed);
+            return Ok(None);
         }
-        // The tag schema: one read-merge-write cycle at a time in this process; across
-        // processes, the read-back (now, and again a moment later) catches a writer whose older
-        // read dropped this entry, and the next round merges it back.
-        let _one_at_a_time = self.tag_index_lock.lock().await;
-        let tag = TagOrDigest::Tag(referrers::tag_for(&subject));
-        let mut wrote = false;
+        Ok(Some((subject, entry)))
+    }
+
+    async fn put_referrers_impl(
+        &self,
+        repository: &Repository,
+        manifests: &[RawManifest],
+    ) -> Result<Vec<ReferrerWrite>, RegistryError> {
+        let mut results = vec![ReferrerWrite::Indexed; manifests.len()];
+        // Subject -> (position in `manifests`, entry), in order.
+        let mut by_subject: Vec<(Digest, Vec<(usize, referrers::Referrer)>)> = Vec::new();
+        for (i, manifest) in manifests.iter().enumerate() {
+            if let Some((subject, entry)) = self.put_referrer_manifest(repository, manifest).await? {
+                match by_subject.iter_mut().find(|(s, _)| *s == subject) {
+                    Some((_, list)) => list.push((i, entry)),
+                    None => by_subject.push((subject, vec![(i, entry)])),
+                }
+            }
+        }
+        for (subject, entries) in by_subject {
+            let written = self.tag_index_add(repository, &subject, &entries).await?;
+            for ((i, _), result) in entries.iter().zip(written) {
+                results[*i] = result;
+            }
+        }
+        Ok(results)
+    }
+
+    /// Lists `entries` in `subject`'s tag index: the tag schema. One read-merge-write cycle at
+    /// a time per tag index in this process (other indexes are updated side by side); across
+    /// processes, the read-back (now, and again a moment later) catches a writer whose older
+    /// read dropped an entry, and the next round merges it back. Nothing listed is dropped.
+    async fn tag_index_add(
+        &self,
+        repository: &Repository,
+        subject: &Digest,
+        entries: &[(usize, referrers::Referrer)],
+    ) -> Result<Vec<ReferrerWrite>, RegistryError> {
+        let _one_at_a_time = self.tag_index_lock(repository, subject).lock().await;
+        let tag = TagOrDigest::Tag(referrers::tag_for(subject));
+        let mut written: Vec<bool> = vec![false; entries.len()];
+        let listed_in =
+            |index: &[referrers::Referrer], digest: &Digest| index.iter().any(|e| e.digest == *digest);
         for round in 0..TAG_INDEX_ROUNDS {
-            let entries = match self.tag_index(repository, &subject).await? {
+            let index = match self.tag_index(repository, subject).await? {
                 TagIndex::Absent => Vec::new(),
-                TagIndex::Index(entries) => entries,
+                TagIndex::Index(index) => index,
                 TagIndex::Other(what) => {
+                    let digests: Vec<String> = entries.iter().map(|(_, e)| e.digest.to_string()).collect();
                     return Err(RegistryError::Refused(format!(
                         "{repository}:{tag} holds {what}, not a referrers index; it is left alone and {} is not listed there",
-                        manifest.digest
+                        digests.join(", ")
                     )));
                 }
             };
-            if entries.iter().any(|e| e.digest == entry.digest) {
+            let missing: Vec<referrers::Referrer> = entries
+                .iter()
+                .filter(|(_, e)| !listed_in(&index, &e.digest))
+                .map(|(_, e)| e.clone())
+                .collect();
+            if missing.is_empty() {
                 if round > 0 {
                     // Written in an earlier round: still there a moment later?
                     tokio::time::sleep(TAG_INDEX_SETTLE).await;
-                    if self.tag_index_lists(repository, &subject, &entry.digest).await? {
-                        return Ok(ReferrerWrite::Tagged);
+                    if self.tag_index_lists_all(repository, subject, entries).await? {
+                        return Ok(self.outcomes(&written));
                     }
                     continue;
                 }
-                return Ok(if wrote { ReferrerWrite::Tagged } else { ReferrerWrite::AlreadyListed });
+                return Ok(self.outcomes(&written));
             }
-            let merged = referrers::merge(&entries, std::slice::from_ref(&entry));
+            for (flag, (_, entry)) in written.iter_mut().zip(entries) {
+                if missing.iter().any(|m| m.digest == entry.digest) {
+                    *flag = true;
+                }
+            }
+            let merged = referrers::merge(&index, &missing);
             let bytes = bytes::Bytes::from(referrers::index_bytes(&merged));
             let index = RawManifest {
                 digest: Digest::of(&bytes),
@@ -316,27 +385,34 @@ impl OciRegistry {
                 }
                 Err(e) => return Err(e),
             }
-            wrote = true;
             tokio::time::sleep(TAG_INDEX_SETTLE).await;
-            if self.tag_index_lists(repository, &subject, &entry.digest).await? {
-                return Ok(ReferrerWrite::Tagged);
+            if self.tag_index_lists_all(repository, subject, entries).await? {
+                return Ok(self.outcomes(&written));
             }
             tracing::debug!(%repository, %subject, round, "the referrers tag index changed under this write; merging again");
         }
+        let digests: Vec<String> = entries.iter().map(|(_, e)| e.digest.to_string()).collect();
         Err(RegistryError::Unavailable(format!(
-            "{repository}:{tag}: the referrers tag index kept changing over {TAG_INDEX_ROUNDS} rounds; {} is not listed yet",
-            manifest.digest
+            "{repository}:{tag}: the referrers tag index kept changing over {TAG_INDEX_ROUNDS} rounds; {} not listed yet",
+            digests.join(", ")
         )))
     }
 
-    async fn tag_index_lists(
+    fn outcomes(&self, written: &[bool]) -> Vec<ReferrerWrite> {
+        written
+            .iter()
+            .map(|w| if *w { ReferrerWrite::Tagged } else { ReferrerWrite::AlreadyListed })
+            .collect()
+    }
+
+    async fn tag_index_lists_all(
         &self,
         repository: &Repository,
         subject: &Digest,
-        digest: &Digest,
+        entries: &[(usize, referrers::Referrer)],
     ) -> Result<bool, RegistryError> {
         Ok(match self.tag_index(repository, subject).await? {
-            TagIndex::Index(entries) => entries.iter().any(|e| e.digest == *digest),
+            TagIndex::Index(index) => entries.iter().all(|(_, e)| index.iter().any(|i| i.digest == e.digest)),
             _ => false,
         })
     }

@@ -2,7 +2,7 @@
 //! the primary's to each mirror. Signatures and attestations as Sigstore bundles (cosign v3),
 //! SBOMs, vulnerability reports, Notation signatures, artifact types Ferry does not know: each
 //! referrer manifest is copied byte for byte with its blobs, after its subject exists, and
-//! listed at the target by [`RegistryWrite::put_referrer`], which keeps every entry the target
+//! listed at the target by [`RegistryWrite::put_referrers`], which keeps every entry the target
 //! already lists.
 
 use ferry_model::{Digest, Repository, TagOrDigest};
@@ -32,6 +32,8 @@ pub async fn carry<R: RegistryWrite>(
     let there: std::collections::BTreeSet<Digest> =
         registry.referrers(to, subject, None).await?.into_iter().map(|r| r.digest).collect();
     let mut done = Vec::with_capacity(wanted.len());
+    // Written together at the end: one tag index update per subject, not one per referrer.
+    let mut to_list = Vec::new();
     for referrer in wanted {
         if there.contains(&referrer.digest) {
             done.push((referrer.digest, Replicated::AlreadyThere));
@@ -53,8 +55,11 @@ pub async fn carry<R: RegistryWrite>(
                 registry.transfer_blob(from, to, blob, None, None).await?;
             }
         }
-        registry.put_referrer(to, &manifest).await?;
+        to_list.push(manifest);
         done.push((referrer.digest, Replicated::Copied));
+    }
+    if !to_list.is_empty() {
+        registry.put_referrers(to, &to_list).await?;
     }
     Ok(done)
 }

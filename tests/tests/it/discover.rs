@@ -243,3 +243,64 @@ async fn registry_tags_are_read_across_pages() {
         setup.world.mirror.access_log()[before..].iter().filter(|l| l.path.contains("/tags/list")).count();
     assert_eq!(pages, 3, "6 tags, 2 per page: 3 requests");
 }
+
+/// The seed's format, `retrieve-image-tags/config.json`, with its rules: `github-releases`
+/// (semantic versions only, drafts and prereleases out, `versionConstraint`; tags kept as
+/// named), `registry` with `versionFilter` and `latest`, `github-tagged-images-file` (the images
+/// file at each selected release; `rancher/` images and `latest` left out), `helm-latest` with an
+/// `imageDenylist`; a key defined twice counts once (the last), with a warning; an unknown source
+/// is left out with its reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_s_config_json_selects_what_its_rules_select() {
+    let setup = setup().await;
+    for tag in ["v1.12.0", "v1.11.0"] {
+        setup.github.set_file_at(tag, "deploy/images.txt", format!("quay.io/acme/operator:v3.1.0\nrancher/skipped:{tag}\ndocker.io/acme/app:1.13.0\nquay.io/acme/operator:latest\n\n").as_bytes());
+    }
+    let helm_url = std::fs::read_to_string(setup.dir.path().join("autoupdate.yaml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("HelmRepo: ").map(str::to_owned))
+        .unwrap();
+    let hub = setup.world.mirror.host();
+    let json = format!(
+        r#"{{
+  "app": {{"images": ["acme/app"], "versionSource": "github-releases:acme/app", "versionConstraint": ">=1.10.0"}},
+  "traefik": {{"images": ["{hub}/library/traefik"], "versionSource": "registry", "versionFilter": "^2\\.[0-9]+\\.[0-9]+$", "latest": "true"}},
+  "images-file": {{"versionSource": "github-tagged-images-file:acme/app", "imagesFilePath": "deploy/images.txt", "versionConstraint": ">=1.11.0"}},
+  "operator": {{"versionSource": "helm-latest:{helm_url}", "imageDenylist": ["quay.io/acme/denied"], "helmCharts": {{"mychart": {{}}}}}},
+  "bad": {{"images": ["a/b"], "versionSource": "ftp:somewhere"}},
+  "traefik": {{"images": ["{hub}/library/traefik"], "versionSource": "registry", "versionFilter": "^3\\.", "latest": true}}
+}}"#
+    );
+    std::fs::write(setup.dir.path().join("config.json"), json).unwrap();
+    let out = Command::new(ferry_bin())
+        .current_dir(setup.dir.path())
+        .args([
+            "discover",
+            "--autoupdate",
+            "config.json",
+            "--rancher-config",
+            "config.yaml",
+            "--github-api",
+            &setup.github.api(),
+        ])
+        .args(setup.world.insecure_flags())
+        .env_remove("FERRY_CONFIG")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(5), "the bad entry: {stdout}{stderr}");
+    assert!(stderr.contains("entry \"traefik\" is defined twice; the last one counts"), "{stderr}");
+    assert!(stderr.contains("entry \"bad\": versionSource \"ftp\" is not supported"), "{stderr}");
+    for line in [
+        "app (GithubRelease): 2 new tags\n  + acme/app:v1.11.0 -> mirrored-acme-app\n  + acme/app:v1.12.0 -> mirrored-acme-app",
+        "images-file (github-tagged-images-file): 2 new tags\n  + acme/app:1.13.0 -> mirrored-acme-app\n  + quay.io/acme/operator:v3.1.0 -> mirrored-acme-operator",
+        "operator (HelmLatest, found by a scan of the chart's values (helm is not on the PATH; --set values not applied)): 1 new tags\n  + quay.io/acme/operator:v3.1.0 -> mirrored-acme-operator",
+        "! quay.io/acme/other () is not in config.yaml yet: a new image needs a human",
+        "library/traefik:3.0.1 -> mirrored-library-traefik",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in\n{stdout}");
+    }
+    assert!(!stdout.contains("rancher/skipped") && !stdout.contains(":latest"), "{stdout}");
+}
