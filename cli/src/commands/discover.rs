@@ -23,15 +23,16 @@ fn edited(
     text: &str,
     listed: &[Listed],
     proposals: &[Proposal],
-) -> Result<(String, Option<String>, Vec<String>), CliError> {
-    let (config, refused) = autoupdate::add_tags(text, listed, proposals);
-    let refused =
-        refused.into_iter().map(|(a, why)| format!("{} ({}): {why}", a.source, a.target_name)).collect();
-    let regsync = match &args.regsync_yaml {
-        Some(_) => Some(ferry_manifests::rancher::to_regsync_yaml(&args.rancher_config, &config)?),
-        None => None,
-    };
-    Ok((config, regsync, refused))
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), CliError> {
+    let regsync = args.regsync_yaml.as_deref().map(repo_path);
+    ferry_discover::edited_files(
+        &repo_path(&args.rancher_config),
+        text,
+        listed,
+        proposals,
+        regsync.as_deref(),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))
 }
 
 pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, CliError> {
@@ -106,13 +107,9 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
             let _ = writeln!(out, "  - {note}");
         }
         if args.pr && !proposals.is_empty() {
-            let (config_text, regsync, refused) = edited(&args, &text, &listed, &proposals)?;
+            let (files, refused) = edited(&args, &text, &listed, &proposals)?;
             for why in &refused {
                 let _ = writeln!(out, "  ! not proposed: {why}");
-            }
-            let mut files = vec![(repo_path(&args.rancher_config), config_text.into_bytes())];
-            if let (Some(path), Some(regsync)) = (&args.regsync_yaml, regsync) {
-                files.push((repo_path(path), regsync.into_bytes()));
             }
             let repo = repository.as_deref().unwrap_or_default();
             match ferry_discover::propose(&github, repo, &args.base, entry, &proposals, &files).await {
@@ -131,13 +128,14 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
         all_proposals.extend(proposals);
     }
     if args.write && !all_proposals.is_empty() {
-        let (config_text, regsync, refused) = edited(&args, &text, &listed, &all_proposals)?;
+        let (files, refused) = edited(&args, &text, &listed, &all_proposals)?;
         for why in &refused {
             let _ = writeln!(out, "not written: {why}");
         }
-        write(&args.rancher_config, &config_text)?;
-        if let (Some(path), Some(regsync)) = (&args.regsync_yaml, regsync) {
-            write(path, &regsync)?;
+        // Written where they were read (the paths as given).
+        let targets = std::iter::once(&args.rancher_config).chain(args.regsync_yaml.as_ref());
+        for (target, (_, bytes)) in targets.zip(&files) {
+            write(target, &String::from_utf8_lossy(bytes))?;
         }
         let _ = writeln!(out, "wrote {}", args.rancher_config.display());
     }

@@ -60,16 +60,73 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
         grace: std::time::Duration::from_secs(args.grace_seconds),
         ..WorkerOptions::default()
     };
+    let discovery = discovery_task(&context.config, env)?;
     let stages = ferry_pipeline::build(context).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
     serve_metrics(args.metrics_listen.as_deref(), &broker).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| CliError::Usage(format!("--listen {listen}: cannot listen: {e}")))?;
     output::note(&format!("running every stage on {}; ingest on http://{listen}", broker.transport()));
-    ferry_pipeline::run(broker, stages, Some((listener, ingest)), options, &[], shutdown_signal())
-        .await
-        .map_err(pipeline_error)?;
+    let discovery = discovery.map(tokio::spawn);
+    let ran =
+        ferry_pipeline::run(broker, stages, Some((listener, ingest)), options, &[], shutdown_signal()).await;
+    if let Some(task) = discovery {
+        task.abort();
+    }
+    ran.map_err(pipeline_error)?;
     Ok(ExitStatus::Ok)
+}
+
+/// `discovery:` in the config: a round of tag discovery now and then every `every`, each
+/// finding proposed as a pull request in the repository (read there, at its base branch).
+/// Never a promotion: review stays human.
+fn discovery_task(
+    config: &ferry_config::Config,
+    env: &Env,
+) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, CliError> {
+    let Some(discovery) = config.discovery.clone() else { return Ok(None) };
+    let Some(token) = env.github_token.clone() else {
+        return Err(CliError::Usage(
+            "discovery: needs GITHUB_TOKEN, to read the repository and propose pull requests (or remove `discovery:`)".into(),
+        ));
+    };
+    let github = ferry_discover::GitHub::new(&config.pipeline.github_api, Some(token))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let registry = super::registry(config, env)?;
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    output::note(&format!(
+        "discovery: {} and {} in {} every {}s, proposing pull requests",
+        discovery.autoupdate,
+        discovery.rancher_config,
+        discovery.repository,
+        discovery.every.as_secs()
+    ));
+    Ok(Some(async move {
+        loop {
+            let repo = ferry_discover::Repo {
+                repository: &discovery.repository,
+                base: &discovery.base,
+                autoupdate: &discovery.autoupdate,
+                rancher_config: &discovery.rancher_config,
+                regsync_yaml: discovery.regsync_yaml.as_deref(),
+            };
+            match ferry_discover::run_repository(&repo, &registry, &github, &http).await {
+                Ok(lines) => {
+                    for line in lines {
+                        tracing::info!(repository = %discovery.repository, "discovery: {line}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(repository = %discovery.repository, error = %e, "discovery round failed; next round in {}s", discovery.every.as_secs())
+                }
+            }
+            tokio::time::sleep(discovery.every).await;
+        }
+    }))
 }
 
 pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, CliError> {

@@ -208,6 +208,22 @@ struct FileYaml {
     pipeline: Option<PipelineYaml>,
     #[serde(default)]
     check: Option<CheckYaml>,
+    #[serde(default)]
+    discovery: Option<DiscoveryYaml>,
+}
+
+/// `discovery:`: tag discovery on a schedule in `ferry run`, proposing pull requests.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DiscoveryYaml {
+    every: Spanned<String>,
+    autoupdate: Spanned<String>,
+    rancher_config: Spanned<String>,
+    #[serde(default)]
+    regsync_yaml: Option<String>,
+    repository: Spanned<String>,
+    #[serde(default)]
+    base: Option<String>,
 }
 
 /// `check:`: the repository policy `ferry check` applies to manifest changes.
@@ -407,6 +423,41 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// The repository policy of `ferry check` (`check:`).
     pub check: ferry_check::RepositoryPolicy,
+    /// Tag discovery on a schedule (`discovery:`).
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// What `ferry run` discovers and where it proposes it: the files are read from `repository`
+/// at `base` through GitHub's contents API (paths in that repository), and each finding is a
+/// pull request there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    pub every: Duration,
+    pub autoupdate: String,
+    pub rancher_config: String,
+    pub regsync_yaml: Option<String>,
+    pub repository: String,
+    pub base: String,
+}
+
+/// `30s`, `15m`, `6h`, `1d`.
+fn parse_every(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s, 15m, 6h or 1d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?} is not a duration such as 30s, 15m, 6h or 1d")),
+    };
+    if seconds == 0 {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 impl Config {
@@ -476,6 +527,25 @@ impl Config {
         }
         if let Some(pipeline) = &file.pipeline {
             config.pipeline = pipeline_config(pipeline, base, &field)?;
+        }
+        if let Some(discovery) = &file.discovery {
+            let every = parse_every(&discovery.every.value)
+                .map_err(|e| field(line_of(&discovery.every), "discovery.every", e))?;
+            if discovery.repository.value.split('/').filter(|p| !p.is_empty()).count() != 2 {
+                return Err(field(
+                    line_of(&discovery.repository),
+                    "discovery.repository",
+                    format!("{:?} is not owner/name", discovery.repository.value),
+                ));
+            }
+            config.discovery = Some(DiscoveryConfig {
+                every,
+                autoupdate: discovery.autoupdate.value.clone(),
+                rancher_config: discovery.rancher_config.value.clone(),
+                regsync_yaml: discovery.regsync_yaml.clone(),
+                repository: discovery.repository.value.clone(),
+                base: discovery.base.clone().unwrap_or_else(|| "main".into()),
+            });
         }
         if let Some(check) = &file.check {
             config.check = check_policy(check, &field)?;
@@ -967,6 +1037,14 @@ mod tests {
                 Ok(0),
             ),
             (
+                "discovery:\n  every: 6 hours\n  autoupdate: a.yaml\n  rancher-config: c.yaml\n  repository: a/b\n",
+                Err(":2: field `discovery.every`"),
+            ),
+            (
+                "discovery:\n  every: 1h\n  autoupdate: a.yaml\n  rancher-config: c.yaml\n  repository: nope\n",
+                Err(":5: field `discovery.repository`"),
+            ),
+            (
                 "check:\n  required-destinations: [\"Bad Host\"]\n",
                 Err(":2: field `check.required-destinations`"),
             ),
@@ -1057,6 +1135,10 @@ mod tests {
         let check = &config.check;
         assert_eq!((check.required_destinations.len(), check.allowed_sources.len()), (2, 1));
         assert!(check.multi_arch_required && check.immutable_tags && check.single_arch_allowed.len() == 1);
+        let discovery = config.discovery.as_ref().unwrap();
+        assert_eq!(discovery.every, Duration::from_secs(6 * 3600));
+        assert_eq!((discovery.repository.as_str(), discovery.base.as_str()), ("acme/image-mirror", "main"));
+        assert_eq!(discovery.regsync_yaml.as_deref(), Some("regsync.yaml"));
         // Every key the file format accepts is spelled out (set or commented) in the example.
         for key in [
             "insecure:",
@@ -1105,6 +1187,13 @@ mod tests {
             "multi-arch:",
             "single-arch-allowed:",
             "allowed-sources:",
+            "discovery:",
+            "every:",
+            "autoupdate:",
+            "rancher-config:",
+            "regsync-yaml:",
+            "repository:",
+            "base:",
         ] {
             assert!(text.contains(key), "examples/ferry.yaml does not mention {key}");
         }

@@ -153,6 +153,100 @@ pub fn branch_name(entry: &str, proposals: &[Proposal]) -> String {
     format!("autoupdate/{entry}/{}", &hash[..8])
 }
 
+/// The files a proposal commits: `config.yaml` with the tags added in place, and, when the
+/// repository keeps one, the `regsync.yaml` generated from it. Proposals that cannot be written
+/// in place are returned with the reason.
+pub fn edited_files(
+    config_path: &str,
+    config_text: &str,
+    listed: &[autoupdate::Listed],
+    proposals: &[Proposal],
+    regsync_path: Option<&str>,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), DiscoverError> {
+    let (config, refused) = autoupdate::add_tags(config_text, listed, proposals);
+    let refused =
+        refused.into_iter().map(|(a, why)| format!("{} ({}): {why}", a.source, a.target_name)).collect();
+    let mut files = Vec::new();
+    if let Some(regsync) = regsync_path {
+        let text = ferry_manifests::rancher::to_regsync_yaml(std::path::Path::new(config_path), &config)
+            .map_err(|e| DiscoverError::Input(e.to_string()))?;
+        files.push((regsync.to_owned(), text.into_bytes()));
+    }
+    files.insert(0, (config_path.to_owned(), config.into_bytes()));
+    Ok((files, refused))
+}
+
+/// Where a scheduled discovery reads and proposes: paths in `repository` at `base`.
+#[derive(Clone, Debug)]
+pub struct Repo<'a> {
+    pub repository: &'a str,
+    pub base: &'a str,
+    pub autoupdate: &'a str,
+    pub rancher_config: &'a str,
+    pub regsync_yaml: Option<&'a str>,
+}
+
+/// One scheduled round (`ferry run` with `discovery:`): reads the discovery config and
+/// `config.yaml` from the repository at its base branch (no checkout), finds each entry's new
+/// tags and proposes each finding as a pull request, never twice. Returns one line per entry.
+pub async fn run_repository<R: Registry>(
+    repo: &Repo<'_>,
+    registry: &R,
+    github: &GitHub,
+    http: &reqwest::Client,
+) -> Result<Vec<String>, DiscoverError> {
+    let (owner, name) = repo
+        .repository
+        .split_once('/')
+        .ok_or_else(|| DiscoverError::Input(format!("{} is not owner/name", repo.repository)))?;
+    let fetch = |path: String| async move {
+        github
+            .file_at(owner, name, &path, repo.base)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| {
+                DiscoverError::Input(format!("{path} is not in {} at {}", repo.repository, repo.base))
+            })
+    };
+    let discovery_text = fetch(repo.autoupdate.to_owned()).await?;
+    let config_text = fetch(repo.rancher_config.to_owned()).await?;
+    let discovery_path = std::path::Path::new(repo.autoupdate);
+    let (entries, notices) = if repo.autoupdate.ends_with(".json") {
+        autoupdate::parse_config_json(discovery_path, &discovery_text)
+    } else {
+        autoupdate::parse(discovery_path, &discovery_text)
+    }
+    .map_err(|e| DiscoverError::Input(e.to_string()))?;
+    let listed = autoupdate::listed(std::path::Path::new(repo.rancher_config), &config_text)
+        .map_err(|e| DiscoverError::Input(e.to_string()))?;
+    let mut lines: Vec<String> = notices.iter().map(|n| format!("left out: {n}")).collect();
+    for entry in &entries {
+        let found = match find(entry, registry, github, http).await {
+            Ok(found) => found,
+            Err(e) => {
+                lines.push(format!("{}: failed: {e}", entry.name));
+                continue;
+            }
+        };
+        let (proposals, _) = autoupdate::difference(&found.tags, &listed);
+        if proposals.is_empty() {
+            lines.push(format!("{}: no new tags", entry.name));
+            continue;
+        }
+        let (files, refused) =
+            edited_files(repo.rancher_config, &config_text, &listed, &proposals, repo.regsync_yaml)?;
+        for why in refused {
+            lines.push(format!("{}: not proposed: {why}", entry.name));
+        }
+        match propose(github, repo.repository, repo.base, entry, &proposals, &files).await {
+            Ok(Proposed::Opened(url)) => lines.push(format!("{}: opened {url}", entry.name)),
+            Ok(Proposed::Existing(url)) => lines.push(format!("{}: already proposed: {url}", entry.name)),
+            Err(e) => lines.push(format!("{}: the pull request failed: {e}", entry.name)),
+        }
+    }
+    Ok(lines)
+}
+
 /// What happened to a proposal on GitHub.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Proposed {

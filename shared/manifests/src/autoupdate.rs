@@ -902,7 +902,7 @@ pub fn add_tags(
         let indent = &first_line[..first_line.len() - first_line.trim_start().len()];
         edits.push((first, last, all.iter().map(|t| format!("{indent}- {}", yaml_tag(t))).collect()));
     }
-    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     for (first, last, replacement) in edits {
         lines.splice(first..=last, replacement);
     }

@@ -157,10 +157,8 @@ pub fn thin_manifests(edges: &[Pinned], header: &str) -> Tree {
     }
     // Group by (source prefix, trusted, destination list) -> image -> digest -> tags.
     type Group = (Prefix, bool, Vec<Prefix>);
-    let mut groups: BTreeMap<
-        Group,
-        BTreeMap<(String, Option<String>), BTreeMap<Digest, BTreeSet<Option<Tag>>>>,
-    > = BTreeMap::new();
+    type Images = BTreeMap<(String, Option<String>), BTreeMap<Digest, BTreeSet<Option<Tag>>>>;
+    let mut groups: BTreeMap<Group, Images> = BTreeMap::new();
     for ((source, trusted, name, source_name), by_edge) in per_image {
         for ((digest, tag), entries) in by_edge {
             for list in destination_lists(entries) {

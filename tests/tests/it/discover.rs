@@ -304,3 +304,73 @@ async fn the_seed_s_config_json_selects_what_its_rules_select() {
     }
     assert!(!stdout.contains("rancher/skipped") && !stdout.contains(":latest"), "{stdout}");
 }
+
+/// `discovery:` in `ferry run`: a round at start and then every `every`; the files are read
+/// from the repository at its base branch through the contents API (no checkout), each finding
+/// is one pull request, and later rounds find it proposed and open nothing. Without a token
+/// `ferry run` refuses to start, naming what is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn ferry_run_proposes_discoveries_on_a_schedule_once() {
+    let setup = setup().await;
+    let autoupdate = std::fs::read_to_string(setup.dir.path().join("autoupdate.yaml")).unwrap();
+    let traefik: String = autoupdate
+        .split("- Name: ")
+        .filter(|e| e.starts_with("traefik"))
+        .map(|e| format!("- Name: {e}"))
+        .collect();
+    setup.github.set_file_at("main", "mirror/autoupdate.yaml", traefik.as_bytes());
+    setup.github.set_file_at("main", "config.yaml", setup.config_yaml.as_bytes());
+    let hosts: Vec<String> = setup.world.hosts().iter().map(|h| format!("\"{h}\"")).collect();
+    let config = setup.dir.path().join("ferry.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "registries:\n  insecure: [{}]\npipeline:\n  github-api: {}\ndiscovery:\n  every: 1s\n  autoupdate: mirror/autoupdate.yaml\n  \
+             rancher-config: config.yaml\n  regsync-yaml: regsync.yaml\n  repository: acme/mirror\n",
+            hosts.join(", "),
+            setup.github.api()
+        ),
+    )
+    .unwrap();
+    let run = |token: Option<&str>| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = tokio::process::Command::new(ferry_bin());
+        command
+            .args(["run", "--config", config.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("FERRY_CONFIG")
+            .env_remove("GITHUB_TOKEN")
+            .env("FERRY_LOG_FORMAT", "text")
+            .env("FERRY_DISTRIBUTION_TOKEN", "webhook-token")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("GITHUB_TOKEN", token);
+        }
+        command.spawn().unwrap()
+    };
+    let out = run(None).wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("discovery: needs GITHUB_TOKEN"), "{stderr}");
+
+    let child = run(Some("t0ken"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while setup.github.pulls().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no pull request within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Two more rounds: the same finding is found proposed.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut child = child;
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pulls = setup.github.pulls();
+    assert_eq!(pulls.len(), 1, "{stderr}");
+    assert!(pulls[0].head.starts_with("autoupdate/traefik/"));
+    let config_yaml = String::from_utf8(setup.github.file(&pulls[0].head, "config.yaml").unwrap()).unwrap();
+    assert!(config_yaml.contains("  - 2.10.4\n  - 2.11.0\n"), "{config_yaml}");
+    assert!(setup.github.file(&pulls[0].head, "regsync.yaml").is_some());
+    assert!(stderr.contains("discovery: traefik: opened https://github.example/pull/1"), "{stderr}");
+    assert!(stderr.contains("discovery: traefik: already proposed"), "{stderr}");
+}
