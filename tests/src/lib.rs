@@ -125,3 +125,12 @@ where
     }
     false
 }
+
+/// A finished command's exit code, stdout and stderr, as the CLI tests compare them.
+pub fn outcome(out: &std::process::Output) -> (Option<i32>, String, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -59,20 +59,12 @@ pub(crate) async fn scan(args: ChartsScanArgs, env: &Env) -> Result<ExitStatus, 
         split.present,
         charts.prime
     );
-    let _ = writeln!(
-        out,
-        "{}: {} tags from {}",
-        staging_file.display(),
-        count(&split.staging_to_prime),
-        charts.staging
-    );
-    let _ = writeln!(
-        out,
-        "{}: {} tags from {}",
-        docker_file.display(),
-        count(&split.docker_to_prime),
-        charts.docker_hub
-    );
+    for (file, images, from) in [
+        (staging_file, &split.staging_to_prime, &charts.staging),
+        (docker_file, &split.docker_to_prime, &charts.docker_hub),
+    ] {
+        let _ = writeln!(out, "{}: {} tags from {from}", file.display(), count(images));
+    }
     if !split.missing.is_empty() {
         let _ = writeln!(out, "in no registry ({} tags, left out):", count(&split.missing));
         for (repo, tags) in &split.missing {

@@ -334,33 +334,37 @@ fn report_options(path: &Path, text: &str, problems: &mut Problems<'_>) -> Resul
     let shape = shape.unwrap_or_default();
     // `repoAuth` is what Ferry does anyway: a token scoped to each repository.
     let known_creds = ["registry", "user", "pass", "tls", "repoAuth"];
-    for keys in &shape.creds {
-        for (key, _) in &keys.0 {
-            if key.value.starts_with("x-") || known_creds.contains(&key.value.as_str()) {
-                continue;
-            }
-            let reason = CRED_IGNORED
-                .iter()
-                .find(|(name, _)| *name == key.value)
-                .map(|(_, why)| *why)
-                .unwrap_or("a regclient host option Ferry does not honour; configure the registry in the Ferry config");
-            problems.warn(line_of(key), &format!("creds.{}", key.value), format!("ignored: {reason}"));
-        }
-    }
     let known_sync = ["source", "target", "type", "tags", "tagSets"];
-    for (section, keys) in
-        shape.defaults.iter().map(|d| ("defaults", d)).chain(shape.sync.iter().map(|s| ("sync", s)))
-    {
+    let sections = shape
+        .creds
+        .iter()
+        .map(|c| {
+            (
+                "creds",
+                c,
+                &known_creds[..],
+                &CRED_IGNORED[..],
+                "a regclient host option Ferry does not honour; configure the registry in the Ferry config",
+            )
+        })
+        .chain(
+            shape
+                .defaults
+                .iter()
+                .map(|d| ("defaults", d, &[][..], &IGNORED[..], "not a regsync option Ferry knows")),
+        )
+        .chain(
+            shape
+                .sync
+                .iter()
+                .map(|s| ("sync", s, &known_sync[..], &IGNORED[..], "not a regsync option Ferry knows")),
+        );
+    for (section, keys, known, table, otherwise) in sections {
         for (key, _) in &keys.0 {
-            if key.value.starts_with("x-") || (section == "sync" && known_sync.contains(&key.value.as_str()))
-            {
+            if key.value.starts_with("x-") || known.contains(&key.value.as_str()) {
                 continue;
             }
-            let reason = IGNORED
-                .iter()
-                .find(|(name, _)| *name == key.value)
-                .map(|(_, why)| *why)
-                .unwrap_or("not a regsync option Ferry knows");
+            let reason = table.iter().find(|(name, _)| *name == key.value).map_or(otherwise, |(_, why)| *why);
             problems.warn(line_of(key), &format!("{section}.{}", key.value), format!("ignored: {reason}"));
         }
     }

@@ -104,11 +104,7 @@ impl Setup {
             .envs(env.iter().copied())
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        ferry_testkit::outcome(&out)
     }
 }
 

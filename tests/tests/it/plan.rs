@@ -608,11 +608,8 @@ async fn import_writes_thin_manifests_that_plan_identically() {
     let run = |args: &[String]| {
         let mut all = args.to_vec();
         all.extend(world.insecure_flags());
-        let out = Command::new(ferry_bin()).args(&all).env_remove("FERRY_CONFIG").output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ferry_testkit::outcome(
+            &Command::new(ferry_bin()).args(&all).env_remove("FERRY_CONFIG").output().unwrap(),
         )
     };
     let edges = |json: &str| -> Vec<String> {
@@ -737,11 +734,8 @@ async fn chart_archives_become_the_two_sync_files_which_then_promote() {
     let run = |args: &[&str]| {
         let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         all.extend(world.insecure_flags());
-        let out = Command::new(ferry_bin()).args(&all).env_remove("FERRY_CONFIG").output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ferry_testkit::outcome(
+            &Command::new(ferry_bin()).args(&all).env_remove("FERRY_CONFIG").output().unwrap(),
         )
     };
     let (code, stdout, stderr) = run(&[

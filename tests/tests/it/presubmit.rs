@@ -154,11 +154,7 @@ impl Fixture {
             .envs(env.iter().copied())
             .output()
             .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        ferry_testkit::outcome(&out)
     }
 
     /// `text` with every host, digest and commit replaced by a placeholder, so that the
