@@ -70,10 +70,19 @@ fn prefix(host: &Host, segments: &[&str]) -> (String, Option<String>) {
     (host.to_string(), (!segments.is_empty()).then(|| segments.join("/")))
 }
 
-fn split(source: &Repository, destination: &Repository) -> Split {
+/// How many trailing path components `source` and `destination` share.
+fn common_suffix(source: &Repository, destination: &Repository) -> usize {
+    let s = source.path().as_str().split('/').rev();
+    let d = destination.path().as_str().split('/').rev();
+    s.zip(d).take_while(|(a, b)| a == b).count()
+}
+
+/// Splits an edge so that its name is the last `common` components (at most what the two
+/// share): every destination of one entry is split alike, so they stay one manifest.
+fn split(source: &Repository, destination: &Repository, common: usize) -> Split {
     let s: Vec<&str> = source.path().as_str().split('/').collect();
     let d: Vec<&str> = destination.path().as_str().split('/').collect();
-    let common = s.iter().rev().zip(d.iter().rev()).take_while(|(a, b)| a == b).count();
+    let common = common.min(common_suffix(source, destination));
     if common == 0 {
         // A rename: the source registry is the host alone and the whole path its source-name.
         return Split {
@@ -141,8 +150,14 @@ pub fn thin_manifests(edges: &[Pinned], header: &str) -> Tree {
         (Prefix, bool, String, Option<String>),
         BTreeMap<(Digest, Option<Tag>), PerEntry>,
     > = BTreeMap::new();
+    // Per entry, the name length all its destinations share with the source.
+    let mut shared: BTreeMap<&str, usize> = BTreeMap::new();
     for edge in edges {
-        let s = split(&edge.source, &edge.destination);
+        let common = common_suffix(&edge.source, &edge.destination);
+        shared.entry(edge.entry.as_str()).and_modify(|c| *c = (*c).min(common)).or_insert(common);
+    }
+    for edge in edges {
+        let s = split(&edge.source, &edge.destination, shared.get(edge.entry.as_str()).copied().unwrap_or(0));
         let key = (s.source, edge.trusted, s.name, s.source_name);
         let destinations = per_image
             .entry(key)
@@ -246,7 +261,7 @@ mod tests {
         tag: Option<&str>,
         trusted: bool,
     ) -> Pinned {
-        edge_of("f:1", source, digest, destination, primary, tag, trusted)
+        edge_of(&format!("{source}@{digest}"), source, digest, destination, primary, tag, trusted)
     }
 
     fn edge_of(

@@ -961,3 +961,79 @@ fn the_regsync_yaml_written_for_rancher_s_config_yaml_is_the_generator_s_own() {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// `ferry import`'s writer and Ferry's kpromo reader are inverse: any set of planned,
+    /// digest-pinned entries (renames, untrusted sources, several destinations with a primary,
+    /// tagless digests) written as a thin-manifest tree reads back as exactly the same edges:
+    /// source, trust, digest, destination, primary, tag.
+    #[test]
+    fn an_imported_tree_reads_back_as_the_edges_it_was_written_from(
+        entries in proptest::collection::vec(
+            (0usize..3, 0usize..3, proptest::bool::ANY, proptest::bool::ANY, proptest::collection::vec(0usize..4, 1..4), 0usize..3),
+            1..8,
+        )
+    ) {
+        use crate::import::{Pinned, thin_manifests};
+        use ferry_model::{Digest, Repository, Tag};
+        // Prefixes chosen so that some end alike ("team"): a name must not swallow them.
+        let source_prefixes = ["stg.example/team", "docker.io/amazon", "quay.io/x"];
+        let names = ["app", "aws-cli", "tools"];
+        let destination_prefixes = ["prod.example/team", "prod.example", "mirror.example/rancher", "docker.io/rancher"];
+        type Edge = (String, bool, String, String, bool, Option<String>);
+        let mut pinned = Vec::new();
+        let mut expected: std::collections::BTreeSet<Edge> = std::collections::BTreeSet::new();
+        // Trust is a property of the source.
+        let mut trust: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
+        for (i, (source, name, renamed, trusted, dests, n_tags)) in entries.into_iter().enumerate() {
+            let source = format!("{}/{}", source_prefixes[source], names[name]);
+            let target_name = if renamed { format!("mirrored-x-{}", names[name]) } else { names[name].to_owned() };
+            let trusted = *trust.entry(source.clone()).or_insert(trusted);
+            let digest = Digest::of(format!("entry {i}").as_bytes());
+            let mut seen = std::collections::BTreeSet::new();
+            let dests: Vec<String> = dests
+                .into_iter()
+                .filter(|d| seen.insert(*d))
+                .map(|d| format!("{}/{target_name}", destination_prefixes[d]))
+                .collect();
+            let tags: Vec<Option<String>> = if n_tags == 0 { vec![None] } else { (0..n_tags).map(|t| Some(format!("v{t}"))).collect() };
+            for (position, d) in dests.iter().enumerate() {
+                for tag in &tags {
+                    pinned.push(Pinned {
+                        source: Repository::parse(&source).unwrap(),
+                        trusted,
+                        digest,
+                        destination: Repository::parse(d).unwrap(),
+                        primary: position == 0,
+                        tag: tag.as_ref().map(|t| Tag::parse(t).unwrap()),
+                        entry: format!("e{i}"),
+                    });
+                    expected.insert((source.clone(), trusted, digest.to_string(), d.clone(), position == 0, tag.clone()));
+                }
+            }
+        }
+        let tree = thin_manifests(&pinned, "property");
+        let dir = tempfile::tempdir().unwrap();
+        for sub in &tree.subprojects {
+            for (kind, file, text) in [("manifests", "promoter-manifest.yaml", &sub.manifest), ("images", "images.yaml", &sub.images)] {
+                let parent = dir.path().join(kind).join(&sub.name);
+                std::fs::create_dir_all(&parent).unwrap();
+                std::fs::write(parent.join(file), text).unwrap();
+            }
+        }
+        let state = kpromo::load_thin_dir(dir.path(), &Policy::default()).unwrap();
+        proptest::prop_assert!(state.notices.is_empty(), "{:?}", state.notices);
+        let mut read: std::collections::BTreeSet<Edge> = std::collections::BTreeSet::new();
+        for entry in &state.entries {
+            let TagOrDigest::Digest(digest) = entry.pin else { panic!("pinned by digest") };
+            let tags: Vec<Option<String>> = if entry.tags.is_empty() { vec![None] } else { entry.tags.iter().map(|t| Some(t.to_string())).collect() };
+            for (position, d) in entry.destinations.iter().enumerate() {
+                for tag in &tags {
+                    read.insert((entry.sources[0].repository.to_string(), entry.sources[0].trusted, digest.to_string(), d.repository.to_string(), position == 0, tag.clone()));
+                }
+            }
+        }
+        proptest::prop_assert_eq!(read, expected);
+    }
+}
