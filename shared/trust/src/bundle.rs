@@ -182,13 +182,29 @@ pub async fn find<R: Registry>(
     repository: &Repository,
     digest: &Digest,
 ) -> Result<Vec<Found>, TrustError> {
+    find_for(registry, repository, digest, None).await
+}
+
+/// [`find`], reading only the bundles that may be for `predicate_type`: a referrer whose
+/// listing names another predicate type is not fetched (one look-up before each write reads
+/// the listing and nothing else it does not need).
+async fn find_for<R: Registry>(
+    registry: &R,
+    repository: &Repository,
+    digest: &Digest,
+    predicate_type: Option<&str>,
+) -> Result<Vec<Found>, TrustError> {
     let mut found = Vec::new();
     for referrer in registry.referrers(repository, digest, None).await? {
         let is_bundle = referrer.artifact_type.as_deref().is_some_and(|t| BUNDLE_MEDIA_TYPES.contains(&t));
         if !is_bundle {
             continue;
         }
-        let predicate_type = referrer.annotations.get(PREDICATE_TYPE_ANNOTATION).cloned();
+        let listed_type = referrer.annotations.get(PREDICATE_TYPE_ANNOTATION);
+        if predicate_type.is_some_and(|wanted| listed_type.is_some_and(|t| t != wanted)) {
+            continue;
+        }
+        let predicate_type = listed_type.cloned();
         let bundle = read(registry, repository, &referrer.digest).await?;
         found.push(Found { referrer: referrer.digest, predicate_type, bundle });
     }
@@ -224,7 +240,7 @@ pub async fn has<R: Registry>(
     predicate_type: &str,
     key: &VerificationKey,
 ) -> Result<bool, TrustError> {
-    Ok(find(registry, repository, digest).await?.iter().any(|f| {
+    Ok(find_for(registry, repository, digest, Some(predicate_type)).await?.iter().any(|f| {
         f.predicate_type.as_deref().is_none_or(|p| p == predicate_type)
             && f.bundle.as_ref().is_ok_and(|b| {
                 b.verified_statement(key)
