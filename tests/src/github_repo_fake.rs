@@ -256,12 +256,16 @@ fn hex_string(bytes: &[u8]) -> String {
 
 async fn get_file(
     State(state): State<Shared>,
+    headers: HeaderMap,
     Path((_, _, path)): Path<(String, String, String)>,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let branch = query.get("ref").cloned().unwrap_or_else(|| "main".into());
     let s = state.lock().expect("state");
+    // `application/vnd.github.raw+json` asks for the bytes themselves, as GitHub answers it.
+    let raw = headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("raw"));
     match s.files.get(&(branch, path.clone())) {
+        Some(content) if raw => (StatusCode::OK, content.clone()).into_response(),
         Some(content) => {
             use base64::Engine as _;
             // GitHub wraps the base64 at 60 columns.

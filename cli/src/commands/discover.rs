@@ -60,11 +60,7 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
     }
     let inputs = [ferry_manifests::Input::RancherConfig(args.rancher_config.clone())];
     let registry = super::registry_for(&config, env, &inputs)?;
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let http = ferry_discover::http_client().map_err(|e| CliError::Usage(e.to_string()))?;
 
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
@@ -84,19 +80,14 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
         let _ = writeln!(out, "{} ({}{how}): {count} new tags", entry.name, entry.strategy.name());
         for proposal in &proposals {
             for tag in &proposal.new_tags {
-                let _ = writeln!(
-                    out,
-                    "  + {}:{tag} -> {}",
-                    proposal.artifact.source, proposal.artifact.target_name
-                );
+                let target = proposal.artifact.target_name.as_deref().unwrap_or_default();
+                let _ = writeln!(out, "  + {}:{tag} -> {target}", proposal.artifact.source);
             }
         }
         for artifact in &unlisted {
             let _ = writeln!(
                 out,
-                "  ! {} ({}) is not in {} yet: a new image needs a human",
-                artifact.source,
-                artifact.target_name,
+                "  ! {artifact} is not in {} yet (or in more than one entry): a new image needs a human",
                 args.rancher_config.display()
             );
         }

@@ -93,11 +93,7 @@ fn discovery_task(
     let github = ferry_discover::GitHub::new(&config.pipeline.github_api, Some(token))
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let registry = super::registry(config, env)?;
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let http = ferry_discover::http_client().map_err(|e| CliError::Usage(e.to_string()))?;
     output::note(&format!(
         "discovery: {} and {} in {} every {}s, proposing pull requests",
         discovery.autoupdate,

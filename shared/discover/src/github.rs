@@ -45,12 +45,7 @@ const MAX_PAGES: usize = 50;
 
 impl GitHub {
     pub fn new(api: &str, token: Option<Secret>) -> Result<Self, DiscoverError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| DiscoverError::Request(e.to_string()))?;
-        Ok(Self { http, api: api.trim_end_matches('/').to_owned(), token })
+        Ok(Self { http: crate::http_client()?, api: api.trim_end_matches('/').to_owned(), token })
     }
 
     async fn send(
@@ -129,7 +124,8 @@ impl GitHub {
         Self::release(&value).ok_or_else(|| DiscoverError::Request(format!("GET {url}: no tag_name")))
     }
 
-    /// A file's bytes at `reference` (a tag, branch or commit), or `None` if it is not there.
+    /// A file's bytes at `reference` (a tag, branch or commit), or `None` if it is not there:
+    /// the contents API as the manifest sources read it (`ferry_source::HttpGitHub`).
     pub async fn file_at(
         &self,
         owner: &str,
@@ -137,23 +133,14 @@ impl GitHub {
         path: &str,
         reference: &str,
     ) -> Result<Option<Vec<u8>>, DiscoverError> {
-        use base64::Engine as _;
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/repos/{owner}/{repository}/contents/{path}", self.api),
-            &[("ref", reference)],
-        )
-        .map_err(|e| DiscoverError::Request(e.to_string()))?;
-        let value = match self.send(Method::GET, url.as_str(), None).await {
-            Ok((value, _)) => value,
-            Err(DiscoverError::GitHub { status: 404, .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let content: String =
-            value["content"].as_str().unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
-        base64::engine::general_purpose::STANDARD
-            .decode(content)
-            .map(Some)
-            .map_err(|e| DiscoverError::Request(format!("GET {url}: the content is not base64: {e}")))
+        use ferry_source::GitHubApi as _;
+        let contents = ferry_source::HttpGitHub::with_client(
+            self.http.clone(),
+            &self.api,
+            &format!("{owner}/{repository}"),
+            self.token.clone(),
+        );
+        contents.file(reference, path).await.map_err(|e| DiscoverError::Request(e.to_string()))
     }
 
     /// The commit a branch points at.

@@ -8,7 +8,6 @@
 //! and the result says which way was used.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -245,17 +244,9 @@ async fn from_repository(
         })?;
         let url = if url.contains("://") { url.clone() } else { format!("{base}/{url}") };
         let archive = download(http, &url).await?;
-        let mut tar =
-            tar::Archive::new(flate2::read::GzDecoder::new(archive.as_slice()).take(MAX_DOWNLOAD as u64 * 8));
-        let entries = tar.entries().map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
-        for file in entries {
-            let mut file = file.map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
-            let name = file.path().map(|p| p.display().to_string()).unwrap_or_default();
-            if !(name.ends_with("/values.yaml") || name.ends_with("/values.yml")) {
-                continue;
-            }
-            let mut text = String::new();
-            file.read_to_string(&mut text).map_err(|e| DiscoverError::Helm(format!("{url}!{name}: {e}")))?;
+        let files = ferry_manifests::chart_scan::values_in_archive(archive.as_slice())
+            .map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
+        for (name, text) in files {
             found.extend(references_in(Path::new(&format!("{url}!{name}")), &text));
         }
     }

@@ -27,6 +27,16 @@ pub enum DiscoverError {
     Input(String),
 }
 
+/// The HTTP client discovery uses for GitHub and chart repositories: Ferry's user agent, and a
+/// timeout per request.
+pub fn http_client() -> Result<reqwest::Client, DiscoverError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| DiscoverError::Request(e.to_string()))
+}
+
 /// What one entry's source offers now.
 #[derive(Debug, Default)]
 pub struct Found {
@@ -164,8 +174,7 @@ pub fn edited_files(
     regsync_path: Option<&str>,
 ) -> Result<(Vec<(String, Vec<u8>)>, Vec<String>), DiscoverError> {
     let (config, refused) = autoupdate::add_tags(config_text, listed, proposals);
-    let refused =
-        refused.into_iter().map(|(a, why)| format!("{} ({}): {why}", a.source, a.target_name)).collect();
+    let refused = refused.into_iter().map(|(a, why)| format!("{a}: {why}")).collect();
     let mut files = Vec::new();
     if let Some(regsync) = regsync_path {
         let text = ferry_manifests::rancher::to_regsync_yaml(std::path::Path::new(config_path), &config)
@@ -305,7 +314,7 @@ mod tests {
     #[test]
     fn the_branch_names_the_finding_whatever_its_order() {
         let p = |source: &str, tags: &[&str]| Proposal {
-            artifact: ArtifactRef { source: source.into(), target_name: "t".into() },
+            artifact: ArtifactRef { source: source.into(), target_name: Some("t".into()) },
             new_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
         };
         let a = branch_name("coredns", &[p("a/b", &["2", "1"]), p("c/d", &["3"])]);

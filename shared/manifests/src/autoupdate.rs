@@ -114,8 +114,19 @@ struct RegistryYaml {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ArtifactRef {
     pub source: String,
-    /// The effective target name (`TargetArtifactName`, or the default).
-    pub target_name: String,
+    /// The effective target name (`TargetArtifactName`, or the default). `None` where the
+    /// discovery config names no target (the seed's `images`): whichever single artifact
+    /// `config.yaml` lists for the source.
+    pub target_name: Option<String>,
+}
+
+impl std::fmt::Display for ArtifactRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target_name {
+            Some(target) => write!(f, "{} ({target})", self.source),
+            None => f.write_str(&self.source),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -205,7 +216,7 @@ pub struct UpdateEntry {
     pub name: String,
     pub strategy: Strategy,
     /// The artifacts updated. From the seed's `config.json`, whose `images` name no target,
-    /// `target_name` is empty: whichever single artifact `config.yaml` lists for the source.
+    /// `target_name` is `None`: whichever single artifact `config.yaml` lists for the source.
     pub artifacts: Vec<ArtifactRef>,
     pub reviewers: Vec<String>,
     pub line: u64,
@@ -221,7 +232,9 @@ fn artifact_refs(list: &[ArtifactRefYaml]) -> Result<Vec<ArtifactRef>, String> {
             })?;
             Ok(ArtifactRef {
                 source: a.source_artifact.clone(),
-                target_name: a.target_artifact_name.clone().filter(|t| !t.is_empty()).unwrap_or(default),
+                target_name: Some(
+                    a.target_artifact_name.clone().filter(|t| !t.is_empty()).unwrap_or(default),
+                ),
             })
         })
         .collect()
@@ -432,7 +445,7 @@ fn seed_entry(key: &str, value: &serde_json::Value) -> Result<UpdateEntry, Strin
         .map(|list| {
             list.iter()
                 .filter_map(|i| i.as_str())
-                .map(|i| ArtifactRef { source: i.to_owned(), target_name: String::new() })
+                .map(|i| ArtifactRef { source: i.to_owned(), target_name: None })
                 .collect()
         })
         .unwrap_or_default();
@@ -603,9 +616,7 @@ pub fn seed_images(
     }
     by_repository
         .into_iter()
-        .map(|(source, tags)| {
-            (ArtifactRef { source, target_name: String::new() }, tags.into_iter().collect())
-        })
+        .map(|(source, tags)| (ArtifactRef { source, target_name: None }, tags.into_iter().collect()))
         .collect()
 }
 
@@ -772,7 +783,7 @@ pub fn listed(path: &Path, text: &str) -> Result<Vec<Listed>, ManifestError> {
                 .filter(|t| !t.is_empty())
                 .or_else(|| default_target_name(&source))?;
             Some(Listed {
-                artifact: ArtifactRef { source, target_name },
+                artifact: ArtifactRef { source, target_name: Some(target_name) },
                 tags: a.value.tags.iter().map(|t| (t.value.clone(), line_of(t))).collect(),
                 line,
             })
@@ -803,10 +814,10 @@ pub fn difference(
             .iter()
             .filter(|l| {
                 l.artifact.source == artifact.source
-                    && (artifact.target_name.is_empty() || l.artifact.target_name == artifact.target_name)
+                    && (artifact.target_name.is_none() || l.artifact.target_name == artifact.target_name)
             })
             .collect();
-        let targets: BTreeSet<&String> = entries.iter().map(|l| &l.artifact.target_name).collect();
+        let targets: BTreeSet<&Option<String>> = entries.iter().map(|l| &l.artifact.target_name).collect();
         if entries.is_empty() || targets.len() > 1 {
             unlisted.insert(artifact.clone());
             continue;
@@ -827,25 +838,9 @@ pub fn difference(
     (proposals, unlisted.into_iter().collect())
 }
 
-/// Whether a tag must be quoted in YAML to stay a string, as `config.yaml`'s writer (go-yaml)
-/// decides: what would read as a number (`"1.10"`, `"2"`, `"1e3"`, `"0x1f"`), a boolean or
-/// null, and text starting with an indicator. `2.0.52` is not a number and stays plain.
-fn needs_quotes(tag: &str) -> bool {
-    let lower = tag.to_ascii_lowercase();
-    let keyword =
-        ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&lower.as_str());
-    let digits = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '_');
-    let number = tag.parse::<f64>().is_ok()
-        || ["0x", "0o", "0b"].iter().any(|p| tag.strip_prefix(p).is_some_and(digits))
-        || (tag.chars().all(|c| c.is_ascii_digit() || c == '_') && tag.chars().any(|c| c.is_ascii_digit()));
-    let indicator = tag.starts_with([
-        '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
-    ]);
-    keyword || number || indicator || tag.contains(": ") || tag.contains(" #") || tag.is_empty()
-}
-
+/// A tag as `config.yaml`'s writer writes it: plain, or in double quotes (`- "1.10"`).
 fn yaml_tag(tag: &str) -> String {
-    if needs_quotes(tag) { format!("\"{tag}\"") } else { tag.to_owned() }
+    if yaml::plain_scalar(tag) { tag.to_owned() } else { format!("\"{tag}\"") }
 }
 
 /// Adds each proposal's tags to its artifact's `Tags` in `text` (a `config.yaml`), keeping
@@ -916,7 +911,7 @@ mod tests {
     use super::*;
 
     fn a(source: &str, target: &str) -> ArtifactRef {
-        ArtifactRef { source: source.into(), target_name: target.into() }
+        ArtifactRef { source: source.into(), target_name: Some(target.into()) }
     }
 
     #[test]

@@ -78,29 +78,30 @@ pub fn values_files(archive: &Path) -> Result<Vec<(String, String)>, ManifestErr
     }
     let file = std::fs::File::open(archive)
         .map_err(|source| ManifestError::Read { path: archive.to_owned(), source })?;
+    values_in_archive(file).map_err(layout)
+}
+
+/// The values files (entry path, text) of a gzipped chart archive read from `archive`, in
+/// memory, bounded: what `charts scan` and discovery's chart fallback both read.
+pub fn values_in_archive(archive: impl std::io::Read) -> Result<Vec<(String, String)>, String> {
     // The decompressed stream is bounded too: a small archive may expand without limit.
-    let gunzipped = flate2::read::GzDecoder::new(file).take(MAX_ARCHIVE_BYTES * 8);
+    let gunzipped = flate2::read::GzDecoder::new(archive).take(MAX_ARCHIVE_BYTES * 8);
     let mut tar = tar::Archive::new(gunzipped);
     let mut out = Vec::new();
-    let entries = tar.entries().map_err(|e| layout(format!("is not a gzipped tar archive: {e}")))?;
+    let entries = tar.entries().map_err(|e| format!("is not a gzipped tar archive: {e}"))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| layout(format!("cannot be read: {e}")))?;
-        let name = entry
-            .path()
-            .map_err(|e| layout(format!("has an entry with a bad path: {e}")))?
-            .display()
-            .to_string();
+        let mut entry = entry.map_err(|e| format!("cannot be read: {e}"))?;
+        let name =
+            entry.path().map_err(|e| format!("has an entry with a bad path: {e}"))?.display().to_string();
         let base = name.rsplit('/').next().unwrap_or_default();
         if !entry.header().entry_type().is_file() || !(base == "values.yaml" || base == "values.yml") {
             continue;
         }
         if entry.size() > MAX_VALUES_BYTES {
-            return Err(layout(format!("{name} is {} bytes; the limit is {MAX_VALUES_BYTES}", entry.size())));
+            return Err(format!("{name} is {} bytes; the limit is {MAX_VALUES_BYTES}", entry.size()));
         }
         let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| layout(format!("{name} cannot be read as UTF-8 text: {e}")))?;
+        entry.read_to_string(&mut text).map_err(|e| format!("{name} cannot be read as UTF-8 text: {e}"))?;
         out.push((name, text));
     }
     out.sort();

@@ -155,18 +155,7 @@ pub fn default_target_name(source: &str) -> Option<String> {
 /// A scalar as go-yaml writes it: plain when that reads back as the same string, else in
 /// single quotes (`'{{ env "X" }}'`).
 fn go_yaml_string(text: &str) -> String {
-    let plain = !text.is_empty()
-        && !text.starts_with([
-            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`',
-            ' ',
-        ])
-        && !text.ends_with(' ')
-        && !text.contains(": ")
-        && !text.contains(" #")
-        && text.parse::<f64>().is_err()
-        && !["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"]
-            .contains(&text.to_ascii_lowercase().as_str());
-    if plain { text.to_owned() } else { format!("'{}'", text.replace('\'', "''")) }
+    if yaml::plain_scalar(text) { text.to_owned() } else { format!("'{}'", text.replace('\'', "''")) }
 }
 
 /// The `regsync.yaml` image-mirror's `artifact-mirror-tools generate-regsync` writes for this

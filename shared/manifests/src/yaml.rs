@@ -65,6 +65,30 @@ fn syntax_error(path: &Path, error: &serde_saphyr::Error) -> ManifestError {
     ManifestError::Syntax { path: path.to_owned(), line, column, message }
 }
 
+/// Whether `text` can be written as a plain YAML scalar and read back as the same string, as
+/// go-yaml (image-mirror's writers) decides: not if it would read as a number (`1.10`, `2`,
+/// `1e3`, `0x1f`), a boolean or null, starts with an indicator or a space, ends with a space, or
+/// holds `: ` or ` #`. `2.0.52` is not a number and stays plain.
+pub(crate) fn plain_scalar(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    let keyword =
+        ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&lower.as_str());
+    let digits = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '_');
+    let number = text.parse::<f64>().is_ok()
+        || ["0x", "0o", "0b"].iter().any(|p| text.strip_prefix(p).is_some_and(digits))
+        || (text.chars().all(|c| c.is_ascii_digit() || c == '_') && text.chars().any(|c| c.is_ascii_digit()));
+    let indicator = text.starts_with([
+        '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', ' ',
+    ]);
+    !(text.is_empty()
+        || keyword
+        || number
+        || indicator
+        || text.ends_with(' ')
+        || text.contains(": ")
+        || text.contains(" #"))
+}
+
 /// Reads a regular file, refusing symlinks and oversized files.
 pub fn read_file(path: &Path) -> Result<String, ManifestError> {
     let read_err = |source| ManifestError::Read { path: path.to_owned(), source };

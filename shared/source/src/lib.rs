@@ -285,6 +285,11 @@ impl HttpGitHub {
         Ok(Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token })
     }
 
+    /// The same over a client the caller already holds (its connections are shared).
+    pub fn with_client(http: reqwest::Client, api: &str, repository: &str, token: Option<Secret>) -> Self {
+        Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token }
+    }
+
     async fn get(&self, path: &str, accept: &str) -> Result<Option<reqwest::Response>, SourceError> {
         let mut request =
             self.http.get(format!("{}/repos/{}/{path}", self.api, self.repository)).header("accept", accept);

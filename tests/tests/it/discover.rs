@@ -121,7 +121,7 @@ async fn discovery_proposes_exactly_the_new_tags_and_writes_them_into_config_yam
     assert!(stderr.contains("entry \"broken\": must specify at least one reviewer"), "{stderr}");
     for line in [
         "app (GithubRelease): 1 new tags\n  + acme/app:1.12.0 -> mirrored-acme-app",
-        "tool (GithubRelease): 0 new tags\n  ! acme/tool (mirrored-acme-tool) is not in config.yaml yet: a new image needs a human",
+        "tool (GithubRelease): 0 new tags\n  ! acme/tool (mirrored-acme-tool) is not in config.yaml yet (or in more than one entry): a new image needs a human",
         "traefik (Registry): 1 new tags\n",
         "library/traefik:2.11.0 -> mirrored-library-traefik",
         "operator (HelmLatest, found by a scan of the chart's values (helm is not on the PATH; --set values not applied)): 1 new tags\n  + quay.io/acme/operator:v3.1.0 -> mirrored-acme-operator",
@@ -293,7 +293,7 @@ async fn the_seed_s_config_json_selects_what_its_rules_select() {
         "app (GithubRelease): 2 new tags\n  + acme/app:v1.11.0 -> mirrored-acme-app\n  + acme/app:v1.12.0 -> mirrored-acme-app",
         "images-file (github-tagged-images-file): 2 new tags\n  + acme/app:1.13.0 -> mirrored-acme-app\n  + quay.io/acme/operator:v3.1.0 -> mirrored-acme-operator",
         "operator (HelmLatest, found by a scan of the chart's values (helm is not on the PATH; --set values not applied)): 1 new tags\n  + quay.io/acme/operator:v3.1.0 -> mirrored-acme-operator",
-        "! quay.io/acme/other () is not in config.yaml yet: a new image needs a human",
+        "! quay.io/acme/other is not in config.yaml yet (or in more than one entry): a new image needs a human",
         "library/traefik:3.0.1 -> mirrored-library-traefik",
     ] {
         assert!(stdout.contains(line), "{line:?} in\n{stdout}");

@@ -279,6 +279,20 @@ async fn a_pull_request_is_checked_digest_by_digest_with_reasons_at_file_and_lin
     );
 }
 
+/// `ferry check --output json ARGS` run in `dir`, which must fail (exit 8): its report.
+fn failed_check_report(args: &[&str], dir: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(crate::support::ferry_bin())
+        .args(["check", "--output", "json"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FERRY_CONFIG")
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = ferry_testkit::outcome(&out);
+    assert_eq!(code, Some(8), "{stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
 /// A manifest that cannot be parsed is the change's problem: reported at its line like any
 /// other, in the report and (so) on the pull request, not an error that hides the report.
 #[test]
@@ -293,14 +307,7 @@ fn an_unreadable_manifest_is_a_lint_problem_at_its_line() {
         "- name: app\n  dmap:\n    \"sha256:ab\": [1.0\n",
     )
     .unwrap();
-    let out = Command::new(crate::support::ferry_bin())
-        .args(["check", "--output", "json", "--thin-manifest-dir", dir.path().to_str().unwrap()])
-        .env_remove("FERRY_CONFIG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(8), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = failed_check_report(&["--thin-manifest-dir", dir.path().to_str().unwrap()], dir.path());
     assert_eq!(report["conclusion"], "failure");
     assert_eq!(report["digests"].as_array().unwrap().len(), 0);
     let problem = &report["problems"][0];
@@ -338,19 +345,11 @@ async fn rancher_config_yaml_changes_get_rancher_s_ci_checks() {
     .unwrap();
     git(repo.path(), &["commit", "-qam", "head"]);
     git(repo.path(), &["tag", "head"]);
-    let mut args: Vec<String> = ["check", "--output", "json", "--rancher-config"].map(String::from).to_vec();
-    args.push(file.display().to_string());
-    args.extend(["--diff-base-rev", "base", "--diff-head-rev", "head"].map(String::from));
-    args.extend(world.insecure_flags());
-    let out = Command::new(crate::support::ferry_bin())
-        .args(&args)
-        .current_dir(repo.path())
-        .env_remove("FERRY_CONFIG")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(8), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let file = file.display().to_string();
+    let mut args = vec!["--rancher-config", &file, "--diff-base-rev", "base", "--diff-head-rev", "head"];
+    let insecure = world.insecure_flags();
+    args.extend(insecure.iter().map(String::as_str));
+    let report = failed_check_report(&args, repo.path());
     let problems: Vec<(String, u64, String)> = report["problems"]
         .as_array()
         .unwrap()
@@ -371,5 +370,5 @@ async fn rancher_config_yaml_changes_get_rancher_s_ci_checks() {
     assert!(problems.iter().any(|(c, _, r)| c == "source" && r.contains("9.9")), "{problems:#?}");
     let checked: Vec<&str> =
         report["digests"].as_array().unwrap().iter().filter_map(|d| d["digest"].as_str()).collect();
-    assert_eq!(checked, [world.app_11.digest.to_string().as_str()], "{stdout}");
+    assert_eq!(checked, [world.app_11.digest.to_string().as_str()], "{report}");
 }
