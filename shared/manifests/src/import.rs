@@ -253,19 +253,8 @@ mod tests {
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
+    /// One edge of the entry (source, digest).
     fn edge(
-        source: &str,
-        digest: &str,
-        destination: &str,
-        primary: bool,
-        tag: Option<&str>,
-        trusted: bool,
-    ) -> Pinned {
-        edge_of(&format!("{source}@{digest}"), source, digest, destination, primary, tag, trusted)
-    }
-
-    fn edge_of(
-        entry: &str,
         source: &str,
         digest: &str,
         destination: &str,
@@ -280,8 +269,13 @@ mod tests {
             destination: Repository::parse(destination).unwrap(),
             primary,
             tag: tag.map(|t| Tag::parse(t).unwrap()),
-            entry: entry.to_owned(),
+            entry: format!("{source}@{digest}"),
         }
+    }
+
+    /// The same edge, from the entry named `entry`.
+    fn edge_of(entry: &str, edge: Pinned) -> Pinned {
+        Pinned { entry: entry.to_owned(), ..edge }
     }
 
     #[test]
@@ -355,21 +349,25 @@ mod tests {
         let edges = [
             edge_of(
                 "config.yaml:2",
-                "docker.io/amazon/aws-cli",
-                D1,
-                "a.example/rancher/mirrored-amazon-aws-cli",
-                true,
-                Some("2.1"),
-                false,
+                edge(
+                    "docker.io/amazon/aws-cli",
+                    D1,
+                    "a.example/rancher/mirrored-amazon-aws-cli",
+                    true,
+                    Some("2.1"),
+                    false,
+                ),
             ),
             edge_of(
                 "config.yaml:2",
-                "docker.io/amazon/aws-cli",
-                D1,
-                "b.example/rancher/mirrored-amazon-aws-cli",
-                true,
-                Some("2.1"),
-                false,
+                edge(
+                    "docker.io/amazon/aws-cli",
+                    D1,
+                    "b.example/rancher/mirrored-amazon-aws-cli",
+                    true,
+                    Some("2.1"),
+                    false,
+                ),
             ),
         ];
         let tree = thin_manifests(&edges, "x");
