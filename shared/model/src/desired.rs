@@ -87,11 +87,14 @@ pub struct Notice {
 }
 
 impl std::fmt::Display for Notice {
+    /// One line: what an input holds is outside text, shown escaped (see [`crate::shown`]).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::shown::Shown;
+        let (source, field, message) = (Shown(&self.origin.source), Shown(&self.field), Shown(&self.message));
         if self.origin.line > 0 {
-            write!(f, "{}:{}: field `{}`: {}", self.origin.source, self.origin.line, self.field, self.message)
+            write!(f, "{source}:{}: field `{field}`: {message}", self.origin.line)
         } else {
-            write!(f, "{}: field `{}`: {}", self.origin.source, self.field, self.message)
+            write!(f, "{source}: field `{field}`: {message}")
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`reference`]: image references (`host/path[:tag][@digest]`), strict and Docker-style.
 //! - [`edge`]: one promotion edge (source@digest → destination[:tag]) and where it came from.
 //! - [`desired`]: the format-independent desired state that every manifest format parses into.
+//! - [`shown`]: text from outside, escaped for printing (one helper for logs, reports and the
+//!   terminal).
 
 pub mod desired;
 pub mod digest;
@@ -19,12 +21,14 @@ pub mod edge;
 mod error;
 pub mod name;
 pub mod reference;
+pub mod shown;
 pub mod tag;
 
 pub use desired::{DesiredState, Destination, Entry, Notice, NoticeKind, Source, TagOrDigest};
 pub use digest::Digest;
 pub use edge::{Edge, Origin};
 pub use error::ModelError;
-pub use name::{Host, RegistryPath, RepoPath, Repository};
+pub use name::{Host, RegistryPath, RepoPath, Repository, Reserved, reserved_address};
 pub use reference::ImageRef;
+pub use shown::{Shown, escaped};
 pub use tag::Tag;

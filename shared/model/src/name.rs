@@ -38,10 +38,17 @@ impl Host {
                 _ => return Err(fail("port must be a number from 1 to 65535")),
             }
         }
-        if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
-            if inner.parse::<std::net::Ipv6Addr>().is_err() {
+        let name = if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+            let Ok(address) = inner.parse::<std::net::Ipv6Addr>() else {
                 return Err(fail("bracketed host must be an IPv6 address"));
+            };
+            // An IPv4 address written as IPv6 reaches the IPv4 address: one address, one
+            // spelling, so that an allow-list or a deny-list cannot be walked around.
+            if address.to_ipv4_mapped().is_some() || is_ipv4_compatible(&address) {
+                return Err(fail("is an IPv4 address written as IPv6; write the IPv4 address"));
             }
+            // `[0:0::1]` and `[::1]` are one host: kept in the one canonical spelling.
+            format!("[{address}]")
         } else {
             let labels_ok = name.split('.').all(|label| {
                 !label.is_empty()
@@ -52,13 +59,44 @@ impl Host {
             if !labels_ok {
                 return Err(fail("host name labels may contain only letters, digits and inner '-'"));
             }
-        }
-        let lower = value.to_ascii_lowercase();
-        let canonical = match lower.as_str() {
-            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_owned(),
-            _ => lower,
+            if ends_in_a_number(name) && name.parse::<std::net::Ipv4Addr>().is_err() {
+                // URL parsers read `2852039166`, `0xa9.0xfe.0xa9.0xfe` and `0251.0376.0251.0376`
+                // as 169.254.169.254. No registry is named that way.
+                return Err(fail(
+                    "is a numeric address in a form other than dotted decimal (a.b.c.d), which reaches an arbitrary address",
+                ));
+            }
+            name.to_ascii_lowercase()
+        };
+        let canonical = match (name.as_str(), port) {
+            ("index.docker.io" | "registry-1.docker.io", None) => DOCKER_HUB.to_owned(),
+            (_, Some(port)) => format!("{name}:{port}"),
+            (_, None) => name,
         };
         Ok(Self(canonical.into()))
+    }
+
+    /// The host name or address without the port: `127.0.0.1` of `127.0.0.1:5000`, `::1` of
+    /// `[::1]:5000`.
+    pub fn name(&self) -> &str {
+        let (name, _) = split_port(&self.0).unwrap_or((&self.0, None));
+        name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name)
+    }
+
+    /// The IP address this host is written as, if it is an address rather than a name.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.name().parse().ok()
+    }
+
+    /// Why requests to this host could reach something other than a public registry: a
+    /// loopback, private, link-local or metadata address written literally, or a name that
+    /// always means one (`localhost`, `metadata.google.internal`). Names are otherwise only
+    /// known once resolved; see [`reserved_address`].
+    pub fn reserved(&self) -> Option<Reserved> {
+        match self.ip() {
+            Some(ip) => reserved_address(ip),
+            None => reserved_name(self.name()),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -79,6 +117,121 @@ impl Host {
     /// by Docker's own rule: it contains a '.' or ':' or is `localhost`.
     pub fn looks_like_host(component: &str) -> bool {
         component.contains('.') || component.contains(':') || component == "localhost"
+    }
+}
+
+/// Whether `name`'s last label is a number as the URL standard reads one (decimal, `0x` hex,
+/// or octal with a leading 0), which makes the whole name an IPv4 address to a URL parser.
+fn ends_in_a_number(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or_default();
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// `::a.b.c.d`, the deprecated IPv4-compatible form (not `::` or `::1`).
+fn is_ipv4_compatible(address: &std::net::Ipv6Addr) -> bool {
+    let s = address.segments();
+    s[..6].iter().all(|x| *x == 0) && (s[6] != 0 || s[7] > 1)
+}
+
+/// What kind of address a request would reach that is not a public registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    Loopback,
+    /// RFC 1918, shared address space (100.64.0.0/10), IPv6 unique local.
+    Private,
+    LinkLocal,
+    /// A cloud's instance metadata service (169.254.169.254, fd00:ec2::254, Azure's
+    /// 168.63.129.16, `metadata.google.internal`).
+    Metadata,
+    /// Unspecified, broadcast, multicast or reserved ranges.
+    Unroutable,
+}
+
+impl Reserved {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reserved::Loopback => "a loopback address",
+            Reserved::Private => "a private network address",
+            Reserved::LinkLocal => "a link-local address",
+            Reserved::Metadata => "a cloud metadata service address",
+            Reserved::Unroutable => "an address that is not a unicast internet address",
+        }
+    }
+}
+
+impl fmt::Display for Reserved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// Names that always mean a reserved address, whatever a resolver says.
+fn reserved_name(name: &str) -> Option<Reserved> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    match name.as_str() {
+        "localhost" => Some(Reserved::Loopback),
+        _ if name.ends_with(".localhost") => Some(Reserved::Loopback),
+        "metadata"
+        | "metadata.google.internal"
+        | "metadata.goog"
+        | "instance-data"
+        | "instance-data.ec2.internal" => Some(Reserved::Metadata),
+        _ => None,
+    }
+}
+
+/// Why `ip` is not a public registry's address, if it is not.
+pub fn reserved_address(ip: std::net::IpAddr) -> Option<Reserved> {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            if v4 == std::net::Ipv4Addr::new(169, 254, 169, 254)
+                || v4 == std::net::Ipv4Addr::new(169, 254, 170, 2)
+                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16)
+            {
+                Some(Reserved::Metadata)
+            } else if v4.is_loopback() {
+                Some(Reserved::Loopback)
+            } else if v4.is_link_local() {
+                Some(Reserved::LinkLocal)
+            } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+                Some(Reserved::Private)
+            } else if v4.is_unspecified() || a == 0 || v4.is_broadcast() || v4.is_multicast() || a >= 240 {
+                Some(Reserved::Unroutable)
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return reserved_address(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let v4 =
+                    std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+                return reserved_address(IpAddr::V4(v4));
+            }
+            if v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+                Some(Reserved::Metadata)
+            } else if v6.is_loopback() {
+                Some(Reserved::Loopback)
+            } else if (s[0] & 0xffc0) == 0xfe80 {
+                Some(Reserved::LinkLocal)
+            } else if (s[0] & 0xfe00) == 0xfc00 {
+                Some(Reserved::Private)
+            } else if v6.is_unspecified() || v6.is_multicast() || is_ipv4_compatible(&v6) {
+                Some(Reserved::Unroutable)
+            } else {
+                None
+            }
+        }
     }
 }
 
@@ -352,12 +505,71 @@ mod tests {
             ("under_score.io", None),
             ("[zz]:1", None),
             ("[::1", None),
+            ("[0:0:0:0:0:0:0:1]:5000", Some("[::1]:5000")),
+            ("[FD00:EC2::254]", Some("[fd00:ec2::254]")),
+            // Numeric forms a URL parser turns into 169.254.169.254, and IPv4 as IPv6.
+            ("2852039166", None),
+            ("2852039166:80", None),
+            ("0xa9fea9fe", None),
+            ("0xa9.0xfe.0xa9.0xfe", None),
+            ("0251.0376.0251.0376", None),
+            ("169.254.43518", None),
+            ("127.1", None),
+            ("1.2.3.04", None),
+            ("[::ffff:169.254.169.254]", None),
+            ("[::ffff:a9fe:a9fe]:80", None),
+            ("[::169.254.169.254]", None),
+            ("169.254.169.254", Some("169.254.169.254")),
+            ("registry.0x", None),
+            ("a.b.c.0x1", None),
+            ("v1.example", Some("v1.example")),
+            ("123.example", Some("123.example")),
         ];
         for (input, want) in cases {
             let got = Host::parse(input).ok().map(|h| h.to_string());
             assert_eq!(got.as_deref(), want, "{input}");
         }
         assert_eq!(Host::parse("docker.io").unwrap().api_authority(), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn reserved_hosts_table() {
+        use Reserved::*;
+        for (host, want) in [
+            ("gcr.io", None),
+            ("8.8.8.8", None),
+            ("[2001:4860::8888]", None),
+            ("127.0.0.1:5000", Some(Loopback)),
+            ("127.8.9.10", Some(Loopback)),
+            ("localhost:5000", Some(Loopback)),
+            ("registry.localhost", Some(Loopback)),
+            ("[::1]:5000", Some(Loopback)),
+            ("10.1.2.3", Some(Private)),
+            ("172.16.0.1", Some(Private)),
+            ("172.31.255.255", Some(Private)),
+            ("172.32.0.1", None),
+            ("192.168.1.1", Some(Private)),
+            ("100.64.0.1", Some(Private)),
+            ("[fd12::1]", Some(Private)),
+            ("169.254.1.1", Some(LinkLocal)),
+            ("[fe80::1]", Some(LinkLocal)),
+            ("169.254.169.254", Some(Metadata)),
+            ("169.254.170.2", Some(Metadata)),
+            ("168.63.129.16", Some(Metadata)),
+            ("[fd00:ec2::254]", Some(Metadata)),
+            ("metadata.google.internal", Some(Metadata)),
+            ("METADATA", Some(Metadata)),
+            ("0.0.0.0", Some(Unroutable)),
+            ("255.255.255.255", Some(Unroutable)),
+            ("224.0.0.1", Some(Unroutable)),
+            ("[::]", Some(Unroutable)),
+            ("[64:ff9b::a9fe:a9fe]", Some(Metadata)),
+        ] {
+            assert_eq!(Host::parse(host).unwrap().reserved(), want, "{host}");
+        }
+        assert_eq!(Host::parse("[::1]:5000").unwrap().name(), "::1");
+        assert_eq!(Host::parse("127.0.0.1:5000").unwrap().name(), "127.0.0.1");
+        assert_eq!(Host::parse("gcr.io").unwrap().name(), "gcr.io");
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub enum RegistryError {
     /// A shared document (a referrers tag index) kept changing under the write; try later.
     #[error("{0}")]
     Unavailable(String),
+
+    /// A guarded transport refused to contact a host (see [`crate::guard`]): no request was
+    /// sent.
+    #[error("{host}: {reason}")]
+    NotAllowed { host: String, reason: String },
 }
 
 fn retry_after_note(retry_after: &Option<Duration>) -> String {
@@ -125,6 +130,7 @@ impl Classify for RegistryError {
             RegistryError::Status { .. }
             | RegistryError::Auth { .. }
             | RegistryError::InvalidResponse { .. }
+            | RegistryError::NotAllowed { .. }
             | RegistryError::Config(_) => ErrorClass::Permanent,
         }
     }
@@ -144,15 +150,16 @@ impl RegistryError {
 /// Registry error bodies can be large or contain anything; keep the first line, shortened.
 pub(crate) fn short_message(body: &str) -> String {
     const LIMIT: usize = 300;
+    // A registry's answer is outside text: escaped, so that it cannot forge a log line.
     let line = body.lines().next().unwrap_or_default().trim();
     if line.len() <= LIMIT {
-        return line.to_owned();
+        return ferry_model::escaped(line).into_owned();
     }
     let mut end = LIMIT;
     while !line.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &line[..end])
+    format!("{}…", ferry_model::escaped(&line[..end]))
 }
 
 /// The error code and message of a distribution-spec error body

@@ -15,12 +15,15 @@
 //! - [`transport`]: HTTP, auth handshake, retries.
 //! - [`limiter`]: the adaptive per-host rate limiter.
 //! - [`auth`]: credentials (`config.json` format) and the `WWW-Authenticate` parser.
+//! - [`guard`]: which hosts a transport may reach when registry names come from untrusted
+//!   input (presubmit): checked before any request and again when a name is resolved.
 //! - `error`: `RegistryError` and `ErrorClass`.
 
 pub mod auth;
 mod cache;
 pub mod client;
 mod error;
+pub mod guard;
 pub mod limiter;
 pub mod manifest;
 pub mod referrers;
@@ -30,6 +33,7 @@ pub mod write;
 pub use auth::{CredentialSources, Credentials, Secret};
 pub use client::{OciRegistry, Registry};
 pub use error::{Classify, ErrorClass, RegistryError};
+pub use guard::HostGuard;
 pub use limiter::LimiterConfig;
 pub use manifest::{
     Descriptor, MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH, ManifestContent, ManifestHead, RawManifest,

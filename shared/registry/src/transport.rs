@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::auth::{Challenge, Credential, Credentials, Secret, parse_challenge};
 use crate::error::{RegistryError, describe_error_body, short_message};
+use crate::guard::HostGuard;
 use crate::limiter::{Limiter, LimiterConfig};
 
 /// How hard to try before giving up on one request.
@@ -64,6 +65,9 @@ pub struct TransportConfig {
     /// The longest pause between two reads of one response.
     pub read_timeout: Duration,
     pub user_agent: String,
+    /// Which hosts may be reached: every host, unless the registry names come from untrusted
+    /// input (presubmit). See [`crate::guard`].
+    pub guard: HostGuard,
 }
 
 impl Default for TransportConfig {
@@ -76,6 +80,7 @@ impl Default for TransportConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
+            guard: HostGuard::default(),
         }
     }
 }
@@ -187,16 +192,20 @@ impl std::fmt::Debug for Token {
 
 impl Transport {
     pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             .pool_max_idle_per_host(64)
             // Registries redirect blob GETs to storage; follow those, but never leak
-            // credentials: reqwest drops Authorization on cross-host redirects.
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| RegistryError::Config(format!("cannot build the HTTP client: {e}")))?;
+            // credentials: reqwest drops Authorization on cross-host redirects. A guarded
+            // transport never follows one to a reserved address.
+            .redirect(config.guard.redirect_policy(5));
+        if let Some(resolver) = config.guard.resolver() {
+            http = http.dns_resolver(resolver);
+        }
+        let http =
+            http.build().map_err(|e| RegistryError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,
             limiter: Limiter::new(config.limiter),
@@ -225,6 +234,7 @@ impl Transport {
     /// without retries: whether the registry answers there at all. A 401 answers (it asks for
     /// credentials, as registries do); a refused connection or a TLS failure does not.
     pub async fn probe(&self, host: &Host, scheme: Option<&str>) -> Result<u16, String> {
+        self.config.guard.admit(host).map_err(|e| e.to_string())?;
         let url = match scheme {
             Some(scheme) => format!("{scheme}://{}/v2/", host.api_authority()),
             None => format!("{}/v2/", self.base_url(host)),
@@ -304,6 +314,7 @@ impl Transport {
         headers: HeaderMap,
         body: reqwest::Body,
     ) -> Result<Response, RegistryError> {
+        self.config.guard.admit(host)?;
         self.limiter.acquire(host).await;
         let url = self.absolute_url(host, url_or_path)?;
         let auth = self.authorization(host, scope).await?;
@@ -313,7 +324,7 @@ impl Transport {
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let response = request.send().await.map_err(|e| connection_error(&method, &url, &e))?;
+        let response = request.send().await.map_err(|e| self.connection_error(&method, &url, &e))?;
         tracing::debug!(
             method = method_name(&method),
             url,
@@ -343,6 +354,7 @@ impl Transport {
     }
 
     async fn attempt(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
+        self.config.guard.admit(call.host)?;
         self.limiter.acquire(call.host).await;
         let url = self.absolute_url(call.host, &call.path_and_query)?;
         let auth = self.authorization(call.host, &call.scope).await?;
@@ -387,7 +399,7 @@ impl Transport {
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let response = request.send().await.map_err(|e| connection_error(&call.method, url, &e))?;
+        let response = request.send().await.map_err(|e| self.connection_error(&call.method, url, &e))?;
         tracing::debug!(
             method = method_name(&call.method),
             url,
@@ -430,6 +442,34 @@ impl Transport {
             code,
             message,
         })
+    }
+
+    /// A connection failure. Behind a guard (the registry names came from a pull request), the
+    /// answer goes back to whoever opened it, so it says only that the host could not be
+    /// reached: refused, timed out, unreachable or a TLS failure would map the checker's
+    /// network for them. The details go to the operator's log.
+    fn connection_error(&self, method: &Method, url: &str, error: &reqwest::Error) -> RegistryError {
+        let error = connection_error(method, url, error);
+        if self.config.guard.is_open() {
+            return error;
+        }
+        if let RegistryError::NotAllowed { .. } = error {
+            return error;
+        }
+        tracing::debug!(%error, "a guarded registry request failed to connect");
+        // A refusal by the guard's resolver travels as the cause of a connection error.
+        if let RegistryError::Connection { reason, .. } = &error
+            && reason.contains("it was not contacted")
+        {
+            let host = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned));
+            let detail = reason.rsplit(": ").find(|r| r.contains("not contacted")).unwrap_or("not contacted");
+            return RegistryError::NotAllowed { host: host.unwrap_or_default(), reason: detail.to_owned() };
+        }
+        RegistryError::Connection {
+            method: method_name(method),
+            url: url.to_owned(),
+            reason: "could not be reached".into(),
+        }
     }
 
     fn auth_error(&self, call: &Call<'_>, reason: &str) -> RegistryError {
@@ -499,6 +539,11 @@ impl Transport {
             Some(port) => format!("{realm_host}:{port}"),
             None => realm_host.to_owned(),
         };
+        // A realm is the registry's choice, not the input's, but a guarded transport still
+        // never asks a reserved address the configuration does not name.
+        if realm_host != host.name() {
+            self.config.guard.admit_address(realm_host)?;
+        }
         let may_send_credentials = realm_url.scheme() == "https"
             || self.config.insecure_hosts.iter().any(|h| h.as_str() == realm_authority);
         let credential = credential.filter(|_| may_send_credentials);
@@ -526,7 +571,7 @@ impl Transport {
         };
         let realm_display = format!("{}://{}{}", realm_url.scheme(), realm_authority, realm_url.path());
         let response =
-            request.send().await.map_err(|e| connection_error(&Method::GET, &realm_display, &e))?;
+            request.send().await.map_err(|e| self.connection_error(&Method::GET, &realm_display, &e))?;
         let status = response.status();
         if !status.is_success() {
             let reason = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
