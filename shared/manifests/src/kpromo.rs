@@ -11,12 +11,12 @@
 //! the planner.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_model::{
-    DesiredState, Destination, Digest, Entry, Notice, Origin, RegistryPath, RepoPath, Source, Tag,
-    TagOrDigest,
+    DesiredState, Destination, Digest, Entry, Notice, NoticeKind, Origin, RegistryPath, RepoPath, Source,
+    Tag, TagOrDigest,
 };
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -244,9 +244,10 @@ pub fn thin_layout(dir: &Path) -> Result<(Vec<String>, Vec<Notice>), ManifestErr
         }
     }
     let mut subs = Vec::new();
-    for name in
-        list_names(&manifests).map_err(|source| ManifestError::Read { path: manifests.clone(), source })?
-    {
+    let (names, unnamed) =
+        list_entries(&manifests).map_err(|source| ManifestError::Read { path: manifests.clone(), source })?;
+    let mut notices: Vec<Notice> = unnamed.iter().map(|p| unnamed_entry(p)).collect();
+    for name in names {
         let path = manifests.join(&name);
         let meta = std::fs::symlink_metadata(&path)
             .map_err(|source| ManifestError::Read { path: path.clone(), source })?;
@@ -273,8 +274,10 @@ pub fn thin_layout(dir: &Path) -> Result<(Vec<String>, Vec<Notice>), ManifestErr
             problems.push(layout(&images_sub, "is a symbolic link; refusing to follow it".into()));
         }
     }
-    let mut notices = Vec::new();
-    for name in list_names(&images).map_err(|source| ManifestError::Read { path: images.clone(), source })? {
+    let (names, unnamed) =
+        list_entries(&images).map_err(|source| ManifestError::Read { path: images.clone(), source })?;
+    notices.extend(unnamed.iter().map(|p| unnamed_entry(p)));
+    for name in names {
         let path = images.join(&name);
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) && !subs.contains(&name) {
             notices.push(orphan_notice(&path, &name));
@@ -287,13 +290,37 @@ pub fn thin_layout(dir: &Path) -> Result<(Vec<String>, Vec<Notice>), ManifestErr
     Ok((subs, notices))
 }
 
-fn list_names(dir: &Path) -> std::io::Result<Vec<String>> {
+/// The names in `dir`, sorted, and the paths whose names Ferry cannot name (not UTF-8, or
+/// holding control characters): those are reported, never read under a lossy name.
+fn list_entries(dir: &Path) -> std::io::Result<(Vec<String>, Vec<PathBuf>)> {
     let mut names = Vec::new();
+    let mut unnamed = Vec::new();
     for entry in std::fs::read_dir(dir)? {
-        names.push(entry?.file_name().to_string_lossy().into_owned());
+        let name = entry?.file_name();
+        match name.to_str().filter(|n| ferry_model::shown::is_plain_name(n.as_bytes())) {
+            Some(text) => names.push(text.to_owned()),
+            None => unnamed.push(dir.join(name)),
+        }
     }
     names.sort();
-    Ok(names)
+    unnamed.sort();
+    Ok((names, unnamed))
+}
+
+fn list_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    list_entries(dir).map(|(names, _)| names)
+}
+
+/// An entry of a thin-manifest tree that Ferry cannot name: left out, and said so.
+fn unnamed_entry(path: &Path) -> Notice {
+    Notice {
+        kind: NoticeKind::Invalid,
+        origin: Origin::new(ferry_model::shown::escaped_path(path).into_owned(), 0),
+        field: "path".into(),
+        message: "the name is not UTF-8 text or holds control characters, so Ferry cannot name or read it; \
+                  it is left out (rename it)"
+            .into(),
+    }
 }
 
 /// Reads and validates one `images.yaml`, strictly: every notice is an error.

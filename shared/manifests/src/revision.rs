@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use ferry_model::DesiredState;
+use ferry_model::{DesiredState, Notice, NoticeKind};
 
 use crate::error::ManifestError;
 use crate::git::{self, Snapshot};
@@ -68,10 +68,13 @@ pub fn load_change(
     // What to read at both revisions: per input, either nothing, some subprojects, or all of it.
     let mut plans = Vec::new();
     let mut to_materialize: Vec<PathBuf> = Vec::new();
+    // Changed paths Ferry cannot name: reported on the head's side, never silently skipped.
+    let mut unnamed = Vec::new();
     for (input, relative, companions) in &relative_inputs {
         match input {
             Input::KpromoThinDir(_) => {
-                let subs = changed_subprojects(relative, &changed);
+                let (subs, odd) = changed_subprojects(relative, &changed);
+                unnamed.extend(odd);
                 for sub in &subs {
                     to_materialize.push(relative.join("manifests").join(sub));
                     to_materialize.push(relative.join("images").join(sub));
@@ -90,8 +93,13 @@ pub fn load_change(
             }
         }
     }
+    let head_label_text = format!("head@{}", head.unwrap_or("working-tree"));
+    let unnamed_notices: Vec<Notice> =
+        unnamed.iter().map(|path| unnamed_notice(&head_label_text, path)).collect();
     if plans.is_empty() {
-        return Ok(Change::default());
+        let mut change = Change::default();
+        change.head.notices = unnamed_notices;
+        return Ok(change);
     }
     let base_side = Side::Revision(git::materialize(&top, base, &to_materialize)?);
     let head_side = match head {
@@ -118,12 +126,26 @@ pub fn load_change(
         Side::WorkingTree(_) => None,
     };
     let base_label = Relabel { root: root(&base_side), label: format!("base@{base}") };
-    let head_label =
-        Relabel { root: root(&head_side), label: format!("head@{}", head.unwrap_or("working-tree")) };
+    let head_label = Relabel { root: root(&head_side), label: head_label_text };
+    let mut head_state = head_label.state(load_side(&head_side).map_err(|e| head_label.error(e))?);
+    head_state.notices.extend(unnamed_notices);
     Ok(Change {
         base: base_label.state(load_side(&base_side).map_err(|e| base_label.error(e))?),
-        head: head_label.state(load_side(&head_side).map_err(|e| head_label.error(e))?),
+        head: head_state,
     })
+}
+
+/// A changed path whose name Ferry cannot name exactly (not UTF-8, or holding control
+/// characters): an invalid entry at the head, named with every byte escaped.
+pub fn unnamed_notice(label: &str, path: &Path) -> Notice {
+    Notice {
+        kind: NoticeKind::Invalid,
+        origin: ferry_model::Origin::new(format!("{label}:{}", ferry_model::shown::escaped_path(path)), 0),
+        field: "path".into(),
+        message: "the name is not UTF-8 text or holds control characters, so Ferry cannot name or read it; \
+                  rename it (it is left out)"
+            .into(),
+    }
 }
 
 /// Renames what was read from a temporary copy of a repository: a path under `root` becomes
@@ -163,19 +185,26 @@ impl Relabel {
     }
 }
 
-/// The subprojects of a thin-manifest directory at `dir` that `changed` touches.
-fn changed_subprojects(dir: &Path, changed: &[PathBuf]) -> Vec<String> {
+/// The subprojects of a thin-manifest directory at `dir` that `changed` touches, and the
+/// changed paths whose subproject name Ferry cannot name.
+fn changed_subprojects(dir: &Path, changed: &[PathBuf]) -> (Vec<String>, Vec<PathBuf>) {
     let mut subs = BTreeSet::new();
+    let mut unnamed = Vec::new();
     for path in changed {
         let Ok(rest) = path.strip_prefix(dir) else { continue };
         let mut parts = rest.components();
         if let (Some(Component::Normal(kind)), Some(Component::Normal(sub))) = (parts.next(), parts.next())
             && (kind == "manifests" || kind == "images")
         {
-            subs.insert(sub.to_string_lossy().into_owned());
+            match sub.to_str().filter(|s| ferry_model::shown::is_plain_name(s.as_bytes())) {
+                Some(name) => {
+                    subs.insert(name.to_owned());
+                }
+                None => unnamed.push(path.clone()),
+            }
         }
     }
-    subs.into_iter().collect()
+    (subs.into_iter().collect(), unnamed)
 }
 
 fn relative_to(top: &Path, path: &Path) -> Result<PathBuf, ManifestError> {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferry_model::{DesiredState, RegistryPath, TagOrDigest};
+use ferry_model::{DesiredState, NoticeKind, RegistryPath, TagOrDigest};
 
 use crate::{Input, ManifestError, Policy, charts, images_list, kpromo, load};
 
@@ -534,6 +534,73 @@ fn git_materialize_reads_a_revision() {
     assert!(!missing.path(Path::new("nope")).exists());
     assert!(crate::git::materialize(&top, "--output=x", &[]).is_err());
     assert!(crate::git::materialize(&top, "no-such-rev", &[]).is_err());
+}
+
+/// A subproject whose directory name is not UTF-8 (and one whose name holds a newline) is
+/// reported, with every byte of its name, at the head of a change and in a full read; the
+/// rest of the tree still plans.
+#[test]
+fn paths_ferry_cannot_name_are_reported_not_lost() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git").arg("-C").arg(repo.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "t@example.com"]);
+    git(&["config", "user.name", "t"]);
+    let tree = repo.path().join("registry.example");
+    let sub = |name: &std::ffi::OsStr, digest: &str| {
+        let manifests = tree.join("manifests").join(name);
+        let images = tree.join("images").join(name);
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::create_dir_all(&images).unwrap();
+        std::fs::write(
+            manifests.join("promoter-manifest.yaml"),
+            "registries:\n- name: staging.example/team\n  src: true\n- name: prod.example/team\n",
+        )
+        .unwrap();
+        std::fs::write(
+            images.join("images.yaml"),
+            format!("- name: app\n  dmap:\n    \"{digest}\": [\"1.0\"]\n"),
+        )
+        .unwrap();
+    };
+    let digest = |n: u8| format!("sha256:{}", format!("{n:02x}").repeat(32));
+    sub("good".as_ref(), &digest(1));
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    sub(std::ffi::OsStr::from_bytes(b"bad\xff\xfe"), &digest(2));
+    sub("newline\nname".as_ref(), &digest(3));
+    sub("fine".as_ref(), &digest(4));
+    git(&["add", "."]);
+    git(&["commit", "-qm", "head"]);
+
+    let input = Input::KpromoThinDir(tree.clone());
+    let change = crate::revision::load_change(
+        std::slice::from_ref(&input),
+        "HEAD~1",
+        Some("HEAD"),
+        &Policy::default(),
+    )
+    .unwrap();
+    let digests: Vec<String> = change.head.entries.iter().map(|e| e.pin.to_string()).collect();
+    assert_eq!(digests, vec![digest(4)], "only the nameable new subproject is read");
+    let places: Vec<String> = change.head.notices.iter().map(|n| n.origin.source.to_string()).collect();
+    assert_eq!(places.len(), 4, "{places:?}");
+    assert!(places.iter().any(|p| p.contains("images/bad\\xff\\xfe/images.yaml")), "{places:?}");
+    assert!(places.iter().any(|p| p.contains("manifests/newline\\nname/")), "{places:?}");
+    assert!(change.head.notices.iter().all(|n| n.kind == NoticeKind::Invalid && n.field.as_ref() == "path"));
+
+    // A full read of the merged tree: the same two names reported, everything else planned.
+    let state = load(&[input], &Policy::default()).unwrap();
+    let mut digests: Vec<String> = state.entries.iter().map(|e| e.pin.to_string()).collect();
+    digests.sort();
+    assert_eq!(digests, vec![digest(1), digest(4)]);
+    let invalid: Vec<String> = state.invalid().map(|n| n.origin.source.to_string()).collect();
+    assert_eq!(invalid.len(), 4, "{invalid:?}");
+    assert!(invalid.iter().any(|p| p.ends_with("manifests/bad\\xff\\xfe")), "{invalid:?}");
 }
 
 proptest::proptest! {

@@ -220,6 +220,9 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
         let changed = self.api.changed_files(base, head).await?;
         let mut thin = Vec::new();
         let mut files = Vec::new();
+        // Names GitHub's API cannot carry (a name that is not UTF-8 arrives with U+FFFD in it)
+        // or Ferry cannot name: reported at the head, never read under a name that is not theirs.
+        let mut unnamed = Vec::new();
         for input in &self.inputs {
             let rel = input.path().display().to_string();
             match input {
@@ -231,7 +234,15 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
                             let mut parts = rest.split('/');
                             let kind = parts.next()?;
                             let sub = parts.next()?;
-                            (kind == "manifests" || kind == "images").then(|| sub.to_owned())
+                            if kind != "manifests" && kind != "images" {
+                                return None;
+                            }
+                            if sub.contains('\u{fffd}') || !ferry_model::shown::is_plain_name(sub.as_bytes())
+                            {
+                                unnamed.push(path.clone());
+                                return None;
+                            }
+                            Some(sub.to_owned())
                         })
                         .collect();
                     subs.sort();
@@ -246,10 +257,20 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
             }
         }
         let only = (thin, files);
-        Ok(Change {
-            base: self.load_at("base", base, Some(&only)).await?,
-            head: self.load_at("head", head, Some(&only)).await?,
-        })
+        let mut head_state = self.load_at("head", head, Some(&only)).await?;
+        unnamed.sort();
+        unnamed.dedup();
+        head_state.notices.extend(unnamed.iter().map(|path| {
+            ferry_model::Notice {
+                kind: ferry_model::NoticeKind::Invalid,
+                origin: ferry_model::Origin::new(format!("head@{head}:{}", ferry_model::escaped(path)), 0),
+                field: "path".into(),
+                message: "GitHub's API cannot carry this name exactly (it is not UTF-8 text, or holds \
+                      control characters), so the checker cannot read it; rename it (it is left out)"
+                    .into(),
+            }
+        }));
+        Ok(Change { base: self.load_at("base", base, Some(&only)).await?, head: head_state })
     }
 
     async fn current(&self) -> Result<DesiredState, SourceError> {
@@ -305,8 +326,23 @@ impl HttpGitHub {
     }
 }
 
+/// A repository path for a URL: every byte but unreserved characters and `/` percent-encoded,
+/// so that `#`, `?`, `%` or a space in a name cannot change what is asked for.
+fn url_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 impl GitHubApi for HttpGitHub {
     async fn file(&self, reference: &str, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        let (path, reference) = (url_path(path), url_path(reference));
         let Some(response) =
             self.get(&format!("contents/{path}?ref={reference}"), "application/vnd.github.raw+json").await?
         else {
@@ -322,6 +358,7 @@ impl GitHubApi for HttpGitHub {
             #[serde(rename = "type")]
             kind: String,
         }
+        let (path, reference) = (url_path(path), url_path(reference));
         let Some(response) =
             self.get(&format!("contents/{path}?ref={reference}"), "application/vnd.github+json").await?
         else {
@@ -402,9 +439,15 @@ impl GitHubApi for FakeGitHub {
 
     async fn changed_files(&self, base: &str, head: &str) -> Result<Vec<String>, SourceError> {
         let out = self
-            .git(&["diff", "--name-only", base, head])?
+            .git(&["diff", "--name-only", "-z", base, head])?
             .ok_or_else(|| SourceError::GitHub("bad revisions".into()))?;
-        Ok(String::from_utf8_lossy(&out).lines().map(str::to_owned).collect())
+        // GitHub's JSON carries names as UTF-8 strings: bytes that are not UTF-8 arrive as
+        // U+FFFD, as they do here.
+        Ok(out
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect())
     }
 
     async fn head(&self) -> Result<String, SourceError> {
@@ -539,5 +582,48 @@ mod tests {
         let (a, b) = (github.current().await.unwrap(), checkout.current().await.unwrap());
         assert!(same(&a, &b), "{:?}\n{:?}", text(&a), text(&b));
         assert_eq!(github.current().await.unwrap().entries.len(), 3);
+    }
+
+    /// A subproject whose name is not UTF-8 cannot travel through GitHub's API: the change
+    /// says so at the head, and the rest of it is read.
+    #[tokio::test]
+    async fn the_github_source_names_what_it_cannot_read() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let repo = tempfile::tempdir().unwrap();
+        let digest = |n: u8| ferry_model::Digest::of(&[n]);
+        git(repo.path(), &["init", "-q"]);
+        write(repo.path(), "a", &format!("- name: app\n  dmap:\n    \"{}\": [\"1.0\"]\n", digest(1)));
+        git(repo.path(), &["add", "."]);
+        git(repo.path(), &["commit", "-qm", "base"]);
+        let base = git(repo.path(), &["rev-parse", "HEAD"]);
+        let bad = std::ffi::OsStr::from_bytes(b"x\xff")
+            .to_str()
+            .map_or_else(|| "x\u{fffd}".to_owned(), str::to_owned);
+        let top = repo.path().join("promotion");
+        for kind in ["manifests", "images"] {
+            std::fs::create_dir_all(top.join(kind).join(std::ffi::OsStr::from_bytes(b"x\xff"))).unwrap();
+        }
+        std::fs::write(
+            top.join("manifests").join(std::ffi::OsStr::from_bytes(b"x\xff")).join("promoter-manifest.yaml"),
+            "registries:\n- name: staging.example/team\n  src: true\n- name: prod.example/team\n",
+        )
+        .unwrap();
+        std::fs::write(
+            top.join("images").join(std::ffi::OsStr::from_bytes(b"x\xff")).join("images.yaml"),
+            format!("- name: app\n  dmap:\n    \"{}\": [\"2.0\"]\n", digest(2)),
+        )
+        .unwrap();
+        write(repo.path(), "b", &format!("- name: tool\n  dmap:\n    \"{}\": [\"0.1\"]\n", digest(3)));
+        git(repo.path(), &["add", "."]);
+        git(repo.path(), &["commit", "-qm", "head"]);
+        let head = git(repo.path(), &["rev-parse", "HEAD"]);
+        let inputs = vec![Input::KpromoThinDir(PathBuf::from("promotion"))];
+        let github = GitHubSource::new(FakeGitHub::new(repo.path().to_path_buf()), inputs, Policy::default());
+        let change = github.change(&base, &head).await.unwrap();
+        assert_eq!(change.head.entries.len(), 1, "subproject b is read");
+        assert_eq!(change.head.notices.len(), 2, "{:?}", change.head.notices);
+        let place = change.head.notices[0].origin.source.to_string();
+        assert!(place.contains(&format!("promotion/images/{bad}")) && place.starts_with("head@"), "{place}");
+        assert!(change.head.notices[0].message.contains("GitHub's API cannot carry this name"));
     }
 }
