@@ -21,11 +21,19 @@ use serde::Serialize;
 use crate::args::{PlanFormat, PromoteFormat};
 use crate::error::CliError;
 
+/// Writes `text` to stdout. Everything Ferry prints passes through [`ferry_model::shown`]: a
+/// control character that outside text (a tag, a registry's answer, a values file) carried into
+/// a line is shown escaped, never sent to the terminal.
 pub(crate) fn print(text: &str) {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`ferry plan | head`) is not an error worth reporting.
-    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.write_all(ferry_model::shown::escaped_lines(text).as_bytes());
     let _ = stdout.flush();
+}
+
+/// One line on stderr, escaped as [`print`] escapes.
+pub(crate) fn stderr_line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{}", ferry_model::shown::escaped_lines(text));
 }
 
 /// Every notice on stderr, one line each: tolerated input is reported, never silent.
@@ -35,7 +43,7 @@ pub(crate) fn warn_notices(desired: &DesiredState) {
             NoticeKind::Warning => "warning",
             NoticeKind::Invalid => "invalid entry, left out",
         };
-        let _ = writeln!(std::io::stderr(), "ferry: {what}: {notice}");
+        stderr_line(&format!("ferry: {what}: {notice}"));
     }
 }
 
@@ -301,7 +309,7 @@ pub(crate) fn snapshot_csv(images: &[ImageDmap]) -> String {
 
 /// A note for the user on stderr, apart from the command's output.
 pub(crate) fn note(text: &str) {
-    let _ = writeln!(std::io::stderr(), "ferry: {text}");
+    stderr_line(&format!("ferry: {text}"));
 }
 
 /// `1.5 MiB`, `320 KiB`.
@@ -414,6 +422,10 @@ impl Said for ferry_promotion::steps::Replication {
                 let n = outcomes.iter().filter(|o| **o == outcome).count();
                 (n > 0).then(|| format!("{n} {word}"))
             })
+            .chain({
+                let n = outcomes.iter().filter(|o| matches!(o, Skipped(_))).count();
+                (n > 0).then(|| format!("{n} skipped"))
+            })
             .collect();
             parts.join(", ")
         };
@@ -425,6 +437,10 @@ impl Said for ferry_promotion::steps::Replication {
         );
         if !self.referrers.is_empty() {
             text.push_str(&format!("; referrers: {}", words(&mut self.referrers.iter().map(|r| r.2))));
+        }
+        let skipped = self.skipped_text();
+        if !skipped.is_empty() {
+            text.push_str(&format!(" (skipped: {skipped})"));
         }
         text
     }

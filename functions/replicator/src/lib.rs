@@ -25,6 +25,10 @@ impl Stage for Replicator {
         let m = &message.body;
         let done = steps::replicate(&self.copier, m).await?;
         let written = done.wrote();
+        let skipped = done.skipped_text();
+        if !skipped.is_empty() {
+            tracing::warn!(primary = %m.primary, destination = %m.mirror, digest = %m.digest, %skipped, "referrers not carried to the mirror");
+        }
         // The promotion's outcome at this mirror, in one line.
         ferry_runtime::metrics::metrics().promoted("mirror");
         tracing::info!(

@@ -40,6 +40,12 @@ impl Stage for Signer {
             return Err(error.into());
         }
         let promotion = &message.body.promotion;
+        if let Some(Ok(carried)) = &step.from_source {
+            let skipped = carried.skipped_text();
+            if !skipped.is_empty() {
+                tracing::warn!(source = %promotion.source, digest = %promotion.digest, %skipped, "the source's referrers not carried to the primary");
+            }
+        }
         match &step.signed {
             Some(Ok(signed)) => {
                 tracing::info!(digest = %promotion.digest, signed = signed.signed.len(), already = signed.already.len(), "signed")

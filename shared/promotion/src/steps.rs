@@ -273,9 +273,31 @@ pub struct Replication {
 }
 
 impl Replication {
+    /// The listed referrers left behind, each with its subject, digest and why.
+    pub fn skipped(&self) -> Vec<(Digest, Digest, ferry_trust::referrers::Skip)> {
+        self.referrers
+            .iter()
+            .filter_map(|(subject, referrer, r)| match r {
+                Replicated::Skipped(why) => Some((*subject, *referrer, *why)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The skipped referrers in words, for an outcome line (empty when none was skipped).
+    pub fn skipped_text(&self) -> String {
+        self.skipped()
+            .iter()
+            .map(|(subject, referrer, why)| format!("{referrer} (listed for {subject}): {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Whether anything was written (or would be, in a dry run).
     pub fn wrote(&self) -> usize {
-        let writes = |r: &Replicated| !matches!(r, Replicated::NothingToCopy | Replicated::AlreadyThere);
+        let writes = |r: &Replicated| {
+            !matches!(r, Replicated::NothingToCopy | Replicated::AlreadyThere | Replicated::Skipped(_))
+        };
         self.tags.iter().filter(|(_, _, r)| writes(r)).count()
             + self.referrers.iter().filter(|(_, _, r)| writes(r)).count()
     }

@@ -6,16 +6,47 @@
 //! already lists.
 
 use ferry_model::{Digest, Repository, TagOrDigest};
-use ferry_registry::RegistryWrite;
+use ferry_registry::manifest::MAX_MANIFEST_BYTES;
+use ferry_registry::{RegistryError, RegistryWrite};
 
 use crate::error::TrustError;
 use crate::policy::ReferrerFilter;
 use crate::replicate::Replicated;
 
+/// Why a listed referrer was not carried. None of these blocks the image: the referrer is the
+/// source's problem, reported by name, and nothing is written on its behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Its `subject` names another manifest: carried, it would create a referrers index for
+    /// an image this promotion never verified or copied.
+    ForeignSubject(Digest),
+    /// It has no `subject` at all, so it refers to nothing.
+    NoSubject,
+    /// The listing says it is larger than any manifest Ferry reads.
+    TooLarge(u64),
+    /// It could not be read as a manifest.
+    Unreadable,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::ForeignSubject(other) => write!(f, "its subject is {other}, another image"),
+            Skip::NoSubject => f.write_str("it has no subject"),
+            Skip::TooLarge(size) => {
+                write!(f, "it is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte manifest limit")
+            }
+            Skip::Unreadable => f.write_str("it cannot be read as a manifest"),
+        }
+    }
+}
+
 /// Carries every referrer of `subject` from `from` to `to` that `filter` admits: one referrers
-/// lookup at each side, then, for each referrer `to` lacks, its blobs and manifest. With
-/// `dry_run`, says what it would do and writes nothing. Returns each referrer's digest and what
-/// was done.
+/// lookup at each side, then, for each referrer `to` lacks, its blobs and manifest. A listed
+/// referrer whose own `subject` is not `subject` (or that has none, or is over the manifest
+/// size limit) is skipped with a warning: nothing is ever written to the referrers of a digest
+/// the promotion did not carry. With `dry_run`, says what it would do and writes nothing.
+/// Returns each referrer's digest and what was done.
 pub async fn carry<R: RegistryWrite>(
     registry: &R,
     from: &Repository,
@@ -34,17 +65,49 @@ pub async fn carry<R: RegistryWrite>(
     let mut done = Vec::with_capacity(wanted.len());
     // Written together at the end: one tag index update per subject, not one per referrer.
     let mut to_list = Vec::new();
+    let skip = |done: &mut Vec<(Digest, Replicated)>, referrer: Digest, why: Skip| {
+        tracing::warn!(%from, %subject, %referrer, reason = %why, "a listed referrer is skipped, not carried");
+        done.push((referrer, Replicated::Skipped(why)));
+    };
     for referrer in wanted {
         if there.contains(&referrer.digest) {
             done.push((referrer.digest, Replicated::AlreadyThere));
             continue;
         }
-        let Some(manifest) = registry.get_manifest(from, &TagOrDigest::Digest(referrer.digest)).await? else {
-            // Listed, but gone (deleted after it was indexed): nothing to carry.
-            tracing::warn!(%from, %subject, referrer = %referrer.digest, "a listed referrer is missing; not carried");
-            done.push((referrer.digest, Replicated::NothingToCopy));
+        if referrer.size > MAX_MANIFEST_BYTES as u64 {
+            skip(&mut done, referrer.digest, Skip::TooLarge(referrer.size));
             continue;
+        }
+        let manifest = match registry.get_manifest(from, &TagOrDigest::Digest(referrer.digest)).await {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => {
+                // Listed, but gone (deleted after it was indexed): nothing to carry.
+                tracing::warn!(%from, %subject, referrer = %referrer.digest, "a listed referrer is missing; not carried");
+                done.push((referrer.digest, Replicated::NothingToCopy));
+                continue;
+            }
+            // Larger than the listing said, or not a manifest: the source's problem, not the image's.
+            Err(RegistryError::InvalidResponse { .. }) => {
+                skip(&mut done, referrer.digest, Skip::Unreadable);
+                continue;
+            }
+            Err(other) => return Err(other.into()),
         };
+        match ferry_registry::referrers::describe(&manifest) {
+            Ok((_, own)) if own == *subject => {}
+            Ok((_, other)) => {
+                skip(&mut done, referrer.digest, Skip::ForeignSubject(other));
+                continue;
+            }
+            Err(_) if !manifest_has_subject(&manifest.bytes) => {
+                skip(&mut done, referrer.digest, Skip::NoSubject);
+                continue;
+            }
+            Err(_) => {
+                skip(&mut done, referrer.digest, Skip::Unreadable);
+                continue;
+            }
+        }
         if dry_run {
             done.push((referrer.digest, Replicated::Copied));
             continue;
@@ -62,4 +125,9 @@ pub async fn carry<R: RegistryWrite>(
         registry.put_referrers(to, &to_list).await?;
     }
     Ok(done)
+}
+
+/// Whether a manifest document has a `subject` field at all.
+fn manifest_has_subject(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|doc| doc.get("subject").is_some())
 }

@@ -26,6 +26,9 @@ pub enum Replicated {
     Replaced,
     /// The target had layers the origin lacks; the origin's were appended to it.
     Merged,
+    /// A listed referrer that is not the carried image's own (see
+    /// [`crate::referrers::Skip`]): left where it is, reported.
+    Skipped(crate::referrers::Skip),
 }
 
 /// Copies the `kind` artifact of `digest` from `from` to `to`. With `dry_run`, reads both sides
