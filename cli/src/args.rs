@@ -116,6 +116,11 @@ pub(crate) struct CheckArgs {
     /// The check run's name on the pull request.
     #[arg(long, value_name = "NAME", default_value = "ferry check")]
     pub(crate) check_name: String,
+    /// The revision whose config file (and the keys and trusted roots it names) the check
+    /// applies, when the config file lies in the checked repository (default: the base,
+    /// --diff-base-rev). A pull request never checks itself with its own policy.
+    #[arg(long, value_name = "REV")]
+    pub(crate) config_rev: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,5 @@
 //! Exit codes and error reporting.
 
-use std::io::Write as _;
 use std::process::ExitCode;
 
 use thiserror::Error;
@@ -74,5 +73,5 @@ impl CliError {
 }
 
 pub(crate) fn report_line(line: &str) {
-    let _ = writeln!(std::io::stderr(), "ferry: error: {line}");
+    crate::output::stderr_line(&format!("ferry: error: {line}"));
 }

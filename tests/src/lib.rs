@@ -18,9 +18,13 @@
 //! - [`rabbit::RabbitNode`] runs a private RabbitMQ node, for tests that restart the broker.
 //! - [`world::World`] is a seeded staging/prod/mirror set that makes a plan hit every action.
 //! - [`token::TokenServer`] issues bearer tokens for a registry in token-auth mode.
+//! - [`canary::Canary`] records every connection it gets: a host hostile input names, and the
+//!   proxy for every non-loopback host, so that a request that must not be sent is counted
+//!   instead of leaving the machine.
 //!
 //! The integration tests live in `tests/` and run with `--features services`.
 
+pub mod canary;
 pub mod chart;
 pub mod cosign;
 pub mod fault;

@@ -110,7 +110,7 @@ async fn tags_at(
                 out.insert(repo, tags.iter().map(|t| t.as_str().to_owned()).collect());
             }
             Err((repository, e)) => {
-                let _ = writeln!(std::io::stderr(), "ferry: listing the tags of {repository} failed");
+                crate::output::stderr_line(&format!("ferry: listing the tags of {repository} failed"));
                 return Err(CliError::Registry(e));
             }
         }

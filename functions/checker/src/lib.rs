@@ -11,11 +11,11 @@
 
 use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
-use ferry_check::{Change, Report, RepositoryPolicy};
+use ferry_check::{Change, Reach, Report, RepositoryPolicy};
 use ferry_messages::{CheckMessage, Envelope};
 use ferry_plan::GatherOptions;
-use ferry_registry::OciRegistry;
-use ferry_runtime::function::{Context, registry};
+use ferry_registry::{OciRegistry, TransportConfig};
+use ferry_runtime::function::Context;
 use ferry_runtime::{Outgoing, Stage, StageError};
 use ferry_source::{AnySource, ManifestSource, SourceError};
 use ferry_trust::policy::TrustPolicy;
@@ -25,7 +25,11 @@ pub const CHECK_NAME: &str = "ferry check";
 
 #[derive(Debug)]
 pub struct Checker<S> {
-    pub registry: OciRegistry,
+    /// The deployment's registry settings and credentials. Each check gets its own client from
+    /// them, guarded to the hosts its reach allows (a pull request is hostile input).
+    pub transport: TransportConfig,
+    /// The hosts the configuration names (see [`Reach`]).
+    pub named_hosts: std::collections::BTreeSet<ferry_model::Host>,
     /// The manifest repository (`pipeline.manifests`).
     pub source: Option<S>,
     /// Only pull requests on this repository are checked (`pipeline.github-repository`).
@@ -52,7 +56,8 @@ pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
         _ => None,
     };
     Ok(Checker {
-        registry: registry(&context)?,
+        transport: context.config.transport(&context.env)?,
+        named_hosts: context.config.named_hosts(),
         source,
         repository: pipeline.github_repository.clone(),
         checks,
@@ -68,14 +73,14 @@ impl<S: ManifestSource> Stage for Checker<S> {
     async fn handle(&self, message: Envelope<CheckMessage>) -> Result<Vec<Outgoing>, StageError> {
         let pr = &message.body;
         if self.repository.as_deref() != Some(pr.repository.as_str()) {
-            tracing::warn!(repository = %pr.repository, "a pull request on a repository that is not pipeline.github-repository; not checked");
+            tracing::warn!(repository = %ferry_model::Shown(&pr.repository), "a pull request on a repository that is not pipeline.github-repository; not checked");
             return Ok(Vec::new());
         }
         // Not configured for checks (`ferry run` and `ferry config check` say so at startup):
         // the pull request is left unchecked, which is the operator's choice, not a failure.
         let (Some(source), Some(checks)) = (&self.source, &self.checks) else {
             tracing::warn!(
-                repository = %pr.repository,
+                repository = %ferry_model::Shown(&pr.repository),
                 pull_request = pr.pull_request,
                 "pull request not checked: the checker needs pipeline.manifests and GITHUB_TOKEN"
             );
@@ -83,7 +88,7 @@ impl<S: ManifestSource> Stage for Checker<S> {
         };
         let external_id = format!("ferry-check:{}..{}", pr.base, pr.head);
         if let Some(url) = checks.posted(&pr.head, CHECK_NAME, &external_id).await? {
-            tracing::info!(repository = %pr.repository, pull_request = pr.pull_request, head = %pr.head, %url, "already checked; not posted again");
+            tracing::info!(repository = %ferry_model::Shown(&pr.repository), pull_request = pr.pull_request, head = %ferry_model::Shown(&pr.head), %url, "already checked; not posted again");
             return Ok(Vec::new());
         }
         let report = match source.change(&pr.base, &pr.head).await {
@@ -93,9 +98,15 @@ impl<S: ManifestSource> Stage for Checker<S> {
             ),
             Err(other) => return Err(other.into()),
             Ok(change) => {
+                // Decided before any request: the hosts the configuration names and those
+                // the base uses. The client is guarded to exactly those.
+                let reach = Reach::new(self.named_hosts.iter().cloned(), Some(&change.base));
+                let mut transport = self.transport.clone();
+                transport.guard = reach.guard();
+                let registry = OciRegistry::new(transport)?;
                 let change = Change { base: Some(&change.base), head: &change.head };
                 let concurrency = GatherOptions::default().concurrency;
-                ferry_check::check(&self.registry, change, &self.trust, &self.policy, concurrency).await
+                ferry_check::check(&registry, change, &self.trust, &self.policy, &reach, concurrency).await
             }
         };
         let blob = |sha: &str| Some(format!("{}/{}/blob/{sha}", self.server, pr.repository));
@@ -108,9 +119,9 @@ impl<S: ManifestSource> Stage for Checker<S> {
         };
         let url = checks.post(&report, &run, &links).await?;
         tracing::info!(
-            repository = %pr.repository,
+            repository = %ferry_model::Shown(&pr.repository),
             pull_request = pr.pull_request,
-            head = %pr.head,
+            head = %ferry_model::Shown(&pr.head),
             conclusion = report.conclusion().as_str(),
             title = %report.title(),
             %url,

@@ -1,7 +1,7 @@
 //! The payloads ingest accepts, parsed strictly, and what each means for Ferry. Pure: no I/O.
 
 use ferry_messages::{CheckMessage, PlanMessage};
-use ferry_model::{Digest, Host, RepoPath, Repository, Tag};
+use ferry_model::{Digest, Host, RepoPath, Repository, Shown, Tag};
 use serde::Deserialize;
 
 pub use ferry_messages::{EcrDetail, EcrEvent};
@@ -84,17 +84,17 @@ pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, R
             static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
             if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(
-                    event = %event.id,
-                    action = %event.action,
+                    event = %Shown(&event.id),
+                    action = %Shown(&event.action),
                     "the registry sends {} events, which Ferry ignores; add `ignore: {{mediatypes: [application/octet-stream], actions: [pull]}}` to its notification endpoint (said once)",
-                    event.action
+                    Shown(&event.action)
                 );
             }
-            tracing::debug!(event = %event.id, action = %event.action, "not a push; ignored");
+            tracing::debug!(event = %Shown(&event.id), action = %Shown(&event.action), "not a push; ignored");
             continue;
         }
         if !MANIFEST_TYPES.contains(&event.target.media_type.as_str()) {
-            tracing::debug!(event = %event.id, media_type = %event.target.media_type, "a blob or artifact push; ignored");
+            tracing::debug!(event = %Shown(&event.id), media_type = %Shown(&event.target.media_type), "a blob or artifact push; ignored");
             continue;
         }
         let where_ = |field: &str| format!("event {}: {field}", event.id);
@@ -108,7 +108,7 @@ pub fn distribution(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, R
         if !registries.contains(&host) {
             tracing::warn!(
                 %host,
-                event = %event.id,
+                event = %Shown(&event.id),
                 "a push from a registry that is not in pipeline.registries; ignored (add the host there to promote from it)"
             );
             continue;

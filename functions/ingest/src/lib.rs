@@ -220,7 +220,7 @@ impl<B: Broker> Ingest<B> {
             let span = tracing::info_span!(
                 "ingest",
                 otel.name = "ingest",
-                event_id = %a.event_id,
+                event_id = %ferry_model::Shown(&a.event_id),
                 image = subject.image.as_deref(),
                 digest = subject.digest.as_deref(),
             );

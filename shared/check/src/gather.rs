@@ -10,26 +10,32 @@ use ferry_trust::verify;
 
 use crate::decide::{Change, Facts};
 use crate::policy::RepositoryPolicy;
+use crate::reach::{Reach, screen};
 use crate::report::Report;
 
-/// Checks a change end to end: plans what it adds (everything in the head when there is no
-/// base), gathers the verifier's facts for each new digest, and decides. What `ferry check` and
-/// the checker stage both run; only reads.
+/// Checks a change end to end: screens what it adds (everything in the head when there is no
+/// base) against the policy and the reach, before any request; plans what is left, gathers the
+/// verifier's facts for each new digest, and decides. What `ferry check` and the checker stage
+/// both run; only reads. `registry` must be guarded by `reach.guard()`.
 pub async fn check<R: Registry>(
     registry: &R,
     change: Change<'_>,
     trust: &TrustPolicy,
     policy: &RepositoryPolicy,
+    reach: &Reach,
     concurrency: usize,
 ) -> Report {
     let new: DesiredState = match change.base {
         Some(base) => ferry_plan::diff(base, change.head),
         None => change.head.clone(),
     };
+    let (new, refused) = screen(new, reach, policy);
     let facts = ferry_plan::gather(registry, &new, GatherOptions { concurrency }).await;
     let plan = ferry_plan::plan(&new, &facts);
     let verified = gather(registry, &plan, trust, concurrency).await;
-    crate::decide(change, &plan, &verified, trust, policy)
+    let mut report = crate::decide(change, &plan, &verified, trust, policy);
+    report.problems.extend(refused);
+    report
 }
 
 /// Fetches the verifier's facts for every (source, digest) of `plan`, `concurrency` at a time:

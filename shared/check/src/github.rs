@@ -82,10 +82,11 @@ pub fn annotations(report: &Report) -> Vec<Value> {
         }
         // An annotation belongs to the head's file; a line only the base has is named in the
         // message, and the annotation goes to the file's first line.
+        let message = ferry_model::escaped(message);
         let (line, message) = if render::in_base(origin) {
             (1, format!("at the base, line {line}: {message}"))
         } else {
-            (line.max(1), message.to_owned())
+            (line.max(1), message.into_owned())
         };
         out.push(json!({
             "path": path,

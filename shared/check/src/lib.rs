@@ -1,7 +1,10 @@
 //! Presubmit: what a manifest change adds, checked before anyone merges it.
 //!
-//! `ferry check` (and the pipeline's `check` stage) run the same three steps as a promotion,
-//! and write nothing:
+//! `ferry check` (and the pipeline's `check` stage) run the same steps as a promotion, and
+//! write nothing:
+//! 0. [`reach::screen`] what the change adds, before any request: a source outside
+//!    `check.allowed-sources` or a registry host the [`Reach`] does not allow is a failed
+//!    problem and is never contacted (the change is hostile input);
 //! 1. plan what the change adds (the diff of the inputs between base and head), which says
 //!    what each destination would get: a copy, a tag, a conflict with a tag Ferry would never
 //!    overwrite, an overlap, a refused prerelease;
@@ -17,12 +20,14 @@ mod decide;
 mod gather;
 pub mod github;
 pub mod policy;
+pub mod reach;
 pub mod render;
 pub mod report;
 
 pub use decide::{CHECKS, Change, Facts, decide};
 pub use gather::{check, gather};
 pub use policy::RepositoryPolicy;
+pub use reach::Reach;
 pub use report::{Conclusion, DigestReport, Problem, Report};
 
 #[cfg(test)]

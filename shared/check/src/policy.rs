@@ -1,7 +1,7 @@
 //! The repository policy: what a manifest repository asks of every change, beyond the trust
 //! policy of each source (the config's `check:` section).
 
-use ferry_model::{RegistryPath, Repository};
+use ferry_model::{Host, RegistryPath, Repository};
 
 /// What every change to the manifest repository must satisfy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub struct RepositoryPolicy {
     pub immutable_tags: bool,
     /// When not empty, sources must be under one of these.
     pub allowed_sources: Vec<RegistryPath>,
+    /// Further registry hosts a check may contact (`check.allowed-hosts`), beyond those the
+    /// rest of the configuration and the base name. See [`crate::Reach`].
+    pub allowed_hosts: Vec<Host>,
 }
 
 impl Default for RepositoryPolicy {
@@ -30,6 +33,7 @@ impl Default for RepositoryPolicy {
             single_arch_allowed: Vec::new(),
             immutable_tags: true,
             allowed_sources: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -43,7 +43,9 @@ fn icon(status: Status) -> &'static str {
 
 /// Text safe in a Markdown table cell.
 fn cell(text: &str) -> String {
-    text.replace('&', "&amp;")
+    // Outside text (a tag, a registry's answer) is shown escaped; then made safe for a table.
+    ferry_model::escaped(text)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('|', "\\|")
@@ -183,7 +185,7 @@ struct JsonDigest<'a> {
 struct JsonCheck<'a> {
     name: &'a str,
     status: String,
-    reason: &'a str,
+    reason: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Serialize)]
@@ -192,7 +194,7 @@ struct JsonProblem<'a> {
     status: String,
     file: &'a str,
     line: u32,
-    message: &'a str,
+    message: std::borrow::Cow<'a, str>,
 }
 
 /// `--output json`.
@@ -212,7 +214,11 @@ pub fn json(report: &Report) -> Result<String, serde_json::Error> {
                 checks: d
                     .checks
                     .iter()
-                    .map(|c| JsonCheck { name: c.name, status: c.status.to_string(), reason: &c.reason })
+                    .map(|c| JsonCheck {
+                        name: c.name,
+                        status: c.status.to_string(),
+                        reason: ferry_model::escaped(&c.reason),
+                    })
                     .collect(),
             }
         })
@@ -222,7 +228,13 @@ pub fn json(report: &Report) -> Result<String, serde_json::Error> {
         .iter()
         .map(|p| {
             let (file, line) = repository_path(&p.origin);
-            JsonProblem { check: p.check, status: p.status.to_string(), file, line, message: &p.message }
+            JsonProblem {
+                check: p.check,
+                status: p.status.to_string(),
+                file,
+                line,
+                message: ferry_model::escaped(&p.message),
+            }
         })
         .collect();
     let out =
@@ -233,8 +245,9 @@ pub fn json(report: &Report) -> Result<String, serde_json::Error> {
     })
 }
 
-/// Text safe in an XML attribute or element.
+/// Text safe in an XML attribute or element, outside text shown escaped first.
 fn xml(text: &str) -> String {
+    let text = ferry_model::escaped(text);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -69,6 +69,7 @@ fn policy() -> RepositoryPolicy {
         single_arch_allowed: vec!["pause".into()],
         immutable_tags: true,
         allowed_sources: vec![RegistryPath::parse("staging.example").unwrap()],
+        allowed_hosts: Vec::new(),
     }
 }
 

@@ -32,6 +32,13 @@
 //!     referrer-types:                     # which OCI referrers travel along (default: all)
 //!       allow: []
 //!       deny: ["application/vnd.example.internal-report+json"]
+//! check:                                  # the repository policy of `ferry check` (presubmit)
+//!   required-destinations: [us.example/prod]
+//!   multi-arch: required                  # required | optional
+//!   single-arch-allowed: [pause]
+//!   tags: immutable                       # immutable | mutable
+//!   allowed-sources: [staging.example]    # sources must be under one of these
+//!   allowed-hosts: [mirror.example]       # further registries a check may contact
 //! pipeline:                               # the event pipeline (ferry run, workers, Lambda)
 //!   registries: ["staging.example"]       # hosts events may name; others are ignored (SSRF guard)
 //!   github-repository: acme/k8s.io        # webhooks from other repositories are ignored
@@ -93,6 +100,9 @@ use ferry_trust::policy::{
 };
 use serde::Deserialize;
 use thiserror::Error;
+
+mod policy_change;
+pub use policy_change::{PolicyChange, policy_changes};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -240,6 +250,8 @@ struct CheckYaml {
     tags: Option<Spanned<String>>,
     #[serde(default)]
     allowed_sources: Vec<Spanned<String>>,
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -460,11 +472,52 @@ fn parse_every(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
+/// Where a config file and the files it names (keys, trusted roots) are read from: the disk,
+/// or a git revision (`ferry check` reads the base's policy, never the pull request's).
+pub trait Files {
+    /// The bytes of `path`.
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
+
+    /// The text of the config file itself.
+    fn read_text(&self, path: &Path) -> Result<String, ConfigError> {
+        let bytes = self
+            .read(path)
+            .map_err(|message| ferry_manifests::ManifestError::Layout { path: path.to_owned(), message })?;
+        String::from_utf8(bytes).map_err(|_| {
+            ConfigError::File(ferry_manifests::ManifestError::Layout {
+                path: path.to_owned(),
+                message: "is not UTF-8 text".into(),
+            })
+        })
+    }
+}
+
+/// The files on disk.
+#[derive(Clone, Copy, Debug)]
+pub struct Disk;
+
+impl Files for Disk {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn read_text(&self, path: &Path) -> Result<String, ConfigError> {
+        Ok(yaml::read_file(path)?)
+    }
+}
+
 impl Config {
     /// Reads `path`, or returns the defaults when there is no config file.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = yaml::read_file(path)?;
+        match path {
+            Some(path) => Self::load_from(path, &Disk),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Reads `path` and every file it names through `files`.
+    pub fn load_from(path: &Path, files: &dyn Files) -> Result<Config, ConfigError> {
+        let text = files.read_text(path)?;
         let file: Option<FileYaml> = yaml::parse(path, &text)?;
         let file = file.unwrap_or_default();
         let display = path.display().to_string();
@@ -522,7 +575,7 @@ impl Config {
         }
         if let Some(trust) = &file.trust {
             for source in &trust.sources {
-                config.trust.sources.push(source_policy(source, base, &field)?);
+                config.trust.sources.push(source_policy(source, base, files, &field)?);
             }
         }
         if let Some(pipeline) = &file.pipeline {
@@ -559,6 +612,33 @@ impl Config {
         self.insecure_hosts.extend(insecure.iter().cloned());
         self.policy.deny_prerelease.extend(deny_prerelease.iter().cloned());
         self
+    }
+
+    /// Every registry host this configuration names: trust sources, `registries.*`, the
+    /// `check:` policy's sources, destinations and allowed hosts, `pipeline.registries` and
+    /// mirror rules. What a presubmit check may contact without the base naming it (see
+    /// `ferry_check::Reach`).
+    pub fn named_hosts(&self) -> std::collections::BTreeSet<Host> {
+        let mut hosts = std::collections::BTreeSet::new();
+        hosts.extend(self.insecure_hosts.iter().cloned());
+        let paths = self
+            .policy
+            .deny_prerelease
+            .iter()
+            .chain(&self.policy.trusted_sources)
+            .chain(self.trust.sources.iter().filter_map(|s| s.registry.as_ref()))
+            .chain(&self.check.required_destinations)
+            .chain(&self.check.allowed_sources)
+            .chain(
+                self.pipeline
+                    .mirror_rules
+                    .iter()
+                    .flat_map(|r| std::iter::once(&r.source).chain(&r.destinations)),
+            );
+        hosts.extend(paths.map(|p| p.host.clone()));
+        hosts.extend(self.check.allowed_hosts.iter().cloned());
+        hosts.extend(self.pipeline.registries.iter().cloned());
+        hosts
     }
 
     /// The registry transport this configuration asks for, with credentials from `env`.
@@ -658,6 +738,12 @@ fn check_policy(
                 RegistryPath::parse(&value.value).map_err(|e| field(line_of(value), name, e.to_string()))?,
             );
         }
+    }
+    for host in &check.allowed_hosts {
+        policy.allowed_hosts.push(
+            Host::parse(&host.value)
+                .map_err(|e| field(line_of(host), "check.allowed-hosts", e.to_string()))?,
+        );
     }
     if let Some(multi_arch) = &check.multi_arch {
         policy.multi_arch_required = match multi_arch.value.as_str() {
@@ -793,6 +879,7 @@ fn pipeline_config(
 fn source_policy(
     source: &SourceYaml,
     base: &Path,
+    files: &dyn Files,
     field: &FieldError<'_>,
 ) -> Result<SourcePolicy, ConfigError> {
     let registry = RegistryPath::parse(&source.registry.value)
@@ -812,8 +899,7 @@ fn source_policy(
         list.iter()
             .map(|k| {
                 let path = base.join(&k.value);
-                let pem = std::fs::read(&path)
-                    .map_err(|e| field(line_of(k), name, format!("{}: {e}", path.display())))?;
+                let pem = files.read(&path).map_err(|e| field(line_of(k), name, e))?;
                 VerificationKey::from_pem(&k.value, &pem).map_err(|e| field(line_of(k), name, e.to_string()))
             })
             .collect()
@@ -868,7 +954,7 @@ fn source_policy(
             .as_ref()
             .map(|r| ReferrerFilter { allow: r.allow.clone(), deny: r.deny.clone() })
             .unwrap_or_default(),
-        keyless: keyless_policy(source, base, field)?,
+        keyless: keyless_policy(source, base, files, field)?,
     };
     let keyless = policy.keyless.is_some();
     if policy.signatures != Requirement::Off && policy.signature_keys.is_empty() && !keyless {
@@ -900,6 +986,7 @@ fn source_policy(
 fn keyless_policy(
     source: &SourceYaml,
     base: &Path,
+    files: &dyn Files,
     field: &FieldError<'_>,
 ) -> Result<Option<KeylessPolicy>, ConfigError> {
     let one_of = |exact: &Option<Spanned<String>>,
@@ -935,8 +1022,13 @@ fn keyless_policy(
         (None, None, None) => Ok(None),
         (Some(root), Some(identity), Some(issuer)) => {
             let path = base.join(&root.value);
-            let root = TrustedRoot::load(&path)
-                .map_err(|e| field(line_of(root), "trust.sources.trusted-root", e))?;
+            let at = line_of(root);
+            let bytes = files.read(&path).map_err(|e| field(at, "trust.sources.trusted-root", e))?;
+            let json = String::from_utf8(bytes).map_err(|_| {
+                field(at, "trust.sources.trusted-root", format!("{}: is not UTF-8 text", path.display()))
+            })?;
+            let root = TrustedRoot::from_json(&json, path.display().to_string())
+                .map_err(|e| field(at, "trust.sources.trusted-root", format!("{}: {e}", path.display())))?;
             Ok(Some(KeylessPolicy { root, identity, issuer }))
         }
         (None, _, _) => Err(field(
@@ -1043,6 +1135,10 @@ mod tests {
             (
                 "discovery:\n  every: 1h\n  autoupdate: a.yaml\n  rancher-config: c.yaml\n  repository: nope\n",
                 Err(":5: field `discovery.repository`"),
+            ),
+            (
+                "check:\n  allowed-hosts: [\"2852039166\"]\n",
+                Err(":2: field `check.allowed-hosts`: invalid registry host"),
             ),
             (
                 "check:\n  required-destinations: [\"Bad Host\"]\n",
@@ -1187,6 +1283,7 @@ mod tests {
             "multi-arch:",
             "single-arch-allowed:",
             "allowed-sources:",
+            "allowed-hosts:",
             "discovery:",
             "every:",
             "autoupdate:",

@@ -7,6 +7,7 @@ mod broker;
 mod copy;
 mod demo;
 mod discover;
+mod hostile;
 mod infra;
 mod keyless;
 mod lambda;
