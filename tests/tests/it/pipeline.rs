@@ -727,6 +727,39 @@ pub(crate) async fn pull_request_check(transport: Transport) {
         (annotation["path"].as_str(), annotation["title"].as_str()),
         (Some("promotion/images/team/images.yaml"), Some("lint"))
     );
+
+    // An outsider's update names a registry nobody configured (a recording canary on
+    // loopback) as a source: the check run says so, and the canary is never contacted.
+    let canary = ferry_testkit::canary::Canary::start().await;
+    std::fs::write(repo.join("promotion/images/team/images.yaml"), "[]\n").unwrap();
+    ferry_testkit::write_thin_manifest(
+        &repo.join("promotion"),
+        "hostile",
+        &canary.host(),
+        &[h.prod.host()],
+        &format!("- name: checked/app\n  dmap:\n    \"{}\": [\"6.6\"]\n", index.digest),
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "an outsider's registry"]);
+    let hostile = git(&["rev-parse", "HEAD"]);
+    update["pull_request"]["head"]["sha"] = hostile.clone().into();
+    let response = github_delivery(&h, "pull_request", "pr-delivery-4", &update).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    wait_for("a check run for the outsider's update", Duration::from_secs(60), || async {
+        github.created().len() == 3
+    })
+    .await;
+    let run = github.created()[2].body.clone();
+    assert_eq!(run["conclusion"], "failure");
+    let annotations = run["output"]["annotations"].as_array().unwrap();
+    assert!(
+        annotations.iter().any(|a| a["path"] == "promotion/images/hostile/images.yaml"
+            && a["title"] == "policy"
+            && a["message"].as_str().unwrap().contains("it was not contacted")),
+        "{annotations:#?}"
+    );
+    assert_eq!(canary.seen().len(), 0, "contacted: {:#?}", canary.seen());
     assert!(h.dead_letters(DeadLetterQueue::Poison).await.is_empty(), "nothing dead-lettered");
     h.stop().await;
 }
