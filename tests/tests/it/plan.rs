@@ -790,3 +790,59 @@ async fn chart_archives_become_the_two_sync_files_which_then_promote() {
     assert!(stdout.contains("4 already in"), "{stdout}");
     assert_eq!(body(read("dockerToPrime.yaml")), "{}");
 }
+
+/// The regression guard of the desired-state refactor: `ferry plan --parse-only --output json`
+/// of the real reference trees (the k8s.io thin manifests, image-mirror's `config.yaml` and its
+/// generated `regsync.yaml`, an images-list) is byte for byte what it was before, recorded as
+/// SHA-256 (the k8s.io output alone is 23 MB) with the number of edges. A deliberate change of
+/// the output updates the sums here, in the same commit, with the reason.
+#[test]
+fn parse_only_output_of_the_reference_trees_is_unchanged() {
+    use sha2::Digest as _;
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (flag, path, edges, sum) in [
+        (
+            "--thin-manifest-dir",
+            "tests/data/kpromo/registry.k8s.io",
+            51_431,
+            "62f4cee409d209d1d284b40babfe2ec2f23126e9a7162058905199be84607cb8",
+        ),
+        (
+            "--rancher-config",
+            "tests/data/rancher/image-mirror-af7cf3b/config.yaml",
+            7_526,
+            "5966c28e4e0dab76049096a3c591c3d2cb52c19c27071d071a2752708815c459",
+        ),
+        (
+            "--regsync",
+            "tests/data/rancher/image-mirror-af7cf3b/regsync.yaml",
+            7_526,
+            "57c93add1165df9739e1f86850fed48bb27f59ce06cf5f3c4fc3077324dd4b42",
+        ),
+        (
+            "--images-list",
+            "tests/data/rancher/image-mirror_images-list.first50.txt",
+            45,
+            "ae11ce5528fdd793143f175700d2081afcd6bf6cab8d5471ad43f24e26afb424",
+        ),
+        (
+            "--thin-manifest-dir",
+            "tests/data/kpromo/promo-tools-image-manifest-testdata/singleton",
+            3,
+            "3c3c547945fe081c12dec917340109e3145840e77af34f5266d92174e4f0b8c5",
+        ),
+    ] {
+        let out = Command::new(ferry_bin())
+            .args(["plan", "--parse-only", "--output", "json", flag, path])
+            .current_dir(&top)
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .unwrap();
+        let (code, stdout, stderr) = ferry_testkit::outcome(&out);
+        assert_eq!(code, Some(0), "{path}: {stderr}");
+        let parsed: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(parsed["edges"].as_array().map(Vec::len), Some(edges), "{path}");
+        let got = hex::encode(sha2::Sha256::digest(stdout.as_bytes()));
+        assert_eq!(got, sum, "{path}: the parse-only output changed");
+    }
+}
