@@ -73,5 +73,7 @@ impl CliError {
 }
 
 pub(crate) fn report_line(line: &str) {
-    crate::output::stderr_line(&format!("ferry: error: {line}"));
+    use std::io::Write as _;
+    // Outside text in an error (a registry's answer, a name) is shown escaped.
+    let _ = writeln!(std::io::stderr(), "ferry: error: {}", ferry_model::shown::escaped_lines(line));
 }

@@ -274,7 +274,7 @@ pub struct Replication {
 
 impl Replication {
     /// The listed referrers left behind, each with its subject, digest and why.
-    pub fn skipped(&self) -> Vec<(Digest, Digest, ferry_trust::referrers::Skip)> {
+    pub fn skipped(&self) -> Vec<(Digest, Digest, ferry_trust::replicate::Skip)> {
         self.referrers
             .iter()
             .filter_map(|(subject, referrer, r)| match r {

@@ -11,35 +11,7 @@ use ferry_registry::{RegistryError, RegistryWrite};
 
 use crate::error::TrustError;
 use crate::policy::ReferrerFilter;
-use crate::replicate::Replicated;
-
-/// Why a listed referrer was not carried. None of these blocks the image: the referrer is the
-/// source's problem, reported by name, and nothing is written on its behalf.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Skip {
-    /// Its `subject` names another manifest: carried, it would create a referrers index for
-    /// an image this promotion never verified or copied.
-    ForeignSubject(Digest),
-    /// It has no `subject` at all, so it refers to nothing.
-    NoSubject,
-    /// The listing says it is larger than any manifest Ferry reads.
-    TooLarge(u64),
-    /// It could not be read as a manifest.
-    Unreadable,
-}
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Skip::ForeignSubject(other) => write!(f, "its subject is {other}, another image"),
-            Skip::NoSubject => f.write_str("it has no subject"),
-            Skip::TooLarge(size) => {
-                write!(f, "it is {size} bytes, over the {MAX_MANIFEST_BYTES}-byte manifest limit")
-            }
-            Skip::Unreadable => f.write_str("it cannot be read as a manifest"),
-        }
-    }
-}
+use crate::replicate::{Replicated, Skip};
 
 /// Carries every referrer of `subject` from `from` to `to` that `filter` admits: one referrers
 /// lookup at each side, then, for each referrer `to` lacks, its blobs and manifest. A listed

@@ -13,6 +13,38 @@ use crate::artifacts::{self, Artifact};
 use crate::cosign::ArtifactKind;
 use crate::error::TrustError;
 
+/// Why a listed referrer was not carried. None of these blocks the image: the referrer is the
+/// source's problem, reported by name, and nothing is written on its behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Its `subject` names another manifest: carried, it would create a referrers index for
+    /// an image this promotion never verified or copied.
+    ForeignSubject(Digest),
+    /// It has no `subject` at all, so it refers to nothing.
+    NoSubject,
+    /// The listing says it is larger than any manifest Ferry reads.
+    TooLarge(u64),
+    /// It could not be read as a manifest.
+    Unreadable,
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::ForeignSubject(other) => write!(f, "its subject is {other}, another image"),
+            Skip::NoSubject => f.write_str("it has no subject"),
+            Skip::TooLarge(size) => {
+                write!(
+                    f,
+                    "it is {size} bytes, over the {}-byte manifest limit",
+                    ferry_registry::manifest::MAX_MANIFEST_BYTES
+                )
+            }
+            Skip::Unreadable => f.write_str("it cannot be read as a manifest"),
+        }
+    }
+}
+
 /// What replicating one artifact did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replicated {
@@ -27,8 +59,8 @@ pub enum Replicated {
     /// The target had layers the origin lacks; the origin's were appended to it.
     Merged,
     /// A listed referrer that is not the carried image's own (see
-    /// [`crate::referrers::Skip`]): left where it is, reported.
-    Skipped(crate::referrers::Skip),
+    /// [`Skip`]): left where it is, reported.
+    Skipped(Skip),
 }
 
 /// Copies the `kind` artifact of `digest` from `from` to `to`. With `dry_run`, reads both sides
