@@ -44,17 +44,31 @@ pub(crate) enum CliError {
     Registry(#[from] ferry_registry::RegistryError),
     #[error(transparent)]
     Trust(#[from] ferry_trust::TrustError),
+    /// A registry listing desired state depends on (a regsync source's tags, a catalog).
+    #[error("{0}")]
+    Listing(String),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
     Output(String),
 }
 
+impl From<ferry_desired::DesiredError> for CliError {
+    fn from(error: ferry_desired::DesiredError) -> Self {
+        use ferry_desired::{DesiredError, SourceError};
+        match error {
+            DesiredError::Source(SourceError::Manifest(e)) => CliError::Input(e),
+            DesiredError::Registry { .. } => CliError::Listing(error.to_string()),
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
 impl CliError {
     pub(crate) fn status(&self) -> ExitStatus {
         match self {
             CliError::Input(_) | CliError::Config(_) | CliError::Usage(_) => ExitStatus::InvalidInput,
-            CliError::Registry(_) => ExitStatus::Registry,
+            CliError::Registry(_) | CliError::Listing(_) => ExitStatus::Registry,
             CliError::Trust(ferry_trust::TrustError::Registry(_)) => ExitStatus::Registry,
             // An unreadable key file or a missing COSIGN_PASSWORD is a configuration problem.
             CliError::Trust(ferry_trust::TrustError::Key(_)) => ExitStatus::InvalidInput,

@@ -132,7 +132,7 @@ fn main() {
     let policy = Policy::default();
 
     let started = Instant::now();
-    let desired = ferry_manifests::load(&[Input::KpromoThinDir(base_dir.clone())], &policy).unwrap();
+    let desired = ferry_manifests::load(&[Input::KpromoThinDir(base_dir.clone())], &policy).unwrap().state;
     let parse = started.elapsed();
     let tag_entries: usize = desired.entries.iter().map(|e| e.tags.len().max(1)).sum();
 
@@ -150,8 +150,8 @@ fn main() {
     // One added digest: with both trees parsed in full, and with only the changed subproject
     // parsed (what `ferry plan --diff-base-rev` does for a thin-manifest directory).
     let started = Instant::now();
-    let head = ferry_manifests::load(&[Input::KpromoThinDir(head_dir.clone())], &policy).unwrap();
-    let base = ferry_manifests::load(&[Input::KpromoThinDir(base_dir.clone())], &policy).unwrap();
+    let head = ferry_manifests::load(&[Input::KpromoThinDir(head_dir.clone())], &policy).unwrap().state;
+    let base = ferry_manifests::load(&[Input::KpromoThinDir(base_dir.clone())], &policy).unwrap().state;
     let changed = diff(&base, &head);
     let one = plan(&changed, &facts);
     let diff_full_parse = started.elapsed();

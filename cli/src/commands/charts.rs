@@ -79,8 +79,7 @@ pub(crate) async fn scan(args: ChartsScanArgs, env: &Env) -> Result<ExitStatus, 
     }
     drop(out);
     if args.plan {
-        let desired = ferry_manifests::load(&inputs, &config.policy)?;
-        output::warn_notices(&desired);
+        let desired = super::plan::desired(&Default::default(), &inputs, &config.policy, &registry).await?;
         let plan = make_plan(&registry, &desired, &args.registries).await;
         output::print(&output::render_plan(&plan, PlanFormat::Table, false)?);
     }

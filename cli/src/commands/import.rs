@@ -11,10 +11,9 @@ use std::path::Path;
 use ferry_config::Env;
 use ferry_manifests::import::{Pinned, thin_manifests};
 
-use super::plan::{inputs, make_plan, repository_entries};
+use super::plan::{desired, inputs, make_plan};
 use crate::args::ImportArgs;
 use crate::error::{CliError, ExitStatus};
-use crate::output;
 
 pub(crate) async fn run(args: ImportArgs, env: &Env) -> Result<ExitStatus, CliError> {
     refuse_to_overwrite(&args.output_dir)?;
@@ -23,10 +22,8 @@ pub(crate) async fn run(args: ImportArgs, env: &Env) -> Result<ExitStatus, CliEr
     if inputs.is_empty() {
         return Err(CliError::Usage("name at least one input to import (see `ferry import --help`)".into()));
     }
-    let mut desired = ferry_manifests::load(&inputs, &config.policy)?;
-    output::warn_notices(&desired);
     let registry = super::registry_for(&config, env, &inputs)?;
-    desired.extend(repository_entries(&registry, &inputs, &config.policy).await?);
+    let desired = desired(&Default::default(), &inputs, &config.policy, &registry).await?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
 
     let mut pinned = Vec::new();

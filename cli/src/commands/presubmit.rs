@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
 use ferry_check::report::Status;
-use ferry_check::{Change, Conclusion, Problem, Reach, Report};
+use ferry_check::{Conclusion, Problem, Reach, Report};
 use ferry_config::{Config, Env, Files};
 use ferry_manifests::{Input, ManifestError};
 use ferry_model::Origin;
 use ferry_registry::OciRegistry;
 
-use super::plan::{base_and_head, inputs};
+use super::plan::{Read, inputs, read};
 use crate::args::{CheckArgs, CheckFormat};
 use crate::error::{CliError, ExitStatus};
 use crate::output;
@@ -25,18 +25,31 @@ pub(crate) async fn run(args: CheckArgs, env: &Env) -> Result<ExitStatus, CliErr
     let top = inputs.first().and_then(|i| ferry_manifests::git::toplevel(i.path()).ok());
     let top = top.map(|t| t.canonicalize().unwrap_or(t));
     let (config, policy_changes) = policy(&args, env, top.as_deref())?;
-    let mut report = match base_and_head(&args.diff, &inputs, &config.policy) {
+    let mut report = match read(&args.diff, &inputs, &config.policy) {
         // An input that cannot be read at all is the change's problem, reported like the rest.
         Err(CliError::Input(error)) => unreadable(&error),
         Err(other) => return Err(other),
-        Ok((base, head)) => {
+        Ok(read) => {
+            let (base, head) = match read {
+                Read::Everything(head) => (None, head),
+                Read::Change(change) => (Some(change.base), change.head),
+            };
             // What the check may contact, decided now, before any request: the hosts the
             // configuration names and those the base already uses.
             let reach = Reach::new(config.named_hosts(), base.as_ref());
             let registry = check_registry(&config, env, &inputs, &args, top.as_deref(), &reach)?;
-            let change = Change { base: base.as_ref(), head: &head };
             let concurrency = args.registries.concurrency;
-            ferry_check::check(&registry, change, &config.trust, &config.check, &reach, concurrency).await
+            ferry_check::check(
+                &registry,
+                base,
+                head,
+                &config.policy,
+                &config.trust,
+                &config.check,
+                &reach,
+                concurrency,
+            )
+            .await
         }
     };
     report.problems.extend(policy_changes);

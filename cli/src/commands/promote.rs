@@ -7,7 +7,7 @@ use ferry_config::Env;
 use ferry_copy::{Copier, CopyOptions};
 use ferry_promotion::chain::{self, TrustOptions};
 
-use super::plan::{desired_state, inputs, make_plan};
+use super::plan::{desired, inputs, make_plan};
 use crate::args::{PlanFormat, ProgressMode, PromoteArgs, PromoteFormat};
 use crate::error::{CliError, ExitStatus};
 use crate::output;
@@ -16,11 +16,8 @@ use crate::progress::Progress;
 pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliError> {
     let config = super::config(&args.registries, env)?;
     let inputs = inputs(&args.inputs)?;
-    let desired = desired_state(&args.diff, &inputs, &config.policy)?;
-    output::warn_notices(&desired);
     let registry = super::registry_for(&config, env, &inputs)?;
-    let mut desired = desired;
-    desired.extend(super::plan::repository_entries(&registry, &inputs, &config.policy).await?);
+    let desired = desired(&args.diff, &inputs, &config.policy, &registry).await?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
     let excluded = super::plan::plan_status(&plan);
     if !args.confirm {

@@ -1,6 +1,7 @@
 //! `ferry status` and `ferry reconcile`.
 
 use ferry_config::Env;
+use ferry_desired::{AnySource, LocalFiles, Scope, Settings};
 use ferry_messages::envelope::Keyed;
 use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Queue};
 use ferry_model::ImageRef;
@@ -28,26 +29,34 @@ async fn survey(
     let given = if has_inputs(inputs_args) { inputs(inputs_args)? } else { Vec::new() };
     // The credentials the inputs name for their registries (config.yaml, regsync.yaml) too.
     let registry = super::registry_for(&config, env, &given)?;
+    let scope = match image {
+        Some(image) => Scope::Repository(&image.repository),
+        None => Scope::Everything,
+    };
     let desired = if !given.is_empty() {
-        let mut desired = ferry_manifests::load(&given, &config.policy)?;
-        desired.extend(super::plan::repository_entries(&registry, &given, &config.policy).await?);
-        desired
+        let files = LocalFiles::new(given, config.policy.clone());
+        let settings = Settings { policy: config.policy.clone(), rules: Vec::new() };
+        ferry_desired::desired_state(Some(&files), &settings, &registry, scope).await?
     } else {
         // No manifest flags: what the configuration asks for, as the pipeline sees it. The
         // manifest source's current state, and every tag a mirror rule matches at its source.
-        let path = registries.config.as_deref().or(env.config.as_deref()).ok_or_else(|| {
-            CliError::Usage(
+        if registries.config.is_none() && env.config.is_none() {
+            return Err(CliError::Usage(
                 "nothing to check: give --config (pipeline.manifests, pipeline.mirror-rules) or manifest \
                  inputs (--manifest, --thin-manifest-dir, --images-list, --charts-sync, --rancher-config, --regsync)"
                     .into(),
-            )
-        })?;
-        let mut env = env.clone();
-        env.config = Some(path.to_path_buf());
-        let context = ferry_runtime::function::Context { env, config: config.clone() };
-        ferry_pipeline::configured_state(context, image.map(|i| &i.repository))
-            .await
-            .map_err(|e| CliError::Usage(format!("{e:#}")))?
+            ));
+        }
+        let source = config
+            .pipeline
+            .manifests
+            .as_ref()
+            .map(|m| AnySource::configured(m, &config.policy, env.github_token.clone()))
+            .transpose()
+            .map_err(super::plan::source_error)?;
+        let settings =
+            Settings { policy: config.policy.clone(), rules: config.pipeline.mirror_rules.clone() };
+        ferry_desired::desired_state(source.as_ref(), &settings, &registry, scope).await?
     };
     for notice in &desired.notices {
         output::note(&format!("{notice}"));

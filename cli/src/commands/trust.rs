@@ -158,8 +158,8 @@ pub(crate) async fn attest_command(args: AttestArgs, env: &Env) -> Result<ExitSt
 pub(crate) async fn replicate_command(args: ReplicateArgs, env: &Env) -> Result<ExitStatus, CliError> {
     let config = super::config(&args.registries, env)?;
     let inputs = inputs(&args.inputs)?;
-    let desired = ferry_manifests::load(&inputs, &config.policy)?;
-    let registry = super::registry(&config, env)?;
+    let registry = super::registry_for(&config, env, &inputs)?;
+    let desired = super::plan::desired(&Default::default(), &inputs, &config.policy, &registry).await?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
     let copier = Copier::new(registry, CopyOptions::default());
     // Every (digest, primary) with its mirrors, from every edge of the manifests.

@@ -11,13 +11,13 @@
 
 use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
-use ferry_check::{Change, Reach, Report, RepositoryPolicy};
+use ferry_check::{Reach, Report, RepositoryPolicy};
+use ferry_desired::source::{AnySource, ManifestSource, SourceError};
 use ferry_messages::{CheckMessage, Envelope};
 use ferry_plan::GatherOptions;
 use ferry_registry::{OciRegistry, TransportConfig};
 use ferry_runtime::function::Context;
 use ferry_runtime::{Outgoing, Stage, StageError};
-use ferry_source::{AnySource, ManifestSource, SourceError};
 use ferry_trust::policy::TrustPolicy;
 
 /// The check run's name on pull requests.
@@ -38,6 +38,8 @@ pub struct Checker<S> {
     pub checks: Option<Checks>,
     /// `https://github.com`, for links to the files.
     pub server: String,
+    /// The policy every entry is read with (trusted sources, prerelease refusals).
+    pub manifests: ferry_manifests::Policy,
     pub trust: TrustPolicy,
     pub policy: RepositoryPolicy,
 }
@@ -62,6 +64,7 @@ pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
         repository: pipeline.github_repository.clone(),
         checks,
         server: context.env.github_server_url.clone().unwrap_or_else(|| "https://github.com".into()),
+        manifests: policy.clone(),
         trust: context.config.trust.clone(),
         policy: context.config.check.clone(),
     })
@@ -104,9 +107,19 @@ impl<S: ManifestSource> Stage for Checker<S> {
                 let mut transport = self.transport.clone();
                 transport.guard = reach.guard();
                 let registry = OciRegistry::new(transport)?;
-                let change = Change { base: Some(&change.base), head: &change.head };
                 let concurrency = GatherOptions::default().concurrency;
-                ferry_check::check(&registry, change, &self.trust, &self.policy, &reach, concurrency).await
+                let (base, head) = (Some(change.base), change.head);
+                ferry_check::check(
+                    &registry,
+                    base,
+                    head,
+                    &self.manifests,
+                    &self.trust,
+                    &self.policy,
+                    &reach,
+                    concurrency,
+                )
+                .await
             }
         };
         let blob = |sha: &str| Some(format!("{}/{}/blob/{sha}", self.server, pr.repository));

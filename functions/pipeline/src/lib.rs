@@ -54,16 +54,6 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
     Ok(Stages { events, planner, verifier, copier, signer, attester, replicator, checker })
 }
 
-/// What the configuration asks for now (`pipeline.manifests` and `pipeline.mirror-rules`), for
-/// `ferry status --config` and `ferry reconcile --config`: see [`Planner::everything`].
-pub async fn configured_state(
-    context: Context,
-    only: Option<&ferry_model::Repository>,
-) -> anyhow::Result<ferry_model::DesiredState> {
-    let planner = ferry_planner::build(context).await?;
-    planner.everything(only).await.map_err(|e| anyhow::anyhow!("{}", e.message))
-}
-
 /// Runs every stage (except those in `skip`) and ingest on `listener` (when given; the caller
 /// binds it, so that a test can bind port 0 and know the address before anything runs) until
 /// `shutdown`; then stops receiving and finishes every message in flight.

@@ -7,24 +7,25 @@
 //! small messages.
 
 /// Where manifests are read (moved to `ferry-source`, which the checker shares).
-pub use ferry_source as source;
+pub use ferry_desired::source;
 
-use ferry_manifests::rules::{MirrorRule, desired_for_push, desired_for_tags, sources_of};
+use ferry_desired::{Scope, Settings};
 use ferry_messages::{DeadLetterQueue, Envelope, ManifestOrigin, PlanMessage, Queue};
-use ferry_model::{DesiredState, Host, Repository};
+use ferry_model::{DesiredState, Host};
 use ferry_plan::{GatherOptions, Plan, diff, gather, plan};
 use ferry_promotion::reconcile;
-use ferry_registry::{Classify as _, ErrorClass, OciRegistry, Registry as _};
+use ferry_registry::{ErrorClass, OciRegistry};
 use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
-use ferry_source::{AnySource, ManifestSource};
+use ferry_desired::{AnySource, ManifestSource};
 
 #[derive(Debug)]
 pub struct Planner<S> {
     pub registry: OciRegistry,
     pub source: Option<S>,
-    pub rules: Vec<MirrorRule>,
+    /// The policy and the mirror rules desired state is computed with.
+    pub settings: Settings,
     /// Events naming other registry hosts are ignored (the SSRF guard, again).
     pub registries: Vec<Host>,
     /// Where the manifest repository lives, for attestations.
@@ -42,7 +43,7 @@ pub async fn build(context: Context) -> anyhow::Result<Planner<AnySource>> {
     Ok(Planner {
         registry: registry(&context)?,
         source,
-        rules: pipeline.mirror_rules.clone(),
+        settings: Settings { policy, rules: pipeline.mirror_rules.clone() },
         registries: pipeline.registries.clone(),
         repository_name: pipeline.github_repository.clone(),
     })
@@ -59,21 +60,9 @@ impl<S: ManifestSource> Planner<S> {
                     tracing::warn!(%registry, %repository, "a push event for a registry that is not configured; ignored");
                     return Ok((DesiredState::default(), None));
                 }
-                let manifests = match &self.source {
-                    Some(source) => source.current().await?,
-                    None => DesiredState::default(),
-                };
-                Ok((
-                    desired_for_push(
-                        &self.rules,
-                        &manifests,
-                        repository,
-                        digest,
-                        tag.as_ref(),
-                        &message.event_id,
-                    ),
-                    None,
-                ))
+                let scope =
+                    Scope::Push { repository, digest: *digest, tag: tag.as_ref(), event: &message.event_id };
+                Ok((self.desired_state(scope).await?, None))
             }
             PlanMessage::ManifestChange { repository, base, head } => {
                 let source = self.source.as_ref().ok_or_else(|| {
@@ -85,51 +74,17 @@ impl<S: ManifestSource> Planner<S> {
                     commit: Some(head.clone()),
                     path: None,
                 };
-                Ok((diff(&change.base, &change.head), Some(origin)))
+                let (before, after) =
+                    ferry_desired::resolve_change(&self.registry, &self.settings.policy, change).await?;
+                Ok((diff(&before, &after), Some(origin)))
             }
-            PlanMessage::Reconcile { .. } => Ok((self.everything(None).await?, None)),
+            PlanMessage::Reconcile { .. } => Ok((self.desired_state(Scope::Everything).await?, None)),
         }
     }
 
-    /// Everything the configuration asks for now: the manifests' current state, and for each
-    /// mirror rule every tag its source holds that the rule matches (what the pushes of those
-    /// tags asked for). With `only`, the rules look at the repositories that feed `only` (its
-    /// own, or the source it was copied from) instead of listing each source's catalog.
-    pub async fn everything(&self, only: Option<&Repository>) -> Result<DesiredState, StageError> {
-        let mut desired = match &self.source {
-            Some(source) => source.current().await?,
-            None => DesiredState::default(),
-        };
-        let repositories = match only {
-            Some(repository) => sources_of(&self.rules, repository),
-            None => {
-                let mut all = Vec::new();
-                for rule in &self.rules {
-                    all.extend(self.registry.list_repositories(&rule.source).await.map_err(|e| {
-                        StageError::new(
-                            e.class(),
-                            format!("listing the repositories under {} (the catalog API): {e}", rule.source),
-                        )
-                    })?);
-                }
-                all.sort();
-                all.dedup();
-                all
-            }
-        };
-        for repository in &repositories {
-            let tags =
-                self.registry.list_tags(repository).await.map_err(|e| {
-                    StageError::new(e.class(), format!("listing the tags of {repository}: {e}"))
-                })?;
-            desired.extend(desired_for_tags(&self.rules, repository, &tags, "mirror-rules"));
-        }
-        if self.source.is_none() && self.rules.is_empty() {
-            return Err(StageError::permanent(
-                "the configuration names neither pipeline.manifests nor pipeline.mirror-rules: nothing to check",
-            ));
-        }
-        Ok(desired)
+    /// Desired state for `scope`, through the one function every entry point uses.
+    pub async fn desired_state(&self, scope: Scope<'_>) -> Result<DesiredState, StageError> {
+        Ok(ferry_desired::desired_state(self.source.as_ref(), &self.settings, &self.registry, scope).await?)
     }
 
     /// The messages that finish every promotion of `plan` that stopped part way.

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeSet;
 
+use ferry_manifests::Loaded;
+use ferry_manifests::regsync::RepositorySync;
 use ferry_model::{DesiredState, Entry, Host, Origin};
 use ferry_registry::HostGuard;
 use ferry_trust::verify::Status;
@@ -31,11 +33,16 @@ pub struct Reach {
 }
 
 impl Reach {
-    /// What a change may reach: `named` (from the configuration) and every host `base` uses.
-    pub fn new(named: impl IntoIterator<Item = Host>, base: Option<&DesiredState>) -> Self {
+    /// What a change may reach: `named` (from the configuration) and every host `base` uses
+    /// (its entries and its regsync repository entries).
+    pub fn new(named: impl IntoIterator<Item = Host>, base: Option<&Loaded>) -> Self {
         let mut used = BTreeSet::new();
-        for entry in base.iter().flat_map(|b| &b.entries) {
+        for entry in base.iter().flat_map(|b| &b.state.entries) {
             used.extend(hosts_of(entry));
+        }
+        for sync in base.iter().flat_map(|b| &b.syncs) {
+            used.insert(sync.source.host().clone());
+            used.insert(sync.target.host().clone());
         }
         Self { named: named.into_iter().collect(), base: used }
     }
@@ -118,6 +125,50 @@ pub fn screen(new: DesiredState, reach: &Reach, policy: &RepositoryPolicy) -> (D
     (DesiredState { entries: kept, notices: new.notices }, problems)
 }
 
+/// Leaves out of `head` the regsync repository entries whose source or target the policy rules
+/// out, before their source's tags are listed: each is a failed problem at its place (unless the
+/// base has the same entry, which was reviewed). Pure.
+pub fn screen_syncs(
+    mut head: Loaded,
+    base: Option<&Loaded>,
+    reach: &Reach,
+    policy: &RepositoryPolicy,
+) -> (Loaded, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let in_base = |sync: &RepositorySync| {
+        base.is_some_and(|b| b.syncs.iter().any(|s| s.source == sync.source && s.target == sync.target))
+    };
+    head.syncs.retain(|sync| {
+        let refusal = if !policy.allowed_sources.is_empty()
+            && !policy.allowed_sources.iter().any(|a| a.contains(&sync.source))
+        {
+            Some((
+                "allowed-source",
+                format!(
+                    "{} is not under an allowed source registry ({}); it was not contacted",
+                    sync.source,
+                    list(&policy.allowed_sources)
+                ),
+            ))
+        } else if !reach.allows(sync.source.host()) {
+            Some(("policy", not_allowed(sync.source.host(), "source")))
+        } else if !reach.allows(sync.target.host()) {
+            Some(("policy", not_allowed(sync.target.host(), "destination")))
+        } else {
+            None
+        };
+        match refusal {
+            None => true,
+            Some(_) if in_base(sync) => false,
+            Some((check, message)) => {
+                problems.push(Problem { check, status: Status::Fail, origin: sync.origin.clone(), message });
+                false
+            }
+        }
+    });
+    (head, problems)
+}
+
 fn not_allowed(host: &Host, role: &str) -> String {
     format!(
         "{host} (a {role}) is not a registry the policy allows: neither the configuration \
@@ -166,7 +217,7 @@ mod tests {
             entries: vec![entry(&["stg.example/a"], &["prod.example/a"], 1)],
             notices: vec![],
         };
-        let reach = Reach::new([host("staging.example"), host("mirror.example")], Some(&base));
+        let reach = Reach::new([host("staging.example"), host("mirror.example")], Some(&base.into()));
         let policy = RepositoryPolicy {
             allowed_sources: vec![RegistryPath::parse("staging.example/team").unwrap()],
             ..RepositoryPolicy::default()

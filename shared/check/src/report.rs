@@ -102,7 +102,9 @@ impl Report {
     pub fn conclusion(&self) -> Conclusion {
         if self.n_failures() > 0 {
             Conclusion::Failure
-        } else if self.digests.iter().flat_map(|d| &d.checks).any(|c| c.reason.starts_with(UNCHECKED)) {
+        } else if self.digests.iter().flat_map(|d| &d.checks).any(|c| c.reason.starts_with(UNCHECKED))
+            || self.problems.iter().any(|p| p.message.starts_with(UNCHECKED))
+        {
             Conclusion::Neutral
         } else {
             Conclusion::Success

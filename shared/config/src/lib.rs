@@ -286,6 +286,10 @@ struct ManifestsYaml {
     images_lists: Vec<String>,
     #[serde(default)]
     charts_sync: Vec<String>,
+    #[serde(default)]
+    rancher_configs: Vec<String>,
+    #[serde(default)]
+    regsync_yamls: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -305,19 +309,8 @@ struct RuleYaml {
     trusted: bool,
 }
 
-/// Where the planner reads manifests from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ManifestSource {
-    Git(PathBuf),
-    GitHub { repository: String, api: String },
-}
-
-/// The manifest repository and the inputs inside it (paths relative to its top level).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManifestsConfig {
-    pub source: ManifestSource,
-    pub inputs: Vec<ferry_manifests::Input>,
-}
+/// Where the planner and the checker read manifests from (`pipeline.manifests`).
+pub use ferry_desired::{Location as ManifestSource, ManifestsConfig};
 
 /// The event pipeline's settings.
 #[derive(Clone, Debug, Default)]
@@ -328,7 +321,7 @@ pub struct PipelineConfig {
     /// the contents API unless `manifests.github-api` names another.
     pub github_api: String,
     pub manifests: Option<ManifestsConfig>,
-    pub mirror_rules: Vec<ferry_manifests::rules::MirrorRule>,
+    pub mirror_rules: Vec<ferry_desired::MirrorRule>,
 }
 
 #[derive(Deserialize)]
@@ -820,15 +813,18 @@ fn pipeline_config(
             },
             _ => return Err(field(0, "pipeline.manifests", "give exactly one of `git` and `github`".into())),
         };
-        let mut inputs = Vec::new();
-        inputs.extend(m.manifests.iter().map(|p| ferry_manifests::Input::KpromoManifest(p.into())));
-        inputs.extend(m.thin_manifest_dirs.iter().map(|p| ferry_manifests::Input::KpromoThinDir(p.into())));
-        inputs.extend(
-            m.images_lists
-                .iter()
-                .map(|p| ferry_manifests::Input::ImagesList { file: p.into(), target: None }),
-        );
-        inputs.extend(m.charts_sync.iter().map(|p| ferry_manifests::Input::ChartsSync(p.into())));
+        // Paths inside the repository, by the keys of the one table of input kinds.
+        let paths = |list: &[String]| list.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let named = [
+            ("manifests", paths(&m.manifests)),
+            ("thin-manifest-dirs", paths(&m.thin_manifest_dirs)),
+            ("images-lists", paths(&m.images_lists)),
+            ("charts-sync", paths(&m.charts_sync)),
+            ("rancher-configs", paths(&m.rancher_configs)),
+            ("regsync-yamls", paths(&m.regsync_yamls)),
+        ];
+        let inputs =
+            ferry_desired::inputs::inputs_from(named.iter().map(|(key, list)| (*key, list.as_slice())));
         out.manifests = Some(ManifestsConfig { source, inputs });
     }
     for rule in &pipeline.mirror_rules {
@@ -856,7 +852,7 @@ fn pipeline_config(
                 "a rule needs a destination".into(),
             ));
         }
-        out.mirror_rules.push(ferry_manifests::rules::MirrorRule {
+        out.mirror_rules.push(ferry_desired::MirrorRule {
             source: registry(&rule.source, "pipeline.mirror-rules.source")?,
             repositories: pattern(&rule.repositories, "pipeline.mirror-rules.repositories")?,
             destinations,

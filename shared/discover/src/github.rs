@@ -125,7 +125,7 @@ impl GitHub {
     }
 
     /// A file's bytes at `reference` (a tag, branch or commit), or `None` if it is not there:
-    /// the contents API as the manifest sources read it (`ferry_source::HttpGitHub`).
+    /// the contents API as the manifest sources read it (`ferry_desired::source::HttpGitHub`).
     pub async fn file_at(
         &self,
         owner: &str,
@@ -133,8 +133,8 @@ impl GitHub {
         path: &str,
         reference: &str,
     ) -> Result<Option<Vec<u8>>, DiscoverError> {
-        use ferry_source::GitHubApi as _;
-        let contents = ferry_source::HttpGitHub::with_client(
+        use ferry_desired::source::GitHubApi as _;
+        let contents = ferry_desired::source::HttpGitHub::with_client(
             self.http.clone(),
             &self.api,
             &format!("{owner}/{repository}"),

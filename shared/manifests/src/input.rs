@@ -23,7 +23,7 @@ pub enum Input {
     /// Rancher image-mirror's `config.yaml` (`--rancher-config FILE`).
     RancherConfig(PathBuf),
     /// regclient's `regsync.yaml` (`--regsync FILE`). Its `type: image` entries load here;
-    /// its `type: repository` entries need the source's tags ([`repository_syncs`]).
+    /// its `type: repository` entries need the source's tags ([`Loaded::syncs`]).
     Regsync(PathBuf),
 }
 
@@ -84,42 +84,53 @@ impl Policy {
     }
 }
 
-/// Loads every input. All inputs are read even when one fails, so that one run reports every
-/// broken file.
-pub fn load(inputs: &[Input], policy: &Policy) -> Result<DesiredState, ManifestError> {
-    let mut desired = DesiredState::default();
+/// What the inputs hold, read without asking any registry: the image entries (and the notices
+/// about them), and regsync's `type: repository` entries, which need the source's tags to
+/// become entries ([`regsync::RepositorySync::entries_for`], done by `ferry-desired`).
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub state: DesiredState,
+    pub syncs: Vec<regsync::RepositorySync>,
+}
+
+impl Loaded {
+    pub fn extend(&mut self, other: Loaded) {
+        self.state.extend(other.state);
+        self.syncs.extend(other.syncs);
+    }
+}
+
+/// Reads every input, once: the one reader of each format. All inputs are read even when one
+/// fails, so that one run reports every broken file.
+pub fn load(inputs: &[Input], policy: &Policy) -> Result<Loaded, ManifestError> {
+    let mut loaded = Loaded::default();
     let mut problems = Vec::new();
     for input in inputs {
-        let loaded = match input {
-            Input::KpromoManifest(path) => kpromo::load_manifest_file(path, policy),
-            Input::KpromoThinDir(dir) => kpromo::load_thin_dir(dir, policy),
-            Input::ImagesList { file, target } => images_list::load(file, target.as_ref(), policy),
-            Input::ChartsSync(config) => charts::load(config, policy),
-            Input::RancherConfig(config) => rancher::load(config, policy),
-            Input::Regsync(file) => regsync::load(file, policy).map(|r| r.desired),
+        let read = match input {
+            Input::KpromoManifest(path) => kpromo::load_manifest_file(path, policy).map(Loaded::from),
+            Input::KpromoThinDir(dir) => kpromo::load_thin_dir(dir, policy).map(Loaded::from),
+            Input::ImagesList { file, target } => {
+                images_list::load(file, target.as_ref(), policy).map(Loaded::from)
+            }
+            Input::ChartsSync(config) => charts::load(config, policy).map(Loaded::from),
+            Input::RancherConfig(config) => rancher::load(config, policy).map(Loaded::from),
+            Input::Regsync(file) => {
+                regsync::load(file, policy).map(|r| Loaded { state: r.desired, syncs: r.repositories })
+            }
         };
-        match loaded {
-            Ok(state) => desired.extend(state),
+        match read {
+            Ok(read) => loaded.extend(read),
             Err(e) => problems.push(e),
         }
     }
     ManifestError::from_problems(problems)?;
-    Ok(desired)
+    Ok(loaded)
 }
 
-/// The `type: repository` entries of every regsync input, to be resolved against the source's
-/// tags ([`regsync::RepositorySync::entries_for`]).
-pub fn repository_syncs(
-    inputs: &[Input],
-    policy: &Policy,
-) -> Result<Vec<regsync::RepositorySync>, ManifestError> {
-    let mut out = Vec::new();
-    for input in inputs {
-        if let Input::Regsync(file) = input {
-            out.extend(regsync::load(file, policy)?.repositories);
-        }
+impl From<DesiredState> for Loaded {
+    fn from(state: DesiredState) -> Self {
+        Loaded { state, syncs: Vec::new() }
     }
-    Ok(out)
 }
 
 /// Lint mode: every notice (warning or invalid entry) as an error naming its file, line and

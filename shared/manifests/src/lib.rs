@@ -13,7 +13,6 @@
 //! - [`input`]: the [`Input`] list a command is given, the [`Policy`] applied to every format,
 //!   and [`load`].
 //! - [`git`]: materialise manifest files as they were at a git revision.
-//! - [`rules`]: mirror rules for push events (Harbor-style event replication).
 //! - [`revision`]: desired state at two revisions, parsing only what a change touched.
 //! - [`yaml`]: the strict YAML plumbing shared with the config file (options, ordered mappings,
 //!   error conversion).
@@ -31,12 +30,11 @@ pub mod kpromo;
 pub mod rancher;
 pub mod regsync;
 pub mod revision;
-pub mod rules;
 pub mod semver_range;
 pub mod yaml;
 
 pub use error::ManifestError;
-pub use input::{Input, Policy, load, repository_syncs, strict};
+pub use input::{Input, Loaded, Policy, load, strict};
 
 #[cfg(test)]
 mod tests;

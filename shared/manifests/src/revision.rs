@@ -12,14 +12,14 @@ use ferry_model::{DesiredState, Notice, NoticeKind};
 
 use crate::error::ManifestError;
 use crate::git::{self, Snapshot};
-use crate::input::{Input, Policy};
+use crate::input::{Input, Loaded, Policy};
 use crate::kpromo;
 
 /// The two sides of a change.
 #[derive(Debug, Default)]
 pub struct Change {
-    pub base: DesiredState,
-    pub head: DesiredState,
+    pub base: Loaded,
+    pub head: Loaded,
 }
 
 /// Where the inputs of one side are read from.
@@ -98,7 +98,7 @@ pub fn load_change(
         unnamed.iter().map(|path| unnamed_notice(&head_label_text, path)).collect();
     if plans.is_empty() {
         let mut change = Change::default();
-        change.head.notices = unnamed_notices;
+        change.head.state.notices = unnamed_notices;
         return Ok(change);
     }
     let base_side = Side::Revision(git::materialize(&top, base, &to_materialize)?);
@@ -106,14 +106,14 @@ pub fn load_change(
         Some(rev) => Side::Revision(git::materialize(&top, rev, &to_materialize)?),
         None => Side::WorkingTree(&top),
     };
-    let load_side = |side: &Side<'_>| -> Result<DesiredState, ManifestError> {
-        let mut state = DesiredState::default();
+    let load_side = |side: &Side<'_>| -> Result<Loaded, ManifestError> {
+        let mut state = Loaded::default();
         for (input, relative, subs) in &plans {
             let path = side.path(relative);
             state.extend(match subs {
-                Some(subs) => kpromo::load_thin_subprojects(&path, subs, policy)?,
+                Some(subs) => kpromo::load_thin_subprojects(&path, subs, policy)?.into(),
                 None if path.exists() => crate::load(&[input.with_path(path)], policy)?,
-                None => DesiredState::default(),
+                None => Loaded::default(),
             });
         }
         Ok(state)
@@ -127,10 +127,10 @@ pub fn load_change(
     };
     let base_label = Relabel { root: root(&base_side), label: format!("base@{base}") };
     let head_label = Relabel { root: root(&head_side), label: head_label_text };
-    let mut head_state = head_label.state(load_side(&head_side).map_err(|e| head_label.error(e))?);
-    head_state.notices.extend(unnamed_notices);
+    let mut head_state = head_label.loaded(load_side(&head_side).map_err(|e| head_label.error(e))?);
+    head_state.state.notices.extend(unnamed_notices);
     Ok(Change {
-        base: base_label.state(load_side(&base_side).map_err(|e| base_label.error(e))?),
+        base: base_label.loaded(load_side(&base_side).map_err(|e| base_label.error(e))?),
         head: head_state,
     })
 }
@@ -178,6 +178,15 @@ impl Relabel {
             notice.origin.source = relabel(&notice.origin.source);
         }
         state
+    }
+
+    /// [`Relabel::state`] of what was read, the regsync repository entries' origins too.
+    pub fn loaded(&self, mut loaded: Loaded) -> Loaded {
+        loaded.state = self.state(loaded.state);
+        for sync in &mut loaded.syncs {
+            sync.origin.source = self.path(Path::new(&*sync.origin.source)).display().to_string().into();
+        }
+        loaded
     }
 
     pub fn error(&self, error: ManifestError) -> ManifestError {

@@ -44,11 +44,11 @@ fn real_k8s_io_thin_manifests_parse() {
         assert_eq!(tags, n_tags, "{sub} tags");
         let registries = kpromo::thin_subprojects(&root).unwrap();
         assert!(registries.contains(&sub.to_owned()));
-        let state = load(&[Input::KpromoThinDir(root.clone())], &Policy::default()).unwrap();
+        let state = load(&[Input::KpromoThinDir(root.clone())], &Policy::default()).unwrap().state;
         let entry = state.entries.iter().find(|e| e.origin.source.contains(sub)).unwrap();
         assert_eq!(entry.destinations.len(), n_destinations, "{sub} destinations");
     }
-    let state = load(&[Input::KpromoThinDir(root)], &Policy::default()).unwrap();
+    let state = load(&[Input::KpromoThinDir(root)], &Policy::default()).unwrap().state;
     assert_eq!(distinct_digests(&state), 951 + 954 + 438 + 38);
 }
 
@@ -70,7 +70,7 @@ fn kops_repeated_names_and_both_list_styles() {
 #[test]
 fn canary_and_singleton_parse() {
     let canary =
-        load(&[Input::KpromoThinDir(data("kpromo/promo-tools-canary"))], &Policy::default()).unwrap();
+        load(&[Input::KpromoThinDir(data("kpromo/promo-tools-canary"))], &Policy::default()).unwrap().state;
     assert_eq!(canary.entries.len(), 3);
     assert_eq!(canary.n_edges(), 6);
     let bom = canary
@@ -84,7 +84,8 @@ fn canary_and_singleton_parse() {
         &[Input::KpromoThinDir(data("kpromo/promo-tools-image-manifest-testdata/singleton"))],
         &Policy::default(),
     )
-    .unwrap();
+    .unwrap()
+    .state;
     assert_eq!(singleton.entries.len(), 1);
     assert_eq!(singleton.n_edges(), 3);
     assert!(singleton.entries[0].sources[0].trusted, "a kpromo src registry is a trusted source");
@@ -463,7 +464,8 @@ fn policy_marks_destinations_and_sources() {
     };
     let state =
         load(&[Input::KpromoThinDir(data("kpromo/promo-tools-image-manifest-testdata/singleton"))], &policy)
-            .unwrap();
+            .unwrap()
+            .state;
     let marks: Vec<(String, bool)> = state.entries[0]
         .destinations
         .iter()
@@ -585,16 +587,18 @@ fn paths_ferry_cannot_name_are_reported_not_lost() {
         &Policy::default(),
     )
     .unwrap();
-    let digests: Vec<String> = change.head.entries.iter().map(|e| e.pin.to_string()).collect();
+    let digests: Vec<String> = change.head.state.entries.iter().map(|e| e.pin.to_string()).collect();
     assert_eq!(digests, vec![digest(4)], "only the nameable new subproject is read");
-    let places: Vec<String> = change.head.notices.iter().map(|n| n.origin.source.to_string()).collect();
+    let places: Vec<String> = change.head.state.notices.iter().map(|n| n.origin.source.to_string()).collect();
     assert_eq!(places.len(), 4, "{places:?}");
     assert!(places.iter().any(|p| p.contains("images/bad\\xff\\xfe/images.yaml")), "{places:?}");
     assert!(places.iter().any(|p| p.contains("manifests/newline\\nname/")), "{places:?}");
-    assert!(change.head.notices.iter().all(|n| n.kind == NoticeKind::Invalid && n.field.as_ref() == "path"));
+    assert!(
+        change.head.state.notices.iter().all(|n| n.kind == NoticeKind::Invalid && n.field.as_ref() == "path")
+    );
 
     // A full read of the merged tree: the same two names reported, everything else planned.
-    let state = load(&[input], &Policy::default()).unwrap();
+    let state = load(&[input], &Policy::default()).unwrap().state;
     let mut digests: Vec<String> = state.entries.iter().map(|e| e.pin.to_string()).collect();
     digests.sort();
     assert_eq!(digests, vec![digest(1), digest(4)]);
@@ -675,8 +679,8 @@ fn load_change_case(layout: &str) {
         n.sort();
         n
     };
-    assert_eq!(names(&change.base), ["stage/a"]);
-    assert_eq!(names(&change.head), ["stage/a", "stage/a", "stage/c"]);
+    assert_eq!(names(&change.base.state), ["stage/a"]);
+    assert_eq!(names(&change.head.state), ["stage/a", "stage/a", "stage/c"]);
     let new = ferry_plan_free_diff(&change);
     assert_eq!(new, 2, "the new digest in a and the new subproject c");
 
@@ -684,15 +688,15 @@ fn load_change_case(layout: &str) {
     git(&["commit", "-qm", "head"]);
     let committed = crate::revision::load_change(&[input], "HEAD~1", Some("HEAD"), &Policy::default())
         .unwrap_or_else(|e| panic!("layout {layout:?}: {e}"));
-    assert_eq!(names(&committed.head), ["stage/a", "stage/a", "stage/c"]);
+    assert_eq!(names(&committed.head.state), ["stage/a", "stage/a", "stage/c"]);
 }
 
 /// Counts head entries whose (source, digest) the base lacks; enough to check the inputs of a
 /// diff without depending on the planner crate.
 fn ferry_plan_free_diff(change: &crate::revision::Change) -> usize {
     let key = |e: &ferry_model::Entry| (e.sources[0].repository.clone(), e.pin.clone());
-    let base: Vec<_> = change.base.entries.iter().map(key).collect();
-    change.head.entries.iter().filter(|e| !base.contains(&key(e))).count()
+    let base: Vec<_> = change.base.state.entries.iter().map(key).collect();
+    change.head.state.entries.iter().filter(|e| !base.contains(&key(e))).count()
 }
 
 /// Real manifests reuse one anchored tag list for many digests: 200 aliases of one anchor parse.
@@ -867,10 +871,15 @@ fn a_commit_that_repairs_a_typo_plans_exactly_the_repair() {
         crate::revision::load_change(std::slice::from_ref(&input), &base, Some(&head), &Policy::default())
             .unwrap();
     assert_eq!(ferry_plan_free_diff(&change), 1, "exactly the repaired digest is new");
-    let origin = change.head.entries[1].origin.to_string();
+    let origin = change.head.state.entries[1].origin.to_string();
     assert_eq!(origin, format!("head@{head}:images/a/images.yaml:4"));
     assert!(
-        change.base.notices.iter().any(|n| n.origin.source.starts_with(&format!("base@{base}:images/a/")))
+        change
+            .base
+            .state
+            .notices
+            .iter()
+            .any(|n| n.origin.source.starts_with(&format!("base@{base}:images/a/")))
     );
 
     // A fatal problem on one side names that side too.
@@ -938,7 +947,7 @@ fn charts_custom_to_prime() {
     )
     .unwrap();
     let config = charts_config(dir.path(), "custom-to-prime: customToPrime.yaml\ncustom-path: rc\n");
-    let desired = crate::load(&[Input::ChartsSync(config.clone())], &Policy::default()).unwrap();
+    let desired = crate::load(&[Input::ChartsSync(config.clone())], &Policy::default()).unwrap().state;
     let custom: Vec<String> = desired
         .entries
         .iter()

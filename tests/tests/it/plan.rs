@@ -34,8 +34,9 @@ async fn plan_covers_every_action_against_real_registries() {
     let world = World::new().await;
     let dir = tempfile::tempdir().unwrap();
     world.write_thin_dir(dir.path(), "").unwrap();
-    let desired =
-        ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
+    let desired = ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default())
+        .unwrap()
+        .state;
     let registry = client(&world.hosts(), Credentials::none());
     let facts = gather(&registry, &desired, GatherOptions::default()).await;
     assert_eq!(facts.n_failures(), 0);
@@ -111,8 +112,9 @@ async fn a_noop_plan_costs_one_manifest_request_per_edge() {
         format!("- name: demo/single\n  dmap:\n    \"{}\": [\"2.0\"]\n", world.single.digest),
     )
     .unwrap();
-    let desired =
-        ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
+    let desired = ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default())
+        .unwrap()
+        .state;
     let before_prod = world.prod.access_log().len();
     let before_staging = world.staging.access_log().len();
     let registry = client(&world.hosts(), Credentials::none());
@@ -172,7 +174,7 @@ async fn images_list_and_charts_sync_resolve_tags_and_pin_digests() {
     )
     .unwrap();
     let inputs = [Input::ImagesList { file: list, target: Some(target) }, Input::ChartsSync(charts)];
-    let desired = ferry_manifests::load(&inputs, &Policy::default()).unwrap();
+    let desired = ferry_manifests::load(&inputs, &Policy::default()).unwrap().state;
     let registry = client(&world.hosts(), Credentials::none());
     let plan = plan(&desired, &gather(&registry, &desired, GatherOptions::default()).await);
     let mut rows: Vec<String> = plan
@@ -336,8 +338,9 @@ async fn snapshot_parses_back_as_images_yaml() {
         format!("registries:\n- name: {prefix}\n  src: true\n- name: {prefix}-copy\n"),
     )
     .unwrap();
-    let desired =
-        ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default()).unwrap();
+    let desired = ferry_manifests::load(&[Input::KpromoThinDir(dir.path().to_owned())], &Policy::default())
+        .unwrap()
+        .state;
     // app: the index, its two children and 1.1; single; tools.
     assert_eq!(desired.entries.len(), 4 + 1 + 1);
 }

@@ -726,7 +726,8 @@ async fn signatures_from_untrusted_sources_are_never_copied() {
         &[ferry_manifests::Input::ChartsSync(dir.path().join("charts.yaml"))],
         &Default::default(),
     )
-    .unwrap();
+    .unwrap()
+    .state;
     let plan = ferry_plan::plan(&desired, &ferry_plan::gather(&registry, &desired, Default::default()).await);
     assert!(!plan.edges[0].source_trusted);
     let (key, _, _) = ferry_key();

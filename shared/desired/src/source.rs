@@ -1,6 +1,9 @@
-//! Where the planner and the checker read manifests: the [`ManifestSource`] port, a local git checkout, and the
-//! GitHub contents API (with [`FakeGitHub`], a stand-in backed by a real git repository, for
-//! tests: GitHub itself cannot run here).
+//! Where the inputs are read: the [`ManifestSource`] port, and its adapters: the files a
+//! command names ([`LocalFiles`]), a git checkout of the manifest repository ([`GitCheckout`]),
+//! and GitHub's contents API ([`GitHubSource`], with [`FakeGitHub`], a stand-in backed by a real
+//! git repository, for tests: GitHub itself cannot run here). Each reads with
+//! `ferry_manifests::load`, the one reader of every format, and returns what was read without
+//! asking a registry ([`Loaded`]).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -9,8 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ferry_manifests::revision::{Change, Relabel, load_change};
-use ferry_manifests::{Input, Policy, kpromo};
-use ferry_model::DesiredState;
+use ferry_manifests::{Input, Loaded, Policy, kpromo};
 use ferry_registry::Secret;
 use thiserror::Error;
 
@@ -34,13 +36,77 @@ impl ferry_registry::Classify for SourceError {
     }
 }
 
-/// Desired state from the manifest repository.
+/// What the inputs hold, wherever they are read from.
 pub trait ManifestSource: Send + Sync + 'static {
-    /// The desired state at `base` and at `head`, reading only what changed between them.
+    /// What the inputs hold at `base` and at `head`, reading only what changed between them.
     fn change(&self, base: &str, head: &str) -> impl Future<Output = Result<Change, SourceError>> + Send;
 
-    /// The desired state now (for matching push events).
-    fn current(&self) -> impl Future<Output = Result<DesiredState, SourceError>> + Send;
+    /// What the inputs hold now.
+    fn current(&self) -> impl Future<Output = Result<Loaded, SourceError>> + Send;
+}
+
+/// Where the manifest repository of the pipeline lives (`pipeline.manifests`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A local checkout (revisions are read with git).
+    Git(PathBuf),
+    /// GitHub's contents API.
+    GitHub { repository: String, api: String },
+}
+
+/// The manifest repository and the inputs inside it (paths relative to its top level).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestsConfig {
+    pub source: Location,
+    pub inputs: Vec<Input>,
+}
+
+/// The files a command names, as they are on disk (`ferry plan --thin-manifest-dir DIR ...`),
+/// or, for a change, at two git revisions of the repository holding them.
+#[derive(Debug)]
+pub struct LocalFiles {
+    pub inputs: Vec<Input>,
+    pub policy: Policy,
+}
+
+impl LocalFiles {
+    pub fn new(inputs: Vec<Input>, policy: Policy) -> Self {
+        Self { inputs, policy }
+    }
+
+    /// What the inputs hold now.
+    pub fn read(&self) -> Result<Loaded, SourceError> {
+        Ok(ferry_manifests::load(&self.inputs, &self.policy)?)
+    }
+
+    /// What they hold at git revision `base` and at `head` (the working tree when `None`),
+    /// reading only what changed.
+    pub fn read_change(&self, base: &str, head: Option<&str>) -> Result<Change, SourceError> {
+        Ok(load_change(&self.inputs, base, head, &self.policy)?)
+    }
+
+    /// What the single input holds at `base_dir` (a copy of it as it was) and now.
+    pub fn read_against_dir(&self, base_dir: &Path) -> Result<Change, SourceError> {
+        let [input] = self.inputs.as_slice() else {
+            return Err(SourceError::Io("--diff-base-dir needs exactly one input".into()));
+        };
+        let base = if base_dir.exists() {
+            ferry_manifests::load(&[input.with_path(base_dir.to_owned())], &self.policy)?
+        } else {
+            Loaded::default()
+        };
+        Ok(Change { base, head: self.read()? })
+    }
+}
+
+impl ManifestSource for LocalFiles {
+    async fn change(&self, base: &str, head: &str) -> Result<Change, SourceError> {
+        self.read_change(base, Some(head))
+    }
+
+    async fn current(&self) -> Result<Loaded, SourceError> {
+        self.read()
+    }
 }
 
 /// A local checkout of the manifest repository (local runs, workers next to a clone).
@@ -49,7 +115,7 @@ pub struct GitCheckout {
     top: PathBuf,
     inputs: Vec<Input>,
     policy: Policy,
-    cache: Mutex<Option<(Instant, DesiredState)>>,
+    cache: Mutex<Option<(Instant, Loaded)>>,
 }
 
 impl GitCheckout {
@@ -73,7 +139,7 @@ impl ManifestSource for GitCheckout {
             .map_err(SourceError::from)
     }
 
-    async fn current(&self) -> Result<DesiredState, SourceError> {
+    async fn current(&self) -> Result<Loaded, SourceError> {
         if let Some((at, state)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
             && at.elapsed() < Duration::from_secs(10)
         {
@@ -119,7 +185,7 @@ pub struct GitHubSource<A> {
     api: A,
     inputs: Vec<Input>,
     policy: Policy,
-    cache: tokio::sync::Mutex<Option<(String, DesiredState)>>,
+    cache: tokio::sync::Mutex<Option<(String, Loaded)>>,
 }
 
 impl<A: GitHubApi> GitHubSource<A> {
@@ -167,11 +233,11 @@ impl<A: GitHubApi> GitHubSource<A> {
         side: &str,
         reference: &str,
         only: Option<&(Vec<(String, Vec<String>)>, Vec<String>)>,
-    ) -> Result<DesiredState, SourceError> {
+    ) -> Result<Loaded, SourceError> {
         let dir = tempfile::tempdir().map_err(|e| SourceError::Io(e.to_string()))?;
         let relabel = Relabel { root: Some(dir.path().to_path_buf()), label: format!("{side}@{reference}") };
         match self.load_into(reference, only, dir.path()).await {
-            Ok(state) => Ok(relabel.state(state)),
+            Ok(state) => Ok(relabel.loaded(state)),
             Err(SourceError::Manifest(error)) => Err(SourceError::Manifest(relabel.error(error))),
             Err(other) => Err(other),
         }
@@ -182,8 +248,8 @@ impl<A: GitHubApi> GitHubSource<A> {
         reference: &str,
         only: Option<&(Vec<(String, Vec<String>)>, Vec<String>)>,
         dir: &Path,
-    ) -> Result<DesiredState, SourceError> {
-        let mut state = DesiredState::default();
+    ) -> Result<Loaded, SourceError> {
+        let mut state = Loaded::default();
         for input in &self.inputs {
             let rel = input.path().display().to_string();
             match input {
@@ -198,7 +264,7 @@ impl<A: GitHubApi> GitHubSource<A> {
                         continue;
                     }
                     self.fetch_thin(reference, &rel, &subs, dir).await?;
-                    state.extend(kpromo::load_thin_subprojects(&dir.join(&rel), &subs, &self.policy)?);
+                    state.extend(kpromo::load_thin_subprojects(&dir.join(&rel), &subs, &self.policy)?.into());
                 }
                 other => {
                     if only.is_some_and(|(_, files)| !files.contains(&rel)) {
@@ -260,7 +326,7 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
         let mut head_state = self.load_at("head", head, Some(&only)).await?;
         unnamed.sort();
         unnamed.dedup();
-        head_state.notices.extend(unnamed.iter().map(|path| {
+        head_state.state.notices.extend(unnamed.iter().map(|path| {
             ferry_model::Notice {
                 kind: ferry_model::NoticeKind::Invalid,
                 origin: ferry_model::Origin::new(format!("head@{head}:{}", ferry_model::escaped(path)), 0),
@@ -273,7 +339,7 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
         Ok(Change { base: self.load_at("base", base, Some(&only)).await?, head: head_state })
     }
 
-    async fn current(&self) -> Result<DesiredState, SourceError> {
+    async fn current(&self) -> Result<Loaded, SourceError> {
         let head = self.api.head().await?;
         let mut cache = self.cache.lock().await;
         if let Some((sha, state)) = cache.as_ref()
@@ -466,15 +532,15 @@ pub enum AnySource {
 impl AnySource {
     /// The source `pipeline.manifests` names (a checkout, or the contents API with `token`).
     pub fn configured(
-        manifests: &ferry_config::ManifestsConfig,
+        manifests: &ManifestsConfig,
         policy: &Policy,
         token: Option<Secret>,
     ) -> Result<Self, SourceError> {
         Ok(match &manifests.source {
-            ferry_config::ManifestSource::Git(top) => {
+            Location::Git(top) => {
                 AnySource::Git(GitCheckout::new(top.clone(), manifests.inputs.clone(), policy.clone()))
             }
-            ferry_config::ManifestSource::GitHub { repository, api } => AnySource::GitHub(GitHubSource::new(
+            Location::GitHub { repository, api } => AnySource::GitHub(GitHubSource::new(
                 HttpGitHub::new(api, repository, token)?,
                 manifests.inputs.clone(),
                 policy.clone(),
@@ -491,7 +557,7 @@ impl ManifestSource for AnySource {
         }
     }
 
-    async fn current(&self) -> Result<DesiredState, SourceError> {
+    async fn current(&self) -> Result<Loaded, SourceError> {
         match self {
             AnySource::Git(s) => s.current().await,
             AnySource::GitHub(s) => s.current().await,
@@ -560,7 +626,7 @@ mod tests {
         let (from_github, from_checkout) =
             (github.change(&base, &head).await.unwrap(), checkout.change(&base, &head).await.unwrap());
         // Origins name each source's own temporary copy; the rest must be identical.
-        let text = |state: &DesiredState| {
+        let text = |state: &ferry_model::DesiredState| {
             state
                 .entries
                 .iter()
@@ -574,14 +640,20 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let same = |a: &DesiredState, b: &DesiredState| text(a) == text(b);
-        assert!(same(&from_github.head, &from_checkout.head), "{from_github:?} / {from_checkout:?}");
-        assert!(same(&from_github.base, &from_checkout.base), "{from_github:?} / {from_checkout:?}");
+        let same = |a: &ferry_model::DesiredState, b: &ferry_model::DesiredState| text(a) == text(b);
+        assert!(
+            same(&from_github.head.state, &from_checkout.head.state),
+            "{from_github:?} / {from_checkout:?}"
+        );
+        assert!(
+            same(&from_github.base.state, &from_checkout.base.state),
+            "{from_github:?} / {from_checkout:?}"
+        );
         // Only subproject `a` changed, so only it is read: its two digests, not `b`'s.
-        assert_eq!(from_github.head.entries.len(), 2, "{:?}", from_github.head.entries);
-        let (a, b) = (github.current().await.unwrap(), checkout.current().await.unwrap());
+        assert_eq!(from_github.head.state.entries.len(), 2, "{:?}", from_github.head.state.entries);
+        let (a, b) = (github.current().await.unwrap().state, checkout.current().await.unwrap().state);
         assert!(same(&a, &b), "{:?}\n{:?}", text(&a), text(&b));
-        assert_eq!(github.current().await.unwrap().entries.len(), 3);
+        assert_eq!(github.current().await.unwrap().state.entries.len(), 3);
     }
 
     /// A subproject whose name is not UTF-8 cannot travel through GitHub's API: the change
@@ -620,10 +692,10 @@ mod tests {
         let inputs = vec![Input::KpromoThinDir(PathBuf::from("promotion"))];
         let github = GitHubSource::new(FakeGitHub::new(repo.path().to_path_buf()), inputs, Policy::default());
         let change = github.change(&base, &head).await.unwrap();
-        assert_eq!(change.head.entries.len(), 1, "subproject b is read");
-        assert_eq!(change.head.notices.len(), 2, "{:?}", change.head.notices);
-        let place = change.head.notices[0].origin.source.to_string();
+        assert_eq!(change.head.state.entries.len(), 1, "subproject b is read");
+        assert_eq!(change.head.state.notices.len(), 2, "{:?}", change.head.state.notices);
+        let place = change.head.state.notices[0].origin.source.to_string();
         assert!(place.contains(&format!("promotion/images/{bad}")) && place.starts_with("head@"), "{place}");
-        assert!(change.head.notices[0].message.contains("GitHub's API cannot carry this name"));
+        assert!(change.head.state.notices[0].message.contains("GitHub's API cannot carry this name"));
     }
 }
