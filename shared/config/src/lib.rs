@@ -49,6 +49,8 @@
 //!     manifests: []
 //!     images-lists: []
 //!     charts-sync: []
+//!     rancher-configs: []                 # image-mirror's config.yaml
+//!     regsync-yamls: []                   # regsync.yaml
 //!   mirror-rules:                         # Harbor-style replication of pushes
 //!   - source: staging.example/team        # images under this path...
 //!     repositories: "^app"                # ...whose name matches (optional)...
@@ -1179,6 +1181,23 @@ mod tests {
         }
     }
 
+    /// Every input kind of the one table is accepted under `pipeline.manifests` by its key.
+    #[test]
+    fn pipeline_manifests_accept_every_input_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.yaml");
+        for kind in ferry_desired::inputs::KINDS.iter() {
+            std::fs::write(
+                &path,
+                format!("pipeline:\n  manifests:\n    git: repo\n    {}: [some/path]\n", kind.config_key),
+            )
+            .unwrap();
+            let config = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{}: {e}", kind.config_key));
+            let inputs = config.pipeline.manifests.unwrap().inputs;
+            assert_eq!(inputs, vec![(kind.input)("some/path".into())], "{}", kind.config_key);
+        }
+    }
+
     /// `examples/ferry.yaml` documents every section; it must load, and fill every part of
     /// the configuration, so that it cannot drift from the code.
     #[test]
@@ -1259,6 +1278,8 @@ mod tests {
             "manifests:",
             "images-lists:",
             "charts-sync:",
+            "rancher-configs:",
+            "regsync-yamls:",
             "referrer-types:",
             "trusted-root:",
             "certificate-identity:",

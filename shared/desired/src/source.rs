@@ -215,6 +215,16 @@ impl<A: GitHubApi> GitHubSource<A> {
         Ok(())
     }
 
+    /// The repository paths of the files `input` (fetched to `dir`/`rel`) names besides itself.
+    fn companions(&self, input: &Input, rel: &str, dir: &Path) -> Result<Vec<String>, SourceError> {
+        let names = input.with_path(dir.join(rel)).companion_paths()?;
+        Ok(names
+            .iter()
+            .filter_map(|path| path.strip_prefix(dir).ok())
+            .filter_map(|path| path.to_str().map(str::to_owned))
+            .collect())
+    }
+
     async fn fetch_file(&self, reference: &str, path: &str, into: &Path) -> Result<bool, SourceError> {
         let Some(bytes) = self.api.file(reference, path).await? else { return Ok(false) };
         let target = into.join(path);
@@ -271,6 +281,10 @@ impl<A: GitHubApi> GitHubSource<A> {
                         continue;
                     }
                     if self.fetch_file(reference, &rel, dir).await? {
+                        // The files it names (a charts config's sync files), fetched beside it.
+                        for companion in self.companions(other, &rel, dir)? {
+                            self.fetch_file(reference, &companion, dir).await?;
+                        }
                         state
                             .extend(ferry_manifests::load(&[other.with_path(dir.join(&rel))], &self.policy)?);
                     }
@@ -315,8 +329,18 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
                     subs.dedup();
                     thin.push((rel, subs));
                 }
-                _ => {
-                    if changed.contains(&rel) {
+                other => {
+                    let mut touched = changed.contains(&rel);
+                    if !touched && matches!(other, Input::ChartsSync(_)) {
+                        // A change to a file it names (a charts config's sync files) counts too:
+                        // read the input at the head to know them.
+                        let dir = tempfile::tempdir().map_err(|e| SourceError::Io(e.to_string()))?;
+                        if self.fetch_file(head, &rel, dir.path()).await? {
+                            touched =
+                                self.companions(other, &rel, dir.path())?.iter().any(|c| changed.contains(c));
+                        }
+                    }
+                    if touched {
                         files.push(rel);
                     }
                 }

@@ -53,6 +53,8 @@ pub(crate) struct Options {
     pub files: Vec<(&'static str, String)>,
     /// GitHub's API for check runs (a fake), with a token: the checker posts there.
     pub github_api: Option<String>,
+    /// The inputs under `pipeline.manifests` (default: `thin-manifest-dirs: [promotion]`).
+    pub manifest_inputs: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             extra_config: String::new(),
             files: Vec::new(),
             github_api: None,
+            manifest_inputs: None,
         }
     }
 }
@@ -131,11 +134,12 @@ impl Harness {
         let config = format!(
             "registries:\n  insecure: [{}]\n  retry-budget-seconds: {}\nsigning:\n  key: ferry.key\n\
              pipeline:\n  registries: [\"{staging_host}\"]\n  github-repository: acme/manifests\n{}  \
-             manifests:\n    git: manifests-repo\n    thin-manifest-dirs: [promotion]\n  \
+             manifests:\n    git: manifests-repo\n    {}\n  \
              mirror-rules:\n  - source: \"{staging_host}/demo\"\n    destinations: [\"{prod_host}/demo\", \"{}/demo\", \"{}/demo\"]\n    trusted: true\n",
             quoted.join(", "),
             options.retry_budget_seconds,
             options.github_api.as_ref().map(|api| format!("  github-api: {api}\n")).unwrap_or_default(),
+            options.manifest_inputs.as_deref().unwrap_or("thin-manifest-dirs: [promotion]"),
             m1.host(),
             m2.host()
         );
@@ -592,6 +596,94 @@ pub(crate) async fn merged_pull_request(transport: Transport) {
         None,
         "only the added digest was promoted"
     );
+    h.stop().await;
+}
+
+/// image-mirror as it is today, in the pipeline: merged pull requests that add a tag to
+/// `config.yaml` and widen a `regsync.yaml` repository entry promote exactly what they add
+/// (signed and attested at each target, which image-mirror makes its own primary); then a tag
+/// pushed to a repository entry's source is promoted when the entry's filters select it.
+pub(crate) async fn image_mirror_inputs(transport: Transport) {
+    let h = Harness::start(
+        transport,
+        Options {
+            manifest_inputs: Some("rancher-configs: [config.yaml]\n    regsync-yamls: [regsync.yaml]".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (s, p) = (h.staging.host(), h.prod.host());
+    let repo = h.dir.path().join("manifests-repo");
+    let git = |args: &[&str]| ferry_testkit::git(&repo, args);
+    let config = |tags: &str| {
+        format!(
+            "Artifacts:\n- SourceArtifact: {s}/rsrc/app\n  Tags: [{tags}]\n\
+             Repositories:\n- BaseUrl: {p}/rancher\n  DefaultTarget: true\n"
+        )
+    };
+    let regsync = |allow: &str| {
+        format!(
+            "version: 1\nsync:\n- source: {s}/rsrc/lib\n  target: {p}/lib\n  type: repository\n  tags:\n    allow: [{allow}]\n\
+             - source: {s}/rsrc/pushed\n  target: {p}/pushed\n  type: repository\n  tags:\n    allow: ['v.*']\n"
+        )
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("config.yaml"), config("'1.0'")).unwrap();
+    std::fs::write(repo.join("regsync.yaml"), regsync("'1\\..*'")).unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    // Pushed after the base is in place: the base's own tags are promoted by their pushes.
+    let stage = Seeder::new(&h.staging);
+    let seed = transport.seed(60);
+    let app_1 = stage.image("rsrc/app", Some("1.0"), &ImageSpec::small("amd64", seed, 1)).await;
+    let app_2 = stage.image("rsrc/app", Some("2.0"), &ImageSpec::small("amd64", seed + 1, 1)).await;
+    let lib_1 = stage.image("rsrc/lib", Some("1.0"), &ImageSpec::small("amd64", seed + 2, 1)).await;
+    let lib_2 = stage.image("rsrc/lib", Some("2.0"), &ImageSpec::small("amd64", seed + 3, 1)).await;
+    let signed = |repo: &'static str, tag: &'static str, digest: Digest| {
+        let prod = Seeder::new(&h.prod);
+        async move {
+            prod.tag_digest(repo, tag).await == Some(digest)
+                && prod.tag_digest(repo, &format!("{}.sig", digest.tag_form())).await.is_some()
+                && prod.tag_digest(repo, &format!("{}.att", digest.tag_form())).await.is_some()
+        }
+    };
+    wait_for("the base's tags, promoted by their pushes", Duration::from_secs(60), || async {
+        signed("rancher/mirrored-rsrc-app", "1.0", app_1.digest).await
+            && signed("lib", "1.0", lib_1.digest).await
+    })
+    .await;
+    let prod = Seeder::new(&h.prod);
+    assert_eq!(prod.tag_digest("rancher/mirrored-rsrc-app", "2.0").await, None, "not asked for yet");
+    assert_eq!(prod.tag_digest("lib", "2.0").await, None, "not selected yet");
+
+    // The pull request: one more tag in config.yaml, one more pattern in regsync.yaml.
+    std::fs::write(repo.join("config.yaml"), config("'1.0', '2.0'")).unwrap();
+    std::fs::write(repo.join("regsync.yaml"), regsync("'1\\..*', '2\\..*'")).unwrap();
+    git(&["commit", "-qam", "add 2.0"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let event = serde_json::json!({
+        "action": "closed",
+        "number": 11,
+        "pull_request": {"merged": true, "merge_commit_sha": head, "base": {"sha": base}},
+        "repository": {"full_name": "acme/manifests", "default_branch": "main"},
+    });
+    let response = github_delivery(&h, "pull_request", "delivery-image-mirror", &event).send().await.unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap_or_default());
+    wait_for("what the pull request adds", Duration::from_secs(60), || async {
+        signed("rancher/mirrored-rsrc-app", "2.0", app_2.digest).await
+            && signed("lib", "2.0", lib_2.digest).await
+    })
+    .await;
+
+    // A push to a repository entry's source: its filter selects v1, not dev.
+    let v1 = stage.image("rsrc/pushed", Some("v1"), &ImageSpec::small("amd64", seed + 4, 1)).await;
+    let dev = stage.image("rsrc/pushed", Some("dev"), &ImageSpec::small("amd64", seed + 5, 1)).await;
+    wait_for("the selected push", Duration::from_secs(60), || signed("pushed", "v1", v1.digest)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(prod.tag_digest("pushed", "dev").await, None, "the filter does not select dev");
+    let _ = dev;
+    assert!(h.dead_letters(DeadLetterQueue::Poison).await.is_empty(), "nothing dead-lettered");
     h.stop().await;
 }
 
@@ -1253,6 +1345,11 @@ mod rabbit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn an_opened_pull_request_gets_one_check_run_on_its_head() {
         crate::support::bounded(pull_request_check(Transport::Rabbit)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn image_mirror_config_and_regsync_changes_and_pushes_promote() {
+        crate::support::bounded(image_mirror_inputs(Transport::Rabbit)).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

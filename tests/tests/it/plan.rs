@@ -849,3 +849,101 @@ fn parse_only_output_of_the_reference_trees_is_unchanged() {
         assert_eq!(got, sum, "{path}: the parse-only output changed");
     }
 }
+
+/// Parity of the entry points: for every input kind, what the CLI reads (the files it is
+/// given) and what the pipeline reads (a git checkout, and GitHub's contents API through its
+/// fake, of the same files) resolve to the same desired state against the same registries:
+/// the same sources, pins, tags and destinations, entry for entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_input_kind_reads_the_same_through_the_cli_and_the_pipeline() {
+    use ferry_desired::source::{FakeGitHub, GitCheckout, GitHubSource};
+    use ferry_desired::{LocalFiles, Scope, Settings, desired_state};
+    let world = World::new().await;
+    let (s, p, m) = (world.staging.host(), world.prod.host(), world.mirror.host());
+    let repo = tempfile::tempdir().unwrap();
+    let top = repo.path().canonicalize().unwrap();
+    let write = |path: &str, text: String| {
+        let file = top.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    };
+    world.write_thin_dir(&top.join("thin"), "").unwrap();
+    write(
+        "plain.yaml",
+        format!(
+            "registries:\n- name: {s}/demo\n  src: true\n- name: {p}/plain\nimages:\n- name: app\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+            world.index.digest
+        ),
+    );
+    write("images-list", format!("{s}/demo/single {m}/listed/single 2.0\n"));
+    write("stagingToPrime.yaml", "demo/tools:\n  - \"3.0\"\n".into());
+    write("dockerToPrime.yaml", String::new());
+    write(
+        "charts.yaml",
+        format!(
+            "staging: {s}\ndocker-hub: {m}\nprime: {p}\ndocker-to-prime: dockerToPrime.yaml\nstaging-to-prime: stagingToPrime.yaml\n"
+        ),
+    );
+    write(
+        "config.yaml",
+        format!(
+            "Artifacts:\n- SourceArtifact: {s}/demo/app\n  Tags: ['1.0', '1.1']\nRepositories:\n- BaseUrl: {m}/rancher\n  DefaultTarget: true\n"
+        ),
+    );
+    write(
+        "regsync.yaml",
+        format!(
+            "version: 1\nsync:\n- source: {s}/demo/single:2.0\n  target: {m}/regsync/single:2.0\n  type: image\n\
+             - source: {s}/demo/app\n  target: {m}/regsync/app\n  type: repository\n  tags:\n    allow: ['1\\..*']\n"
+        ),
+    );
+    ferry_testkit::git(&top, &["init", "-q"]);
+    ferry_testkit::git(&top, &["add", "."]);
+    ferry_testkit::git(&top, &["commit", "-qm", "inputs"]);
+    let registry = client(&world.hosts(), Credentials::none());
+    let settings = Settings::default();
+    for (flag, path) in [
+        ("--thin-manifest-dir", "thin"),
+        ("--manifest", "plain.yaml"),
+        ("--images-list", "images-list"),
+        ("--charts-sync", "charts.yaml"),
+        ("--rancher-config", "config.yaml"),
+        ("--regsync", "regsync.yaml"),
+    ] {
+        let kind = ferry_desired::inputs::KINDS.iter().find(|k| k.flag == flag).unwrap();
+        let relative = (kind.input)(path.into());
+        let absolute = (kind.input)(top.join(path));
+        let entries = |state: ferry_model::DesiredState| -> Vec<String> {
+            let mut out: Vec<String> = state
+                .entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:?} {} {:?} {:?} line {}",
+                        e.sources, e.pin, e.tags, e.destinations, e.origin.line
+                    )
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let cli = LocalFiles::new(vec![absolute], Policy::default());
+        let cli = entries(desired_state(Some(&cli), &settings, &registry, Scope::Everything).await.unwrap());
+        let checkout = GitCheckout::new(top.clone(), vec![relative.clone()], Policy::default());
+        let checkout =
+            entries(desired_state(Some(&checkout), &settings, &registry, Scope::Everything).await.unwrap());
+        let github = GitHubSource::new(FakeGitHub::new(top.clone()), vec![relative], Policy::default());
+        let github =
+            entries(desired_state(Some(&github), &settings, &registry, Scope::Everything).await.unwrap());
+        assert!(!cli.is_empty(), "{flag}: something is asked for");
+        assert_eq!(cli, checkout, "{flag}: the CLI and a checkout");
+        assert_eq!(cli, github, "{flag}: the CLI and the contents API");
+        if flag == "--regsync" {
+            assert_eq!(
+                cli.len(),
+                3,
+                "the image entry and the two 1.x tags the repository entry selects: {cli:#?}"
+            );
+        }
+    }
+}
