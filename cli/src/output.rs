@@ -365,7 +365,7 @@ struct DigestJson {
 
 #[derive(Serialize)]
 struct CheckJson {
-    check: &'static str,
+    check: String,
     result: String,
     reason: String,
 }
@@ -374,7 +374,11 @@ fn checks_json(report: &Report) -> Vec<CheckJson> {
     report
         .checks
         .iter()
-        .map(|c| CheckJson { check: c.name, result: c.status.to_string(), reason: c.reason.clone() })
+        .map(|c| CheckJson {
+            check: c.name.as_str().to_owned(),
+            result: c.status.to_string(),
+            reason: c.reason.clone(),
+        })
         .collect()
 }
 

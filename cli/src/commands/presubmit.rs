@@ -134,7 +134,7 @@ fn policy(args: &CheckArgs, env: &Env, top: Option<&Path>) -> Result<(Config, Ve
     let problems = ferry_config::policy_changes(&absolute, &base, head.as_ref())
         .into_iter()
         .map(|change| Problem {
-            check: "policy-change",
+            check: ferry_model::CheckName::PolicyChange,
             status: Status::Fail,
             origin: Origin::new(shown.clone(), change.line),
             message: format!(

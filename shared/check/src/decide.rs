@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferry_model::{DesiredState, Digest, Origin, Repository, Tag, TagOrDigest};
+use ferry_model::{CheckName, DesiredState, Digest, Origin, Repository, Tag, TagOrDigest};
 use ferry_plan::{Action, Plan, PlannedEdge};
 use ferry_trust::policy::TrustPolicy;
 use ferry_trust::verify::{self, Check, Status};
@@ -12,16 +12,16 @@ use crate::policy::RepositoryPolicy;
 use crate::report::{DigestReport, Problem, Report, UNCHECKED};
 
 /// The checks of a new digest, in the order every output lists them.
-pub const CHECKS: [&str; 9] = [
-    "source-digest",
-    "reference",
-    "signature",
-    "provenance",
-    "vulnerabilities",
-    "destination",
-    "multi-arch",
-    "required-destinations",
-    "allowed-source",
+pub const CHECKS: [CheckName; 9] = [
+    CheckName::SourceDigest,
+    CheckName::Reference,
+    CheckName::Signature,
+    CheckName::Provenance,
+    CheckName::Vulnerabilities,
+    CheckName::Destination,
+    CheckName::MultiArch,
+    CheckName::RequiredDestinations,
+    CheckName::AllowedSource,
 ];
 
 /// What a change is: the inputs at the base (when there is one) and at the head. Only the
@@ -47,7 +47,7 @@ pub fn decide(
     // Lint mode: everything reading the head tolerated is a problem here.
     for notice in &change.head.notices {
         report.problems.push(Problem {
-            check: "lint",
+            check: CheckName::Lint,
             status: Status::Fail,
             origin: notice.origin.clone(),
             message: format!("field `{}`: {}", notice.field, notice.message),
@@ -61,7 +61,7 @@ pub fn decide(
     for edge in plan.edges.iter().filter(|e| e.digest.is_none()) {
         let wanted = edge.source_tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default();
         report.problems.push(Problem {
-            check: "source",
+            check: CheckName::Source,
             status: Status::Fail,
             origin: edge.origin.clone(),
             message: format!("{}{wanted} is not in any source ({})", edge.source, edge.action),
@@ -76,9 +76,11 @@ pub fn decide(
             Some(facts) => verify::decide(&request, facts, trust.for_source(&source))
                 .checks
                 .into_iter()
-                .filter(|c| c.name != "destination")
+                .filter(|c| c.name != CheckName::Destination)
                 .collect(),
-            None => vec![check("source-digest", Status::Fail, "no facts were gathered for this digest")],
+            None => {
+                vec![check(CheckName::SourceDigest, Status::Fail, "no facts were gathered for this digest")]
+            }
         };
         checks.push(destination(&edges));
         checks.push(multi_arch(gathered, &source, &edges, policy));
@@ -99,7 +101,7 @@ pub fn decide(
     report
 }
 
-fn check(name: &'static str, status: Status, reason: impl Into<String>) -> Check {
+fn check(name: CheckName, status: Status, reason: impl Into<String>) -> Check {
     Check { name, status, reason: reason.into() }
 }
 
@@ -123,7 +125,7 @@ fn at(edge: &PlannedEdge) -> String {
 
 /// What promoting would do at each destination, without writing.
 fn destination(edges: &[&PlannedEdge]) -> Check {
-    const NAME: &str = "destination";
+    const NAME: CheckName = CheckName::Destination;
     let mut copy = Vec::new();
     let mut tag = Vec::new();
     let mut present = Vec::new();
@@ -170,7 +172,7 @@ fn multi_arch(
     edges: &[&PlannedEdge],
     policy: &RepositoryPolicy,
 ) -> Check {
-    const NAME: &str = "multi-arch";
+    const NAME: CheckName = CheckName::MultiArch;
     if !policy.multi_arch_required {
         return check(NAME, Status::Skip, "not required by the repository policy");
     }
@@ -194,7 +196,7 @@ fn multi_arch(
 }
 
 fn required_destinations(edges: &[&PlannedEdge], policy: &RepositoryPolicy) -> Check {
-    const NAME: &str = "required-destinations";
+    const NAME: CheckName = CheckName::RequiredDestinations;
     if policy.required_destinations.is_empty() {
         return check(NAME, Status::Skip, "the repository policy requires no destination");
     }
@@ -216,7 +218,7 @@ fn required_destinations(edges: &[&PlannedEdge], policy: &RepositoryPolicy) -> C
 }
 
 fn allowed_source(source: &Repository, policy: &RepositoryPolicy) -> Check {
-    const NAME: &str = "allowed-source";
+    const NAME: CheckName = CheckName::AllowedSource;
     if policy.allowed_sources.is_empty() {
         return check(NAME, Status::Skip, "the repository policy allows every source");
     }
@@ -257,7 +259,7 @@ fn tag_changes(base: &DesiredState, head: &DesiredState) -> Vec<Problem> {
     let mut report = |origin: &Origin, message: String| {
         if seen.insert((origin.clone(), message.clone())) {
             problems.push(Problem {
-                check: "immutable-tags",
+                check: CheckName::ImmutableTags,
                 status: Status::Fail,
                 origin: origin.clone(),
                 message,

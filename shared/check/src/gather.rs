@@ -44,7 +44,7 @@ pub async fn check<R: Registry>(
         Err(error) => {
             let mut report = Report::default();
             report.problems.push(Problem {
-                check: "source",
+                check: ferry_model::CheckName::Source,
                 status: Status::Warn,
                 origin: Origin::new("", 0),
                 message: format!("{UNCHECKED}{error}"),

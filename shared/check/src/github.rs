@@ -103,7 +103,7 @@ pub fn annotations(report: &Report) -> Vec<Value> {
         }
     }
     for problem in report.problems.iter().filter(|p| matches!(p.status, Status::Fail | Status::Warn)) {
-        push(&problem.origin, problem.status, problem.check.to_owned(), &problem.message);
+        push(&problem.origin, problem.status, problem.check.to_string(), &problem.message);
     }
     out
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use ferry_manifests::Loaded;
 use ferry_manifests::regsync::RepositorySync;
-use ferry_model::{DesiredState, Entry, Host, Origin};
+use ferry_model::{CheckName, DesiredState, Entry, Host, Origin};
 use ferry_registry::HostGuard;
 use ferry_trust::verify::Status;
 
@@ -68,7 +68,7 @@ fn hosts_of(entry: &Entry) -> impl Iterator<Item = Host> + '_ {
 /// one with no source or no destination left is left out whole. Pure.
 pub fn screen(new: DesiredState, reach: &Reach, policy: &RepositoryPolicy) -> (DesiredState, Vec<Problem>) {
     let mut problems = Vec::new();
-    let mut problem = |check: &'static str, origin: &Origin, message: String| {
+    let mut problem = |check: CheckName, origin: &Origin, message: String| {
         let problem = Problem { check, status: Status::Fail, origin: origin.clone(), message };
         if !problems.contains(&problem) {
             problems.push(problem);
@@ -85,7 +85,7 @@ pub fn screen(new: DesiredState, reach: &Reach, policy: &RepositoryPolicy) -> (D
                     && !policy.allowed_sources.iter().any(|a| a.contains(repository))
                 {
                     problem(
-                        "allowed-source",
+                        CheckName::AllowedSource,
                         &entry.origin,
                         format!(
                             "{repository} is not under an allowed source registry ({}); it was not contacted",
@@ -95,7 +95,7 @@ pub fn screen(new: DesiredState, reach: &Reach, policy: &RepositoryPolicy) -> (D
                     return false;
                 }
                 if !reach.allows(repository.host()) {
-                    problem("policy", &entry.origin, not_allowed(repository.host(), "source"));
+                    problem(CheckName::Policy, &entry.origin, not_allowed(repository.host(), "source"));
                     return false;
                 }
                 true
@@ -109,7 +109,7 @@ pub fn screen(new: DesiredState, reach: &Reach, policy: &RepositoryPolicy) -> (D
                 let host = destination.repository.host();
                 let allowed = reach.allows(host);
                 if !allowed {
-                    problem("policy", &entry.origin, not_allowed(host, "destination"));
+                    problem(CheckName::Policy, &entry.origin, not_allowed(host, "destination"));
                 }
                 allowed
             })
@@ -143,7 +143,7 @@ pub fn screen_syncs(
             && !policy.allowed_sources.iter().any(|a| a.contains(&sync.source))
         {
             Some((
-                "allowed-source",
+                CheckName::AllowedSource,
                 format!(
                     "{} is not under an allowed source registry ({}); it was not contacted",
                     sync.source,
@@ -151,9 +151,9 @@ pub fn screen_syncs(
                 ),
             ))
         } else if !reach.allows(sync.source.host()) {
-            Some(("policy", not_allowed(sync.source.host(), "source")))
+            Some((CheckName::Policy, not_allowed(sync.source.host(), "source")))
         } else if !reach.allows(sync.target.host()) {
-            Some(("policy", not_allowed(sync.target.host(), "destination")))
+            Some((CheckName::Policy, not_allowed(sync.target.host(), "destination")))
         } else {
             None
         };
@@ -252,7 +252,7 @@ mod tests {
         );
         let found: Vec<(u32, &str, bool)> = problems
             .iter()
-            .map(|p| (p.origin.line, p.check, p.message.contains("it was not contacted")))
+            .map(|p| (p.origin.line, p.check.as_str(), p.message.contains("it was not contacted")))
             .collect();
         assert_eq!(
             found,

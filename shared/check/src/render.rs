@@ -102,11 +102,11 @@ fn checks_cell(digest: &DigestReport) -> String {
     for status in order {
         for check in digest.checks.iter().filter(|c| c.status == status) {
             let name =
-                if status == Status::Fail { format!("**{}**", check.name) } else { check.name.to_owned() };
+                if status == Status::Fail { format!("**{}**", check.name) } else { check.name.to_string() };
             lines.push(format!("{} {name}: {}", icon(status), cell(&check.reason)));
         }
     }
-    skipped.extend(digest.checks.iter().filter(|c| c.status == Status::Skip).map(|c| c.name));
+    skipped.extend(digest.checks.iter().filter(|c| c.status == Status::Skip).map(|c| c.name.as_str()));
     if !skipped.is_empty() {
         lines.push(format!("{} not checked: {}", icon(Status::Skip), skipped.join(", ")));
     }
@@ -215,7 +215,7 @@ pub fn json(report: &Report) -> Result<String, serde_json::Error> {
                     .checks
                     .iter()
                     .map(|c| JsonCheck {
-                        name: c.name,
+                        name: c.name.as_str(),
                         status: c.status.to_string(),
                         reason: ferry_model::escaped(&c.reason),
                     })
@@ -229,7 +229,7 @@ pub fn json(report: &Report) -> Result<String, serde_json::Error> {
         .map(|p| {
             let (file, line) = repository_path(&p.origin);
             JsonProblem {
-                check: p.check,
+                check: p.check.as_str(),
                 status: p.status.to_string(),
                 file,
                 line,
@@ -280,7 +280,7 @@ fn testcase(out: &mut String, class: &str, name: &str, origin: &Origin, check: &
                 out,
                 ">\n      <failure message=\"{}\" type=\"{}\">{}: {}</failure>\n    </testcase>",
                 xml(&check.reason),
-                xml(check.name),
+                xml(check.name.as_str()),
                 xml(&at),
                 xml(&check.reason)
             );
@@ -336,7 +336,7 @@ pub fn junit(report: &Report) -> String {
             xml(&image)
         );
         for check in &digest.checks {
-            testcase(&mut out, &image, check.name, &digest.origin, check);
+            testcase(&mut out, &image, check.name.as_str(), &digest.origin, check);
         }
         out.push_str("  </testsuite>\n");
     }
@@ -353,8 +353,11 @@ pub fn junit(report: &Report) -> String {
             } else {
                 format!("{} {file}", problem.check)
             };
-            let check =
-                Check { name: problem.check, status: problem.status, reason: problem.message.clone() };
+            let check = Check {
+                name: problem.check.clone(),
+                status: problem.status,
+                reason: problem.message.clone(),
+            };
             testcase(&mut out, "repository", &name, &problem.origin, &check);
         }
         out.push_str("  </testsuite>\n");

@@ -1,6 +1,6 @@
 //! What a check found: one row per new digest, and the problems that belong to no digest.
 
-use ferry_model::{Digest, Origin, Repository, Tag};
+use ferry_model::{CheckName, Digest, Origin, Repository, Tag};
 pub use ferry_trust::verify::{Check, Status};
 
 /// The result of checking a change.
@@ -29,8 +29,8 @@ pub struct DigestReport {
 /// A problem at a place in the inputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// The check that found it: `lint`, `immutable-tags`, `source`.
-    pub check: &'static str,
+    /// The check that found it: `lint`, `immutable-tags`, `source`, `policy`, ...
+    pub check: CheckName,
     pub status: Status,
     pub origin: Origin,
     pub message: String,
@@ -83,7 +83,12 @@ impl Report {
     pub fn unreadable(problems: impl IntoIterator<Item = (Origin, String)>) -> Report {
         let problems = problems
             .into_iter()
-            .map(|(origin, message)| Problem { check: "lint", status: Status::Fail, origin, message })
+            .map(|(origin, message)| Problem {
+                check: CheckName::Lint,
+                status: Status::Fail,
+                origin,
+                message,
+            })
             .collect();
         Report { digests: Vec::new(), problems }
     }

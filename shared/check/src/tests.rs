@@ -110,7 +110,7 @@ fn each_new_digest_gets_each_check() {
 
     assert_eq!(report.digests.len(), 8);
     for row in &report.digests {
-        assert_eq!(row.checks.iter().map(|c| c.name).collect::<Vec<_>>(), crate::CHECKS);
+        assert_eq!(row.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>(), crate::CHECKS);
     }
     let table: [(u8, &str, Status, &str); 14] = [
         (1, "destination", Status::Pass, "would copy to us.prod.example/app:v1, eu.prod.example/app:v1"),
@@ -228,7 +228,7 @@ fn lint_findings_and_removed_or_moved_tags_are_problems_at_their_lines() {
         &RepositoryPolicy::default(),
     );
     let problems: Vec<(String, &str, String)> =
-        report.problems.iter().map(|p| (p.origin.to_string(), p.check, p.message.clone())).collect();
+        report.problems.iter().map(|p| (p.origin.to_string(), p.check.as_str(), p.message.clone())).collect();
     let hex = |n: u8| d(n).to_string();
     assert_eq!(
         problems,
@@ -341,7 +341,7 @@ fn junit_has_a_suite_per_digest_and_one_for_the_repository() {
                 image(n)
             );
             expected.push_str(&head);
-            let body = match (n, name) {
+            let body = match (n, name.as_str()) {
                 (_, "source-digest") => {
                     "      <system-out>the index and its 2 children exist and hash to their digests</system-out>\n"
                         .to_owned()

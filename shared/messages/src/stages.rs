@@ -156,48 +156,9 @@ impl Promotion {
     }
 }
 
-/// The checks the verifier makes (and `reconcile`, which re-emits without verifying).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckName {
-    SourceDigest,
-    Reference,
-    Signature,
-    Provenance,
-    Vulnerabilities,
-    Destination,
-    /// Re-emitted by `ferry reconcile`: the image was verified when it was first copied.
-    Reconcile,
-}
-
-impl CheckName {
-    pub const ALL: [CheckName; 7] = [
-        CheckName::SourceDigest,
-        CheckName::Reference,
-        CheckName::Signature,
-        CheckName::Provenance,
-        CheckName::Vulnerabilities,
-        CheckName::Destination,
-        CheckName::Reconcile,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckName::SourceDigest => "source-digest",
-            CheckName::Reference => "reference",
-            CheckName::Signature => "signature",
-            CheckName::Provenance => "provenance",
-            CheckName::Vulnerabilities => "vulnerabilities",
-            CheckName::Destination => "destination",
-            CheckName::Reconcile => "reconcile",
-        }
-    }
-
-    /// The check of this name, if Ferry makes one.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-}
+/// The checks a message carries: one enum for the verifier, presubmit and the attestation
+/// (see [`ferry_model::CheckName`]); a name from a newer version decodes as `Unknown`.
+pub use ferry_model::CheckName;
 
 /// A check's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

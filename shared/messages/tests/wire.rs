@@ -45,12 +45,13 @@ fn promotion() -> Promotion {
 }
 
 fn verification() -> Vec<CheckSummary> {
-    CheckName::ALL
+    CheckName::VERIFIER
         .into_iter()
+        .chain([CheckName::Reconcile])
         .map(|check| CheckSummary {
+            reason: format!("{} passed", check.as_str()),
             check,
             result: CheckResult::Pass,
-            reason: format!("{} passed", check.as_str()),
         })
         .collect()
 }
@@ -177,7 +178,12 @@ fn messages_written_by_earlier_versions_decode() {
     assert_eq!(verify.body.promotion, promotion());
     let copy = Envelope::<CopyMessage>::decode(&read("copy.json")).unwrap();
     assert_eq!(copy.body.verification.len(), 7, "every check name of version 1 is still read");
-    assert!(copy.body.verification.iter().all(|c| c.result == CheckResult::Pass));
+    assert!(copy.body.verification.iter().all(|c| c.result == CheckResult::Pass && c.check.is_known()));
+    // A name from a newer version is kept, not dropped: rolling deploys lose no check.
+    let newer =
+        String::from_utf8(read("copy.json")).unwrap().replacen("\"reconcile\"", "\"sbom-present\"", 1);
+    let copy = Envelope::<CopyMessage>::decode(newer.as_bytes()).unwrap();
+    assert_eq!(copy.body.verification[6].check, CheckName::Unknown("sbom-present".into()));
     Envelope::<SignMessage>::decode(&read("sign.json")).unwrap();
     Envelope::<AttestMessage>::decode(&read("attest.json")).unwrap();
     Envelope::<ReplicateMessage>::decode(&read("replicate.json")).unwrap();

@@ -6,6 +6,7 @@
 //! the rejected value and the rule it broke.
 //!
 //! # Layout
+//! - [`check`]: the name of every check Ferry makes, one enum (unknown names kept).
 //! - [`digest`]: content digests (`sha256:<hex>`), computed or parsed.
 //! - [`tag`]: OCI tags and the prerelease rule (`-rc`, `-alpha`, `-beta`).
 //! - [`name`]: registry hosts, repository paths, registry prefixes and full repositories.
@@ -15,6 +16,7 @@
 //! - [`shown`]: text from outside, escaped for printing (one helper for logs, reports and the
 //!   terminal).
 
+pub mod check;
 pub mod desired;
 pub mod digest;
 pub mod edge;
@@ -24,6 +26,7 @@ pub mod reference;
 pub mod shown;
 pub mod tag;
 
+pub use check::CheckName;
 pub use desired::{DesiredState, Destination, Entry, Notice, NoticeKind, Source, TagOrDigest};
 pub use digest::Digest;
 pub use edge::{Edge, Origin};

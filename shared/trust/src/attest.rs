@@ -78,7 +78,7 @@ struct BuilderJson {
 
 #[derive(Serialize)]
 struct CheckJson {
-    check: &'static str,
+    check: String,
     result: String,
     reason: String,
 }
@@ -111,7 +111,11 @@ impl Promotion {
                 .verification
                 .iter()
                 .flat_map(|r| &r.checks)
-                .map(|c| CheckJson { check: c.name, result: c.status.to_string(), reason: c.reason.clone() })
+                .map(|c| CheckJson {
+                    check: c.name.as_str().to_owned(),
+                    result: c.status.to_string(),
+                    reason: c.reason.clone(),
+                })
                 .collect(),
         };
         Statement {
@@ -165,14 +169,16 @@ impl Promotion {
     /// gate are recorded as `FERRY_SIGNATURE_VERIFIED` and `FERRY_VULNERABILITIES_GATED`.
     pub fn summary_statement(&self) -> Option<Statement> {
         let report = self.verification.as_ref()?;
-        let passed = |name: &str| {
+        use ferry_model::CheckName;
+        let passed = |name: CheckName| {
             report.checks.iter().any(|c| c.name == name && c.status == crate::verify::Status::Pass)
         };
-        let mut levels = vec![if passed("provenance") { "SLSA_BUILD_LEVEL_1" } else { "SLSA_BUILD_LEVEL_0" }];
-        if passed("signature") {
+        let mut levels =
+            vec![if passed(CheckName::Provenance) { "SLSA_BUILD_LEVEL_1" } else { "SLSA_BUILD_LEVEL_0" }];
+        if passed(CheckName::Signature) {
             levels.push("FERRY_SIGNATURE_VERIFIED");
         }
-        if passed("vulnerabilities") {
+        if passed(CheckName::Vulnerabilities) {
             levels.push("FERRY_VULNERABILITIES_GATED");
         }
         let predicate = VsaJson {
@@ -189,7 +195,11 @@ impl Promotion {
             ferry_checks: report
                 .checks
                 .iter()
-                .map(|c| CheckJson { check: c.name, result: c.status.to_string(), reason: c.reason.clone() })
+                .map(|c| CheckJson {
+                    check: c.name.as_str().to_owned(),
+                    result: c.status.to_string(),
+                    reason: c.reason.clone(),
+                })
                 .collect(),
         };
         let mut statement = self.statement();

@@ -8,7 +8,7 @@
 //! [`decide`] is pure: given the facts and the policy it returns a [`Report`] with one
 //! [`Check`] per concern, each pass, warn, fail or skip, with a reason.
 
-use ferry_model::{Digest, Repository, Tag, TagOrDigest};
+use ferry_model::{CheckName, Digest, Repository, Tag, TagOrDigest};
 use ferry_registry::Registry;
 
 use crate::artifacts::{self, Artifact};
@@ -92,7 +92,7 @@ impl std::fmt::Display for Status {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: CheckName,
     pub status: Status,
     pub reason: String,
 }
@@ -119,7 +119,7 @@ impl Report {
     /// edges, which the plan already excludes one by one; it does not stop the image from going
     /// to its other destinations.
     pub fn image_passed(&self) -> bool {
-        self.checks.iter().all(|c| c.status != Status::Fail || c.name == "destination")
+        self.checks.iter().all(|c| c.status != Status::Fail || c.name == CheckName::Destination)
     }
 }
 
@@ -375,13 +375,13 @@ pub fn decide(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Report
     Report { source: request.source.clone(), digest: request.digest, checks }
 }
 
-fn check(name: &'static str, status: Status, reason: impl Into<String>) -> Check {
+fn check(name: CheckName, status: Status, reason: impl Into<String>) -> Check {
     Check { name, status, reason: reason.into() }
 }
 
 fn source_digest(facts: &Facts) -> Check {
     match &facts.manifest {
-        Err(reason) => check("source-digest", Status::Fail, reason.clone()),
+        Err(reason) => check(CheckName::SourceDigest, Status::Fail, reason.clone()),
         Ok(children) => {
             let bad: Vec<String> = children
                 .iter()
@@ -393,9 +393,9 @@ fn source_digest(facts: &Facts) -> Check {
                 } else {
                     format!("the index and its {} children exist and hash to their digests", children.len())
                 };
-                check("source-digest", Status::Pass, what)
+                check(CheckName::SourceDigest, Status::Pass, what)
             } else {
-                check("source-digest", Status::Fail, bad.join("; "))
+                check(CheckName::SourceDigest, Status::Fail, bad.join("; "))
             }
         }
     }
@@ -403,22 +403,28 @@ fn source_digest(facts: &Facts) -> Check {
 
 fn reference(request: &Request, facts: &Facts) -> Check {
     let (Some(tag), Some(now)) = (&request.source_tag, &facts.tag_now) else {
-        return check("reference", Status::Skip, "the request names no source tag");
+        return check(CheckName::Reference, Status::Skip, "the request names no source tag");
     };
     match now {
-        Err(e) => check("reference", Status::Fail, format!("cannot resolve {}:{tag}: {e}", request.source)),
+        Err(e) => {
+            check(CheckName::Reference, Status::Fail, format!("cannot resolve {}:{tag}: {e}", request.source))
+        }
         Ok(Some(d)) if *d == request.digest => {
-            check("reference", Status::Pass, format!("{tag} still resolves to the digest"))
+            check(CheckName::Reference, Status::Pass, format!("{tag} still resolves to the digest"))
         }
-        Ok(Some(d)) => {
-            check("reference", Status::Fail, format!("{tag} now resolves to {d}, not {}", request.digest))
+        Ok(Some(d)) => check(
+            CheckName::Reference,
+            Status::Fail,
+            format!("{tag} now resolves to {d}, not {}", request.digest),
+        ),
+        Ok(None) => {
+            check(CheckName::Reference, Status::Fail, format!("{tag} no longer exists in {}", request.source))
         }
-        Ok(None) => check("reference", Status::Fail, format!("{tag} no longer exists in {}", request.source)),
     }
 }
 
 /// Absence of an artifact under `requirement`.
-fn absent(name: &'static str, requirement: Requirement, what: &str) -> Check {
+fn absent(name: CheckName, requirement: Requirement, what: &str) -> Check {
     match requirement {
         Requirement::Required => check(name, Status::Fail, format!("no {what}, and one is required")),
         _ => check(name, Status::Warn, format!("no {what} (verified if present)")),
@@ -426,7 +432,7 @@ fn absent(name: &'static str, requirement: Requirement, what: &str) -> Check {
 }
 
 fn signature(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
-    const NAME: &str = "signature";
+    const NAME: CheckName = CheckName::Signature;
     if policy.signatures == Requirement::Off {
         return check(NAME, Status::Skip, "the policy does not check signatures");
     }
@@ -626,7 +632,7 @@ fn claimed_predicate(layer: &FetchedLayer) -> Option<String> {
 }
 
 fn provenance(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
-    const NAME: &str = "provenance";
+    const NAME: CheckName = CheckName::Provenance;
     if policy.provenance == Requirement::Off {
         return check(NAME, Status::Skip, "the policy does not check provenance");
     }
@@ -700,7 +706,7 @@ fn slsa_fields(statement: &Statement) -> (Option<String>, Option<String>) {
 }
 
 fn vulnerabilities(request: &Request, facts: &Facts, policy: &SourcePolicy) -> Check {
-    const NAME: &str = "vulnerabilities";
+    const NAME: CheckName = CheckName::Vulnerabilities;
     let Some(gate) = &policy.vulnerabilities else {
         return check(NAME, Status::Skip, "no vulnerability gate is configured");
     };
@@ -786,8 +792,8 @@ pub fn findings(result: &serde_json::Value) -> Vec<(String, Severity)> {
 
 fn destination(request: &Request) -> Check {
     if request.destination_problems.is_empty() {
-        check("destination", Status::Pass, "no destination conflict or refused tag")
+        check(CheckName::Destination, Status::Pass, "no destination conflict or refused tag")
     } else {
-        check("destination", Status::Fail, request.destination_problems.join("; "))
+        check(CheckName::Destination, Status::Fail, request.destination_problems.join("; "))
     }
 }

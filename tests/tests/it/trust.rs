@@ -142,9 +142,21 @@ async fn an_attestation_is_written_once_under_redelivery() {
             source: world.staging.repository("demo/single"),
             digest: world.single.digest,
             checks: vec![
-                verify::Check { name: "signature", status: Status::Pass, reason: "signed".into() },
-                verify::Check { name: "provenance", status: Status::Pass, reason: "built".into() },
-                verify::Check { name: "vulnerabilities", status: Status::Skip, reason: "no gate".into() },
+                verify::Check {
+                    name: ferry_model::CheckName::Signature,
+                    status: Status::Pass,
+                    reason: "signed".into(),
+                },
+                verify::Check {
+                    name: ferry_model::CheckName::Provenance,
+                    status: Status::Pass,
+                    reason: "built".into(),
+                },
+                verify::Check {
+                    name: ferry_model::CheckName::Vulnerabilities,
+                    status: Status::Skip,
+                    reason: "no gate".into(),
+                },
             ],
         }),
         timestamp: now_rfc3339(),
