@@ -529,6 +529,16 @@ impl Config {
                 .map_err(|e| field(line_of(host), "registries.insecure", e.to_string()))?;
             config.insecure_hosts.push(parsed);
         }
+        for value in &registries.trusted_sources {
+            if RegistryPath::parse(&value.value).is_ok_and(|r| r.host.is_docker_hub()) {
+                return Err(field(
+                    line_of(value),
+                    "registries.trusted-sources",
+                    "Docker Hub is never a trusted source (anyone can push a signature beside anyone's image); remove it"
+                        .into(),
+                ));
+            }
+        }
         for (list, name, out) in [
             (&registries.deny_prerelease, "registries.deny-prerelease", &mut config.policy.deny_prerelease),
             (&registries.trusted_sources, "registries.trusted-sources", &mut config.policy.trusted_sources),
@@ -854,8 +864,16 @@ fn pipeline_config(
                 "a rule needs a destination".into(),
             ));
         }
+        let source = registry(&rule.source, "pipeline.mirror-rules.source")?;
+        if rule.trusted && source.host.is_docker_hub() {
+            return Err(field(
+                line_of(&rule.source),
+                "pipeline.mirror-rules.trusted",
+                "Docker Hub is never a trusted source; drop `trusted: true` from this rule".into(),
+            ));
+        }
         out.mirror_rules.push(ferry_desired::MirrorRule {
-            source: registry(&rule.source, "pipeline.mirror-rules.source")?,
+            source,
             repositories: pattern(&rule.repositories, "pipeline.mirror-rules.repositories")?,
             destinations,
             tags: pattern(&rule.tags, "pipeline.mirror-rules.tags")?,
@@ -1159,6 +1177,14 @@ mod tests {
                 Err(":3: field `check.single-arch-allowed`: \"UPPER\" is not an image name"),
             ),
             ("check:\n  forbid: x\n", Err(":2:3: unknown field `forbid`")),
+            (
+                "registries:\n  trusted-sources: [staging.example, index.docker.io/rancher]\n",
+                Err(":2: field `registries.trusted-sources`: Docker Hub is never a trusted source"),
+            ),
+            (
+                "pipeline:\n  mirror-rules:\n  - source: registry-1.docker.io/rancher\n    destinations: [prod.example]\n    trusted: true\n",
+                Err(":3: field `pipeline.mirror-rules.trusted`: Docker Hub is never a trusted source"),
+            ),
             (
                 "trust:\n  sources:\n  - registry: a.io\n    trusted-root: root.json\n    certificate-identity-regexp: \"(\"\n    certificate-oidc-issuer: b\n",
                 Err(":5: field `trust.sources.certificate-identity-regexp`: not a regular expression"),

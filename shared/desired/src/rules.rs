@@ -64,7 +64,7 @@ impl MirrorRule {
         origin: &Origin,
     ) -> Entry {
         Entry {
-            sources: Arc::from([Source { repository: repository.clone(), trusted: self.trusted }]),
+            sources: Arc::from([Source::new(repository.clone(), self.trusted)]),
             pin,
             tags,
             destinations: destinations

@@ -78,9 +78,11 @@ impl Policy {
         Destination { repository, deny_prerelease: deny }
     }
 
+    /// A source, trusted when the input says so or `trusted-sources` lists it; never Docker Hub
+    /// ([`Source::new`]).
     pub fn source(&self, repository: Repository, trusted: bool) -> Source {
         let trusted = trusted || self.trusted_sources.iter().any(|r| r.contains(&repository));
-        Source { repository, trusted }
+        Source::new(repository, trusted)
     }
 }
 

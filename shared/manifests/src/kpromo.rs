@@ -111,11 +111,30 @@ pub fn load_manifest_file(path: &Path, policy: &Policy) -> Result<DesiredState, 
     let doc: PlainYaml = yaml::parse(path, &text)?;
     let registries = check_registries(path, &doc.registries)?;
     let mut notices = images_path_notice(path, doc.images_path.as_ref());
+    notices.extend(docker_hub_notice(path, &doc.registries));
     let (images, image_notices) = check_images(path, doc.images)?;
     notices.extend(image_notices);
     let mut desired = expand(path, &registries, &images, policy)?;
     desired.notices.splice(0..0, notices);
     Ok(desired)
+}
+
+/// A `src: true` registry on Docker Hub, trusted by kpromo's default: Ferry never trusts Docker
+/// Hub, and says so where the manifest implies it (`trusted: false` says it explicitly).
+fn docker_hub_notice(path: &Path, registries: &[RegistryYaml]) -> Vec<Notice> {
+    let mut problems = Problems::new(path);
+    for registry in registries.iter().filter(|r| r.src.as_ref().is_some_and(|s| s.value)) {
+        let on_hub = RegistryPath::parse(&registry.name.value).is_ok_and(|r| r.host.is_docker_hub());
+        if on_hub && registry.trusted.as_ref().is_none_or(|t| t.value) {
+            problems.warn(
+                line_of(&registry.name),
+                "registries.src",
+                "Docker Hub is never a trusted source: its signatures and attestations are not carried \
+                 (write `trusted: false` to say so)",
+            );
+        }
+    }
+    problems.notices
 }
 
 /// kpromo still declares `imagesPath` as a deprecated no-op; so does Ferry.
@@ -192,6 +211,7 @@ fn load_subproject(dir: &Path, sub: &str, policy: &Policy) -> Result<DesiredStat
     let doc: ThinYaml = yaml::parse(&manifest_path, &text)?;
     let registries = check_registries(&manifest_path, &doc.registries)?;
     let mut notices = images_path_notice(&manifest_path, doc.images_path.as_ref());
+    notices.extend(docker_hub_notice(&manifest_path, &doc.registries));
     let (images, image_notices) = read_images_yaml_with_notices(&images_path)?;
     notices.extend(image_notices);
     let mut desired = expand(&images_path, &registries, &images, policy)?;

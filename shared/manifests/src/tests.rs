@@ -261,12 +261,42 @@ fn ferry_extensions_name_the_source_and_its_trust() {
     assert_eq!(entry.sources[0].repository.to_string(), "docker.io/amazon/aws-cli");
     assert!(!entry.sources[0].trusted);
     assert_eq!(entry.destinations[0].repository.to_string(), "r.example/rancher/mirrored-amazon-aws-cli");
+    assert!(state.notices.is_empty(), "`trusted: false` says it: {:?}", state.notices);
+    // Docker Hub is never trusted, whatever says so; any other source is, when the
+    // configuration's trusted sources list it.
     let trusted = Policy {
-        trusted_sources: vec![RegistryPath::parse("docker.io/amazon").unwrap()],
+        trusted_sources: vec![
+            RegistryPath::parse("docker.io/amazon").unwrap(),
+            RegistryPath::parse("quay.io").unwrap(),
+        ],
         ..Policy::default()
     };
     let state = kpromo::load_manifest_file(&path, &trusted).unwrap();
+    assert!(!state.entries[0].sources[0].trusted, "Docker Hub stays untrusted");
+    std::fs::write(
+        &path,
+        format!(
+            "registries:\n- name: quay.io/amazon\n  src: true\n  trusted: false\n- name: r.example/rancher\n\
+             images:\n- name: aws-cli\n  dmap:\n    \"{D1}\": [\"2.1\"]\n"
+        ),
+    )
+    .unwrap();
+    let state = kpromo::load_manifest_file(&path, &trusted).unwrap();
     assert!(state.entries[0].sources[0].trusted, "the configuration's trusted sources still apply");
+    // A kpromo manifest whose source is Docker Hub, trusted by kpromo's default: a warning.
+    std::fs::write(
+        &path,
+        format!("registries:\n- name: index.docker.io/amazon\n  src: true\n- name: r.example/rancher\nimages:\n- name: aws-cli\n  dmap:\n    \"{D1}\": [\"2.1\"]\n"),
+    )
+    .unwrap();
+    let state = kpromo::load_manifest_file(&path, &Policy::default()).unwrap();
+    assert!(!state.entries[0].sources[0].trusted);
+    assert_eq!(state.notices.len(), 1);
+    assert!(
+        state.notices[0]
+            .to_string()
+            .contains(":2: field `registries.src`: Docker Hub is never a trusted source")
+    );
 }
 
 #[test]
@@ -1065,7 +1095,8 @@ proptest::proptest! {
         for (i, (source, name, renamed, trusted, dests, n_tags)) in entries.into_iter().enumerate() {
             let source = format!("{}/{}", source_prefixes[source], names[name]);
             let target_name = if renamed { format!("mirrored-x-{}", names[name]) } else { names[name].to_owned() };
-            let trusted = *trust.entry(source.clone()).or_insert(trusted);
+            // A plan never trusts Docker Hub (`Source::new`), so neither does what it imports.
+            let trusted = *trust.entry(source.clone()).or_insert(trusted && !source.starts_with("docker.io/"));
             let digest = Digest::of(format!("entry {i}").as_bytes());
             let mut seen = std::collections::BTreeSet::new();
             let dests: Vec<String> = dests

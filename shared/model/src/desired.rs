@@ -34,8 +34,18 @@ impl std::fmt::Display for TagOrDigest {
 pub struct Source {
     pub repository: Repository,
     /// Signatures and attestations from a trusted source may be copied along with the image.
-    /// Docker Hub, for example, is never trusted.
+    /// Docker Hub never is (see [`Source::new`]).
     pub trusted: bool,
+}
+
+impl Source {
+    /// The one rule of source trust, whatever asked for it (an input's default, the config's
+    /// `registries.trusted-sources`, a mirror rule's `trusted: true`): trusted when asked, and
+    /// never on Docker Hub, where anyone can push a signature next to anyone's image.
+    pub fn new(repository: Repository, trusted: bool) -> Self {
+        let trusted = trusted && !repository.host().is_docker_hub();
+        Source { repository, trusted }
+    }
 }
 
 /// A destination repository and the policy that applies to it.
