@@ -50,7 +50,7 @@ pub(crate) async fn run(args: DiscoverArgs, env: &Env) -> Result<ExitStatus, Cli
         .github_api
         .clone()
         .or_else(|| env.github_api_url.clone())
-        .unwrap_or_else(|| "https://api.github.com".into());
+        .unwrap_or_else(|| ferry_github::DEFAULT_API.into());
     let github = GitHub::new(&api, env.github_token.clone()).map_err(|e| CliError::Usage(e.to_string()))?;
     let repository = args.github_repository.clone().or_else(|| env.github_repository.clone());
     if args.pr && (repository.is_none() || env.github_token.is_none()) {

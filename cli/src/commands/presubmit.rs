@@ -277,7 +277,7 @@ impl GitHubTarget {
                 .github_api
                 .clone()
                 .or(env.github_api_url.clone())
-                .unwrap_or_else(|| "https://api.github.com".into()),
+                .unwrap_or_else(|| ferry_github::DEFAULT_API.into()),
             server: env.github_server_url.clone().unwrap_or_else(|| "https://github.com".into()),
             token: env.github_token.clone(),
         };

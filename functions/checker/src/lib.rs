@@ -52,7 +52,7 @@ pub async fn build(context: Context) -> anyhow::Result<Checker<AnySource>> {
         .as_ref()
         .map(|m| AnySource::configured(m, &policy, context.env.github_token.clone()))
         .transpose()?;
-    let api = if pipeline.github_api.is_empty() { "https://api.github.com" } else { &pipeline.github_api };
+    let api = if pipeline.github_api.is_empty() { ferry_github::DEFAULT_API } else { &pipeline.github_api };
     let checks = match (&pipeline.github_repository, &context.env.github_token) {
         (Some(repository), Some(token)) => Some(Checks::new(api, repository, token.clone())?),
         _ => None,

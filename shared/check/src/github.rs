@@ -11,30 +11,7 @@ use crate::report::{Report, Status};
 const MAX_ANNOTATIONS_PER_REQUEST: usize = 50;
 const MAX_OUTPUT_TEXT: usize = 65_535;
 
-#[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
-    #[error("GitHub checks API: {0}")]
-    Request(String),
-    #[error("GitHub checks API: {method} {url}: HTTP {status}: {body}")]
-    Status { method: &'static str, url: String, status: u16, body: String },
-}
-
-impl ferry_registry::Classify for GitHubError {
-    /// A GitHub outage or rate limit is worth retrying; a refused request is not.
-    fn class(&self) -> ferry_registry::ErrorClass {
-        use ferry_registry::ErrorClass;
-        match self {
-            GitHubError::Request(_) => ErrorClass::Transient,
-            GitHubError::Status { status: 429, .. } => ErrorClass::Throttled,
-            // GitHub answers a secondary rate limit with 403 and says so in the body.
-            GitHubError::Status { status: 403, body, .. } if body.contains("rate limit") => {
-                ErrorClass::Throttled
-            }
-            GitHubError::Status { status, .. } if *status >= 500 => ErrorClass::Transient,
-            GitHubError::Status { .. } => ErrorClass::Permanent,
-        }
-    }
-}
+pub use ferry_github::{GitHub, GitHubError};
 
 /// What the check run is about.
 #[derive(Clone, Debug)]
@@ -143,15 +120,12 @@ pub fn requests(report: &Report, run: &CheckRun, links: &Links) -> Vec<Request> 
     out
 }
 
-/// The Checks API of one repository.
+/// The Checks API of one repository, through Ferry's one GitHub client.
 #[derive(Clone, Debug)]
 pub struct Checks {
-    http: reqwest::Client,
-    /// `https://api.github.com`, or GitHub Enterprise's `https://HOST/api/v3`.
-    api: String,
+    github: GitHub,
     /// `owner/name`.
     repository: String,
-    token: ferry_registry::Secret,
 }
 
 impl Checks {
@@ -159,43 +133,7 @@ impl Checks {
         if repository.split('/').filter(|p| !p.is_empty()).count() != 2 {
             return Err(GitHubError::Request(format!("repository {repository:?} is not owner/name")));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| GitHubError::Request(e.to_string()))?;
-        Ok(Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token })
-    }
-
-    async fn send(
-        &self,
-        method: &'static str,
-        url: String,
-        body: Option<&Value>,
-    ) -> Result<Value, GitHubError> {
-        let mut request = match method {
-            "PATCH" => self.http.patch(&url),
-            "GET" => self.http.get(&url),
-            _ => self.http.post(&url),
-        };
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|e| GitHubError::Request(format!("{method} {url}: {e}")))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| GitHubError::Request(format!("{method} {url}: {e}")))?;
-        if !(200..300).contains(&status) {
-            let body: String = text.chars().take(500).collect();
-            return Err(GitHubError::Status { method, url, status, body });
-        }
-        serde_json::from_str(&text)
-            .map_err(|e| GitHubError::Request(format!("{method} {url}: the answer: {e}")))
+        Ok(Self { github: GitHub::new(api, Some(token))?, repository: repository.to_owned() })
     }
 
     /// The URL of a check run named `name` on `head_sha` with this `external_id`, if one was
@@ -206,13 +144,7 @@ impl Checks {
         name: &str,
         external_id: &str,
     ) -> Result<Option<String>, GitHubError> {
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/repos/{}/commits/{head_sha}/check-runs", self.api, self.repository),
-            &[("check_name", name), ("filter", "all"), ("per_page", "100")],
-        )
-        .map_err(|e| GitHubError::Request(e.to_string()))?;
-        let listed = self.send("GET", url.to_string(), None).await?;
-        let runs = listed["check_runs"].as_array().cloned().unwrap_or_default();
+        let runs = self.github.check_runs(&self.repository, head_sha, name).await?;
         Ok(runs
             .iter()
             .find(|r| r["external_id"].as_str() == Some(external_id))
@@ -221,13 +153,12 @@ impl Checks {
 
     /// Posts `report` as a completed check run; returns its URL on GitHub.
     pub async fn post(&self, report: &Report, run: &CheckRun, links: &Links) -> Result<String, GitHubError> {
-        let base = format!("{}/repos/{}/check-runs", self.api, self.repository);
         let mut id = None;
         let mut url = String::new();
         for request in requests(report, run, links) {
             match request {
                 Request::Create(body) => {
-                    let created = self.send("POST", base.clone(), Some(&body)).await?;
+                    let created = self.github.create_check_run(&self.repository, &body).await?;
                     id = created["id"].as_u64();
                     url = created["html_url"].as_str().unwrap_or_default().to_owned();
                     if id.is_none() {
@@ -236,7 +167,7 @@ impl Checks {
                 }
                 Request::Update(body) => {
                     let Some(id) = id else { continue };
-                    self.send("PATCH", format!("{base}/{id}"), Some(&body)).await?;
+                    self.github.update_check_run(&self.repository, id, &body).await?;
                 }
             }
         }

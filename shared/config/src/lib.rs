@@ -804,7 +804,7 @@ fn pipeline_config(
     base: &Path,
     field: &FieldError<'_>,
 ) -> Result<PipelineConfig, ConfigError> {
-    let github_api = pipeline.github_api.clone().unwrap_or_else(|| "https://api.github.com".into());
+    let github_api = pipeline.github_api.clone().unwrap_or_else(|| ferry_github::DEFAULT_API.into());
     let mut out = PipelineConfig {
         github_repository: pipeline.github_repository.clone(),
         github_api: github_api.clone(),

@@ -20,8 +20,8 @@ use thiserror::Error;
 pub enum SourceError {
     #[error(transparent)]
     Manifest(#[from] ferry_manifests::ManifestError),
-    #[error("GitHub: {0}")]
-    GitHub(String),
+    #[error(transparent)]
+    GitHub(#[from] ferry_github::GitHubError),
     #[error("{0}")]
     Io(String),
 }
@@ -30,8 +30,16 @@ impl ferry_registry::Classify for SourceError {
     /// GitHub outages are worth retrying; a broken manifest is not.
     fn class(&self) -> ferry_registry::ErrorClass {
         match self {
-            SourceError::GitHub(_) => ferry_registry::ErrorClass::Transient,
+            SourceError::GitHub(e) => e.class(),
             SourceError::Manifest(_) | SourceError::Io(_) => ferry_registry::ErrorClass::Permanent,
+        }
+    }
+
+    /// GitHub's rate limits travel on as a `Retry-After`.
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SourceError::GitHub(e) => e.retry_after(),
+            _ => None,
         }
     }
 }
@@ -377,117 +385,40 @@ impl<A: GitHubApi> ManifestSource for GitHubSource<A> {
     }
 }
 
-/// The real GitHub REST API.
+/// The real GitHub REST API (one repository), through Ferry's one GitHub client.
 #[derive(Debug, Clone)]
 pub struct HttpGitHub {
-    http: reqwest::Client,
-    api: String,
+    github: ferry_github::GitHub,
     repository: String,
-    token: Option<Secret>,
 }
 
 impl HttpGitHub {
     pub fn new(api: &str, repository: &str, token: Option<Secret>) -> Result<Self, SourceError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| SourceError::GitHub(e.to_string()))?;
-        Ok(Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token })
+        Ok(Self { github: ferry_github::GitHub::new(api, token)?, repository: repository.to_owned() })
     }
 
     /// The same over a client the caller already holds (its connections are shared).
-    pub fn with_client(http: reqwest::Client, api: &str, repository: &str, token: Option<Secret>) -> Self {
-        Self { http, api: api.trim_end_matches('/').to_owned(), repository: repository.to_owned(), token }
+    pub fn with_client(github: ferry_github::GitHub, repository: &str) -> Self {
+        Self { github, repository: repository.to_owned() }
     }
-
-    async fn get(&self, path: &str, accept: &str) -> Result<Option<reqwest::Response>, SourceError> {
-        let mut request =
-            self.http.get(format!("{}/repos/{}/{path}", self.api, self.repository)).header("accept", accept);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token.expose());
-        }
-        let response = request.send().await.map_err(|e| SourceError::GitHub(format!("GET {path}: {e}")))?;
-        match response.status().as_u16() {
-            404 => Ok(None),
-            200 => Ok(Some(response)),
-            status => Err(SourceError::GitHub(format!("GET {path}: HTTP {status}"))),
-        }
-    }
-}
-
-/// A repository path for a URL: every byte but unreserved characters and `/` percent-encoded,
-/// so that `#`, `?`, `%` or a space in a name cannot change what is asked for.
-fn url_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 impl GitHubApi for HttpGitHub {
     async fn file(&self, reference: &str, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
-        let (path, reference) = (url_path(path), url_path(reference));
-        let Some(response) =
-            self.get(&format!("contents/{path}?ref={reference}"), "application/vnd.github.raw+json").await?
-        else {
-            return Ok(None);
-        };
-        response.bytes().await.map(|b| Some(b.to_vec())).map_err(|e| SourceError::GitHub(e.to_string()))
+        Ok(self.github.file(&self.repository, reference, path).await?)
     }
 
     async fn subdirectories(&self, reference: &str, path: &str) -> Result<Vec<String>, SourceError> {
-        #[derive(serde::Deserialize)]
-        struct Item {
-            name: String,
-            #[serde(rename = "type")]
-            kind: String,
-        }
-        let (path, reference) = (url_path(path), url_path(reference));
-        let Some(response) =
-            self.get(&format!("contents/{path}?ref={reference}"), "application/vnd.github+json").await?
-        else {
-            return Ok(Vec::new());
-        };
-        let items: Vec<Item> =
-            response.json().await.map_err(|e| SourceError::GitHub(format!("{path}: {e}")))?;
+        let items = self.github.directory(&self.repository, reference, path).await?;
         Ok(items.into_iter().filter(|i| i.kind == "dir").map(|i| i.name).collect())
     }
 
     async fn changed_files(&self, base: &str, head: &str) -> Result<Vec<String>, SourceError> {
-        #[derive(serde::Deserialize)]
-        struct Compare {
-            #[serde(default)]
-            files: Vec<File>,
-        }
-        #[derive(serde::Deserialize)]
-        struct File {
-            filename: String,
-        }
-        let response = self
-            .get(&format!("compare/{base}...{head}"), "application/vnd.github+json")
-            .await?
-            .ok_or_else(|| SourceError::GitHub(format!("no comparison between {base} and {head}")))?;
-        let compare: Compare = response.json().await.map_err(|e| SourceError::GitHub(e.to_string()))?;
-        Ok(compare.files.into_iter().map(|f| f.filename).collect())
+        Ok(self.github.changed_files(&self.repository, base, head).await?)
     }
 
     async fn head(&self) -> Result<String, SourceError> {
-        #[derive(serde::Deserialize)]
-        struct Commit {
-            sha: String,
-        }
-        let response = self
-            .get("commits/HEAD", "application/vnd.github+json")
-            .await?
-            .ok_or_else(|| SourceError::GitHub("no HEAD".into()))?;
-        let commit: Commit = response.json().await.map_err(|e| SourceError::GitHub(e.to_string()))?;
-        Ok(commit.sha)
+        Ok(self.github.head(&self.repository).await?)
     }
 }
 
@@ -530,7 +461,7 @@ impl GitHubApi for FakeGitHub {
     async fn changed_files(&self, base: &str, head: &str) -> Result<Vec<String>, SourceError> {
         let out = self
             .git(&["diff", "--name-only", "-z", base, head])?
-            .ok_or_else(|| SourceError::GitHub("bad revisions".into()))?;
+            .ok_or_else(|| SourceError::Io(format!("git diff {base} {head}: bad revisions")))?;
         // GitHub's JSON carries names as UTF-8 strings: bytes that are not UTF-8 arrive as
         // U+FFFD, as they do here.
         Ok(out
@@ -541,7 +472,7 @@ impl GitHubApi for FakeGitHub {
     }
 
     async fn head(&self) -> Result<String, SourceError> {
-        let out = self.git(&["rev-parse", "HEAD"])?.ok_or_else(|| SourceError::GitHub("no HEAD".into()))?;
+        let out = self.git(&["rev-parse", "HEAD"])?.ok_or_else(|| SourceError::Io("no HEAD".into()))?;
         Ok(String::from_utf8_lossy(&out).trim().to_owned())
     }
 }

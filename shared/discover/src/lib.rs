@@ -3,7 +3,6 @@
 //! ([`ferry_manifests::autoupdate::difference`]), and the pull request that proposes them
 //! ([`propose`]). Discovery never promotes: a finding is a change for a human to review.
 
-pub mod github;
 pub mod helm;
 
 use ferry_manifests::autoupdate::{self, ArtifactRef, Proposal, Strategy, UpdateEntry};
@@ -11,12 +10,12 @@ use ferry_model::{ImageRef, Repository};
 use ferry_registry::Registry;
 use sha2::Digest as _;
 
-pub use github::GitHub;
+pub use ferry_github::GitHub;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
-    #[error("{method} {url}: HTTP {status}: {body}")]
-    GitHub { method: String, url: String, status: u16, body: String },
+    #[error(transparent)]
+    GitHub(#[from] ferry_github::GitHubError),
     #[error("{0}")]
     Request(String),
     #[error("{0}")]
@@ -53,6 +52,20 @@ pub struct Found {
 /// The tags `entry`'s source offers now: GitHub releases, the first artifact's tags at its
 /// registry (through Ferry's registry client: its credentials, 429 handling and pages), or the
 /// images the latest chart uses.
+/// A release as discovery's filters read it.
+fn release(r: ferry_github::Release) -> autoupdate::Release {
+    autoupdate::Release { tag: r.tag, draft: r.draft, prerelease: r.prerelease }
+}
+
+/// Every release of `owner/repository`.
+async fn releases(
+    github: &GitHub,
+    owner: &str,
+    repository: &str,
+) -> Result<Vec<autoupdate::Release>, DiscoverError> {
+    Ok(github.releases(&format!("{owner}/{repository}")).await?.into_iter().map(release).collect())
+}
+
 pub async fn find<R: Registry>(
     entry: &UpdateEntry,
     registry: &R,
@@ -64,7 +77,7 @@ pub async fn find<R: Registry>(
     match &entry.strategy {
         Strategy::GithubRelease { owner, repository, latest_only, version_constraint, version_regex } => {
             let versions = if *latest_only {
-                let latest = github.latest_release(owner, repository).await?;
+                let latest = release(github.latest_release(&format!("{owner}/{repository}")).await?);
                 match &entry.seed {
                     // The seed takes the latest release's tag as it is.
                     Some(_) => vec![latest.tag],
@@ -78,7 +91,7 @@ pub async fn find<R: Registry>(
                     .collect(),
                 }
             } else {
-                let releases = github.releases(owner, repository).await?;
+                let releases = releases(github, owner, repository).await?;
                 match &entry.seed {
                     Some(seed) => autoupdate::seed_releases(&releases, seed),
                     None => autoupdate::release_versions(
@@ -124,11 +137,11 @@ pub async fn find<R: Registry>(
             }
         }
         Strategy::TaggedImagesFile { owner, repository, path } => {
-            let releases = github.releases(owner, repository).await?;
+            let releases = releases(github, owner, repository).await?;
             let seed = entry.seed.clone().unwrap_or_default();
             let mut references = Vec::new();
             for tag in autoupdate::seed_releases(&releases, &seed) {
-                match github.file_at(owner, repository, path, &tag).await? {
+                match github.file(&format!("{owner}/{repository}"), &tag, path).await? {
                     Some(bytes) => references.extend(
                         String::from_utf8_lossy(&bytes)
                             .lines()
@@ -204,13 +217,12 @@ pub async fn run_repository<R: Registry>(
     github: &GitHub,
     http: &reqwest::Client,
 ) -> Result<Vec<String>, DiscoverError> {
-    let (owner, name) = repo
-        .repository
-        .split_once('/')
-        .ok_or_else(|| DiscoverError::Input(format!("{} is not owner/name", repo.repository)))?;
+    if repo.repository.split('/').filter(|p| !p.is_empty()).count() != 2 {
+        return Err(DiscoverError::Input(format!("{} is not owner/name", repo.repository)));
+    }
     let fetch = |path: String| async move {
         github
-            .file_at(owner, name, &path, repo.base)
+            .file(repo.repository, repo.base, &path)
             .await?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .ok_or_else(|| {
