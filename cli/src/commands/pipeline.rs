@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ferry_bootstrap::{Context, Needs, load_config, retry_settings};
 use ferry_config::Env;
 use ferry_messages::{DeadLetterQueue, Queue, Topology};
 use ferry_queue::dlq::{self, Filter};
 use ferry_queue::{AnyBroker, Broker};
-use ferry_runtime::function::{Context, load_config, retry_settings};
 use ferry_runtime::worker::{WorkerOptions, shutdown_signal};
 
 use crate::args::{DeadLetterName, DlqArgs, DlqCommand, QueuesCommand, RunArgs, TransportArgs, WorkerArgs};
@@ -51,7 +51,7 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
     let broker = Arc::new(broker(&args.transport, env, Some("memory://")).await?);
     broker.init().await.map_err(pipeline_error)?;
     let context = context(&args.config, env)?;
-    super::check::at_startup(&context.config, &context.env, super::check::Needs::ALL).await?;
+    super::check::at_startup(&context.config, &context.env, Needs::ALL).await?;
     let ingest = ferry_pipeline::IngestConfig::from_config(&context.config, &context.env);
     let listen = listen_address(args.listen.clone(), env)?;
     let options = WorkerOptions {
@@ -128,7 +128,11 @@ fn discovery_task(
 pub(crate) async fn worker(args: WorkerArgs, env: &Env) -> Result<ExitStatus, CliError> {
     let broker = Arc::new(broker(&args.transport, env, None).await?);
     let context = context(&args.config, env)?;
-    super::check::at_startup(&context.config, &context.env, super::check::Needs::stage(&args.stage)).await?;
+    let queue = Queue::from_name(&args.stage)
+        .ok_or_else(|| CliError::Usage(format!("unknown stage {:?}", args.stage)))?;
+    // The ingest worker serves the webhooks too: their secrets are checked.
+    let needs = if queue == Queue::Events { Needs::INGEST } else { Needs::queue(queue) };
+    super::check::at_startup(&context.config, &context.env, needs).await?;
     let options = WorkerOptions {
         concurrency: args.concurrency,
         retry: retry_settings(env),

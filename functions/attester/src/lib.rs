@@ -1,10 +1,10 @@
 //! The attester function: `attest` → `copy` (one message per mirror), via
 //! [`ferry_promotion::steps::attest`].
 
+use ferry_bootstrap::{Context, registry};
 use ferry_messages::{AttestMessage, Envelope};
 use ferry_promotion::steps;
 use ferry_registry::OciRegistry;
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 use ferry_trust::keys::SigningKey;
 

@@ -1,5 +1,5 @@
 //! The attester function: a worker, or an AWS Lambda function behind an SQS event source.
 
 fn main() -> std::process::ExitCode {
-    ferry_runtime::function::main(ferry_attester::build)
+    ferry_bootstrap::main(ferry_attester::build)
 }

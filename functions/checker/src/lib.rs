@@ -9,6 +9,7 @@
 //! A check run carries `external_id = ferry-check:<base>..<head>`; a redelivered message finds
 //! the run it posted and posts nothing again.
 
+use ferry_bootstrap::Context;
 use ferry_check::github::{CheckRun, Checks};
 use ferry_check::render::Links;
 use ferry_check::{Reach, Report, RepositoryPolicy};
@@ -16,7 +17,6 @@ use ferry_desired::source::{AnySource, ManifestSource, SourceError};
 use ferry_messages::{CheckMessage, Envelope};
 use ferry_plan::GatherOptions;
 use ferry_registry::{OciRegistry, TransportConfig};
-use ferry_runtime::function::Context;
 use ferry_runtime::{Outgoing, Stage, StageError};
 use ferry_trust::policy::TrustPolicy;
 

@@ -3,11 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ferry_bootstrap::{Context, registry};
 use ferry_copy::{Copier, CopyOptions};
 use ferry_messages::{CopyMessage, Envelope};
 use ferry_promotion::steps;
 use ferry_registry::OciRegistry;
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError, telemetry};
 
 #[derive(Debug)]

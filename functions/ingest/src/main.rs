@@ -2,7 +2,7 @@
 //! Gateway / a function URL on AWS Lambda.
 
 fn main() -> std::process::ExitCode {
-    ferry_runtime::http::main(|context, broker| {
+    ferry_bootstrap::http_main(|context, broker| {
         let config = ferry_ingest::IngestConfig::from_config(&context.config, &context.env);
         ferry_ingest::router(ferry_ingest::Ingest::new(broker, config))
     })

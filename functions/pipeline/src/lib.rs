@@ -7,12 +7,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use ferry_bootstrap::{Context, registry};
 use ferry_copy::{Copier, CopyOptions};
 use ferry_messages::Queue;
 use ferry_planner::Planner;
 use ferry_planner::source::AnySource;
 use ferry_queue::Broker;
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::worker::{WorkerOptions, run_worker};
 
 pub use ferry_ingest::IngestConfig;

@@ -9,13 +9,13 @@
 /// Where manifests are read (moved to `ferry-source`, which the checker shares).
 pub use ferry_desired::source;
 
+use ferry_bootstrap::{Context, registry};
 use ferry_desired::{Scope, Settings};
 use ferry_messages::{DeadLetterQueue, Envelope, ManifestOrigin, PlanMessage, Queue};
 use ferry_model::{DesiredState, Host};
 use ferry_plan::{GatherOptions, Plan, diff, gather, plan};
 use ferry_promotion::reconcile;
 use ferry_registry::{ErrorClass, OciRegistry};
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
 use ferry_desired::{AnySource, ManifestSource};

@@ -2,11 +2,11 @@
 //! `.sbom` of one digest and of every child of an index to one mirror, replacing a tag only with
 //! a superset ([`ferry_promotion::steps::replicate`]).
 
+use ferry_bootstrap::{Context, registry};
 use ferry_copy::{Copier, CopyOptions};
 use ferry_messages::{Envelope, ReplicateMessage};
 use ferry_promotion::steps;
 use ferry_registry::OciRegistry;
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
 #[derive(Debug)]

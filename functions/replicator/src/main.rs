@@ -1,5 +1,5 @@
 //! The replicator function: a worker, or an AWS Lambda function behind an SQS event source.
 
 fn main() -> std::process::ExitCode {
-    ferry_runtime::function::main(ferry_replicator::build)
+    ferry_bootstrap::main(ferry_replicator::build)
 }

@@ -5,11 +5,11 @@
 //! the digest and every child of an index with the configured key. Without a key it signs
 //! nothing, says so, and goes on.
 
+use ferry_bootstrap::{Context, registry};
 use ferry_copy::{Copier, CopyOptions};
 use ferry_messages::{Envelope, SignMessage};
 use ferry_promotion::steps;
 use ferry_registry::OciRegistry;
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 use ferry_trust::keys::SigningKey;
 

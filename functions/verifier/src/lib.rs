@@ -6,10 +6,10 @@
 //! so that a replay after the conflict is resolved does the copy. The decisions are
 //! [`ferry_promotion::steps::verify`]'s.
 
+use ferry_bootstrap::{Context, registry};
 use ferry_messages::{DeadLetterQueue, Envelope, Queue, VerifyMessage};
 use ferry_promotion::steps;
 use ferry_registry::{ErrorClass, OciRegistry};
-use ferry_runtime::function::{Context, registry};
 use ferry_runtime::{Outgoing, Stage, StageError};
 use ferry_trust::policy::TrustPolicy;
 

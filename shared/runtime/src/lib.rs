@@ -11,11 +11,14 @@
 //! - [`lambda`]: the same on AWS Lambda with an SQS event source, reporting partial batch
 //!   failures.
 //! - [`telemetry`]: JSON logs, OpenTelemetry traces and counters (OTLP when `OTEL_*` asks).
-//! - [`function`]: the `main` of a function binary: picks Lambda or worker mode.
+//! - [`http`]: serving ingest's router, locally or on Lambda.
 //!
-//! Invariant: only this crate depends on `lambda_runtime`.
+//! The `main` of a function binary (configuration, startup checks, Lambda or worker) is
+//! `ferry-bootstrap`'s.
+//!
+//! Invariant: only this crate depends on `lambda_runtime` and `lambda_http`.
+//! Invariant: this crate never reads the configuration file.
 
-pub mod function;
 pub mod http;
 pub mod lambda;
 pub mod metrics;

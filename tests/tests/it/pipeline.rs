@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferry_bootstrap::{Context, load_config};
 use ferry_config::Env;
 use ferry_messages::{DeadLetterQueue, Queue, Topology};
 use ferry_model::{Digest, Host};
@@ -12,7 +13,6 @@ use ferry_queue::dlq::{self, Filter};
 use ferry_queue::{AnyBroker, Broker};
 use ferry_registry::Secret;
 use ferry_runtime::RetrySettings;
-use ferry_runtime::function::{Context, load_config};
 use ferry_runtime::worker::WorkerOptions;
 use ferry_testkit::fault::FaultProxy;
 use ferry_testkit::registry::{Notification, RegistryOptions, RegistryServer};
@@ -1455,4 +1455,40 @@ async fn an_ingest_worker_accepts_webhooks() {
     }
     assert_eq!(status, 202, "the ingest worker accepted the push");
     child.kill().await.unwrap();
+}
+
+/// A function binary runs the same startup checks as `ferry run` and `ferry worker`: with a
+/// signing key that cannot be loaded, the signer refuses to start, saying the same problem and
+/// the same refusal line as the CLI.
+#[test]
+fn a_function_binary_refuses_a_fatal_configuration_as_ferry_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferry.yaml");
+    std::fs::write(&config, "signing:\n  key: no-such.key\n").unwrap();
+    let bin = crate::support::ferry_bin();
+    let signer = bin.with_file_name("ferry-signer");
+    assert!(signer.is_file(), "{} is built by `cargo build --workspace --bins`", signer.display());
+    use std::process::Command;
+    let run = |command: &mut Command| {
+        let out = command
+            .env("FERRY_CONFIG", &config)
+            .env("FERRY_TRANSPORT", "memory://")
+            .env("FERRY_LOG_FORMAT", "text")
+            .env("COSIGN_PASSWORD", "pw")
+            .env_remove("FERRY_CONFIG_YAML")
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, function) = run(&mut Command::new(&signer));
+    assert!(!ok, "the signer must not start: {function}");
+    let (ok, worker) = run(Command::new(&bin).args(["worker", "--stage", "signer"]));
+    assert!(!ok, "nor the worker: {worker}");
+    let problem = format!("signing key {} cannot be loaded", dir.path().join("no-such.key").display());
+    for (who, text) in [("ferry-signer", &function), ("ferry worker", &worker)] {
+        assert!(text.contains(&problem), "{who}: {text}");
+        assert!(text.contains(ferry_bootstrap::REFUSAL), "{who}: {text}");
+    }
 }

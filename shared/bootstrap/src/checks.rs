@@ -1,0 +1,348 @@
+//! The startup checks: `ferry config check`, and the same checks when `ferry run`, `ferry
+//! worker` and every function binary (Lambda included) start: the configuration and the
+//! environment it needs, each problem with its fix. A fatal problem would make the pipeline
+//! fail on every message (a refused webhook, a TLS error after retries, an unreadable key), so
+//! the process refuses to start instead.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_config::{Config, ConfigError, Env, ManifestSource, SigningConfig};
+use ferry_messages::Queue;
+use ferry_model::Host;
+use ferry_registry::RegistryError;
+use ferry_registry::transport::Transport;
+
+/// What the process about to start needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Needs {
+    pub ingest: bool,
+    pub signing: bool,
+    pub manifests: bool,
+    /// The checker: pull requests get check runs.
+    pub checks: bool,
+}
+
+impl Needs {
+    pub const ALL: Needs = Needs { ingest: true, signing: true, manifests: true, checks: true };
+
+    /// What the webhook endpoints need (the ingest HTTP function, `ferry worker --stage
+    /// ingest`): a secret for each sender.
+    pub const INGEST: Needs = Needs { ingest: true, signing: false, manifests: false, checks: false };
+
+    /// What the stage consuming `queue` needs (a function binary, a worker). The events stage
+    /// consumes EventBridge's messages, not webhooks: it needs no webhook secret.
+    pub fn queue(queue: Queue) -> Needs {
+        Needs {
+            ingest: false,
+            signing: matches!(queue, Queue::Sign | Queue::Attest),
+            manifests: matches!(queue, Queue::Plan | Queue::Check),
+            checks: queue == Queue::Check,
+        }
+    }
+}
+
+/// The one line a process prints when it refuses to start, whichever process it is.
+pub const REFUSAL: &str =
+    "not starting: the configuration has the problem(s) above (`ferry config check` lists them)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Fatal,
+    Warning,
+}
+
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub severity: Severity,
+    pub what: String,
+    pub fix: String,
+}
+
+impl Problem {
+    fn fatal(what: impl Into<String>, fix: impl Into<String>) -> Self {
+        Problem { severity: Severity::Fatal, what: what.into(), fix: fix.into() }
+    }
+
+    fn warning(what: impl Into<String>, fix: impl Into<String>) -> Self {
+        Problem { severity: Severity::Warning, what: what.into(), fix: fix.into() }
+    }
+
+    pub fn line(&self) -> String {
+        let level = match self.severity {
+            Severity::Fatal => "error",
+            Severity::Warning => "warning",
+        };
+        format!("{level}: {}\n  fix: {}", self.what, self.fix)
+    }
+}
+
+/// What the checks found: what is fine, and each problem.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub fine: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Why the checks could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl Findings {
+    pub fn fatal(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Fatal)
+    }
+}
+
+/// The checker posts check runs on pull requests of `pipeline.github-repository`: it needs that,
+/// the manifests, and a token. Without them a pull request is never checked, which a
+/// repository requiring the check would see as a check that never arrives.
+fn checks(config: &Config, env: &Env, found: &mut Findings) {
+    let pipeline = &config.pipeline;
+    let Some(repository) = &pipeline.github_repository else { return };
+    let mut missing = Vec::new();
+    if pipeline.manifests.is_none() {
+        missing.push("pipeline.manifests");
+    }
+    if env.github_token.is_none() {
+        missing.push("GITHUB_TOKEN");
+    }
+    if missing.is_empty() {
+        found.fine.push(format!(
+            "pull requests on {repository} get a `ferry check` check run (GITHUB_TOKEN set; not contacted)"
+        ));
+    } else {
+        found.problems.push(Problem::warning(
+            format!(
+                "pull requests on {repository} will not be checked: {} not set",
+                missing.join(" and ")
+            ),
+            "set GITHUB_TOKEN (a token with checks: write and contents: read) and pipeline.manifests; without them pull requests are logged and left unchecked",
+        ));
+    }
+}
+
+/// Runs every check `needs` asks for. Registries are probed concurrently, once each.
+pub async fn check(config: &Config, env: &Env, needs: Needs) -> Result<Findings, CheckError> {
+    let mut found = Findings::default();
+    let pipeline = &config.pipeline;
+    if needs.ingest {
+        ingest(config, env, &mut found);
+    }
+    if needs.signing {
+        signing(config, env, &mut found).await;
+    }
+    if needs.manifests {
+        match pipeline.manifests.as_ref().map(|m| &m.source) {
+            Some(ManifestSource::Git(path)) => git_checkout(path, &mut found),
+            Some(ManifestSource::GitHub { repository, .. }) => {
+                if env.github_token.is_none() {
+                    found.problems.push(Problem::warning(
+                        format!(
+                            "pipeline.manifests.github is {repository}, and GITHUB_TOKEN is not set: the contents API allows 60 requests an hour without a token"
+                        ),
+                        "set GITHUB_TOKEN (read access to contents is enough)",
+                    ));
+                } else {
+                    found.fine.push(format!(
+                        "manifests from GitHub {repository} (GITHUB_TOKEN set; not contacted)"
+                    ));
+                }
+            }
+            None => {}
+        }
+    }
+    if needs.checks {
+        checks(config, env, &mut found);
+    }
+    let transport = Transport::new(config.transport(env)?)?;
+    let hosts = hosts(config);
+    let probes = futures_util::future::join_all(hosts.iter().map(|h| probe(&transport, h))).await;
+    for result in probes {
+        match result {
+            Ok(line) => found.fine.push(line),
+            Err(problem) => found.problems.push(problem),
+        }
+    }
+    Ok(found)
+}
+
+fn ingest(config: &Config, env: &Env, found: &mut Findings) {
+    let pipeline = &config.pipeline;
+    let any_secret =
+        env.distribution_token.is_some() || env.harbor_token.is_some() || env.github_webhook_secret.is_some();
+    if !any_secret {
+        found.problems.push(Problem::fatal(
+            "no webhook secret is set: ingest would refuse every webhook (401)",
+            "set FERRY_DISTRIBUTION_TOKEN (distribution and ECR send it as `Authorization: Bearer …`), \
+             FERRY_HARBOR_TOKEN (Harbor's auth header) or FERRY_GITHUB_WEBHOOK_SECRET",
+        ));
+    } else if env.distribution_token.is_none() && !pipeline.registries.is_empty() {
+        found.problems.push(Problem::warning(
+            "FERRY_DISTRIBUTION_TOKEN is not set: distribution and ECR webhooks will be refused (401)",
+            "set FERRY_DISTRIBUTION_TOKEN to the bearer token in the registry's notification headers",
+        ));
+    }
+    if pipeline.github_repository.is_some() && env.github_webhook_secret.is_none() {
+        found.problems.push(Problem::warning(
+            "pipeline.github-repository is set, and FERRY_GITHUB_WEBHOOK_SECRET is not: GitHub webhooks will be refused (401)",
+            "set FERRY_GITHUB_WEBHOOK_SECRET to the webhook's secret",
+        ));
+    }
+    if pipeline.registries.is_empty() {
+        found.problems.push(Problem::warning(
+            "pipeline.registries is empty: every registry push event will be ignored",
+            "list the hosts that send push events under pipeline.registries",
+        ));
+    } else {
+        found.fine.push(format!(
+            "push events accepted from {}",
+            pipeline.registries.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for rule in &pipeline.mirror_rules {
+        if !pipeline.registries.contains(&rule.source.host) {
+            found.problems.push(Problem::warning(
+                format!(
+                    "the mirror rule for {} will never fire: {} is not in pipeline.registries, so its pushes are ignored",
+                    rule.source, rule.source.host
+                ),
+                format!("add \"{}\" to pipeline.registries", rule.source.host),
+            ));
+        }
+    }
+}
+
+async fn signing(config: &Config, env: &Env, found: &mut Findings) {
+    match &config.signing {
+        None => found.problems.push(Problem::warning(
+            "no signing key is configured: promotions are copied, but not signed or attested",
+            "set signing.key (a cosign key; password in COSIGN_PASSWORD) or signing.kms-key-id",
+        )),
+        Some(source) => {
+            let what = match source {
+                SigningConfig::KeyFile(path) => format!("signing key {}", path.display()),
+                SigningConfig::Kms(id) => format!("KMS signing key {id}"),
+            };
+            let load = ferry_trust::keys::load(Some(source), env.cosign_password.as_ref());
+            match tokio::time::timeout(Duration::from_secs(20), load).await {
+                Ok(Ok(_)) => found.fine.push(format!("{what} loads")),
+                Ok(Err(e)) => found.problems.push(Problem::fatal(
+                    format!("{what} cannot be loaded: {e}"),
+                    match source {
+                        SigningConfig::KeyFile(_) => {
+                            "check the path (relative to the config file) and COSIGN_PASSWORD; `ferry keys generate` makes a pair"
+                        }
+                        SigningConfig::Kms(_) => "check the key id and the AWS_* credentials and region",
+                    },
+                )),
+                Err(_) => found.problems.push(Problem::fatal(
+                    format!("{what}: no answer within 20 s"),
+                    "check the AWS_* region, endpoint and network access to KMS",
+                )),
+            }
+        }
+    }
+}
+
+fn git_checkout(path: &Path, found: &mut Findings) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(["rev-parse", "--verify", "HEAD"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => found.fine.push(format!(
+            "manifests from the git checkout {} (HEAD {})",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        )),
+        Ok(out) => found.problems.push(Problem::fatal(
+            format!(
+                "pipeline.manifests.git: {} is not a git checkout with a commit: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            "clone the manifest repository there (the path is relative to the config file)",
+        )),
+        Err(e) => found.problems.push(Problem::fatal(
+            format!("pipeline.manifests.git needs the git command: {e}"),
+            "install git",
+        )),
+    }
+}
+
+/// Every registry host the configuration names.
+fn hosts(config: &Config) -> Vec<Host> {
+    let pipeline = &config.pipeline;
+    let mut hosts: Vec<Host> = pipeline.registries.clone();
+    for rule in &pipeline.mirror_rules {
+        hosts.push(rule.source.host.clone());
+        hosts.extend(rule.destinations.iter().map(|d| d.host.clone()));
+    }
+    hosts.extend(config.trust.sources.iter().filter_map(|s| s.registry.as_ref().map(|r| r.host.clone())));
+    hosts.extend(config.insecure_hosts.iter().cloned());
+    hosts.sort_by_key(ToString::to_string);
+    hosts.dedup();
+    hosts
+}
+
+/// `GET /v2/` on the scheme Ferry will use; when that fails, on the other one, to name the fix.
+async fn probe(transport: &Transport, host: &Host) -> Result<String, Problem> {
+    let insecure = transport.is_insecure(host);
+    let (scheme, other) = if insecure { ("http", "https") } else { ("https", "http") };
+    match transport.probe(host, Some(scheme)).await {
+        Ok(status) => Ok(format!("{host} answers on {scheme} (GET /v2/: {status})")),
+        Err(error) => match transport.probe(host, Some(other)).await {
+            Ok(_) if insecure => Err(Problem::fatal(
+                format!("{host} is in registries.insecure, but it speaks only HTTPS ({scheme}: {error})"),
+                format!("remove \"{host}\" from registries.insecure"),
+            )),
+            Ok(_) => Err(Problem::fatal(
+                format!("{host} speaks plain HTTP, and Ferry would use HTTPS ({error})"),
+                format!(
+                    "add \"{host}\" to registries.insecure (only for a registry you trust on its network)"
+                ),
+            )),
+            Err(_) => Err(Problem::warning(
+                format!("{host} does not answer on {scheme}: {error}"),
+                "check the address and the network; messages that need it will be retried",
+            )),
+        },
+    }
+}
+
+/// Runs the checks `needs` asks for at startup, hands every problem to `report` (a line each),
+/// and refuses to start on a fatal one with [`REFUSAL`]: the same for `ferry run`, `ferry
+/// worker` and every function binary.
+pub async fn at_startup(
+    config: &Config,
+    env: &Env,
+    needs: Needs,
+    mut report: impl FnMut(&str),
+) -> Result<(), StartError> {
+    let found = check(config, env, needs).await?;
+    for problem in &found.problems {
+        for line in problem.line().lines() {
+            report(line);
+        }
+    }
+    if found.fatal() {
+        return Err(StartError::Refused);
+    }
+    Ok(())
+}
+
+/// Why a process did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error("{REFUSAL}")]
+    Refused,
+}
