@@ -25,15 +25,15 @@ impl Stage for Attester {
 
     async fn handle(&self, message: Envelope<AttestMessage>) -> Result<Vec<Outgoing>, StageError> {
         let step =
-            steps::attest(&self.registry, self.key.as_ref(), &message.body, Some(&message.event_id)).await?;
-        if let Some(error) = step.error() {
-            return Err(error.into());
+            steps::attest(&self.registry, self.key.as_ref(), &message.body, Some(&message.event_id)).await;
+        if let Some(failure) = step.failure {
+            return Err(failure.into());
         }
         let promotion = &message.body.promotion;
         let digest = promotion.digest;
-        match &step.attested {
-            Some(Ok(appended)) => tracing::info!(%digest, ?appended, "attested"),
-            _ => tracing::warn!(%digest, "no signing key is configured; not attested"),
+        match &step.done {
+            Some(appended) => tracing::info!(%digest, ?appended, "attested"),
+            None => tracing::warn!(%digest, "no signing key is configured; not attested"),
         }
         // The promotion's outcome at its primary, in one line.
         if let Some(primary) = promotion.destinations.first() {
@@ -54,6 +54,6 @@ impl Stage for Attester {
                 promotion.destinations.len() - 1
             );
         }
-        step.next.into_iter().map(|copy| Outgoing::message(copy, &message)).collect()
+        step.next.into_iter().map(|next| Outgoing::next(next, &message)).collect()
     }
 }

@@ -31,15 +31,15 @@ impl Stage for CopierStage {
 
     async fn handle(&self, message: Envelope<CopyMessage>) -> Result<Vec<Outgoing>, StageError> {
         // A redelivered message must look again: an earlier attempt may have copied it.
-        let copied = steps::copy(&self.copier, &message.body, message.attempt > 0).await;
+        let step = steps::copy(&self.copier, &message.body, message.attempt > 0).await;
         let total = self.copier.stats().bytes.load(Ordering::Relaxed);
         telemetry::counters().bytes(total.saturating_sub(self.reported_bytes.swap(total, Ordering::Relaxed)));
-        if let Some(error) = copied.error() {
-            return Err(error.into());
+        if let Some(failure) = step.failure {
+            return Err(failure.into());
         }
         telemetry::counters().promoted(1);
         let destination = &message.body.destination;
-        tracing::info!(destination = %destination.repository, digest = %message.body.promotion.digest, copied = ?copied.outcome.manifest, tags = ?destination.tags, "copied");
-        copied.next.into_iter().map(|next| Outgoing::next(next, &message)).collect()
+        tracing::info!(destination = %destination.repository, digest = %message.body.promotion.digest, copied = ?step.done.manifest, tags = ?destination.tags, "copied");
+        step.next.into_iter().map(|next| Outgoing::next(next, &message)).collect()
     }
 }

@@ -161,9 +161,10 @@ impl<S: ManifestSource> Stage for Planner<S> {
             return Ok(Vec::new());
         }
         let facts = gather(&self.registry, &desired, GatherOptions::default()).await;
-        if let Some((class, reason)) = facts.failure() {
-            // A lookup failed: plan again later rather than decide on half the facts.
-            return Err(StageError::new(class, format!("a registry lookup failed: {reason}")));
+        if let Some(failure) = facts.failure() {
+            // A lookup failed: plan again later (as the registry asked) rather than decide on
+            // half the facts.
+            return Err(failure.into());
         }
         let plan = plan(&desired, &facts);
         if let PlanMessage::Reconcile { .. } = message.body {

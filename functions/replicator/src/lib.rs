@@ -23,7 +23,11 @@ impl Stage for Replicator {
 
     async fn handle(&self, message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
         let m = &message.body;
-        let done = steps::replicate(&self.copier, m).await?;
+        let step = steps::replicate(&self.copier, m).await;
+        if let Some(failure) = step.failure {
+            return Err(failure.into());
+        }
+        let done = step.done;
         let written = done.wrote();
         let skipped = done.skipped_text();
         if !skipped.is_empty() {

@@ -35,23 +35,23 @@ impl Stage for Signer {
     type Message = SignMessage;
 
     async fn handle(&self, message: Envelope<SignMessage>) -> Result<Vec<Outgoing>, StageError> {
-        let step = steps::sign(&self.copier, self.key.as_ref(), &self.policy, &message.body).await?;
-        if let Some(error) = step.error() {
-            return Err(error.into());
+        let step = steps::sign(&self.copier, self.key.as_ref(), &self.policy, &message.body).await;
+        if let Some(failure) = step.failure {
+            return Err(failure.into());
         }
         let promotion = &message.body.promotion;
-        if let Some(Ok(carried)) = &step.from_source {
+        if let Some(carried) = &step.done.from_source {
             let skipped = carried.skipped_text();
             if !skipped.is_empty() {
                 tracing::warn!(source = %promotion.source, digest = %promotion.digest, %skipped, "the source's referrers not carried to the primary");
             }
         }
-        match &step.signed {
-            Some(Ok(signed)) => {
+        match &step.done.signed {
+            Some(signed) => {
                 tracing::info!(digest = %promotion.digest, signed = signed.signed.len(), already = signed.already.len(), "signed")
             }
-            _ => tracing::warn!(digest = %promotion.digest, "no signing key is configured; not signed"),
+            None => tracing::warn!(digest = %promotion.digest, "no signing key is configured; not signed"),
         }
-        step.next.into_iter().map(|attest| Outgoing::message(attest, &message)).collect()
+        step.next.into_iter().map(|next| Outgoing::next(next, &message)).collect()
     }
 }

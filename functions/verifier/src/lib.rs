@@ -27,15 +27,15 @@ impl Stage for Verifier {
     type Message = VerifyMessage;
 
     async fn handle(&self, message: Envelope<VerifyMessage>) -> Result<Vec<Outgoing>, StageError> {
-        let verified = steps::verify(&self.registry, &self.policy, &message.body).await;
-        if let Some(failure) = verified.failure() {
+        let step = steps::verify(&self.registry, &self.policy, &message.body).await;
+        if let Some(failure) = step.failure {
             return Err(failure.into());
         }
         let mut out = Vec::new();
-        for copy in verified.copies {
-            out.push(Outgoing::message(copy, &message)?);
+        for next in step.next {
+            out.push(Outgoing::next(next, &message)?);
         }
-        for (copy, reason) in verified.refused {
+        for (copy, reason) in step.done.refused {
             let original =
                 Envelope::new(copy, &message.event_id, ferry_runtime::telemetry::current_traceparent());
             out.push(Outgoing::dead_letter(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ferry_model::{DesiredState, Digest, Repository, Tag, TagOrDigest};
-use ferry_registry::Classify as _;
+use ferry_registry::Classify;
 use ferry_registry::{Registry, RegistryError};
 use futures_util::StreamExt as _;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -21,6 +21,29 @@ pub struct Facts {
     failed: FxHashMap<Lookup, Arc<str>>,
     /// The worst class among failed lookups (throttled beats transient beats permanent).
     worst_failure: Option<ferry_registry::ErrorClass>,
+    /// The longest `Retry-After` a throttling registry asked for.
+    retry_after: Option<std::time::Duration>,
+}
+
+/// Why facts are incomplete: the worst failed lookup's class, one reason, and the longest
+/// `Retry-After` asked for. Classified as the lookups were, so that a caller retries as the
+/// registry asked without converting anything by hand.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("a registry lookup failed: {reason}")]
+pub struct LookupFailure {
+    pub class: ferry_registry::ErrorClass,
+    pub reason: Arc<str>,
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl Classify for LookupFailure {
+    fn class(&self) -> ferry_registry::ErrorClass {
+        self.class
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after
+    }
 }
 
 /// One question asked of a registry.
@@ -58,15 +81,18 @@ impl Facts {
         if self.worst_failure.is_none_or(|w| rank(class) > rank(w)) {
             self.worst_failure = Some(class);
         }
+        if let Some(wait) = reason.retry_after() {
+            self.retry_after = Some(self.retry_after.map_or(wait, |w| w.max(wait)));
+        }
         self.failed.insert(lookup, reason.to_string().into());
     }
 
-    /// The most serious class among failed lookups, if any failed, and one reason.
-    pub fn failure(&self) -> Option<(ferry_registry::ErrorClass, Arc<str>)> {
+    /// Why the facts are incomplete, if a lookup failed.
+    pub fn failure(&self) -> Option<LookupFailure> {
         let class = self.worst_failure?;
         let reason =
             self.failed.values().next().cloned().unwrap_or_else(|| "a registry lookup failed".into());
-        Some((class, reason))
+        Some(LookupFailure { class, reason, retry_after: self.retry_after })
     }
 
     /// What `repository:tag` points at. `Err` carries the reason a lookup failed.

@@ -18,7 +18,7 @@ pub mod plan;
 pub mod snapshot;
 
 pub use diff::diff;
-pub use facts::{Facts, GatherOptions, gather};
+pub use facts::{Facts, GatherOptions, LookupFailure, gather};
 pub use plan::{Action, Plan, PlannedEdge, plan};
 
 #[cfg(test)]

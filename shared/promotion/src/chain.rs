@@ -18,7 +18,6 @@ use ferry_messages::{
 use ferry_model::{Digest, Repository};
 use ferry_plan::Plan;
 use ferry_registry::RegistryWrite;
-use ferry_trust::TrustError;
 use ferry_trust::artifacts::Appended;
 use ferry_trust::keys::SigningKey;
 use ferry_trust::policy::TrustPolicy;
@@ -29,7 +28,7 @@ use futures_util::stream::FuturesUnordered;
 
 use crate::error::PromotionError;
 use crate::group::promotions;
-use crate::steps::{self, AttestStep, Copied, Replication, SignStep, Verified};
+use crate::steps::{self, Replication, Signing, Step, Verified};
 
 /// What the trust steps need besides the plan.
 #[derive(Debug, Default)]
@@ -50,9 +49,9 @@ pub struct DigestOutcome {
     pub primary: Option<Repository>,
     /// The source's own artifacts copied to the primary (trusted sources only), per digest (the
     /// image and each child) and kind.
-    pub from_source: Option<Result<Replication, TrustError>>,
-    pub signed: Option<Result<Signed, TrustError>>,
-    pub attested: Option<Result<Appended, TrustError>>,
+    pub from_source: Option<Result<Replication, PromotionError>>,
+    pub signed: Option<Result<Signed, PromotionError>>,
+    pub attested: Option<Result<Appended, PromotionError>>,
     /// Per mirror that holds the image: the primary's artifacts replicated there.
     pub replicated: Vec<(Repository, Result<Replication, PromotionError>)>,
     /// Why a step did not run, when one did not.
@@ -102,11 +101,11 @@ enum Work {
 
 /// A finished step.
 enum Finished {
-    Verified(Verified),
-    Copied(CopyMessage, Copied),
-    Signed(SignMessage, Result<SignStep, PromotionError>),
-    Attested(AttestMessage, Result<AttestStep, PromotionError>),
-    Replicated(ReplicateMessage, Result<Replication, PromotionError>),
+    Verified(Step<Verified>),
+    Copied(CopyMessage, Step<JobOutcome>),
+    Signed(SignMessage, Step<Signing>),
+    Attested(AttestMessage, Step<Option<Appended>>),
+    Replicated(ReplicateMessage, Step<Replication>),
 }
 
 type Running<'a> = Pin<Box<dyn Future<Output = Finished> + Send + 'a>>;
@@ -164,36 +163,38 @@ pub async fn run<R: RegistryWrite>(copier: &Copier<R>, plan: &Plan, options: &Tr
             })
         };
         match finished {
-            Finished::Verified(verified) => {
+            Finished::Verified(step) => {
+                let Step { done: verified, next, failure } = step;
                 let key = (verified.report.source.clone(), verified.report.digest);
                 let mut outcome = DigestOutcome::new(verified.report.clone());
-                match verified.failure() {
+                match failure {
                     Some(error) => {
                         tracing::warn!(%error, "verification failed; not promoting");
                         outcome.skipped = Some("verification failed".into());
                     }
                     None => {
-                        if verified.copies.is_empty() {
+                        let to_primary = |n: &Next| matches!(n, Next::Copy(c) if c.destination.primary);
+                        if next.is_empty() {
                             outcome.skipped =
                                 Some("the plan refused every destination; nothing was copied".into());
-                        } else if verified.copies.iter().all(|c| c.promotion.primary().is_none()) {
+                        } else if !next.iter().any(to_primary) {
                             outcome.skipped = Some(
                                 "the plan refused the primary destination, so nothing was signed, attested or \
                                  replicated; the mirrors were copied without Ferry's signature"
                                     .into(),
                             );
                         }
-                        verified.copies.into_iter().for_each(|c| follow(Next::Copy(c)));
+                        next.into_iter().for_each(&mut follow);
                     }
                 }
                 digests.insert(key, outcome);
             }
-            Finished::Copied(message, copied) => {
+            Finished::Copied(message, step) => {
                 let promotion = &message.promotion;
                 let key =
                     (promotion.source.clone(), promotion.digest, message.destination.repository.clone());
                 if let Some(outcome) = digests.get_mut(&(promotion.source.clone(), promotion.digest)) {
-                    match copied.error() {
+                    match &step.failure {
                         Some(error) if message.destination.primary => {
                             outcome.skipped = Some(format!(
                                 "the copy to the primary failed, so nothing was signed: {error}"
@@ -206,61 +207,56 @@ pub async fn run<R: RegistryWrite>(copier: &Copier<R>, plan: &Plan, options: &Tr
                         None => {}
                     }
                 }
-                copied.next.into_iter().for_each(&mut follow);
-                copies.insert(key, (message, copied.outcome));
+                step.next.into_iter().for_each(&mut follow);
+                copies.insert(key, (message, step.done));
             }
             Finished::Signed(message, step) => {
                 let promotion = &message.promotion;
                 let Some(outcome) = digests.get_mut(&(promotion.source.clone(), promotion.digest)) else {
                     continue;
                 };
-                match step {
-                    Err(error) => outcome.signed = Some(Err(as_trust(error))),
-                    Ok(step) => {
-                        if options.key.is_none() {
-                            outcome.skipped =
-                                Some("no signing key is configured; not signed or attested".into());
-                        }
-                        outcome.from_source = step.from_source;
-                        outcome.signed = step.signed;
-                        step.next.into_iter().for_each(|m| follow(Next::Attest(m)));
+                if options.key.is_none() {
+                    outcome.skipped = Some("no signing key is configured; not signed or attested".into());
+                }
+                let Step { done, next, failure } = step;
+                outcome.from_source = done.from_source.map(Ok);
+                outcome.signed = done.signed.map(Ok);
+                if let Some(error) = failure {
+                    // The part that failed is the first that has not run.
+                    if outcome.from_source.is_none() && promotion.source_trusted {
+                        outcome.from_source = Some(Err(error));
+                    } else {
+                        outcome.signed = Some(Err(error));
                     }
                 }
+                next.into_iter().for_each(&mut follow);
             }
             Finished::Attested(message, step) => {
                 let promotion = &message.promotion;
                 let Some(outcome) = digests.get_mut(&(promotion.source.clone(), promotion.digest)) else {
                     continue;
                 };
-                match step {
-                    Err(error) => outcome.attested = Some(Err(as_trust(error))),
-                    Ok(step) => {
-                        outcome.attested = step.attested;
-                        step.next.into_iter().for_each(|m| follow(Next::Copy(m)));
-                    }
-                }
+                outcome.attested = match step.failure {
+                    Some(error) => Some(Err(error)),
+                    None => step.done.map(Ok),
+                };
+                step.next.into_iter().for_each(&mut follow);
             }
-            Finished::Replicated(message, done) => {
+            Finished::Replicated(message, step) => {
                 if let Some(outcome) = digests.iter_mut().find_map(|((_, digest), o)| {
                     (*digest == message.digest && o.primary.as_ref() == Some(&message.primary)).then_some(o)
                 }) {
-                    outcome.replicated.push((message.mirror, done));
+                    let result = match step.failure {
+                        Some(error) => Err(error),
+                        None => Ok(step.done),
+                    };
+                    outcome.replicated.push((message.mirror, result));
                 }
             }
         }
     }
     let edges = edge_outcomes(copier, plan, &digests, &copies);
     ChainReport { edges, digests: digests.into_values().collect() }
-}
-
-/// A step's error as the report's trust columns show it.
-fn as_trust(error: PromotionError) -> TrustError {
-    match error {
-        PromotionError::Trust(e) => e,
-        PromotionError::Registry(e) => TrustError::Registry(e),
-        PromotionError::Copy(e) => TrustError::Copy(e),
-        other => TrustError::Key(other.to_string()),
-    }
 }
 
 /// Every plan edge's outcome: excluded by the plan, present, or the result of the copy that

@@ -33,40 +33,60 @@ use ferry_trust::verify::{self, Check, Report, Status};
 
 use crate::error::PromotionError;
 
+/// What a step did, in the one shape every step has: what it did (kept even when the step
+/// failed part-way, for reports), the messages that follow when it finished, and why it
+/// failed. A stage publishes `next` or dead-letters `failure` (classified once, `Retry-After`
+/// kept); the in-process driver follows `next` or records `failure`.
+#[derive(Clone, Debug)]
+pub struct Step<T> {
+    pub done: T,
+    pub next: Vec<Next>,
+    pub failure: Option<PromotionError>,
+}
+
+impl<T> Step<T> {
+    fn finished(done: T, next: Vec<Next>) -> Self {
+        Step { done, next, failure: None }
+    }
+
+    fn failed(done: T, failure: PromotionError) -> Self {
+        Step { done, next: Vec::new(), failure: Some(failure) }
+    }
+}
+
 /// What the verify step decided.
 #[derive(Clone, Debug)]
 pub struct Verified {
     pub report: Report,
-    /// The copies to run now: the primary's, or every mirror's when the plan refused the
-    /// primary. Empty when the image failed.
-    pub copies: Vec<CopyMessage>,
     /// Destinations the plan refused, each as the copy message a replay would run (once the
     /// conflict is resolved), with the reason.
     pub refused: Vec<(CopyMessage, String)>,
 }
 
-impl Verified {
-    /// The failure, when a check about the image itself failed.
-    pub fn failure(&self) -> Option<PromotionError> {
-        if self.report.image_passed() {
-            return None;
-        }
-        let failures: Vec<String> = self
-            .report
-            .failures()
-            .filter(|c| c.name != CheckName::Destination.as_str())
-            .map(|c| format!("{}: {}", c.name, c.reason))
-            .collect();
-        Some(PromotionError::Verification {
-            source_repository: self.report.source.clone(),
-            digest: self.report.digest,
-            failures: failures.join("; "),
-        })
+/// Why the image failed, when a check about the image itself failed.
+fn verification_failure(report: &Report) -> Option<PromotionError> {
+    if report.image_passed() {
+        return None;
     }
+    let failures: Vec<String> = report
+        .failures()
+        .filter(|c| c.name != CheckName::Destination)
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect();
+    Some(PromotionError::Verification {
+        source_repository: report.source.clone(),
+        digest: report.digest,
+        failures: failures.join("; "),
+    })
 }
 
-/// Verifies the source image under the source's policy.
-pub async fn verify<R: Registry>(registry: &R, policy: &TrustPolicy, message: &VerifyMessage) -> Verified {
+/// Verifies the source image under the source's policy. Next: the primary's copy, or every
+/// mirror's when the plan refused the primary.
+pub async fn verify<R: Registry>(
+    registry: &R,
+    policy: &TrustPolicy,
+    message: &VerifyMessage,
+) -> Step<Verified> {
     let promotion = &message.promotion;
     let request = verify::Request {
         source: promotion.source.clone(),
@@ -77,8 +97,8 @@ pub async fn verify<R: Registry>(registry: &R, policy: &TrustPolicy, message: &V
     let policy = policy.for_source(&promotion.source);
     let facts = verify::gather(registry, &request, policy).await;
     let report = verify::decide(&request, &facts, policy);
-    if !report.image_passed() {
-        return Verified { report, copies: Vec::new(), refused: Vec::new() };
+    if let Some(failure) = verification_failure(&report) {
+        return Step::failed(Verified { report, refused: Vec::new() }, failure);
     }
     let verification = summary(&report);
     let copy = |destination: &DestinationTags| CopyMessage {
@@ -91,30 +111,25 @@ pub async fn verify<R: Registry>(registry: &R, policy: &TrustPolicy, message: &V
         None => promotion.destinations.iter().map(copy).collect(),
     };
     let refused = message.refused.iter().map(|r| (copy(&r.destination), r.reason.clone())).collect();
-    Verified { report, copies, refused }
+    Step::finished(Verified { report, refused }, copies.into_iter().map(Next::Copy).collect())
 }
 
-/// What the copy step did.
-#[derive(Clone, Debug)]
-pub struct Copied {
-    pub outcome: JobOutcome,
-    /// After the primary: sign. After a mirror: replicate the primary's artifacts to it.
-    pub next: Vec<Next>,
-}
-
-impl Copied {
-    /// The first failure: of the manifest, or of a tag.
-    pub fn error(&self) -> Option<CopyError> {
-        match &self.outcome.manifest {
-            Err(error) => Some(error.clone()),
-            Ok(_) => self.outcome.tags.iter().find_map(|t| t.as_ref().err().cloned()),
-        }
+/// A copy's first failure: of the manifest, or of a tag.
+fn copy_failure(outcome: &JobOutcome) -> Option<CopyError> {
+    match &outcome.manifest {
+        Err(error) => Some(error.clone()),
+        Ok(_) => outcome.tags.iter().find_map(|t| t.as_ref().err().cloned()),
     }
 }
 
 /// Copies the image to the message's destination and writes its tags there. `redelivered`: an
-/// earlier attempt may have copied it, so the plan's "known absent" no longer holds.
-pub async fn copy<R: RegistryWrite>(copier: &Copier<R>, message: &CopyMessage, redelivered: bool) -> Copied {
+/// earlier attempt may have copied it, so the plan's "known absent" no longer holds. Next:
+/// after the primary, sign; after a mirror, replicate the primary's artifacts to it.
+pub async fn copy<R: RegistryWrite>(
+    copier: &Copier<R>,
+    message: &CopyMessage,
+    redelivered: bool,
+) -> Step<JobOutcome> {
     let destination = &message.destination;
     let promotion = &message.promotion;
     let job = Job {
@@ -125,43 +140,33 @@ pub async fn copy<R: RegistryWrite>(copier: &Copier<R>, message: &CopyMessage, r
         known_absent: destination.known_absent && !redelivered,
     };
     let outcome = copier.copy(&job).await;
-    let mut copied = Copied { outcome, next: Vec::new() };
-    if copied.error().is_some() {
-        return copied;
+    if let Some(error) = copy_failure(&outcome) {
+        return Step::failed(outcome, error.into());
     }
+    let mut next = Vec::new();
     if destination.primary {
-        copied.next.push(Next::Sign(SignMessage {
+        next.push(Next::Sign(SignMessage {
             promotion: promotion.clone(),
             verification: message.verification.clone(),
         }));
     } else if let Some(primary) = promotion.primary() {
-        copied.next.push(Next::Replicate(ReplicateMessage {
+        next.push(Next::Replicate(ReplicateMessage {
             primary: primary.repository.clone(),
             mirror: destination.repository.clone(),
             digest: promotion.digest,
         }));
     }
-    copied
+    Step::finished(outcome, next)
 }
 
-/// What the sign step did.
+/// What the sign step did (each part `None` when it did not run).
 #[derive(Clone, Debug, Default)]
-pub struct SignStep {
+pub struct Signing {
     /// The source's own artifacts copied to the primary, for the digest and each child
     /// (trusted sources only).
-    pub from_source: Option<Result<Replication, TrustError>>,
+    pub from_source: Option<Replication>,
     /// `None` without a signing key.
-    pub signed: Option<Result<Signed, TrustError>>,
-    /// Present when every part succeeded.
-    pub next: Option<AttestMessage>,
-}
-
-impl SignStep {
-    pub fn error(&self) -> Option<PromotionError> {
-        let from_source = self.from_source.as_ref().and_then(|r| r.as_ref().err());
-        let signed = self.signed.as_ref().and_then(|r| r.as_ref().err());
-        from_source.or(signed).cloned().map(PromotionError::Trust)
-    }
+    pub signed: Option<Signed>,
 }
 
 fn primary_of(promotion: &Promotion) -> Result<&DestinationTags, PromotionError> {
@@ -174,60 +179,55 @@ fn primary_of(promotion: &Promotion) -> Result<&DestinationTags, PromotionError>
 }
 
 /// At the primary: carries the trusted source's own artifacts (never an untrusted source's),
-/// then signs the digest and every child of an index with `key`.
+/// then signs the digest and every child of an index with `key`. Next: attest.
 pub async fn sign<R: RegistryWrite>(
     copier: &Copier<R>,
     key: Option<&SigningKey>,
     policy: &TrustPolicy,
     message: &SignMessage,
-) -> Result<SignStep, PromotionError> {
+) -> Step<Signing> {
     let promotion = &message.promotion;
-    let primary = &primary_of(promotion)?.repository;
-    let targets = sign::targets(copier.registry(), primary, promotion.digest).await?;
-    let mut step = SignStep::default();
+    let mut done = Signing::default();
+    let primary = match primary_of(promotion) {
+        Ok(primary) => &primary.repository,
+        Err(failure) => return Step::failed(done, failure),
+    };
+    let targets = match sign::targets(copier.registry(), primary, promotion.digest).await {
+        Ok(targets) => targets,
+        Err(error) => return Step::failed(done, error.into()),
+    };
     if promotion.source_trusted {
         let filter = &policy.for_source(&promotion.source).referrer_types;
-        step.from_source =
-            Some(carry(copier, &promotion.source, primary, &targets, filter, Listing::Use, false).await);
+        match carry(copier, &promotion.source, primary, &targets, filter, Listing::Use, false).await {
+            Ok(carried) => done.from_source = Some(carried),
+            Err(error) => return Step::failed(done, error.into()),
+        }
     }
-    if step.error().is_none()
-        && let Some(key) = key
-    {
-        step.signed = Some(sign::sign_targets(copier.registry(), key, primary, &targets).await);
+    if let Some(key) = key {
+        match sign::sign_targets(copier.registry(), key, primary, &targets).await {
+            Ok(signed) => done.signed = Some(signed),
+            Err(error) => return Step::failed(done, error.into()),
+        }
     }
-    if step.error().is_none() {
-        step.next =
-            Some(AttestMessage { promotion: promotion.clone(), verification: message.verification.clone() });
-    }
-    Ok(step)
-}
-
-/// What the attest step did.
-#[derive(Clone, Debug, Default)]
-pub struct AttestStep {
-    /// `None` without a signing key.
-    pub attested: Option<Result<Appended, TrustError>>,
-    /// The mirrors' copies, once the primary is attested.
-    pub next: Vec<CopyMessage>,
-}
-
-impl AttestStep {
-    pub fn error(&self) -> Option<PromotionError> {
-        self.attested.as_ref().and_then(|r| r.as_ref().err()).cloned().map(PromotionError::Trust)
-    }
+    let attest = AttestMessage { promotion: promotion.clone(), verification: message.verification.clone() };
+    Step::finished(done, vec![Next::Attest(attest)])
 }
 
 /// Writes the promotion attestation at the primary. It names every destination of the
 /// promotion, primary first: the primary holds the image now, and the mirrors are copied next.
+/// What it did: `None` without a signing key. Next: each mirror's copy.
 pub async fn attest<R: RegistryWrite>(
     registry: &R,
     key: Option<&SigningKey>,
     message: &AttestMessage,
     trigger_event_id: Option<&str>,
-) -> Result<AttestStep, PromotionError> {
+) -> Step<Option<Appended>> {
     let p = &message.promotion;
-    let primary = primary_of(p)?;
-    let mut step = AttestStep::default();
+    let primary = match primary_of(p) {
+        Ok(primary) => primary,
+        Err(failure) => return Step::failed(None, failure),
+    };
+    let mut done = None;
     if let Some(key) = key {
         let mut destinations =
             vec![PromotedTo { repository: primary.repository.clone(), tags: primary.tags.clone() }];
@@ -247,19 +247,22 @@ pub async fn attest<R: RegistryWrite>(
             verification: Some(report(p, &message.verification)),
             timestamp: attest::now_rfc3339(),
         };
-        step.attested = Some(attest::attest(registry, key, &promotion).await);
+        match attest::attest(registry, key, &promotion).await {
+            Ok(appended) => done = Some(appended),
+            Err(error) => return Step::failed(None, error.into()),
+        }
     }
-    if step.error().is_none() {
-        step.next = p
-            .mirrors()
-            .map(|mirror| CopyMessage {
+    let next = p
+        .mirrors()
+        .map(|mirror| {
+            Next::Copy(CopyMessage {
                 promotion: p.clone(),
                 destination: mirror.clone(),
                 verification: message.verification.clone(),
             })
-            .collect();
-    }
-    Ok(step)
+        })
+        .collect();
+    Step::finished(done, next)
 }
 
 /// What carrying artifacts from one repository to another did.
@@ -372,15 +375,25 @@ async fn listed_tags<R: Registry>(
 
 /// Copies the primary's artifacts of the digest and of every child of an index to the mirror,
 /// replacing an artifact tag only with a superset of its layers. The mirror must hold the image.
+/// Nothing follows: the promotion is complete at this mirror.
 pub async fn replicate<R: RegistryWrite>(
     copier: &Copier<R>,
     message: &ReplicateMessage,
-) -> Result<Replication, PromotionError> {
+) -> Step<Replication> {
     let registry = copier.registry();
-    if registry.head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest)).await?.is_none() {
-        return Err(PromotionError::NotAtMirror { mirror: message.mirror.clone(), digest: message.digest });
+    match registry.head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let failure =
+                PromotionError::NotAtMirror { mirror: message.mirror.clone(), digest: message.digest };
+            return Step::failed(Replication::default(), failure);
+        }
+        Err(error) => return Step::failed(Replication::default(), error.into()),
     }
-    replicate_artifacts(copier, &message.primary, &message.mirror, message.digest, false).await
+    match replicate_artifacts(copier, &message.primary, &message.mirror, message.digest, false).await {
+        Ok(done) => Step::finished(done, Vec::new()),
+        Err(failure) => Step::failed(Replication::default(), failure),
+    }
 }
 
 /// Replicates every artifact kind and every referrer of `digest` and of each child (as `primary` holds them) from
