@@ -4,8 +4,8 @@
 use std::io::Write as _;
 
 use ferry_config::Env;
+use ferry_discover::chart_scan::{self, RepoTags};
 use ferry_manifests::Input;
-use ferry_manifests::chart_scan::{self, RepoTags};
 use ferry_model::{DesiredState, RegistryPath, RepoPath};
 use ferry_registry::Registry as _;
 use futures_util::StreamExt as _;

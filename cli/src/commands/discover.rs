@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::path::Path;
 
 use ferry_config::Env;
+use ferry_discover::autoupdate::{self, Listed, Proposal};
 use ferry_discover::{Found, GitHub, Proposed};
-use ferry_manifests::autoupdate::{self, Listed, Proposal};
 use ferry_model::DesiredState;
 
 use crate::args::DiscoverArgs;

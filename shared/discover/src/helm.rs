@@ -4,15 +4,15 @@
 //! repository config, never the user's), then `helm template` per values set, and every image
 //! in the rendered manifests. Without it, the fallback reads the repository's `index.yaml`,
 //! downloads the latest stable version's archive and scans its values files
-//! ([`ferry_manifests::chart_values`]); the `--set` values of each set cannot be applied there,
+//! ([`crate::chart_values`]); the `--set` values of each set cannot be applied there,
 //! and the result says which way was used.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use ferry_manifests::autoupdate::{ChartOptions, HelmSource};
-use ferry_manifests::chart_values;
+use crate::autoupdate::{ChartOptions, HelmSource};
+use crate::chart_values;
 use ferry_manifests::semver_range::{Range, Version};
 use serde::Deserialize;
 
@@ -244,7 +244,7 @@ async fn from_repository(
         })?;
         let url = if url.contains("://") { url.clone() } else { format!("{base}/{url}") };
         let archive = download(http, &url).await?;
-        let files = ferry_manifests::chart_scan::values_in_archive(archive.as_slice())
+        let files = crate::chart_scan::values_in_archive(archive.as_slice())
             .map_err(|e| DiscoverError::Helm(format!("{url}: {e}")))?;
         for (name, text) in files {
             found.extend(references_in(Path::new(&format!("{url}!{name}")), &text));

@@ -1,11 +1,25 @@
-//! Tag discovery (`ferry discover`): for each entry of image-mirror's `autoupdate.yaml`, the
-//! tags its source offers now ([`find`]), what `config.yaml` does not list yet
-//! ([`ferry_manifests::autoupdate::difference`]), and the pull request that proposes them
-//! ([`propose`]). Discovery never promotes: a finding is a change for a human to review.
+//! Tag discovery (`ferry discover`) and the chart scan (`ferry charts scan`): for each entry of
+//! image-mirror's `autoupdate.yaml`, the tags its source offers now ([`find`]), what
+//! `config.yaml` does not list yet ([`autoupdate::difference`]), and the pull request that
+//! proposes them ([`propose`]); and the images chart archives name. Neither ever promotes: a
+//! finding is a change for a human to review.
+//!
+//! # Layout
+//! - [`autoupdate`]: `autoupdate.yaml` and the seed's `config.json`, the filters, the
+//!   difference with `config.yaml` (read by `ferry_manifests::rancher`, its one reader) and the
+//!   in-place edit.
+//! - [`chart_scan`], [`chart_values`]: chart archives (a bounded tar walker) and the images
+//!   their values name.
+//! - [`helm`]: a chart's images, by `helm template` or from its values.
+//!
+//! Invariant: discovery and the chart scan never write to a registry and never promote.
 
+pub mod autoupdate;
+pub mod chart_scan;
+pub mod chart_values;
 pub mod helm;
 
-use ferry_manifests::autoupdate::{self, ArtifactRef, Proposal, Strategy, UpdateEntry};
+use autoupdate::{ArtifactRef, Proposal, Strategy, UpdateEntry};
 use ferry_model::{ImageRef, Repository};
 use ferry_registry::Registry;
 use sha2::Digest as _;
@@ -77,7 +91,7 @@ pub async fn find<R: Registry>(
     match &entry.strategy {
         Strategy::GithubRelease { owner, repository, latest_only, version_constraint, version_regex } => {
             let versions = if *latest_only {
-                let latest = release(github.latest_release(&format!("{owner}/{repository}")).await?);
+                let latest = github.latest_release(&format!("{owner}/{repository}")).await?;
                 match &entry.seed {
                     // The seed takes the latest release's tag as it is.
                     Some(_) => vec![latest.tag],

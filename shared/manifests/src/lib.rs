@@ -17,9 +17,6 @@
 //! - [`yaml`]: the strict YAML plumbing shared with the config file (options, ordered mappings,
 //!   error conversion).
 
-pub mod autoupdate;
-pub mod chart_scan;
-pub mod chart_values;
 pub mod charts;
 mod error;
 pub mod git;

@@ -126,6 +126,40 @@ impl Value {
     }
 }
 
+/// One artifact of a `config.yaml` as written: what `ferry discover`'s in-place edit needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedArtifact {
+    pub source: String,
+    /// `TargetArtifactName`, else the name image-mirror derives from the source.
+    pub target_name: String,
+    /// Each tag with the line it is on.
+    pub tags: Vec<(String, u64)>,
+    pub line: u64,
+}
+
+/// Every artifact `config.yaml` lists, as written, with its tags' lines: the same reading of
+/// the file as [`parse`] (this module is the one reader of `config.yaml`).
+pub fn listed(path: &Path, text: &str) -> Result<Vec<ListedArtifact>, ManifestError> {
+    let config: Option<ConfigYaml> = yaml::parse(path, text)?;
+    Ok(config
+        .unwrap_or_default()
+        .artifacts
+        .into_iter()
+        .filter_map(|a| {
+            let line = line_of(&a);
+            let source = a.value.source_artifact?.value;
+            let target_name = a
+                .value
+                .target_artifact_name
+                .map(|t| t.value)
+                .filter(|t| !t.is_empty())
+                .or_else(|| default_target_name(&source))?;
+            let tags = a.value.tags.iter().map(|t| (t.value.clone(), line_of(t))).collect();
+            Some(ListedArtifact { source, target_name, tags, line })
+        })
+        .collect())
+}
+
 /// Reads a `config.yaml`. See [`parse`].
 pub fn load(path: &Path, policy: &Policy) -> Result<DesiredState, ManifestError> {
     let text = yaml::read_file(path)?;

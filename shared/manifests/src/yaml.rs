@@ -69,7 +69,7 @@ fn syntax_error(path: &Path, error: &serde_saphyr::Error) -> ManifestError {
 /// go-yaml (image-mirror's writers) decides: not if it would read as a number (`1.10`, `2`,
 /// `1e3`, `0x1f`), a boolean or null, starts with an indicator or a space, ends with a space, or
 /// holds `: ` or ` #`. `2.0.52` is not a number and stays plain.
-pub(crate) fn plain_scalar(text: &str) -> bool {
+pub fn plain_scalar(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     let keyword =
         ["true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"].contains(&lower.as_str());
@@ -113,7 +113,8 @@ pub fn read_file(path: &Path) -> Result<String, ManifestError> {
 
 /// A YAML mapping kept in document order as key/value pairs. Duplicate keys never reach it:
 /// the deserializer rejects them first.
-pub(crate) struct Pairs<K, V>(pub(crate) Vec<(K, V)>);
+#[derive(Debug)]
+pub struct Pairs<K, V>(pub Vec<(K, V)>);
 
 impl<'de, K: Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for Pairs<K, V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

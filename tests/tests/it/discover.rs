@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use ferry_manifests::autoupdate;
+use ferry_discover::autoupdate;
 use ferry_registry::Credentials;
 use ferry_testkit::fault::{Fault, FaultProxy, Hits, Rule};
 use ferry_testkit::github_repo_fake::{FakeGitHubRepo, FakeHelmRepository, FakeRelease};

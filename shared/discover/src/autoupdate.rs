@@ -41,10 +41,10 @@ use std::path::Path;
 use ferry_model::{Notice, NoticeKind, Origin};
 use serde::Deserialize;
 
-use crate::error::ManifestError;
-use crate::rancher::default_target_name;
-use crate::semver_range::{Range, Version};
-use crate::yaml::{self, Spanned, line_of};
+use ferry_manifests::ManifestError;
+use ferry_manifests::rancher::default_target_name;
+use ferry_manifests::semver_range::{Range, Version};
+use ferry_manifests::yaml::{self, Spanned, line_of};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -381,7 +381,8 @@ pub fn parse_config_json(path: &Path, text: &str) -> Result<(Vec<UpdateEntry>, V
         column: e.column() as u64,
         message: e.to_string(),
     };
-    let pairs: crate::yaml::Pairs<String, serde_json::Value> = serde_json::from_str(text).map_err(syntax)?;
+    let pairs: ferry_manifests::yaml::Pairs<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(syntax)?;
     let mut entries: Vec<UpdateEntry> = Vec::new();
     let mut notices = Vec::new();
     let line_of_key = |key: &str| -> u64 {
@@ -621,12 +622,8 @@ pub fn seed_images(
 }
 
 /// A GitHub release, as the releases API lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Release {
-    pub tag: String,
-    pub draft: bool,
-    pub prerelease: bool,
-}
+/// A GitHub release, as the filters read it.
+pub use ferry_github::Release;
 
 /// `GithubRelease`'s tag to version: `VersionRegex` (its first group, else the whole match;
 /// no match drops the tag), then `VersionConstraint`. A version the constraint cannot read is
@@ -749,44 +746,15 @@ pub struct Listed {
     pub line: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListedConfigYaml {
-    #[serde(default)]
-    artifacts: Vec<Spanned<ListedArtifactYaml>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ListedArtifactYaml {
-    #[serde(default)]
-    source_artifact: Option<String>,
-    #[serde(default)]
-    tags: Vec<Spanned<String>>,
-    #[serde(default)]
-    target_artifact_name: Option<String>,
-}
-
-/// Every artifact `config.yaml` lists, with its tags' lines.
+/// Every artifact `config.yaml` lists, with its tags' lines, through the one reader of
+/// `config.yaml` (`ferry_manifests::rancher`).
 pub fn listed(path: &Path, text: &str) -> Result<Vec<Listed>, ManifestError> {
-    let config: Option<ListedConfigYaml> = yaml::parse(path, text)?;
-    Ok(config
-        .map(|c| c.artifacts)
-        .unwrap_or_default()
+    Ok(ferry_manifests::rancher::listed(path, text)?
         .into_iter()
-        .filter_map(|a| {
-            let line = line_of(&a);
-            let source = a.value.source_artifact?;
-            let target_name = a
-                .value
-                .target_artifact_name
-                .filter(|t| !t.is_empty())
-                .or_else(|| default_target_name(&source))?;
-            Some(Listed {
-                artifact: ArtifactRef { source, target_name: Some(target_name) },
-                tags: a.value.tags.iter().map(|t| (t.value.clone(), line_of(t))).collect(),
-                line,
-            })
+        .map(|a| Listed {
+            artifact: ArtifactRef { source: a.source, target_name: Some(a.target_name) },
+            tags: a.tags,
+            line: a.line,
         })
         .collect())
 }

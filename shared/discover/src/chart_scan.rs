@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use ferry_model::{Notice, NoticeKind, Origin};
 
 use crate::chart_values;
-use crate::error::ManifestError;
+use ferry_manifests::ManifestError;
 
 /// The largest chart archive read, and the largest values file inside one.
 const MAX_ARCHIVE_BYTES: u64 = 64 * 1024 * 1024;

@@ -19,8 +19,8 @@ use ferry_model::{Notice, NoticeKind, Origin};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::error::ManifestError;
-use crate::yaml::{self, Spanned};
+use ferry_manifests::ManifestError;
+use ferry_manifests::yaml::{self, Spanned};
 
 /// One image a values file names.
 #[derive(Clone, Debug, PartialEq, Eq)]
