@@ -23,6 +23,8 @@
 //!   instead of leaving the machine.
 //!
 //! The integration tests live in `tests/` and run with `--features services`.
+//!
+//! Architecture invariant: no mock registry: tests run CNCF distribution; the fakes stand only for what cannot run here (GitHub, cloud APIs), each named so.
 
 pub mod canary;
 pub mod chart;

@@ -1,5 +1,7 @@
 //! The attester function: `attest` → `copy` (one message per mirror), via
 //! [`ferry_promotion::steps::attest`].
+//!
+//! Architecture invariant: a thin wrapper of `ferry_promotion::steps::attest`: no decision of its own.
 
 use ferry_bootstrap::{Context, registry};
 use ferry_messages::{AttestMessage, Envelope};

@@ -8,6 +8,8 @@
 //!
 //! A check run carries `external_id = ferry-check:<base>..<head>`; a redelivered message finds
 //! the run it posted and posts nothing again.
+//!
+//! Architecture invariant: the checker's policy and credentials are the deployment's; each check gets a registry client guarded to its reach.
 
 use ferry_bootstrap::Context;
 use ferry_check::github::{CheckRun, Checks};

@@ -1,5 +1,7 @@
 //! The copier function: `copy` → `sign` after the primary's copy, `replicate` after a
 //! mirror's ([`ferry_promotion::steps::copy`]).
+//!
+//! Architecture invariant: a thin wrapper of `ferry_promotion::steps::copy`: no decision of its own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

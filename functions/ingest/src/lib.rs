@@ -12,6 +12,9 @@
 //! reached (the sender retries). Nothing is enqueued unless the event is valid, and a repeat
 //! delivery of an event id already enqueued is acknowledged without enqueuing again.
 //! ECR events delivered by EventBridge to the `events` queue go through [`EventsStage`].
+//!
+//! Architecture invariant: ingest answers 2xx only after the broker confirmed the message; an event id counts as seen only then.
+//! Architecture invariant: hosts in payloads are accepted only when `pipeline.registries` names them, and outside text is logged escaped.
 
 pub mod events;
 

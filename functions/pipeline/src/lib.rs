@@ -3,6 +3,8 @@
 //! `ferry run` uses [`run`]: one worker per stage queue and the ingest HTTP server, all on one
 //! broker (the in-memory one unless a transport is given). `ferry worker --stage S` uses
 //! [`run_stage`]. The stages are the same values the function binaries build.
+//!
+//! Architecture invariant: the pipeline and every stage are built from one configuration; no stage crate depends on another.
 
 use std::future::Future;
 use std::sync::Arc;

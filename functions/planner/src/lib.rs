@@ -5,6 +5,8 @@
 //! files the change touched. Either way the registries are asked what the plan needs, then
 //! [`ferry_promotion::promotions`] groups the plan into messages. A large change becomes many
 //! small messages.
+//!
+//! Architecture invariant: the planner computes desired state only through `ferry_desired`.
 
 /// Where manifests are read (moved to `ferry-source`, which the checker shares).
 pub use ferry_desired::source;

@@ -1,6 +1,8 @@
 //! The replicator function: `replicate` → nothing. Copies the primary's `.sig`, `.att` and
 //! `.sbom` of one digest and of every child of an index to one mirror, replacing a tag only with
 //! a superset ([`ferry_promotion::steps::replicate`]).
+//!
+//! Architecture invariant: a thin wrapper of `ferry_promotion::steps::replicate`: no decision of its own.
 
 use ferry_bootstrap::{Context, registry};
 use ferry_copy::{Copier, CopyOptions};

@@ -4,6 +4,8 @@
 //! and of each child to the primary destination (never from an untrusted source). Then it signs
 //! the digest and every child of an index with the configured key. Without a key it signs
 //! nothing, says so, and goes on.
+//!
+//! Architecture invariant: a thin wrapper of `ferry_promotion::steps::sign`: no decision of its own.
 
 use ferry_bootstrap::{Context, registry};
 use ferry_copy::{Copier, CopyOptions};

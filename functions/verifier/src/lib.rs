@@ -5,6 +5,8 @@
 //! tag, a prerelease) are dead-lettered one by one, each as the copy message it would have been,
 //! so that a replay after the conflict is resolved does the copy. The decisions are
 //! [`ferry_promotion::steps::verify`]'s.
+//!
+//! Architecture invariant: a thin wrapper of `ferry_promotion::steps::verify`: no decision of its own.
 
 use ferry_bootstrap::{Context, registry};
 use ferry_messages::{DeadLetterQueue, Envelope, Queue, VerifyMessage};

@@ -15,6 +15,9 @@
 //!
 //! [`check`] runs the three in order, for `ferry check` and the checker stage alike.
 //! [`render`] writes it as Markdown, JSON or JUnit, and [`github`] posts it as a check run.
+//!
+//! Architecture invariant: a check never writes to a registry, and contacts no host the `Reach` does not allow: screened before any request, guarded in the client.
+//! Architecture invariant: a check never resolves credentials the head names.
 
 mod decide;
 mod gather;

@@ -86,6 +86,9 @@
 //! | `OTEL_*` | OpenTelemetry exporter settings (OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) |
 //! | `FERRY_LOG` | log filter, e.g. `info` or `ferry_registry=debug` |
 //! | `FERRY_LOG_FORMAT` | `json` (default on non-terminals) or `text` |
+//!
+//! Architecture invariant: only this crate reads environment variables (clippy's `disallowed-methods`).
+//! Architecture invariant: a config error names its file, line and field.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

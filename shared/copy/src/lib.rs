@@ -19,6 +19,9 @@
 //! - [`promote`](mod@promote): turning a plan into jobs and running them.
 //! - [`stats`]: counters a progress display reads.
 //! - `error`: `CopyError`.
+//!
+//! Architecture invariant: a tag is written last, only after every blob and child manifest are in the destination, and only if absent or already right.
+//! Architecture invariant: every streamed blob byte is hashed; a blob is never held whole in memory.
 
 pub mod copier;
 mod error;

@@ -16,6 +16,10 @@
 //! - [`revision`]: desired state at two revisions, parsing only what a change touched.
 //! - [`yaml`]: the strict YAML plumbing shared with the config file (options, ordered mappings,
 //!   error conversion).
+//!
+//! Architecture invariant: this crate holds formats only: one reader per input format (`load`), and no registry, network or discovery code.
+//! Architecture invariant: a bad entry never blocks another: an invalid digest, tag or name is a `Notice` of kind `Invalid` excluding only its edges.
+//! Architecture invariant: paths from git are bytes to the reader (`git`); a name Ferry cannot name is reported, never decoded lossily.
 
 pub mod charts;
 mod error;

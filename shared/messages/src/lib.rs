@@ -11,6 +11,9 @@
 //! - [`envelope`]: `Envelope`, encoding with the size limit, decoding that never panics.
 //! - [`stages`]: the message body of each stage queue.
 //! - [`dead_letter`]: `DeadLetter` records.
+//!
+//! Architecture invariant: only this crate knows the wire format; a message of an unknown version goes to poison, a check name from a newer version decodes as `Unknown`.
+//! Architecture invariant: a body is bound to its queue by `Routed`.
 
 pub mod dead_letter;
 pub mod envelope;

@@ -15,6 +15,11 @@
 //! - [`desired`]: the format-independent desired state that every manifest format parses into.
 //! - [`shown`]: text from outside, escaped for printing (one helper for logs, reports and the
 //!   terminal).
+//!
+//! Architecture invariant: a value of a model type is valid: `Digest`, `Tag`, `Host`, `RepoPath` and the rest are checked when built, deserialised included, and never re-checked.
+//! Architecture invariant: a `Host` has one spelling per host: Docker Hub's three names are `docker.io`, IPv6 is canonical, and numeric or IPv4-as-IPv6 spellings of an address are refused.
+//! Architecture invariant: `Source::new` is the one rule of source trust: Docker Hub is never trusted.
+//! Architecture invariant: text from outside is printed through `shown`, which is idempotent.
 
 pub mod check;
 pub mod desired;

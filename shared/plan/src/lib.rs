@@ -11,6 +11,8 @@
 //! - [`plan`](mod@plan): `plan()`, `Plan`, `PlannedEdge`, `Action`.
 //! - [`diff`]: diff-only planning between two desired states.
 //! - [`snapshot`]: the images of a registry, in `images.yaml` form.
+//!
+//! Architecture invariant: planning never writes to a registry: `gather` issues only `HEAD` and `GET`, and `plan` is pure.
 
 pub mod diff;
 pub mod facts;

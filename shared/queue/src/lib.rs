@@ -17,6 +17,9 @@
 //! - [`memory`], [`amqp`], [`sqs`]: the adapters.
 //! - [`any`]: `AnyBroker`, chosen by a transport URL (`memory://`, `amqp://…`, `sqs://…`).
 //! - [`dlq`]: list, show, replay and purge dead-letter queues, on any broker.
+//!
+//! Architecture invariant: every broker call is bounded in time.
+//! Architecture invariant: a message leaves a queue only after its stage finished and every outgoing message was confirmed, or after it was dead-lettered with its reason.
 
 pub mod amqp;
 pub mod any;

@@ -18,6 +18,11 @@
 //! - [`guard`]: which hosts a transport may reach when registry names come from untrusted
 //!   input (presubmit): checked before any request and again when a name is resolved.
 //! - `error`: `RegistryError` and `ErrorClass`.
+//!
+//! Architecture invariant: every registry request goes through `transport::Transport` (auth, rate limit, retries, the host guard).
+//! Architecture invariant: no code path issues a manifest `PUT` to a tag that exists with another digest; a `sha256-<hex>` referrers tag is written only with a superset of what it held.
+//! Architecture invariant: credentials live in `Secret`; no error variant carries a header.
+//! Architecture invariant: a guarded transport (`HostGuard`) contacts no host outside its allowed set and no reserved address the configuration does not name.
 
 pub mod auth;
 mod cache;

@@ -19,6 +19,10 @@
 //! - [`policy`]: per-source verification policy.
 //! - [`artifacts`]: reading and merging cosign artifact manifests in a registry.
 //! - `error`: `TrustError`.
+//!
+//! Architecture invariant: verification is decided by a pure function (`verify::decide`) of fetched facts and the policy.
+//! Architecture invariant: an artifact tag is replaced only by a superset of its layers; no layer is ever dropped.
+//! Architecture invariant: a carried referrer names the carried digest as its subject.
 
 pub mod artifacts;
 pub mod attest;
