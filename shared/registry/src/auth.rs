@@ -1,8 +1,10 @@
 //! Registry credentials and the token handshake.
 //!
-//! Credentials come from Docker's `config.json` format (`{"auths": {"host": {"auth": ...}}}`),
-//! read from files and from an environment variable holding the same JSON (for Lambda, where a
-//! secret is injected as a variable). They live in [`Secret`]s, which never print.
+//! Credentials come, per host and in one precedence ([`Credentials`]), from the Ferry config's
+//! `registries.hosts`, from input files, from Docker's `config.json` format (credential helpers,
+//! a credential store, `auths`), from files and from an environment variable holding the same
+//! JSON (for Lambda), or from a cloud login the host's name implies. Logins ([`Login`]) renew
+//! themselves. Secrets live in [`Secret`]s, which never print.
 //!
 //! The handshake follows the distribution token spec: a 401 carries a
 //! `WWW-Authenticate: Bearer realm=...,service=...` challenge, the client asks the realm for a
@@ -11,7 +13,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use ferry_model::Host;
@@ -34,6 +39,13 @@ impl Secret {
     }
 }
 
+/// A secret read from a file or an answer (a token service's JSON) stays a `Secret`.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -47,14 +59,112 @@ pub enum Credential {
         username: String,
         password: Secret,
     },
-    /// A refresh token (`identitytoken` in `config.json`), exchanged at the token realm.
+    /// A refresh token (`identitytoken` in `config.json`, an ACR refresh token), exchanged at the
+    /// token realm.
     IdentityToken(Secret),
 }
 
-/// Credentials by registry host.
+/// A credential that is obtained by logging in, and renewed: a credential helper, a cloud's
+/// token service. Implementations cache what they get until shortly before it expires.
+pub trait Login: Send + Sync + fmt::Debug {
+    /// Where the credential comes from, for `ferry config check` and errors (never a secret):
+    /// `the credential helper docker-credential-pass`, `ECR (GetAuthorizationToken, role …)`.
+    fn source(&self) -> String;
+
+    /// A credential for `host`, `None` when this source has none for it. `refused`: the
+    /// registry (or its token service) refused this one; log in again unless the cached
+    /// credential is already another.
+    fn credential<'a>(
+        &'a self,
+        host: &'a Host,
+        refused: Option<&'a Credential>,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Credential>, RegistryError>> + Send + 'a>>;
+}
+
+/// What turns `config.json`'s helper names and a host's name into logins: provided by the
+/// caller (`ferry-login`), so that this crate runs no process and knows no cloud.
+pub trait Logins: Send + Sync + fmt::Debug {
+    /// The credential helper `docker-credential-<name>`.
+    fn helper(&self, name: &str) -> Arc<dyn Login>;
+
+    /// The login a host's name implies (an ECR, Artifact Registry or ACR host), if any.
+    fn detect(&self, host: &Host) -> Option<Arc<dyn Login>>;
+}
+
+/// Where one host's credential comes from.
+#[derive(Clone, Debug)]
+pub enum Provided {
+    /// None: the host is reached anonymously.
+    Anonymous {
+        origin: String,
+    },
+    Static {
+        credential: Credential,
+        origin: String,
+    },
+    Login(Arc<dyn Login>),
+    /// The first of these that has a credential for the host (a credential store that does not
+    /// know the host falls through to `auths`).
+    FirstOf(Vec<Provided>),
+}
+
+impl Provided {
+    /// Where it comes from, in words (never the secret).
+    pub fn source(&self) -> String {
+        match self {
+            Provided::Anonymous { origin } => format!("anonymous ({origin})"),
+            Provided::Static { origin, .. } => origin.clone(),
+            Provided::Login(login) => login.source(),
+            Provided::FirstOf(list) => list.iter().map(Provided::source).collect::<Vec<_>>().join(", else "),
+        }
+    }
+
+    fn is_login(&self) -> bool {
+        match self {
+            Provided::Login(_) => true,
+            Provided::FirstOf(list) => list.iter().any(Provided::is_login),
+            _ => false,
+        }
+    }
+
+    fn credential<'a>(
+        &'a self,
+        host: &'a Host,
+        refused: Option<&'a Credential>,
+    ) -> Pin<Box<dyn Future<Output = Result<Option<Credential>, RegistryError>> + Send + 'a>> {
+        Box::pin(async move {
+            match self {
+                Provided::Anonymous { .. } => Ok(None),
+                Provided::Static { credential, .. } => Ok(Some(credential.clone())),
+                Provided::Login(login) => login.credential(host, refused).await,
+                Provided::FirstOf(list) => {
+                    for provided in list {
+                        if let Some(credential) = provided.credential(host, refused).await? {
+                            return Ok(Some(credential));
+                        }
+                    }
+                    Ok(None)
+                }
+            }
+        })
+    }
+}
+
+/// Credentials by registry host, resolved in one documented precedence:
+/// 1. the host's `auth` in the Ferry config (`registries.hosts`);
+/// 2. credentials an input file names (Rancher `Repositories`, regsync `creds`);
+/// 3. Docker's own order: `credHelpers[host]`, then `credsStore`, then `auths`;
+/// 4. the provider the host's name implies (ECR, Artifact Registry and GCR, ACR);
+/// 5. anonymous.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
-    by_host: HashMap<Host, Credential>,
+    configured: HashMap<Host, Provided>,
+    inputs: HashMap<Host, Credential>,
+    helpers: HashMap<Host, String>,
+    store: Option<String>,
+    auths: HashMap<Host, (Credential, String)>,
+    logins: Option<Arc<dyn Logins>>,
+    resolved: Arc<Mutex<HashMap<Host, Provided>>>,
 }
 
 /// Where credentials are read from, in increasing precedence. The caller (a config module)
@@ -110,37 +220,115 @@ impl Credentials {
             }
         }
         if let Some(json) = &sources.inline_json {
-            credentials.merge_json(json.expose().as_bytes(), "the inline registry credentials")?;
+            credentials.merge_json(json.expose().as_bytes(), "FERRY_REGISTRY_AUTH")?;
         }
         Ok(credentials)
     }
 
-    /// Adds one credential, replacing any for the same host.
+    /// Adds a static credential for `host`, as an `auths` entry would (tests, `config.json`).
     pub fn insert(&mut self, host: Host, credential: Credential) {
-        self.by_host.insert(host, credential);
+        self.auths.insert(host, (credential, "a credential given in code".into()));
+        self.forget();
     }
 
+    /// The credential an input file names for `host` (precedence 2).
+    pub fn insert_input(&mut self, host: Host, credential: Credential) {
+        self.inputs.insert(host, credential);
+        self.forget();
+    }
+
+    /// The host's `auth` in the Ferry config (precedence 1).
+    pub fn configure(&mut self, host: Host, provided: Provided) {
+        self.configured.insert(host, provided);
+        self.forget();
+    }
+
+    /// Turns helper names and host names into logins.
+    pub fn with_logins(mut self, logins: Arc<dyn Logins>) -> Self {
+        self.logins = Some(logins);
+        self.forget();
+        self
+    }
+
+    fn forget(&mut self) {
+        self.resolved = Arc::default();
+    }
+
+    /// Where `host`'s credential comes from, by the precedence above (resolved once).
+    pub fn provided(&self, host: &Host) -> Provided {
+        if let Some(found) = self.resolved.lock().unwrap_or_else(|p| p.into_inner()).get(host) {
+            return found.clone();
+        }
+        let provided = self.resolve(host);
+        self.resolved.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone(), provided.clone());
+        provided
+    }
+
+    fn resolve(&self, host: &Host) -> Provided {
+        if let Some(provided) = self.configured.get(host) {
+            return provided.clone();
+        }
+        if let Some(credential) = self.inputs.get(host) {
+            return Provided::Static {
+                credential: credential.clone(),
+                origin: "credentials an input file names (Repositories, creds)".into(),
+            };
+        }
+        let mut docker = Vec::new();
+        if let Some(logins) = &self.logins {
+            if let Some(name) = self.helpers.get(host) {
+                return Provided::Login(logins.helper(name));
+            }
+            if let Some(store) = &self.store {
+                docker.push(Provided::Login(logins.helper(store)));
+            }
+        }
+        if let Some((credential, origin)) = self.auths.get(host) {
+            docker.push(Provided::Static { credential: credential.clone(), origin: origin.clone() });
+        }
+        if !docker.is_empty() {
+            return if docker.len() == 1 { docker.remove(0) } else { Provided::FirstOf(docker) };
+        }
+        if let Some(login) = self.logins.as_ref().and_then(|l| l.detect(host)) {
+            return Provided::Login(login);
+        }
+        Provided::Anonymous { origin: "no credential is configured for it".into() }
+    }
+
+    /// The credential for `host` now; `refused`: the one the registry just refused.
+    pub async fn credential(
+        &self,
+        host: &Host,
+        refused: Option<&Credential>,
+    ) -> Result<Option<Credential>, RegistryError> {
+        self.provided(host).credential(host, refused).await
+    }
+
+    /// Whether `host`'s credential comes from a login that can be renewed.
+    pub fn renewable(&self, host: &Host) -> bool {
+        self.provided(host).is_login()
+    }
+
+    /// The static credential for `host`, if any (ignores logins): for tests and messages.
     pub fn get(&self, host: &Host) -> Option<&Credential> {
-        self.by_host.get(host)
+        self.inputs.get(host).or_else(|| self.auths.get(host).map(|(c, _)| c))
     }
 
     fn merge_json(&mut self, bytes: &[u8], origin: &str) -> Result<(), RegistryError> {
-        // serde_json's message names line and column only, never the content.
-        let config: ConfigJson = serde_json::from_slice(bytes)
-            .map_err(|e| RegistryError::Config(format!("{origin}: not a Docker config.json: {e}")))?;
-        if let Some(store) = &config.creds_store {
-            tracing::warn!(
-                origin,
-                store,
-                "credential stores are not supported; only `auths` entries are used"
-            );
+        let config: ConfigJson = serde_json::from_slice(bytes).map_err(|e| {
+            RegistryError::Config(format!(
+                "{origin}: not a Docker config.json: {}",
+                json_error_without_values(&e)
+            ))
+        })?;
+        if let Some(store) = config.creds_store.filter(|s| !s.is_empty()) {
+            self.store = Some(store);
         }
-        for host in config.cred_helpers.keys() {
-            tracing::warn!(
-                origin,
-                host,
-                "credential helpers are not supported; only `auths` entries are used"
-            );
+        for (key, helper) in config.cred_helpers {
+            let host = host_of_auth_key(&key).ok_or_else(|| {
+                RegistryError::Config(format!("{origin}: `credHelpers` key {key:?} is not a registry host"))
+            })?;
+            self.helpers.insert(host, helper);
         }
         for (key, entry) in config.auths {
             let host = host_of_auth_key(&key).ok_or_else(|| {
@@ -150,11 +338,34 @@ impl Credentials {
                 RegistryError::Config(format!("{origin}: `auths` entry for {host}: {reason}"))
             })?;
             if let Some(credential) = credential {
-                self.by_host.insert(host, credential);
+                self.auths.insert(host, (credential, format!("`auths` in {origin}")));
             }
         }
+        self.forget();
         Ok(())
     }
+}
+
+/// Where and what kind of JSON error `error` is, without the value serde_json quotes in
+/// its message (`invalid type: string "hunter2"`): files and answers that hold secrets are
+/// reported with this.
+pub fn json_error_without_values(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let kind = match error.classify() {
+        Category::Io => "cannot be read",
+        Category::Syntax => "is not valid JSON",
+        Category::Data => "has a field of the wrong type or a missing field",
+        Category::Eof => "ends too early",
+    };
+    // The message's first words name the field for a missing field, never a value.
+    let text = error.to_string();
+    let field = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(|f| format!(" (missing `{f}`)"))
+        .or_else(|| text.strip_prefix("unknown variant `").map(|_| " (an unknown `type`)".to_owned()))
+        .unwrap_or_default();
+    format!("{kind}{field} at line {} column {}", error.line(), error.column())
 }
 
 /// `auths` keys are hosts, sometimes written as URLs (`https://index.docker.io/v1/`).
@@ -217,6 +428,15 @@ pub(crate) enum Challenge {
     Bearer { realm: String, service: Option<String> },
 }
 
+/// The `realm` and `service` of a `Bearer` challenge (`WWW-Authenticate`), for logins that
+/// exchange tokens next to the realm (ACR).
+pub fn bearer_realm(header: &str) -> Option<(String, Option<String>)> {
+    match parse_challenge(header)? {
+        Challenge::Bearer { realm, service } => Some((realm, service)),
+        Challenge::Basic => None,
+    }
+}
+
 /// Parses `Bearer realm="https://auth.example/token",service="registry",scope="..."` or
 /// `Basic realm="..."`. Returns `None` for schemes Ferry does not speak.
 pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
@@ -273,6 +493,27 @@ fn parse_params(text: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_credential_json_is_located_but_never_quoted() {
+        for (json, expected) in [
+            (
+                r#"{"auths": "hunter2"}"#,
+                "has a field of the wrong type or a missing field at line 1 column 19",
+            ),
+            (r#"{"auths": {"ghcr.io": {"auth": 12345}}}"#, "wrong type"),
+            (r#"{"auths": {"ghcr.io": {"auth": "abc"#, "ends too early"),
+            ("hunter2", "is not valid JSON at line 1 column 1"),
+        ] {
+            let sources = CredentialSources { files: vec![], inline_json: Some(Secret::new(json)) };
+            let error = Credentials::load(&sources).unwrap_err().to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+            assert!(
+                !error.contains("hunter2") && !error.contains("12345") && !error.contains("abc"),
+                "{error}"
+            );
+        }
+    }
 
     #[test]
     fn challenge_table() {
@@ -340,7 +581,7 @@ mod tests {
                     .unwrap_err()
                     .to_string();
             assert!(!err.contains("s3cret"), "{err}");
-            assert!(err.contains("inline registry credentials"), "{err}");
+            assert!(err.contains("FERRY_REGISTRY_AUTH"), "{err}");
         }
         assert_eq!(format!("{:?}", Secret::new("s3cret")), "Secret(***)");
     }

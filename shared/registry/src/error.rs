@@ -91,6 +91,12 @@ pub enum RegistryError {
     #[error("{0}")]
     Unavailable(String),
 
+    /// Logging in to a registry failed: a credential helper, a cloud's token service. The source
+    /// (`via`) says which (never a secret); `transient` when asking again later may succeed (the
+    /// service was unreachable, throttled or failed).
+    #[error("{host}: cannot log in with {via}: {reason}")]
+    Login { host: Host, via: String, reason: String, transient: bool },
+
     /// A guarded transport refused to contact a host (see [`crate::guard`]): no request was
     /// sent.
     #[error("{host}: {reason}")]
@@ -119,6 +125,7 @@ impl Classify for RegistryError {
                 ErrorClass::Verification
             }
             RegistryError::Connection { .. } | RegistryError::Unavailable(_) => ErrorClass::Transient,
+            RegistryError::Login { transient: true, .. } => ErrorClass::Transient,
             RegistryError::Refused(_) => ErrorClass::Verification,
             RegistryError::Status { status, .. } if *status >= 500 || *status == 408 => ErrorClass::Transient,
             // The registry itself checked the content against its digest and refused it.
@@ -129,6 +136,7 @@ impl Classify for RegistryError {
             }
             RegistryError::Status { .. }
             | RegistryError::Auth { .. }
+            | RegistryError::Login { .. }
             | RegistryError::InvalidResponse { .. }
             | RegistryError::NotAllowed { .. }
             | RegistryError::Config(_) => ErrorClass::Permanent,

@@ -21,10 +21,12 @@ use std::time::Duration;
 use ferry_model::Host;
 use tokio::time::Instant;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LimiterConfig {
     /// Requests per second per host; `None` is unlimited until the host throttles.
     pub max_rate: Option<f64>,
+    /// Hosts with a rate of their own (`registries.hosts[].requests-per-second`).
+    pub per_host: Vec<(Host, f64)>,
     /// The rate never drops below this.
     pub min_rate: f64,
     /// How long to pause a host after a 429 without `Retry-After`.
@@ -33,7 +35,7 @@ pub struct LimiterConfig {
 
 impl Default for LimiterConfig {
     fn default() -> Self {
-        Self { max_rate: None, min_rate: 0.5, default_pause: Duration::from_secs(1) }
+        Self { max_rate: None, per_host: Vec::new(), min_rate: 0.5, default_pause: Duration::from_secs(1) }
     }
 }
 
@@ -97,6 +99,13 @@ pub struct HostRate {
     pub paused_for: Duration,
 }
 
+impl LimiterConfig {
+    /// The configured rate of `host`: its own, else the default.
+    pub fn max_rate_of(&self, host: &Host) -> Option<f64> {
+        self.per_host.iter().find(|(h, _)| h == host).map(|(_, r)| *r).or(self.max_rate)
+    }
+}
+
 impl Limiter {
     pub fn new(config: LimiterConfig) -> Self {
         Self { config, hosts: Mutex::new(HashMap::new()) }
@@ -107,9 +116,10 @@ impl Limiter {
         // A poisoned lock only means another request panicked mid-update; the state is still a
         // valid set of numbers, so keep going with it.
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let max_rate = self.config.max_rate_of(host);
         let state = hosts.entry(host.clone()).or_insert_with(|| HostState {
-            rate: self.config.max_rate,
-            ceiling: self.config.max_rate,
+            rate: max_rate,
+            ceiling: max_rate,
             next_slot: now,
             paused_until: now,
             last_decrease: None,
@@ -145,7 +155,8 @@ impl Limiter {
 
     /// Records a 429 from `host`.
     pub fn throttled(&self, host: &Host, retry_after: Option<Duration>) {
-        let config = self.config;
+        let config = &self.config;
+        let max_rate = config.max_rate_of(host);
         let rate = self.with_host(host, |s, now| {
             let pause = retry_after.unwrap_or(config.default_pause);
             s.paused_until = s.paused_until.max(now + pause);
@@ -162,12 +173,12 @@ impl Limiter {
                 None if admitted > 0.0 => admitted,
                 None => s.recent_rate(now).max(UNLIMITED_FLOOR),
             };
-            if config.max_rate.is_none() {
+            if max_rate.is_none() {
                 // What the host let through in the last second is where it throttles.
                 s.learned |= repeated;
                 s.ceiling = Some(if admitted > 0.0 { admitted } else { current }.max(UNLIMITED_FLOOR));
             } else if s.ceiling.is_none() {
-                s.ceiling = config.max_rate;
+                s.ceiling = max_rate;
             }
             s.rate = Some((current / 2.0).max(config.min_rate));
             s.rate
@@ -177,7 +188,7 @@ impl Limiter {
 
     /// Records a successful request to `host`.
     pub fn succeeded(&self, host: &Host) {
-        let config = self.config;
+        let max_rate = self.config.max_rate_of(host);
         self.with_host(host, |s, now| {
             if s.admitted.len() >= WINDOW_CAP {
                 s.admitted.pop_front();
@@ -195,8 +206,8 @@ impl Limiter {
             }
             let raised = rate + ceiling * RECOVERY_SHARE;
             if raised >= ceiling {
-                s.rate = config.max_rate;
-                s.ceiling = config.max_rate;
+                s.rate = max_rate;
+                s.ceiling = max_rate;
             } else {
                 s.rate = Some(raised);
             }

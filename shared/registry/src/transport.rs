@@ -92,6 +92,8 @@ pub(crate) enum Scope {
     /// Push to the first repository, and pull from the second (a cross-repository mount).
     Push(RepoPath, Option<RepoPath>),
     Catalog,
+    /// No repository: a token only proves the credential, as `docker login` asks for one.
+    Login,
 }
 
 impl Scope {
@@ -103,11 +105,15 @@ impl Scope {
                 vec![format!("repository:{repo}:pull,push"), format!("repository:{from}:pull")]
             }
             Scope::Catalog => vec!["registry:catalog:*".to_owned()],
+            Scope::Login => Vec::new(),
         }
     }
 
     fn describe(&self) -> String {
-        self.as_token_scopes().join(" ")
+        match self {
+            Scope::Login => "login".to_owned(),
+            _ => self.as_token_scopes().join(" "),
+        }
     }
 }
 
@@ -208,7 +214,7 @@ impl Transport {
             http.build().map_err(|e| RegistryError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,
-            limiter: Limiter::new(config.limiter),
+            limiter: Limiter::new(config.limiter.clone()),
             config,
             challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -252,6 +258,28 @@ impl Transport {
                 Err(if causes.is_empty() { error.to_string() } else { causes.join(": ") })
             }
         }
+    }
+
+    /// Where `host`'s credential comes from, in words (never the secret).
+    pub fn credential_source(&self, host: &Host) -> String {
+        self.config.credentials.provided(host).source()
+    }
+
+    /// Whether no credential is configured for `host`.
+    pub fn is_anonymous(&self, host: &Host) -> bool {
+        matches!(self.config.credentials.provided(host), crate::auth::Provided::Anonymous { .. })
+    }
+
+    /// Logs in to `host` as `docker login` does: the credential (a login is asked for one),
+    /// then `GET /v2/` through the handshake, with a token for no repository. Returns the
+    /// status of the authenticated `GET /v2/`, or why logging in failed.
+    pub async fn log_in(&self, host: &Host) -> Result<u16, RegistryError> {
+        if self.config.credentials.renewable(host) {
+            // A login that the registry may never ask for (anonymous reads) is still tried.
+            self.config.credentials.credential(host, None).await?;
+        }
+        let call = Call::new(Method::GET, host, "/v2/".to_owned(), Scope::Login);
+        Ok(self.send(&call).await?.status().as_u16())
     }
 
     /// Whether requests to `host` go over plain HTTP.
@@ -332,6 +360,17 @@ impl Transport {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "registry request (streamed body)"
         );
+        if response.status() == StatusCode::UNAUTHORIZED {
+            // A token expired during the upload: forget it and let the caller restart this
+            // blob (within its budget); the next token request renews a refused login.
+            self.lock_tokens().remove(&(host.clone(), scope.clone()));
+            return Err(RegistryError::Connection {
+                method: method_name(&method),
+                url,
+                reason: "the registry refused the credential during the upload (HTTP 401); logging in again"
+                    .into(),
+            });
+        }
         self.check_status(&method, &url, host, response, &[]).await
     }
 
@@ -370,15 +409,35 @@ impl Transport {
             };
             self.lock_challenges().insert(call.host.clone(), challenge);
             self.lock_tokens().remove(&(call.host.clone(), call.scope.clone()));
-            let auth = self.authorization(call.host, &call.scope).await?;
-            if auth.is_none() {
-                return Err(
-                    self.auth_error(call, "the registry requires credentials and none are configured for it")
-                );
+            let authorized = self.authorize(call.host, &call.scope, None).await?;
+            if authorized.header.is_none() {
+                return Err(self.auth_error(
+                    call,
+                    &format!(
+                        "the registry requires credentials and none are configured for it ({})",
+                        self.config.credentials.provided(call.host).source()
+                    ),
+                ));
             }
-            response = self.raw_send(call, &url, auth.as_ref()).await?;
+            response = self.raw_send(call, &url, authorized.header.as_ref()).await?;
+            if response.status() == StatusCode::UNAUTHORIZED
+                && self.config.credentials.renewable(call.host)
+                && let Some(used) = &authorized.credential
+            {
+                // The registry itself refused the login's credential (a basic challenge, as
+                // ECR's): log in again, once.
+                self.lock_tokens().remove(&(call.host.clone(), call.scope.clone()));
+                let renewed = self.authorize(call.host, &call.scope, Some(used)).await?;
+                response = self.raw_send(call, &url, renewed.header.as_ref()).await?;
+            }
             if response.status() == StatusCode::UNAUTHORIZED {
-                return Err(self.auth_error(call, "the registry rejected the credentials"));
+                return Err(self.auth_error(
+                    call,
+                    &format!(
+                        "the registry rejected the credentials ({})",
+                        self.config.credentials.provided(call.host).source()
+                    ),
+                ));
             }
         }
         self.check_status(&call.method, &url, call.host, response, call.accept).await
@@ -491,29 +550,79 @@ impl Transport {
     /// The `Authorization` header for `scope` on `host`, given what the host has asked for so
     /// far; fetches a bearer token when needed.
     async fn authorization(&self, host: &Host, scope: &Scope) -> Result<Option<HeaderValue>, RegistryError> {
+        Ok(self.authorize(host, scope, None).await?.header)
+    }
+
+    /// [`Transport::authorization`], and the credential it was made from. `refused`: the
+    /// credential the registry just refused, which a login replaces. A token service that
+    /// refuses a login's credential gets a renewed one, once.
+    async fn authorize(
+        &self,
+        host: &Host,
+        scope: &Scope,
+        refused: Option<&Credential>,
+    ) -> Result<Authorized, RegistryError> {
+        match self.authorize_once(host, scope, refused).await {
+            Err((RegistryError::Auth { .. }, Some(used)))
+                if refused.is_none() && self.config.credentials.renewable(host) =>
+            {
+                tracing::info!(
+                    %host,
+                    via = %self.config.credentials.provided(host).source(),
+                    "the token service refused the login's credential; logging in again"
+                );
+                self.authorize_once(host, scope, Some(&used)).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One try of [`Transport::authorize`]; a failure carries the credential it used.
+    async fn authorize_once(
+        &self,
+        host: &Host,
+        scope: &Scope,
+        refused: Option<&Credential>,
+    ) -> Result<Authorized, (RegistryError, Option<Credential>)> {
         let challenge = self.lock_challenges().get(host).cloned();
-        let credential = self.config.credentials.get(host);
         match challenge {
-            None => Ok(None),
-            Some(Challenge::Basic) => match credential {
-                Some(Credential::Basic { username, password }) => Ok(Some(basic_header(username, password))),
-                _ => Ok(None),
-            },
+            None => Ok(Authorized { header: None, credential: None }),
+            Some(Challenge::Basic) => {
+                let credential =
+                    self.config.credentials.credential(host, refused).await.map_err(|e| (e, None))?;
+                let header = match &credential {
+                    Some(Credential::Basic { username, password }) => Some(basic_header(username, password)),
+                    _ => None,
+                };
+                Ok(Authorized { header, credential })
+            }
             Some(Challenge::Bearer { realm, service }) => {
                 let key = (host.clone(), scope.clone());
-                let cached = self.lock_tokens().get(&key).filter(|t| t.expires > Instant::now()).cloned();
-                let token = match cached {
-                    Some(token) => token,
+                let cached = self
+                    .lock_tokens()
+                    .get(&key)
+                    .filter(|t| refused.is_none() && t.expires > Instant::now())
+                    .cloned();
+                let (token, credential) = match cached {
+                    Some(token) => (token, None),
                     None => {
-                        let token =
-                            self.fetch_token(host, &realm, service.as_deref(), scope, credential).await?;
+                        // The credential is looked up only when a token is needed: a login
+                        // (a helper, a cloud) is asked as rarely as tokens expire.
+                        let credential =
+                            self.config.credentials.credential(host, refused).await.map_err(|e| (e, None))?;
+                        let token = self
+                            .fetch_token(host, &realm, service.as_deref(), scope, credential.as_ref())
+                            .await
+                            .map_err(|e| (e, credential.clone()))?;
                         self.lock_tokens().insert(key, token.clone());
-                        token
+                        (token, credential)
                     }
                 };
-                let value = HeaderValue::from_str(&format!("Bearer {}", token.value.expose()))
-                    .map_err(|_| self.token_error(host, scope, "the token is not a valid header value"))?;
-                Ok(Some(sensitive(value)))
+                let value =
+                    HeaderValue::from_str(&format!("Bearer {}", token.value.expose())).map_err(|_| {
+                        (self.token_error(host, scope, "the token is not a valid header value"), None)
+                    })?;
+                Ok(Authorized { header: Some(sensitive(value)), credential })
             }
         }
     }
@@ -613,6 +722,13 @@ fn basic_header(username: &str, password: &Secret) -> HeaderValue {
         base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
     // Base64 output is always a valid header value.
     sensitive(HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static("Basic")))
+}
+
+/// An `Authorization` header, and the credential it was made from (`None`: no credential, or
+/// a cached token).
+struct Authorized {
+    header: Option<HeaderValue>,
+    credential: Option<Credential>,
 }
 
 pub(crate) fn method_name(method: &Method) -> &'static str {
