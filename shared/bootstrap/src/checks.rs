@@ -162,14 +162,72 @@ pub async fn check(config: &Config, env: &Env, needs: Needs) -> Result<Findings,
     }
     let transport = Transport::new(config.transport(env)?)?;
     let hosts = hosts(config);
-    let probes = futures_util::future::join_all(hosts.iter().map(|h| probe(&transport, h))).await;
-    for result in probes {
-        match result {
-            Ok(line) => found.fine.push(line),
-            Err(problem) => found.problems.push(problem),
+    let pushed = pushed_hosts(config);
+    let probes = futures_util::future::join_all(hosts.iter().map(|h| async {
+        let answered = probe(&transport, h).await;
+        match answered {
+            Ok(line) => {
+                let login = log_in(&transport, h, pushed.contains(h)).await;
+                (Ok(line), Some(login))
+            }
+            Err(problem) => (Err(problem), None),
+        }
+    }))
+    .await;
+    for (answered, login) in probes {
+        for result in std::iter::once(answered).chain(login) {
+            match result {
+                Ok(line) => found.fine.push(line),
+                Err(problem) => found.problems.push(problem),
+            }
         }
     }
     Ok(found)
+}
+
+/// Hosts Ferry pushes to: mirror-rule destinations and the check policy's required
+/// destinations.
+fn pushed_hosts(config: &Config) -> Vec<Host> {
+    let mut hosts: Vec<Host> = config
+        .pipeline
+        .mirror_rules
+        .iter()
+        .flat_map(|r| r.destinations.iter().map(|d| d.host.clone()))
+        .chain(config.check.required_destinations.iter().map(|d| d.host.clone()))
+        .collect();
+    hosts.sort_by_key(ToString::to_string);
+    hosts.dedup();
+    hosts
+}
+
+/// Logs in to `host` as `docker login` does and says with what: the source of its credential
+/// (a config entry, a helper, a cloud), never the secret.
+async fn log_in(transport: &Transport, host: &Host, pushed: bool) -> Result<String, Problem> {
+    use ferry_registry::Classify as _;
+    let source = transport.credential_source(host);
+    let role = if pushed { "pull and push" } else { "pull" };
+    match transport.log_in(host).await {
+        Ok(status) if transport.is_anonymous(host) => {
+            Ok(format!("{host}: reached for {role} with {source} (GET /v2/: {status})"))
+        }
+        Ok(status) => Ok(format!("{host}: logged in for {role} with {source} (GET /v2/: {status})")),
+        Err(error) => {
+            let what = format!("{host}: cannot log in for {role}: {error}");
+            let fix = "check the credential this names: registries.hosts[].auth, config.json (credHelpers, credsStore, auths), or the cloud credentials in the environment (README: Registries and credentials)";
+            Err(match error.class() {
+                // Public repositories may still be readable: only say so.
+                _ if transport.is_anonymous(host) => Problem::warning(
+                    what,
+                    "if Ferry reads or writes more than public repositories there, configure a credential for it",
+                ),
+                ferry_registry::ErrorClass::Permanent => Problem::fatal(what, fix),
+                _ => Problem::warning(
+                    what,
+                    "the login service did not answer; messages that need it will be retried",
+                ),
+            })
+        }
+    }
 }
 
 fn ingest(config: &Config, env: &Env, found: &mut Findings) {
@@ -287,6 +345,8 @@ fn hosts(config: &Config) -> Vec<Host> {
     }
     hosts.extend(config.trust.sources.iter().filter_map(|s| s.registry.as_ref().map(|r| r.host.clone())));
     hosts.extend(config.insecure_hosts.iter().cloned());
+    hosts.extend(config.hosts.iter().map(|h| h.host.clone()));
+    hosts.extend(config.check.required_destinations.iter().map(|d| d.host.clone()));
     hosts.sort_by_key(ToString::to_string);
     hosts.dedup();
     hosts

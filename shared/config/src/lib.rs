@@ -12,6 +12,19 @@
 //!   trusted-sources: [stgregistry.suse.com] # signatures from these may be copied
 //!   requests-per-second: 50               # per host; unset = unlimited until a 429
 //!   retry-budget-seconds: 120             # time one request may spend retrying
+//!   hosts:                                # per registry: how to log in, its own rate
+//!   - host: 123456789012.dkr.ecr.us-east-1.amazonaws.com
+//!     auth:
+//!       provider: ecr                     # ecr | ecr-public | gcp | acr | helper | anonymous
+//!       role-arn: arn:aws:iam::123456789012:role/ferry-promoter   # optional (ecr, ecr-public)
+//!       region: us-east-1                 # optional (ecr): else the host's, else AWS_REGION
+//!     requests-per-second: 20
+//!   - host: us-docker.pkg.dev
+//!     auth: {provider: gcp, service-account: promoter@acme.iam.gserviceaccount.com}  # optional impersonation
+//!   - host: acme.azurecr.io
+//!     auth: {provider: acr, tenant: 00000000-0000-0000-0000-000000000000}            # optional tenant
+//!   - host: registry.example
+//!     auth: {provider: helper, helper: pass}                  # docker-credential-pass
 //! signing:                                # one of the two; omit to promote without signing
 //!   key: cosign.key                       # cosign encrypted key; password in COSIGN_PASSWORD
 //!   kms-key-id: alias/ferry-signing       # an AWS KMS ECC_NIST_P256 key (AWS_* variables apply)
@@ -72,7 +85,10 @@
 //! | `DOCKER_CONFIG` | a directory holding `config.json` |
 //! | `HOME` | `~/.docker/config.json` is read from here |
 //! | `COSIGN_PASSWORD` | the password of the cosign signing key (as cosign uses it) |
-//! | `AWS_*` | AWS region, credentials and endpoint for KMS, read by the AWS SDK itself |
+//! | `AWS_*` | AWS region, credentials and endpoints for KMS and ECR logins, read by the AWS SDK itself |
+//! | `GOOGLE_APPLICATION_CREDENTIALS`, `CLOUDSDK_CONFIG`, `GCE_METADATA_HOST` | Google Application Default Credentials (Artifact Registry logins) |
+//! | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_AUTHORITY_HOST`, `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` | Entra ID credentials (ACR logins), as azure-identity reads them |
+//! | `PATH` | where `docker-credential-<name>` helpers are found |
 //! | `FERRY_CONFIG_YAML` | the config file's contents instead of a path (Lambda) |
 //! | `FERRY_TRANSPORT` | `memory://`, `amqp://user:pw@host:5672/%2f`, `sqs://` or `sqs://host:port?region=R` |
 //! | `FERRY_QUEUE_PREFIX` | queue name prefix (default `ferry`) |
@@ -91,6 +107,7 @@
 //! Architecture invariant: a config error names its file, line and field.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_manifests::Policy;
@@ -157,6 +174,15 @@ pub struct Env {
     pub github_repository: Option<String>,
     pub github_api_url: Option<String>,
     pub github_server_url: Option<String>,
+    /// Google Application Default Credentials: `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `CLOUDSDK_CONFIG`, `GCE_METADATA_HOST`.
+    pub google_application_credentials: Option<PathBuf>,
+    pub cloudsdk_config: Option<PathBuf>,
+    pub gce_metadata_host: Option<String>,
+    /// Entra ID (ACR): `AZURE_*`, `IDENTITY_ENDPOINT`, `IDENTITY_HEADER`.
+    pub azure: ferry_login::AzureEnv,
+    /// `PATH`: where `docker-credential-<name>` helpers are found.
+    pub path: Option<std::ffi::OsString>,
     /// Whether an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); the exporter reads the `OTEL_*` variables itself.
     pub otlp: bool,
@@ -193,8 +219,38 @@ impl Env {
             github_repository: text("GITHUB_REPOSITORY"),
             github_api_url: text("GITHUB_API_URL"),
             github_server_url: text("GITHUB_SERVER_URL"),
+            google_application_credentials: path("GOOGLE_APPLICATION_CREDENTIALS"),
+            cloudsdk_config: path("CLOUDSDK_CONFIG"),
+            gce_metadata_host: text("GCE_METADATA_HOST"),
+            azure: ferry_login::AzureEnv {
+                tenant_id: text("AZURE_TENANT_ID"),
+                client_id: text("AZURE_CLIENT_ID"),
+                client_secret: text("AZURE_CLIENT_SECRET").map(Secret::new),
+                federated_token_file: path("AZURE_FEDERATED_TOKEN_FILE"),
+                authority_host: text("AZURE_AUTHORITY_HOST"),
+                identity_endpoint: text("IDENTITY_ENDPOINT"),
+                identity_header: text("IDENTITY_HEADER").map(Secret::new),
+            },
+            path: std::env::var_os("PATH"),
             otlp: text("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
                 || text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
+        }
+    }
+
+    /// What the registry logins read, with `insecure` hosts reached over plain HTTP.
+    pub fn login_env(&self, insecure: &[Host]) -> ferry_login::LoginEnv {
+        ferry_login::LoginEnv {
+            google: ferry_login::GoogleEnv {
+                application_credentials: self.google_application_credentials.clone(),
+                gcloud_config: self
+                    .cloudsdk_config
+                    .clone()
+                    .or_else(|| self.home.as_ref().map(|home| home.join(".config/gcloud"))),
+                metadata_host: self.gce_metadata_host.clone(),
+            },
+            azure: self.azure.clone(),
+            insecure_hosts: insecure.to_vec(),
+            path: self.path.clone(),
         }
     }
 
@@ -416,6 +472,45 @@ struct RegistriesYaml {
     requests_per_second: Option<Spanned<f64>>,
     #[serde(default)]
     retry_budget_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    hosts: Vec<HostYaml>,
+}
+
+/// `registries.hosts[]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HostYaml {
+    host: Spanned<String>,
+    #[serde(default)]
+    auth: Option<AuthYaml>,
+    #[serde(default)]
+    requests_per_second: Option<Spanned<f64>>,
+}
+
+/// `registries.hosts[].auth`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct AuthYaml {
+    provider: Spanned<String>,
+    #[serde(default)]
+    region: Option<Spanned<String>>,
+    #[serde(default)]
+    role_arn: Option<Spanned<String>>,
+    #[serde(default)]
+    service_account: Option<Spanned<String>>,
+    #[serde(default)]
+    tenant: Option<Spanned<String>>,
+    #[serde(default)]
+    helper: Option<Spanned<String>>,
+}
+
+/// One registry's own settings (`registries.hosts[]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostSettings {
+    pub host: Host,
+    /// How it logs in; `None`: by the usual precedence (`config.json`, the host's name).
+    pub provider: Option<ferry_login::Provider>,
+    pub requests_per_second: Option<f64>,
 }
 
 /// The validated configuration.
@@ -427,6 +522,8 @@ pub struct Config {
     pub insecure_hosts: Vec<Host>,
     pub policy: Policy,
     pub requests_per_second: Option<f64>,
+    /// `registries.hosts`: per-registry logins and rates.
+    pub hosts: Vec<HostSettings>,
     pub retry: RetryPolicy,
     pub signing: Option<SigningConfig>,
     pub trust: TrustPolicy,
@@ -435,6 +532,9 @@ pub struct Config {
     pub check: ferry_check::RepositoryPolicy,
     /// Tag discovery on a schedule (`discovery:`).
     pub discovery: Option<DiscoveryConfig>,
+    /// The logins of every transport built from this configuration (and its clones): one
+    /// cache per process, so that stages and checks share tokens instead of each logging in.
+    logins: Arc<std::sync::OnceLock<Arc<ferry_login::CloudLogins>>>,
 }
 
 /// What `ferry run` discovers and where it proposes it: the files are read from `repository`
@@ -563,6 +663,17 @@ impl Config {
             }
             config.requests_per_second = Some(rate.value);
         }
+        for entry in &registries.hosts {
+            let settings = host_settings(entry, &field)?;
+            if config.hosts.iter().any(|h| h.host == settings.host) {
+                return Err(field(
+                    line_of(&entry.host),
+                    "registries.hosts",
+                    format!("{} is listed twice", settings.host),
+                ));
+            }
+            config.hosts.push(settings);
+        }
         if let Some(budget) = &registries.retry_budget_seconds {
             config.retry.budget = Duration::from_secs(budget.value);
         }
@@ -646,19 +757,40 @@ impl Config {
         hosts.extend(paths.map(|p| p.host.clone()));
         hosts.extend(self.check.allowed_hosts.iter().cloned());
         hosts.extend(self.pipeline.registries.iter().cloned());
+        hosts.extend(self.hosts.iter().map(|h| h.host.clone()));
         hosts
     }
 
-    /// The registry transport this configuration asks for, with credentials from `env`.
+    /// The registry transport this configuration asks for, with credentials from `env`: in
+    /// the precedence `ferry_registry::Credentials` documents, `registries.hosts[].auth`
+    /// first, with logins (helpers, ECR, Google, ACR) from `ferry_login`.
     pub fn transport(&self, env: &Env) -> Result<TransportConfig, ConfigError> {
-        let mut credentials = Credentials::load(&env.credential_sources())?;
+        let logins = self
+            .logins
+            .get_or_init(|| Arc::new(ferry_login::CloudLogins::new(env.login_env(&self.insecure_hosts))))
+            .clone();
+        let mut credentials = Credentials::load(&env.credential_sources())?.with_logins(logins.clone());
         for (host, credential) in &self.input_credentials {
-            credentials.insert(host.clone(), credential.clone());
+            credentials.insert_input(host.clone(), credential.clone());
         }
+        for settings in &self.hosts {
+            if let Some(provider) = &settings.provider {
+                credentials.configure(settings.host.clone(), logins.configured(&settings.host, provider));
+            }
+        }
+        let per_host = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.requests_per_second.map(|rate| (h.host.clone(), rate)))
+            .collect();
         Ok(TransportConfig {
             insecure_hosts: self.insecure_hosts.clone(),
             credentials,
-            limiter: LimiterConfig { max_rate: self.requests_per_second, ..LimiterConfig::default() },
+            limiter: LimiterConfig {
+                max_rate: self.requests_per_second,
+                per_host,
+                ..LimiterConfig::default()
+            },
             retry: self.retry,
             ..TransportConfig::default()
         })
@@ -666,6 +798,102 @@ impl Config {
 }
 
 type FieldError<'a> = dyn Fn(u64, &'static str, String) -> ConfigError + 'a;
+
+/// `registries.hosts[]`: the host, its login and its rate, each option checked against the
+/// provider it belongs to.
+fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSettings, ConfigError> {
+    use ferry_login::Provider;
+    let host = Host::parse(&entry.host.value)
+        .map_err(|e| field(line_of(&entry.host), "registries.hosts.host", e.to_string()))?;
+    let requests_per_second = match &entry.requests_per_second {
+        Some(rate) if !(rate.value.is_finite() && rate.value > 0.0) => {
+            return Err(field(
+                line_of(rate),
+                "registries.hosts.requests-per-second",
+                "must be a positive number".into(),
+            ));
+        }
+        Some(rate) => Some(rate.value),
+        None => None,
+    };
+    let Some(auth) = &entry.auth else {
+        return Ok(HostSettings { host, provider: None, requests_per_second });
+    };
+    let name = auth.provider.value.as_str();
+    // Each option and the providers it belongs to.
+    let options: [(&Option<Spanned<String>>, &'static str, &[&str]); 5] = [
+        (&auth.region, "registries.hosts.auth.region", &["ecr"]),
+        (&auth.role_arn, "registries.hosts.auth.role-arn", &["ecr", "ecr-public"]),
+        (&auth.service_account, "registries.hosts.auth.service-account", &["gcp"]),
+        (&auth.tenant, "registries.hosts.auth.tenant", &["acr"]),
+        (&auth.helper, "registries.hosts.auth.helper", &["helper"]),
+    ];
+    if !Provider::NAMES.contains(&name) {
+        return Err(field(
+            line_of(&auth.provider),
+            "registries.hosts.auth.provider",
+            format!("{:?} is not one of {}", name, Provider::NAMES.join(", ")),
+        ));
+    }
+    for (value, option, providers) in options {
+        if let Some(value) = value
+            && !providers.contains(&name)
+        {
+            return Err(field(
+                line_of(value),
+                option,
+                format!("applies to provider {}, not {name}", providers.join(" or ")),
+            ));
+        }
+    }
+    let text = |value: &Option<Spanned<String>>| value.as_ref().map(|v| v.value.clone());
+    if let Some(role) = &auth.role_arn
+        && !(role.value.starts_with("arn:aws") && role.value.contains(":role/"))
+    {
+        return Err(field(
+            line_of(role),
+            "registries.hosts.auth.role-arn",
+            format!("{:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", role.value),
+        ));
+    }
+    if let Some(account) = &auth.service_account
+        && (!account.value.contains('@') || account.value.contains('/'))
+    {
+        return Err(field(
+            line_of(account),
+            "registries.hosts.auth.service-account",
+            format!("{:?} is not a service account's email", account.value),
+        ));
+    }
+    let provider = match name {
+        "ecr" => Provider::Ecr { region: text(&auth.region), role_arn: text(&auth.role_arn) },
+        "ecr-public" => Provider::EcrPublic { role_arn: text(&auth.role_arn) },
+        "gcp" => Provider::Gcp { service_account: text(&auth.service_account) },
+        "acr" => Provider::Acr { tenant: text(&auth.tenant) },
+        "anonymous" => Provider::Anonymous,
+        _ => {
+            let Some(helper) = &auth.helper else {
+                return Err(field(
+                    line_of(&auth.provider),
+                    "registries.hosts.auth.helper",
+                    "provider helper needs `helper: <name>` (for docker-credential-<name>)".into(),
+                ));
+            };
+            if !ferry_login::helper::valid_name(&helper.value) {
+                return Err(field(
+                    line_of(helper),
+                    "registries.hosts.auth.helper",
+                    format!(
+                        "{:?} is not a helper name: the part after docker-credential- (letters, digits, -, _, .)",
+                        helper.value
+                    ),
+                ));
+            }
+            Provider::Helper { name: helper.value.clone() }
+        }
+    };
+    Ok(HostSettings { host, provider: Some(provider), requests_per_second })
+}
 
 /// The registry credentials `inputs` name (Rancher image-mirror's `Repositories`), with their
 /// `{{ env "NAME" }}` templates read from the environment now. An unset variable is an error
@@ -1084,6 +1312,50 @@ mod tests {
             ),
             ("registries:\n  requests-per-second: 0\n", Err(":2: field `registries.requests-per-second`")),
             ("registries:\n  bogus: 1\n", Err(":2:3: unknown field `bogus`")),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: ecr, role-arn: \"arn:aws:iam::1:role/x\"}\n",
+                Ok(0),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: ecs}\n",
+                Err(
+                    ":4: field `registries.hosts.auth.provider`: \"ecs\" is not one of ecr, ecr-public, gcp, acr, helper, anonymous",
+                ),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth:\n      provider: gcp\n      role-arn: arn:aws:iam::1:role/x\n",
+                Err(
+                    ":6: field `registries.hosts.auth.role-arn`: applies to provider ecr or ecr-public, not gcp",
+                ),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: ecr, role-arn: ferry}\n",
+                Err(":4: field `registries.hosts.auth.role-arn`: \"ferry\" is not an IAM role ARN"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: helper}\n",
+                Err(":4: field `registries.hosts.auth.helper`: provider helper needs `helper: <name>`"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: helper, helper: ../../bin/sh}\n",
+                Err(":4: field `registries.hosts.auth.helper`: \"../../bin/sh\" is not a helper name"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: gcp, service-account: projects/x}\n",
+                Err(":4: field `registries.hosts.auth.service-account`"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n  - host: r.example\n",
+                Err(":4: field `registries.hosts`: r.example is listed twice"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    requests-per-second: -1\n",
+                Err(":4: field `registries.hosts.requests-per-second`: must be a positive number"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: acr, password: x}\n",
+                Err("unknown field `password`"),
+            ),
             ("registry: {}\n", Err(":1:1: unknown field `registry`")),
             (
                 "signing:\n  key: a.key\n  kms-key-id: x\n",
@@ -1250,6 +1522,17 @@ mod tests {
         assert!(!config.policy.deny_prerelease.is_empty() && !config.policy.trusted_sources.is_empty());
         assert_eq!(config.requests_per_second, Some(50.0));
         assert_eq!(config.retry.budget, Duration::from_secs(120));
+        let providers: Vec<_> = config.hosts.iter().filter_map(|h| h.provider.clone()).collect();
+        assert!(matches!(
+            providers[..],
+            [
+                ferry_login::Provider::Ecr { region: Some(_), role_arn: Some(_) },
+                ferry_login::Provider::Gcp { service_account: Some(_) },
+                ferry_login::Provider::Acr { tenant: Some(_) },
+                ferry_login::Provider::Helper { .. },
+            ]
+        ));
+        assert_eq!(config.hosts[0].requests_per_second, Some(20.0));
         assert!(matches!(config.signing, Some(SigningConfig::KeyFile(_))));
         let source = &config.trust.sources[0];
         assert!(source.identity.is_some() && source.source_repository.is_some());
@@ -1286,6 +1569,17 @@ mod tests {
             "trusted-sources:",
             "requests-per-second:",
             "retry-budget-seconds:",
+            "hosts:",
+            "host:",
+            "auth:",
+            "provider:",
+            "role-arn:",
+            "region:",
+            "service-account:",
+            "tenant:",
+            "helper:",
+            "ecr-public",
+            "anonymous",
             "key:",
             "kms-key-id:",
             "registry:",
