@@ -17,7 +17,9 @@
 //! - [`localstack`] starts LocalStack (KMS, SQS) once per test process.
 //! - [`rabbit::RabbitNode`] runs a private RabbitMQ node, for tests that restart the broker.
 //! - [`world::World`] is a seeded staging/prod/mirror set that makes a plan hit every action.
-//! - [`token::TokenServer`] issues bearer tokens for a registry in token-auth mode.
+//! - [`token::TokenServer`] issues bearer tokens for a registry in token-auth mode, accepting
+//!   what its [`token::Book`] holds (with expiry), and serves ACR's refresh-token exchange.
+//! - [`clouds`]: fakes of Google's and Entra ID's token services, and moto for ECR and STS.
 //! - [`canary::Canary`] records every connection it gets: a host hostile input names, and the
 //!   proxy for every non-loopback host, so that a request that must not be sent is counted
 //!   instead of leaving the machine.
@@ -28,6 +30,7 @@
 
 pub mod canary;
 pub mod chart;
+pub mod clouds;
 pub mod cosign;
 pub mod fault;
 pub mod github_fake;

@@ -11,6 +11,7 @@ mod hostile;
 mod infra;
 mod keyless;
 mod lambda;
+mod login;
 mod mistakes;
 mod pipeline;
 mod plan;

@@ -55,6 +55,13 @@ pub(crate) struct Options {
     pub github_api: Option<String>,
     /// The inputs under `pipeline.manifests` (default: `thin-manifest-dirs: [promotion]`).
     pub manifest_inputs: Option<String>,
+    /// How prod runs (default: anonymous), how it logs in (`registries.hosts[].auth`, flow
+    /// YAML), and more plain-HTTP hosts (a token realm).
+    pub prod_registry: Option<RegistryOptions>,
+    pub prod_auth: Option<String>,
+    pub extra_insecure: Vec<Host>,
+    /// Changes to the environment the pipeline reads (a login's variables).
+    pub env: Option<Box<dyn Fn(&mut Env) + Send + Sync>>,
 }
 
 impl Default for Options {
@@ -70,6 +77,10 @@ impl Default for Options {
             files: Vec::new(),
             github_api: None,
             manifest_inputs: None,
+            prod_registry: None,
+            prod_auth: None,
+            extra_insecure: Vec::new(),
+            env: None,
         }
     }
 }
@@ -114,8 +125,11 @@ impl Harness {
         };
         let staging =
             RegistryServer::start_with(RegistryOptions { notifications, ..Default::default() }).await;
-        let (prod, m1, m2) =
-            (RegistryServer::start().await, RegistryServer::start().await, RegistryServer::start().await);
+        let (prod, m1, m2) = (
+            RegistryServer::start_with(options.prod_registry.clone().unwrap_or_default()).await,
+            RegistryServer::start().await,
+            RegistryServer::start().await,
+        );
         let prod_proxy = if options.proxy_prod { Some(FaultProxy::start(&prod).await) } else { None };
         let staging_proxy =
             if options.proxy_staging { Some(FaultProxy::start(&staging).await) } else { None };
@@ -130,6 +144,7 @@ impl Harness {
         let mut hosts: Vec<Host> = vec![staging.host(), prod.host(), m1.host(), m2.host()];
         hosts.extend(prod_proxy.iter().map(|p| p.host()));
         hosts.extend(staging_proxy.iter().map(|p| p.host()));
+        hosts.extend(options.extra_insecure.iter().cloned());
         let quoted: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
         let config = format!(
             "registries:\n  insecure: [{}]\n  retry-budget-seconds: {}\nsigning:\n  key: ferry.key\n\
@@ -143,6 +158,14 @@ impl Harness {
             m1.host(),
             m2.host()
         );
+        let config = match &options.prod_auth {
+            Some(auth) => config.replacen(
+                "\nsigning:",
+                &format!("\n  hosts:\n  - host: \"{prod_host}\"\n    auth: {auth}\nsigning:"),
+                1,
+            ),
+            None => config,
+        };
         let config = config + &options.extra_config.replace("{staging}", &staging_host.to_string());
         for (name, content) in &options.files {
             std::fs::write(dir.path().join(name), content).unwrap();
@@ -167,7 +190,7 @@ impl Harness {
         };
         let broker = Arc::new(AnyBroker::connect(&url, topology).await.unwrap());
         broker.init().await.unwrap();
-        let env = Env {
+        let mut env = Env {
             config: Some(config_path.clone()),
             cosign_password: Some(Secret::new("pipeline-pw")),
             distribution_token: Some(Secret::new(token.clone())),
@@ -175,6 +198,9 @@ impl Harness {
             github_token: options.github_api.as_ref().map(|_| Secret::new("checks-token")),
             ..Env::default()
         };
+        if let Some(adjust) = &options.env {
+            adjust(&mut env);
+        }
         let config = load_config(&env).unwrap();
         let ingest_config = ferry_ingest::IngestConfig::from_config(&config, &env);
         let stages = ferry_pipeline::build(Context { env, config }).await.unwrap();
