@@ -17,7 +17,7 @@ use ferry_messages::{DeadLetterQueue, Envelope, ManifestOrigin, PlanMessage, Que
 use ferry_model::{DesiredState, Host};
 use ferry_plan::{GatherOptions, Plan, diff, gather, plan};
 use ferry_promotion::reconcile;
-use ferry_registry::{ErrorClass, OciRegistry};
+use ferry_registry::{ErrorClass, OciRegistry, Registry as _};
 use ferry_runtime::{Outgoing, Stage, StageError};
 
 use ferry_desired::{AnySource, ManifestSource};
@@ -64,6 +64,27 @@ impl<S: ManifestSource> Planner<S> {
                 }
                 let scope =
                     Scope::Push { repository, digest: *digest, tag: tag.as_ref(), event: &message.event_id };
+                Ok((self.desired_state(scope).await?, None))
+            }
+            PlanMessage::TagPush { registry, repository, tag } => {
+                if !self.registries.contains(registry) || repository.host() != registry {
+                    tracing::warn!(%registry, %repository, "a push event for a registry that is not configured; ignored");
+                    return Ok((DesiredState::default(), None));
+                }
+                // The sender named a tag only (Docker Hub, Quay): what it points at now is what
+                // was pushed, read with the planner's credentials.
+                let reference = ferry_model::TagOrDigest::Tag(tag.clone());
+                let digest = match self.registry.head_manifest(repository, &reference).await? {
+                    Some(head) => head.digest,
+                    None => {
+                        return Err(StageError::permanent(format!(
+                            "{repository}:{} was announced as pushed, but the registry has no such tag",
+                            ferry_model::Shown(tag.as_str())
+                        )));
+                    }
+                };
+                tracing::info!(event = %message.event_id, %repository, tag = tag.as_str(), %digest, "the announced tag resolves");
+                let scope = Scope::Push { repository, digest, tag: Some(tag), event: &message.event_id };
                 Ok((self.desired_state(scope).await?, None))
             }
             PlanMessage::ManifestChange { repository, base, head } => {
@@ -137,7 +158,10 @@ impl<S: ManifestSource> Stage for Planner<S> {
             match &message.body {
                 // cosign's `.sig`/`.att`/`.sbom` and the referrers tag index: pushed beside an
                 // image, and carried with it (from trusted sources), never promoted as images.
-                PlanMessage::RegistryPush { repository, tag: Some(tag), .. } if tag.is_artifact_tag() => {
+                PlanMessage::RegistryPush { repository, tag: Some(tag), .. }
+                | PlanMessage::TagPush { repository, tag, .. }
+                    if tag.is_artifact_tag() =>
+                {
                     tracing::debug!(
                         event = %message.event_id,
                         %repository,
@@ -145,7 +169,8 @@ impl<S: ManifestSource> Stage for Planner<S> {
                         "a push of an artifact tag (signature, attestation, SBOM or referrers index); it travels with its image"
                     )
                 }
-                PlanMessage::RegistryPush { repository, tag: Some(tag), .. } => tracing::warn!(
+                PlanMessage::RegistryPush { repository, tag: Some(tag), .. }
+                | PlanMessage::TagPush { repository, tag, .. } => tracing::warn!(
                     event = %message.event_id,
                     %repository,
                     tag = tag.as_str(),

@@ -46,6 +46,9 @@ routed! {
 pub enum PlanMessage {
     /// An image was pushed to a registry (a distribution, Harbor or ECR push event).
     RegistryPush { registry: Host, repository: Repository, digest: Digest, tag: Option<Tag> },
+    /// A tag was pushed, and the sender did not say to which digest (Docker Hub, Quay): the
+    /// planner resolves it with its credentials; ingest never reads a registry.
+    TagPush { registry: Host, repository: Repository, tag: Tag },
     /// The manifest repository changed between two commits (a merged pull request, a push).
     ManifestChange { repository: String, base: String, head: String },
     /// Compare the whole desired state now with the registries and emit only what is missing
@@ -62,6 +65,9 @@ impl Keyed for PlanMessage {
             PlanMessage::RegistryPush { repository, digest, tag, .. } => {
                 format!("plan\npush\n{repository}\n{digest}\n{}", tag.as_ref().map(Tag::as_str).unwrap_or(""))
             }
+            PlanMessage::TagPush { repository, tag, .. } => {
+                format!("plan\ntag\n{repository}\n{}", tag.as_str())
+            }
             PlanMessage::ManifestChange { repository, base, head } => {
                 format!("plan\nchange\n{repository}\n{base}\n{head}")
             }
@@ -76,6 +82,9 @@ impl Keyed for PlanMessage {
                 digest: Some(digest.to_string()),
                 destination: None,
             },
+            PlanMessage::TagPush { repository, tag, .. } => {
+                Subject { image: Some(format!("{repository}:{}", tag.as_str())), ..Subject::default() }
+            }
             PlanMessage::ManifestChange { repository, head, .. } => {
                 Subject { image: Some(format!("{repository}@{head}")), ..Subject::default() }
             }

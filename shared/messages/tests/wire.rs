@@ -74,6 +74,16 @@ fn encoded() -> Vec<(&'static str, Vec<u8>)> {
             .unwrap(),
         ),
         (
+            "plan-tag.json",
+            envelope(PlanMessage::TagPush {
+                registry: Host::parse("docker.io").unwrap(),
+                repository: Repository::parse("docker.io/acme/app").unwrap(),
+                tag: Tag::parse("1.0").unwrap(),
+            })
+            .encode()
+            .unwrap(),
+        ),
+        (
             "plan-change.json",
             envelope(PlanMessage::ManifestChange {
                 repository: "acme/manifests".into(),
@@ -171,7 +181,7 @@ fn messages_written_by_earlier_versions_decode() {
     }
     let dir = data("v1");
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    for name in ["plan-push.json", "plan-change.json", "plan-reconcile.json"] {
+    for name in ["plan-push.json", "plan-tag.json", "plan-change.json", "plan-reconcile.json"] {
         Envelope::<PlanMessage>::decode(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
     let verify = Envelope::<VerifyMessage>::decode(&read("verify.json")).unwrap();
