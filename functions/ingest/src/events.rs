@@ -385,6 +385,436 @@ pub fn github(
     }
 }
 
+/// Says once per process and kind, at WARN, that a kind of event is ignored and how to stop it
+/// being sent; later ones at debug level.
+pub fn ignored(kind: &str, how_to_stop: &str) {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if warned.iter().any(|k| k == kind) {
+        tracing::debug!(kind = %Shown(kind), "ignored");
+        return;
+    }
+    warned.push(kind.to_owned());
+    tracing::warn!(kind = %Shown(kind), "{} events are ignored; {how_to_stop} (said once)", Shown(kind));
+}
+
+/// `host/path@sha256:…` or `host/path:tag` into its host, path and the rest.
+fn split_reference(reference: &str) -> Option<(&str, &str)> {
+    let (host, rest) = reference.split_once('/')?;
+    Some((host, rest))
+}
+
+/// The registry `host` names, when ingest is configured for it; else a WARN and `None`.
+fn configured(host: &str, registries: &[Host], route: &str) -> Result<Option<Host>, Rejection> {
+    let host = Host::parse(host).map_err(|e| malformed(format!("{route}: {e}")))?;
+    if registries.contains(&host) {
+        return Ok(Some(host));
+    }
+    tracing::warn!(
+        %host,
+        route,
+        "a push from a registry that is not in pipeline.registries; ignored (add the host there to promote from it)"
+    );
+    Ok(None)
+}
+
+/// A Pub/Sub push delivery of Artifact Registry's `gcr` topic (its token already checked):
+/// `{"message": {"data": base64({"action", "digest", "tag"}), "messageId"}, "subscription"}`.
+/// `INSERT` with a digest reference is a push; `tag` is absent for an untagged push.
+pub fn gcr(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    use base64::Engine as _;
+    #[derive(Deserialize)]
+    struct Envelope {
+        message: Message,
+    }
+    // Pub/Sub sends both spellings of the id.
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(default)]
+        data: Option<String>,
+        #[serde(default, rename = "messageId")]
+        message_id: Option<String>,
+        #[serde(default, rename = "message_id")]
+        message_id_snake: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Notification {
+        action: String,
+        #[serde(default)]
+        digest: Option<String>,
+        #[serde(default)]
+        tag: Option<String>,
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not a Pub/Sub push: {e}")))?;
+    let message = envelope.message;
+    let id = message
+        .message_id
+        .or(message.message_id_snake)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| malformed("message.messageId is missing"))?;
+    let data = message.data.ok_or_else(|| malformed("message.data is missing"))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| malformed("message.data is not base64"))?;
+    let notification: Notification = serde_json::from_slice(&data)
+        .map_err(|e| malformed(format!("message.data is not an Artifact Registry notification: {e}")))?;
+    if notification.action != "INSERT" {
+        ignored(
+            &format!("Artifact Registry {}", notification.action),
+            "the gcr topic carries them beside pushes; nothing needs changing",
+        );
+        return Ok(Vec::new());
+    }
+    let digest_ref = notification.digest.ok_or_else(|| malformed("an INSERT without digest"))?;
+    let (name, digest) =
+        digest_ref.split_once('@').ok_or_else(|| malformed("digest is not host/path@sha256:…"))?;
+    let (host, path) = split_reference(name).ok_or_else(|| malformed("digest has no registry host"))?;
+    let Some(host) = configured(host, registries, "gcr")? else { return Ok(Vec::new()) };
+    let path = RepoPath::parse(path).map_err(|e| malformed(format!("digest: {e}")))?;
+    let digest = Digest::parse(digest).map_err(|e| malformed(format!("digest: {e}")))?;
+    let tag = match notification.tag.filter(|t| !t.is_empty()) {
+        None => None,
+        Some(tag_ref) => {
+            let (tag_name, tag) = tag_ref
+                .rsplit_once(':')
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| malformed("tag is not host/path:tag"))?;
+            if tag_name != name {
+                return Err(malformed("tag and digest name different images"));
+            }
+            Some(Tag::parse(tag).map_err(|e| malformed(format!("tag: {e}")))?)
+        }
+    };
+    Ok(vec![Accepted {
+        event_id: format!("gcr-{id}"),
+        message: PlanMessage::RegistryPush {
+            registry: host.clone(),
+            repository: Repository::new(host, path),
+            digest,
+            tag,
+        }
+        .into(),
+    }])
+}
+
+/// Who may announce GHCR pushes, and which registry they mean.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GhcrRoute<'a> {
+    /// Owners (`acme`) and repositories (`acme/app`), lowercase.
+    pub owners: &'a [String],
+    pub registry: &'a Host,
+}
+
+/// GitHub `registry_package` and `package` webhooks: a container version `published` or
+/// `updated`, from an owner or repository in `route.owners`.
+pub fn ghcr(
+    delivery: &GitHubDelivery<'_>,
+    body: &[u8],
+    route: &GhcrRoute<'_>,
+    registries: &[Host],
+) -> Result<Vec<Accepted>, Rejection> {
+    #[derive(Deserialize)]
+    struct Event {
+        action: String,
+        #[serde(default)]
+        registry_package: Option<Package>,
+        #[serde(default)]
+        package: Option<Package>,
+        #[serde(default)]
+        repository: Option<Named>,
+        #[serde(default)]
+        organization: Option<Login>,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        full_name: String,
+    }
+    #[derive(Deserialize)]
+    struct Login {
+        login: String,
+    }
+    #[derive(Deserialize)]
+    struct Package {
+        name: String,
+        #[serde(default)]
+        package_type: Option<String>,
+        #[serde(default)]
+        ecosystem: Option<String>,
+        #[serde(default)]
+        owner: Option<Login>,
+        package_version: Option<Version>,
+    }
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default)]
+        version: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        container_metadata: Option<ContainerMetadata>,
+        #[serde(default)]
+        package_url: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct ContainerMetadata {
+        #[serde(default)]
+        tag: Option<TagInfo>,
+    }
+    #[derive(Deserialize)]
+    struct TagInfo {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        digest: Option<String>,
+    }
+    let event: Event = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("not a {} event: {e}", delivery.event)))?;
+    let package = event
+        .registry_package
+        .or(event.package)
+        .ok_or_else(|| malformed("no registry_package or package"))?;
+    let container = [&package.package_type, &package.ecosystem].iter().any(|k| {
+        k.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("container") || k.eq_ignore_ascii_case("docker"))
+    });
+    if !container {
+        ignored(
+            &format!("GitHub {} packages", package.package_type.as_deref().unwrap_or("non-container")),
+            "subscribe the webhook to container packages only, or leave it: they cost nothing",
+        );
+        return Ok(Vec::new());
+    }
+    if !matches!(event.action.as_str(), "published" | "updated") {
+        ignored(
+            &format!("GitHub package {}", event.action),
+            "only published and updated versions are promoted",
+        );
+        return Ok(Vec::new());
+    }
+    let owner = package
+        .owner
+        .map(|o| o.login)
+        .or(event.organization.map(|o| o.login))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let repository = event.repository.map(|r| r.full_name.to_ascii_lowercase());
+    let heard = route.owners.iter().any(|o| *o == owner || repository.as_deref() == Some(o.as_str()));
+    if !heard {
+        tracing::warn!(
+            owner = %Shown(&owner),
+            repository = %Shown(repository.as_deref().unwrap_or("")),
+            "a package event from an owner that is not in pipeline.ghcr.owners; ignored (add it there to promote its pushes)"
+        );
+        return Ok(Vec::new());
+    }
+    let version = package.package_version.ok_or_else(|| malformed("package_version is missing"))?;
+    // The image: `package_url` (`ghcr.io/owner/name:tag`), else owner/name.
+    let path = match version.package_url.as_deref().and_then(|u| u.split_once('/')) {
+        Some((_, rest)) => {
+            let last = rest.rfind('/').unwrap_or(0);
+            match rest[last..].find(':') {
+                Some(colon) => rest[..last + colon].to_owned(),
+                None => rest.to_owned(),
+            }
+        }
+        None => format!("{owner}/{}", package.name),
+    };
+    let path = RepoPath::parse(&path.to_ascii_lowercase()).map_err(|e| malformed(format!("package: {e}")))?;
+    let tag_info = version.container_metadata.and_then(|m| m.tag);
+    let digest = [
+        version.version.as_deref(),
+        version.name.as_deref(),
+        tag_info.as_ref().and_then(|t| t.digest.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|d| Digest::parse(d).ok())
+    .ok_or_else(|| malformed("package_version names no sha256 digest"))?;
+    let tag = tag_info
+        .and_then(|t| t.name)
+        .filter(|t| !t.is_empty())
+        .map(|t| Tag::parse(&t))
+        .transpose()
+        .map_err(|e| malformed(format!("container_metadata.tag.name: {e}")))?;
+    let Some(host) = configured(route.registry.as_str(), registries, "ghcr")? else { return Ok(Vec::new()) };
+    Ok(vec![Accepted {
+        event_id: delivery.delivery_id.to_owned(),
+        message: PlanMessage::RegistryPush {
+            registry: host.clone(),
+            repository: Repository::new(host, path),
+            digest,
+            tag,
+        }
+        .into(),
+    }])
+}
+
+/// A Docker Hub webhook: `push_data.tag` of `repository.repo_name`, no digest (the planner
+/// resolves the tag). `callback_url` is never called. Docker Hub sends no id: the event id is
+/// the repository, tag and `pushed_at`.
+pub fn dockerhub(body: &[u8], registry: &Host, registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    #[derive(Deserialize)]
+    struct Payload {
+        push_data: PushData,
+        repository: Repo,
+    }
+    #[derive(Deserialize)]
+    struct PushData {
+        #[serde(default)]
+        pushed_at: Option<serde_json::Value>,
+        #[serde(default)]
+        tag: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Repo {
+        repo_name: String,
+    }
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not a Docker Hub webhook: {e}")))?;
+    let tag = payload
+        .push_data
+        .tag
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| malformed("push_data.tag is missing"))?;
+    let tag = Tag::parse(&tag).map_err(|e| malformed(format!("push_data.tag: {e}")))?;
+    // Official images are `library/<name>` on the registry.
+    let name = if payload.repository.repo_name.contains('/') {
+        payload.repository.repo_name.clone()
+    } else {
+        format!("library/{}", payload.repository.repo_name)
+    };
+    let path = RepoPath::parse(&name).map_err(|e| malformed(format!("repository.repo_name: {e}")))?;
+    let Some(host) = configured(registry.as_str(), registries, "dockerhub")? else { return Ok(Vec::new()) };
+    let pushed_at = payload.push_data.pushed_at.map(|v| v.to_string()).unwrap_or_default();
+    Ok(vec![Accepted {
+        event_id: format!("dockerhub-{path}:{}-{pushed_at}", tag.as_str()),
+        message: Incoming::Plan(PlanMessage::TagPush {
+            registry: host.clone(),
+            repository: Repository::new(host, path),
+            tag,
+        }),
+    }])
+}
+
+/// An ACR webhook: `action: push` with `target.repository`, `target.tag`, `target.digest`,
+/// and the registry in `request.host`. Other actions (delete, chart_push, quarantine) are
+/// ignored.
+pub fn acr(body: &[u8], registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    #[derive(Deserialize)]
+    struct Payload {
+        id: String,
+        action: String,
+        #[serde(default)]
+        target: Option<Target>,
+        #[serde(default)]
+        request: Option<Request>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Target {
+        #[serde(default)]
+        media_type: Option<String>,
+        #[serde(default)]
+        digest: Option<String>,
+        repository: String,
+        #[serde(default)]
+        tag: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Request {
+        host: String,
+    }
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not an ACR webhook: {e}")))?;
+    if payload.action != "push" {
+        ignored(&format!("ACR {}", payload.action), "set the webhook's actions to push only");
+        return Ok(Vec::new());
+    }
+    let target = payload.target.ok_or_else(|| malformed("target is missing"))?;
+    if target.media_type.as_deref().is_some_and(|t| !MANIFEST_TYPES.contains(&t)) {
+        ignored("ACR artifact pushes that are not images", "they travel with their image");
+        return Ok(Vec::new());
+    }
+    let request = payload.request.ok_or_else(|| malformed("request.host is missing"))?;
+    let Some(host) = configured(&request.host, registries, "acr")? else { return Ok(Vec::new()) };
+    let path =
+        RepoPath::parse(&target.repository).map_err(|e| malformed(format!("target.repository: {e}")))?;
+    let digest = Digest::parse(target.digest.as_deref().unwrap_or_default())
+        .map_err(|e| malformed(format!("target.digest: {e}")))?;
+    let tag = target
+        .tag
+        .filter(|t| !t.is_empty())
+        .map(|t| Tag::parse(&t))
+        .transpose()
+        .map_err(|e| malformed(format!("target.tag: {e}")))?;
+    Ok(vec![Accepted {
+        event_id: format!("acr-{}", payload.id),
+        message: PlanMessage::RegistryPush {
+            registry: host.clone(),
+            repository: Repository::new(host, path),
+            digest,
+            tag,
+        }
+        .into(),
+    }])
+}
+
+/// A Quay repository-push notification: `docker_url` names the image, `updated_tags` the
+/// tags, one event each, without digests (the planner resolves them). `registry` (configured
+/// for a self-hosted Quay reached under another name) replaces `docker_url`'s host.
+pub fn quay(body: &[u8], registry: Option<&Host>, registries: &[Host]) -> Result<Vec<Accepted>, Rejection> {
+    use sha2::Digest as _;
+    #[derive(Deserialize)]
+    struct Payload {
+        docker_url: String,
+        /// A list of tags; Quay before 2014 sent an object of tag → image id.
+        #[serde(default)]
+        updated_tags: Option<serde_json::Value>,
+    }
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not a Quay notification: {e}")))?;
+    let tags: Vec<String> = match payload.updated_tags {
+        None => {
+            ignored(
+                "Quay notifications other than repository pushes",
+                "create the notification for \"Push to Repository\" only",
+            );
+            return Ok(Vec::new());
+        }
+        Some(serde_json::Value::Array(list)) => list
+            .into_iter()
+            .map(|t| {
+                t.as_str().map(str::to_owned).ok_or_else(|| malformed("updated_tags holds a non-string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(serde_json::Value::Object(map)) => map.into_iter().map(|(tag, _)| tag).collect(),
+        Some(_) => return Err(malformed("updated_tags is neither a list nor an object")),
+    };
+    let (host, path) =
+        split_reference(&payload.docker_url).ok_or_else(|| malformed("docker_url has no registry host"))?;
+    let host = match registry {
+        Some(registry) => registry.as_str().to_owned(),
+        None => host.to_owned(),
+    };
+    let Some(host) = configured(&host, registries, "quay")? else { return Ok(Vec::new()) };
+    let path = RepoPath::parse(path).map_err(|e| malformed(format!("docker_url: {e}")))?;
+    // Quay sends no id: one delivery is its body.
+    let delivery = hex::encode(&sha2::Sha256::digest(body)[..8]);
+    let mut accepted = Vec::new();
+    for tag in &tags {
+        let tag = Tag::parse(tag).map_err(|e| malformed(format!("updated_tags: {e}")))?;
+        accepted.push(Accepted {
+            event_id: format!("quay-{path}:{}-{delivery}", tag.as_str()),
+            message: Incoming::Plan(PlanMessage::TagPush {
+                registry: host.clone(),
+                repository: Repository::new(host.clone(), path.clone()),
+                tag,
+            }),
+        });
+    }
+    Ok(accepted)
+}
+
 /// `sha256=<hex>` of HMAC-SHA256(secret, body), compared in constant time.
 pub fn github_signature_ok(secret: &[u8], body: &[u8], header: Option<&str>) -> bool {
     use hmac::Mac as _;

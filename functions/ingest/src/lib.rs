@@ -6,6 +6,11 @@
 //! | `POST /v1/events/harbor` | Harbor `PUSH_ARTIFACT` webhooks | `Authorization: $FERRY_HARBOR_TOKEN` (as Harbor sends it) |
 //! | `POST /v1/events/ecr` | an ECR push event (EventBridge JSON) | `Authorization: Bearer $FERRY_DISTRIBUTION_TOKEN` |
 //! | `POST /v1/events/github` | `pull_request` (opened, synchronize, reopened: to `check`; merged: to `plan`) and `push` | `X-Hub-Signature-256` with `$FERRY_GITHUB_WEBHOOK_SECRET` |
+//! | `POST /v1/events/github` | `registry_package`, `package` (GHCR container versions published or updated, from `pipeline.ghcr.owners`) | `X-Hub-Signature-256` with `$FERRY_GHCR_WEBHOOK_SECRET` (else the GitHub secret) |
+//! | `POST /v1/events/gcr` | a Pub/Sub push of Artifact Registry's `gcr` topic | a Google-signed OIDC token (`pipeline.pubsub-push`) |
+//! | `POST /v1/events/dockerhub/<secret>` | Docker Hub webhooks (a tag, no digest) | `$FERRY_DOCKERHUB_SECRET` in the path |
+//! | `POST /v1/events/acr` | ACR `push` webhooks | `$FERRY_ACR_TOKEN` in the header `pipeline.acr.header` |
+//! | `POST /v1/events/quay/<secret>` | Quay repository-push notifications (tags, no digests) | `$FERRY_QUAY_TOKEN` in the path |
 //!
 //! Answers: 202 accepted (messages were enqueued), 200 ignored (valid, nothing to do), 400
 //! malformed, 401 bad or missing credentials, 413 too large, 503 the queue could not be
@@ -17,6 +22,7 @@
 //! Architecture invariant: hosts in payloads are accepted only when `pipeline.registries` names them, and outside text is logged escaped.
 
 pub mod events;
+pub mod pubsub;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -52,6 +58,12 @@ pub struct IngestConfig {
     pub distribution_token: Option<Secret>,
     pub harbor_token: Option<Secret>,
     pub github_secret: Option<Secret>,
+    /// The other routes: their settings (`pipeline.*`) and secrets.
+    pub triggers: ferry_config::Triggers,
+    pub ghcr_secret: Option<Secret>,
+    pub dockerhub_secret: Option<Secret>,
+    pub quay_token: Option<Secret>,
+    pub acr_token: Option<Secret>,
     pub max_body_bytes: usize,
     /// How long a webhook waits for the broker to confirm its message before it is answered
     /// 503 (the sender retries). Well under the notification timeouts of registries.
@@ -67,6 +79,11 @@ impl Default for IngestConfig {
             distribution_token: None,
             harbor_token: None,
             github_secret: None,
+            triggers: ferry_config::Triggers::default(),
+            ghcr_secret: None,
+            dockerhub_secret: None,
+            quay_token: None,
+            acr_token: None,
             max_body_bytes: 1024 * 1024,
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
         }
@@ -87,6 +104,11 @@ impl IngestConfig {
             distribution_token: env.distribution_token.clone(),
             harbor_token: env.harbor_token.clone(),
             github_secret: env.github_webhook_secret.clone(),
+            triggers: config.pipeline.triggers.clone(),
+            ghcr_secret: env.ghcr_webhook_secret.clone(),
+            dockerhub_secret: env.dockerhub_secret.clone(),
+            quay_token: env.quay_token.clone(),
+            acr_token: env.acr_token.clone(),
             max_body_bytes: 1024 * 1024,
             enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
         }
@@ -178,14 +200,18 @@ pub struct Ingest<B> {
     broker: Arc<B>,
     config: IngestConfig,
     seen: Mutex<Seen>,
+    /// Checks Pub/Sub push tokens, when `pipeline.pubsub-push` is set.
+    push_auth: Option<pubsub::PushAuth>,
 }
 
 impl<B: Broker> Ingest<B> {
     pub fn new(broker: Arc<B>, config: IngestConfig) -> Arc<Self> {
+        let push_auth = config.triggers.pubsub_push.clone().map(pubsub::PushAuth::new);
         Arc::new(Self {
             broker,
             config,
             seen: Mutex::new(Seen { ids: HashMap::new(), order: VecDeque::new(), capacity: 100_000 }),
+            push_auth,
         })
     }
 
@@ -353,7 +379,15 @@ async fn github<B: Broker>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(secret) = &ingest.config.github_secret else { return unauthorized() };
+    let event = header(&headers, "x-github-event");
+    // Package events come from the packages' repositories or organisations, with their own
+    // secret; everything else from the manifest repository.
+    let package = matches!(event, Some("registry_package" | "package"));
+    let secret = match package {
+        true => ingest.config.ghcr_secret.as_ref().or(ingest.config.github_secret.as_ref()),
+        false => ingest.config.github_secret.as_ref(),
+    };
+    let Some(secret) = secret else { return unauthorized() };
     if !events::github_signature_ok(
         secret.expose().as_bytes(),
         &body,
@@ -361,15 +395,25 @@ async fn github<B: Broker>(
     ) {
         return unauthorized();
     }
-    let (Some(event), Some(delivery_id)) =
-        (header(&headers, "x-github-event"), header(&headers, "x-github-delivery"))
-    else {
+    let (Some(event), Some(delivery_id)) = (event, header(&headers, "x-github-delivery")) else {
         return answer(
             StatusCode::BAD_REQUEST,
             json!({"status": "malformed", "error": "X-GitHub-Event and X-GitHub-Delivery are required"}),
         );
     };
     let delivery = GitHubDelivery { event, delivery_id };
+    if package {
+        let triggers = &ingest.config.triggers;
+        if triggers.ghcr_owners.is_empty() {
+            events::ignored(
+                "GitHub package",
+                "list the owners to hear under pipeline.ghcr.owners, or remove the package events from the webhook",
+            );
+            return answer(StatusCode::OK, json!({"status": "ignored"}));
+        }
+        let route = events::GhcrRoute { owners: &triggers.ghcr_owners, registry: &triggers.ghcr_registry };
+        return respond(&ingest, events::ghcr(&delivery, &body, &route, &ingest.config.registries)).await;
+    }
     let parsed = events::github(
         &delivery,
         &body,
@@ -377,6 +421,55 @@ async fn github<B: Broker>(
         &ingest.config.manifest_paths,
     );
     respond(&ingest, parsed).await
+}
+
+async fn gcr<B: Broker>(State(ingest): State<Arc<Ingest<B>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(auth) = &ingest.push_auth else { return unauthorized() };
+    if let Err(reason) = auth.verify(header(&headers, "authorization")).await {
+        tracing::warn!(%reason, "a Pub/Sub push was refused");
+        return unauthorized();
+    }
+    respond(&ingest, events::gcr(&body, &ingest.config.registries)).await
+}
+
+/// The secret in the path (`/v1/events/dockerhub/<secret>`), for senders that sign nothing and
+/// set no header.
+fn path_secret_ok(expected: &Option<Secret>, presented: &str) -> bool {
+    expected.as_ref().is_some_and(|t| events::token_ok(t.expose(), Some(presented)))
+}
+
+async fn dockerhub<B: Broker>(
+    State(ingest): State<Arc<Ingest<B>>>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    if !path_secret_ok(&ingest.config.dockerhub_secret, &secret) {
+        return unauthorized();
+    }
+    let registry = &ingest.config.triggers.dockerhub_registry;
+    respond(&ingest, events::dockerhub(&body, registry, &ingest.config.registries)).await
+}
+
+async fn quay<B: Broker>(
+    State(ingest): State<Arc<Ingest<B>>>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    if !path_secret_ok(&ingest.config.quay_token, &secret) {
+        return unauthorized();
+    }
+    let registry = ingest.config.triggers.quay_registry.as_ref();
+    respond(&ingest, events::quay(&body, registry, &ingest.config.registries)).await
+}
+
+async fn acr<B: Broker>(State(ingest): State<Arc<Ingest<B>>>, headers: HeaderMap, body: Bytes) -> Response {
+    // ACR sends the custom header as configured: the token itself, or `Bearer <token>`.
+    let presented = header(&headers, &ingest.config.triggers.acr_header);
+    let presented = presented.map(|p| p.strip_prefix("Bearer ").unwrap_or(p));
+    if !ingest.config.acr_token.as_ref().is_some_and(|t| events::token_ok(t.expose(), presented)) {
+        return unauthorized();
+    }
+    respond(&ingest, events::acr(&body, &ingest.config.registries)).await
 }
 
 /// The ingest HTTP API.
@@ -387,6 +480,10 @@ pub fn router<B: Broker>(ingest: Arc<Ingest<B>>) -> Router {
         .route("/v1/events/harbor", post(harbor::<B>))
         .route("/v1/events/ecr", post(ecr::<B>))
         .route("/v1/events/github", post(github::<B>))
+        .route("/v1/events/gcr", post(gcr::<B>))
+        .route("/v1/events/dockerhub/{secret}", post(dockerhub::<B>))
+        .route("/v1/events/acr", post(acr::<B>))
+        .route("/v1/events/quay/{secret}", post(quay::<B>))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ingest)
