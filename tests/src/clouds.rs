@@ -508,3 +508,76 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// Signs Pub/Sub push tokens as Google does (RS256, a `kid` in the header), with a key whose
+/// JWKS a test names in `pipeline.pubsub-push.jwks`.
+#[derive(Debug)]
+pub struct PushSigner {
+    key: aws_lc_rs::rsa::KeyPair,
+    pub kid: String,
+}
+
+impl PushSigner {
+    pub fn new(kid: &str) -> Self {
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key");
+        Self { key, kid: kid.to_owned() }
+    }
+
+    /// `{"keys": [this key]}`, as https://www.googleapis.com/oauth2/v3/certs lists keys.
+    pub fn jwks(&self) -> serde_json::Value {
+        use aws_lc_rs::signature::KeyPair as _;
+        let public = self.key.public_key();
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        serde_json::json!({"keys": [{
+            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+            "n": b64(public.modulus().big_endian_without_leading_zero()),
+            "e": b64(public.exponent().big_endian_without_leading_zero()),
+        }]})
+    }
+
+    /// The claims Google puts in a push token for `email`, for `audience`, valid from now.
+    pub fn claims(audience: &str, email: &str) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        serde_json::json!({
+            "aud": audience, "azp": "113774264463038321964", "email": email, "email_verified": true,
+            "exp": now + 3600, "iat": now, "iss": "https://accounts.google.com", "sub": "113774264463038321964",
+        })
+    }
+
+    /// `header.claims.signature` with this key, whatever the header says (tests forge some).
+    pub fn sign(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let mut signature = vec![0; self.key.public_modulus_len()];
+        self.key
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .expect("sign");
+        format!("{input}.{}", b64(&signature))
+    }
+
+    /// A valid token: RS256, this key's `kid`.
+    pub fn token(&self, claims: &serde_json::Value) -> String {
+        self.sign(&serde_json::json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"}), claims)
+    }
+}
+
+/// A Pub/Sub push delivery of `data` (Artifact Registry's notification), as a push
+/// subscription POSTs it.
+pub fn pubsub_push(message_id: &str, data: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "message": {
+            "attributes": {},
+            "data": base64::engine::general_purpose::STANDARD.encode(data.to_string()),
+            "messageId": message_id,
+            "message_id": message_id,
+            "publishTime": "2026-12-07T04:52:00.000Z",
+            "publish_time": "2026-12-07T04:52:00.000Z",
+        },
+        "subscription": "projects/acme-staging/subscriptions/ferry-gcr-push",
+    })
+}

@@ -61,7 +61,8 @@ pub(crate) async fn run(args: RunArgs, env: &Env) -> Result<ExitStatus, CliError
         ..WorkerOptions::default()
     };
     let discovery = discovery_task(&context.config, env)?;
-    let stages = ferry_pipeline::build(context).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
+    let stages =
+        Box::pin(ferry_pipeline::build(context)).await.map_err(|e| CliError::Usage(format!("{e:#}")))?;
     serve_metrics(args.metrics_listen.as_deref(), &broker).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -232,13 +232,19 @@ async fn log_in(transport: &Transport, host: &Host, pushed: bool) -> Result<Stri
 
 fn ingest(config: &Config, env: &Env, found: &mut Findings) {
     let pipeline = &config.pipeline;
-    let any_secret =
-        env.distribution_token.is_some() || env.harbor_token.is_some() || env.github_webhook_secret.is_some();
+    let any_secret = env.distribution_token.is_some()
+        || env.harbor_token.is_some()
+        || env.github_webhook_secret.is_some()
+        || env.ghcr_webhook_secret.is_some()
+        || env.dockerhub_secret.is_some()
+        || env.quay_token.is_some()
+        || env.acr_token.is_some()
+        || pipeline.triggers.pubsub_push.is_some();
     if !any_secret {
         found.problems.push(Problem::fatal(
             "no webhook secret is set: ingest would refuse every webhook (401)",
             "set FERRY_DISTRIBUTION_TOKEN (distribution and ECR send it as `Authorization: Bearer …`), \
-             FERRY_HARBOR_TOKEN (Harbor's auth header) or FERRY_GITHUB_WEBHOOK_SECRET",
+             FERRY_HARBOR_TOKEN (Harbor's auth header), FERRY_GITHUB_WEBHOOK_SECRET, or a route of the README's Triggers table",
         ));
     } else if env.distribution_token.is_none() && !pipeline.registries.is_empty() {
         found.problems.push(Problem::warning(
@@ -263,6 +269,7 @@ fn ingest(config: &Config, env: &Env, found: &mut Findings) {
             pipeline.registries.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         ));
     }
+    routes(config, env, found);
     for rule in &pipeline.mirror_rules {
         if !pipeline.registries.contains(&rule.source.host) {
             found.problems.push(Problem::warning(
@@ -273,6 +280,70 @@ fn ingest(config: &Config, env: &Env, found: &mut Findings) {
                 format!("add \"{}\" to pipeline.registries", rule.source.host),
             ));
         }
+    }
+}
+
+/// Each push route: enabled, or disabled and why; a route whose registry is not in
+/// `pipeline.registries` would ignore every event.
+fn routes(config: &Config, env: &Env, found: &mut Findings) {
+    let pipeline = &config.pipeline;
+    let triggers = &pipeline.triggers;
+    let heard = |host: &Host| pipeline.registries.contains(host);
+    let mut lines = Vec::new();
+    let mut unheard = Vec::new();
+    match &triggers.pubsub_push {
+        Some(push) => lines.push(format!(
+            "/v1/events/gcr enabled (Pub/Sub push tokens for {} with audience {})",
+            push.service_account, push.audience
+        )),
+        None => lines.push("/v1/events/gcr disabled (no pipeline.pubsub-push)".into()),
+    }
+    let ghcr_secret = env.ghcr_webhook_secret.is_some() || env.github_webhook_secret.is_some();
+    match (triggers.ghcr_owners.is_empty(), ghcr_secret) {
+        (false, true) => {
+            lines.push(format!(
+                "GHCR package events enabled on /v1/events/github (owners {}, registry {})",
+                triggers.ghcr_owners.join(", "),
+                triggers.ghcr_registry
+            ));
+            if !heard(&triggers.ghcr_registry) {
+                unheard.push(("pipeline.ghcr", triggers.ghcr_registry.clone()));
+            }
+        }
+        (false, false) => found.problems.push(Problem::warning(
+            "pipeline.ghcr.owners is set, and neither FERRY_GHCR_WEBHOOK_SECRET nor FERRY_GITHUB_WEBHOOK_SECRET is: package webhooks will be refused (401)",
+            "set FERRY_GHCR_WEBHOOK_SECRET to the package webhook's secret",
+        )),
+        (true, _) => lines.push("GHCR package events disabled (no pipeline.ghcr.owners)".into()),
+    }
+    for (route, secret, variable, registry) in [
+        (
+            "/v1/events/dockerhub/<secret>",
+            &env.dockerhub_secret,
+            "FERRY_DOCKERHUB_SECRET",
+            Some(&triggers.dockerhub_registry),
+        ),
+        ("/v1/events/quay/<secret>", &env.quay_token, "FERRY_QUAY_TOKEN", triggers.quay_registry.as_ref()),
+        ("/v1/events/acr", &env.acr_token, "FERRY_ACR_TOKEN", None),
+    ] {
+        if secret.is_some() {
+            let on = registry.map(|r| format!(" for {r}")).unwrap_or_default();
+            lines.push(format!("{route} enabled{on}"));
+            if let Some(registry) = registry
+                && !heard(registry)
+            {
+                unheard.push((route, registry.clone()));
+            }
+        } else {
+            lines.push(format!("{route} disabled ({variable} is not set)"));
+        }
+    }
+    found.fine.extend(lines);
+    for (route, registry) in unheard {
+        found.problems.push(Problem::warning(
+            format!("{route} announces pushes to {registry}, which is not in pipeline.registries: they will be ignored"),
+            format!("add \"{registry}\" to pipeline.registries"),
+        ));
     }
 }
 

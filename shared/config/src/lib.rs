@@ -72,6 +72,14 @@
 //!     semver: ">=1.0.0"                   # optional constraint (a leading v is allowed)
 //!     deny-prerelease: true
 //!     trusted: true                       # copy the source's signatures along
+//!   pubsub-push:                          # /v1/events/gcr: Artifact Registry's Pub/Sub topic
+//!     endpoint: https://ferry.example/v1/events/gcr   # the token's audience (or `audience:`)
+//!     service-account: gcr-push@acme.iam.gserviceaccount.com
+//!     jwks: https://www.googleapis.com/oauth2/v3/certs  # or a file
+//!   ghcr: {owners: [acme, other/app], registry: ghcr.io}    # package webhooks heard
+//!   dockerhub: {registry: docker.io}      # the registry Docker Hub payloads mean
+//!   quay: {registry: quay.io}             # for self-hosted Quay
+//!   acr: {header: X-Ferry-Token}          # where ACR sends FERRY_ACR_TOKEN
 //! ```
 //!
 //! Paths in the file are relative to the file.
@@ -98,6 +106,9 @@
 //! | `FERRY_INGEST_LISTEN` | the ingest HTTP address (default `127.0.0.1:8080`) |
 //! | `FERRY_DISTRIBUTION_TOKEN`, `FERRY_HARBOR_TOKEN` | bearer tokens registries must send to ingest |
 //! | `FERRY_GITHUB_WEBHOOK_SECRET` | the GitHub webhook secret (`X-Hub-Signature-256`) |
+//! | `FERRY_GHCR_WEBHOOK_SECRET` | the secret of GitHub package webhooks (default: the GitHub webhook secret) |
+//! | `FERRY_DOCKERHUB_SECRET`, `FERRY_QUAY_TOKEN` | the secret in the Docker Hub and Quay webhook URLs' path |
+//! | `FERRY_ACR_TOKEN` | the value ACR's webhook sends in `pipeline.acr.header` |
 //! | `GITHUB_TOKEN` | for reading manifests through the GitHub contents API |
 //! | `OTEL_*` | OpenTelemetry exporter settings (OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set) |
 //! | `FERRY_LOG` | log filter, e.g. `info` or `ferry_registry=debug` |
@@ -167,6 +178,13 @@ pub struct Env {
     pub distribution_token: Option<Secret>,
     pub harbor_token: Option<Secret>,
     pub github_webhook_secret: Option<Secret>,
+    /// The push routes' secrets: `FERRY_GHCR_WEBHOOK_SECRET` (package webhooks; else the
+    /// GitHub secret), `FERRY_DOCKERHUB_SECRET`, `FERRY_QUAY_TOKEN` (both in the URL's path),
+    /// `FERRY_ACR_TOKEN` (in `pipeline.acr.header`).
+    pub ghcr_webhook_secret: Option<Secret>,
+    pub dockerhub_secret: Option<Secret>,
+    pub quay_token: Option<Secret>,
+    pub acr_token: Option<Secret>,
     /// `GITHUB_TOKEN`: for the GitHub contents API, and `ferry check --github-check`.
     pub github_token: Option<Secret>,
     /// `GITHUB_REPOSITORY`, `GITHUB_API_URL`, `GITHUB_SERVER_URL`: what GitHub Actions sets,
@@ -215,6 +233,10 @@ impl Env {
             distribution_token: text("FERRY_DISTRIBUTION_TOKEN").map(Secret::new),
             harbor_token: text("FERRY_HARBOR_TOKEN").map(Secret::new),
             github_webhook_secret: text("FERRY_GITHUB_WEBHOOK_SECRET").map(Secret::new),
+            ghcr_webhook_secret: text("FERRY_GHCR_WEBHOOK_SECRET").map(Secret::new),
+            dockerhub_secret: text("FERRY_DOCKERHUB_SECRET").map(Secret::new),
+            quay_token: text("FERRY_QUAY_TOKEN").map(Secret::new),
+            acr_token: text("FERRY_ACR_TOKEN").map(Secret::new),
             github_token: text("GITHUB_TOKEN").map(Secret::new),
             github_repository: text("GITHUB_REPOSITORY"),
             github_api_url: text("GITHUB_API_URL"),
@@ -328,6 +350,53 @@ struct PipelineYaml {
     manifests: Option<ManifestsYaml>,
     #[serde(default)]
     mirror_rules: Vec<RuleYaml>,
+    #[serde(default)]
+    pubsub_push: Option<PubSubPushYaml>,
+    #[serde(default)]
+    ghcr: Option<GhcrYaml>,
+    #[serde(default)]
+    dockerhub: Option<RouteYaml>,
+    #[serde(default)]
+    quay: Option<RouteYaml>,
+    #[serde(default)]
+    acr: Option<AcrYaml>,
+}
+
+/// `pipeline.pubsub-push`: Artifact Registry's `gcr` topic through a push subscription.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PubSubPushYaml {
+    #[serde(default)]
+    endpoint: Option<Spanned<String>>,
+    #[serde(default)]
+    audience: Option<Spanned<String>>,
+    service_account: Spanned<String>,
+    jwks: Spanned<String>,
+}
+
+/// `pipeline.ghcr`: GitHub `registry_package`/`package` webhooks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct GhcrYaml {
+    owners: Vec<Spanned<String>>,
+    #[serde(default)]
+    registry: Option<Spanned<String>>,
+}
+
+/// `pipeline.dockerhub`, `pipeline.quay`: the registry a payload means, when not the vendor's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RouteYaml {
+    #[serde(default)]
+    registry: Option<Spanned<String>>,
+}
+
+/// `pipeline.acr`: the header ACR's webhook sends its token in.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct AcrYaml {
+    #[serde(default)]
+    header: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -383,6 +452,56 @@ pub struct PipelineConfig {
     pub github_api: String,
     pub manifests: Option<ManifestsConfig>,
     pub mirror_rules: Vec<ferry_desired::MirrorRule>,
+    /// How ingest hears registries beyond distribution, Harbor and ECR.
+    pub triggers: Triggers,
+}
+
+/// The push routes' settings (their secrets are in [`Env`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Triggers {
+    /// `/v1/events/gcr`: Pub/Sub push deliveries of Artifact Registry's `gcr` topic.
+    pub pubsub_push: Option<PubSubPush>,
+    /// `registry_package` and `package` webhooks: the owners (`acme`) and repositories
+    /// (`acme/app`) heard.
+    pub ghcr_owners: Vec<String>,
+    /// The registry each route's payloads mean (the vendor's unless configured).
+    pub ghcr_registry: Host,
+    pub dockerhub_registry: Host,
+    pub quay_registry: Option<Host>,
+    /// The header ACR's webhook carries `FERRY_ACR_TOKEN` in.
+    pub acr_header: String,
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        let host = |name: &str| Host::parse(name).expect("a valid host");
+        Self {
+            pubsub_push: None,
+            ghcr_owners: Vec::new(),
+            ghcr_registry: host("ghcr.io"),
+            dockerhub_registry: host("docker.io"),
+            quay_registry: None,
+            acr_header: "authorization".into(),
+        }
+    }
+}
+
+/// What a Pub/Sub push's bearer token must be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PubSubPush {
+    /// The JWT's `aud`: the configured audience, else the endpoint's URL (as Google sets it).
+    pub audience: String,
+    /// The subscription's push service account (`email`).
+    pub service_account: String,
+    pub jwks: JwksSource,
+}
+
+/// Where the keys that sign Pub/Sub's tokens are read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    /// Fetched and cached (`https://www.googleapis.com/oauth2/v3/certs`).
+    Url(String),
+    File(PathBuf),
 }
 
 #[derive(Deserialize)]
@@ -799,6 +918,90 @@ impl Config {
 
 type FieldError<'a> = dyn Fn(u64, &'static str, String) -> ConfigError + 'a;
 
+/// `pipeline.pubsub-push`, `ghcr`, `dockerhub`, `quay`, `acr`.
+fn triggers(pipeline: &PipelineYaml, base: &Path, field: &FieldError<'_>) -> Result<Triggers, ConfigError> {
+    let mut out = Triggers::default();
+    let host = |v: &Spanned<String>, name: &'static str| {
+        Host::parse(&v.value).map_err(|e| field(line_of(v), name, e.to_string()))
+    };
+    if let Some(push) = &pipeline.pubsub_push {
+        let audience = push.audience.as_ref().or(push.endpoint.as_ref()).ok_or_else(|| {
+            field(
+                line_of(&push.service_account),
+                "pipeline.pubsub-push",
+                "give `endpoint` (the push endpoint's URL, the token's default audience) or `audience`"
+                    .into(),
+            )
+        })?;
+        if let Some(endpoint) = &push.endpoint
+            && !endpoint.value.starts_with("https://")
+            && !endpoint.value.starts_with("http://")
+        {
+            return Err(field(
+                line_of(endpoint),
+                "pipeline.pubsub-push.endpoint",
+                format!("{:?} is not the push endpoint's URL", endpoint.value),
+            ));
+        }
+        if !push.service_account.value.contains('@') {
+            return Err(field(
+                line_of(&push.service_account),
+                "pipeline.pubsub-push.service-account",
+                format!("{:?} is not a service account's email", push.service_account.value),
+            ));
+        }
+        let jwks = &push.jwks.value;
+        let jwks = if jwks.starts_with("https://") || jwks.starts_with("http://") {
+            JwksSource::Url(jwks.clone())
+        } else {
+            JwksSource::File(base.join(jwks))
+        };
+        out.pubsub_push = Some(PubSubPush {
+            audience: audience.value.clone(),
+            service_account: push.service_account.value.clone(),
+            jwks,
+        });
+    }
+    if let Some(ghcr) = &pipeline.ghcr {
+        for owner in &ghcr.owners {
+            let parts: Vec<&str> = owner.value.split('/').collect();
+            let name_ok = |p: &str| {
+                !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
+            if parts.len() > 2 || !parts.iter().all(|p| name_ok(p)) {
+                return Err(field(
+                    line_of(owner),
+                    "pipeline.ghcr.owners",
+                    format!("{:?} is not an owner (acme) or a repository (acme/app)", owner.value),
+                ));
+            }
+            out.ghcr_owners.push(owner.value.to_ascii_lowercase());
+        }
+        if let Some(registry) = &ghcr.registry {
+            out.ghcr_registry = host(registry, "pipeline.ghcr.registry")?;
+        }
+    }
+    if let Some(registry) = pipeline.dockerhub.as_ref().and_then(|d| d.registry.as_ref()) {
+        out.dockerhub_registry = host(registry, "pipeline.dockerhub.registry")?;
+    }
+    if let Some(registry) = pipeline.quay.as_ref().and_then(|d| d.registry.as_ref()) {
+        out.quay_registry = Some(host(registry, "pipeline.quay.registry")?);
+    }
+    if let Some(header) = pipeline.acr.as_ref().and_then(|a| a.header.as_ref()) {
+        let valid = !header.value.is_empty()
+            && header.value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(field(
+                line_of(header),
+                "pipeline.acr.header",
+                format!("{:?} is not a header name", header.value),
+            ));
+        }
+        out.acr_header = header.value.to_ascii_lowercase();
+    }
+    Ok(out)
+}
+
 /// `registries.hosts[]`: the host, its login and its rate, each option checked against the
 /// provider it belongs to.
 fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSettings, ConfigError> {
@@ -1070,6 +1273,7 @@ fn pipeline_config(
             ferry_desired::inputs::inputs_from(named.iter().map(|(key, list)| (*key, list.as_slice())));
         out.manifests = Some(ManifestsConfig { source, inputs });
     }
+    out.triggers = triggers(pipeline, base, field)?;
     for rule in &pipeline.mirror_rules {
         let registry = |v: &Spanned<String>, name: &'static str| {
             RegistryPath::parse(&v.value).map_err(|e| field(line_of(v), name, e.to_string()))
@@ -1356,6 +1560,20 @@ mod tests {
                 "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: acr, password: x}\n",
                 Err("unknown field `password`"),
             ),
+            (
+                "pipeline:\n  pubsub-push:\n    service-account: a@b.iam.gserviceaccount.com\n    jwks: certs.json\n",
+                Err(":3: field `pipeline.pubsub-push`: give `endpoint`"),
+            ),
+            (
+                "pipeline:\n  pubsub-push:\n    endpoint: ferry.example\n    service-account: a@b\n    jwks: c.json\n",
+                Err(":3: field `pipeline.pubsub-push.endpoint`"),
+            ),
+            (
+                "pipeline:\n  ghcr: {owners: [\"acme/app/x\"]}\n",
+                Err(":2: field `pipeline.ghcr.owners`: \"acme/app/x\" is not an owner"),
+            ),
+            ("pipeline:\n  acr: {header: \"X Token\"}\n", Err(":2: field `pipeline.acr.header`")),
+            ("pipeline:\n  dockerhub: {registry: docker.io}\n  quay: {registry: quay.example}\n", Ok(0)),
             ("registry: {}\n", Err(":1:1: unknown field `registry`")),
             (
                 "signing:\n  key: a.key\n  kms-key-id: x\n",
@@ -1552,6 +1770,14 @@ mod tests {
         let manifests = pipeline.manifests.as_ref().unwrap();
         assert!(matches!(manifests.source, ManifestSource::Git(_)));
         assert_eq!(manifests.inputs.len(), 1);
+        let triggers = &pipeline.triggers;
+        assert!(matches!(
+            &triggers.pubsub_push,
+            Some(PubSubPush { jwks: JwksSource::Url(_), audience, .. }) if audience == "https://ferry.example.com/v1/events/gcr"
+        ));
+        assert_eq!(triggers.ghcr_owners, ["acme", "other-org/app"]);
+        assert_eq!(triggers.acr_header, "x-ferry-token");
+        assert!(triggers.quay_registry.is_some());
         let rule = &pipeline.mirror_rules[0];
         assert!(rule.repositories.is_some() && rule.tags.is_some() && rule.semver.is_some());
         assert!(rule.deny_prerelease && rule.trusted && rule.destinations.len() == 2);
@@ -1578,6 +1804,16 @@ mod tests {
             "service-account:",
             "tenant:",
             "helper:",
+            "pubsub-push:",
+            "endpoint:",
+            "audience:",
+            "jwks:",
+            "ghcr:",
+            "owners:",
+            "dockerhub:",
+            "quay:",
+            "acr:",
+            "header:",
             "ecr-public",
             "anonymous",
             "key:",

@@ -221,7 +221,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferry-helper-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("docker-credential-slow");
-        std::fs::write(&script, "#!/bin/sh\nsleep 600\n").unwrap();
+        std::fs::write(&script, "#!/bin/sh\nexec /bin/sleep 600\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let helper = Helper::new("slow", "test", Some(dir.clone().into_os_string()));
         let host = Host::parse("registry.example").unwrap();

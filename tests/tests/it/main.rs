@@ -19,4 +19,5 @@ mod presubmit;
 mod referrers;
 mod registry;
 mod support;
+mod triggers;
 mod trust;

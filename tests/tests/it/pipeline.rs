@@ -28,7 +28,7 @@ pub(crate) enum Transport {
 impl Transport {
     /// Image content differs per transport, so that tests running side by side in this process
     /// never share a digest (spans are told apart by digest).
-    fn seed(self, seed: u64) -> u64 {
+    pub(crate) fn seed(self, seed: u64) -> u64 {
         match self {
             Transport::Rabbit => seed,
             Transport::Sqs => seed + 1000,
@@ -203,7 +203,7 @@ impl Harness {
         }
         let config = load_config(&env).unwrap();
         let ingest_config = ferry_ingest::IngestConfig::from_config(&config, &env);
-        let stages = ferry_pipeline::build(Context { env, config }).await.unwrap();
+        let stages = Box::pin(ferry_pipeline::build(Context { env, config })).await.unwrap();
         let retry = RetrySettings {
             max_throttled_attempts: options.max_throttled_attempts,
             base_delay: Duration::from_millis(500),
