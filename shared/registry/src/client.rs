@@ -35,6 +35,13 @@ pub trait Registry: Send + Sync {
         repository: &Repository,
     ) -> impl Future<Output = Result<Vec<Tag>, RegistryError>> + Send;
 
+    /// What `repository` holds, from one listing: every tag with its digest where the registry
+    /// serves the extended tag list, else which tags exist (see [`crate::inventory`]).
+    fn inventory(
+        &self,
+        repository: &Repository,
+    ) -> impl Future<Output = Result<crate::inventory::Inventory, RegistryError>> + Send;
+
     /// Every repository under a registry path, from the catalog API (all pages).
     fn list_repositories(
         &self,
@@ -156,7 +163,7 @@ impl OciRegistry {
         first: String,
         scope: Scope,
         mut each: impl FnMut(T),
-    ) -> Result<(), RegistryError> {
+    ) -> Result<bool, RegistryError> {
         let mut next = Some(first);
         let mut pages = 0usize;
         while let Some(path) = next.take() {
@@ -170,7 +177,14 @@ impl OciRegistry {
             let call = Call::new(Method::GET, host, path.clone(), scope.clone()).accept(&[404]);
             let response = self.transport.send(&call).await?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {
-                return Ok(());
+                if pages > 1 {
+                    return Err(RegistryError::InvalidResponse {
+                        url: path,
+                        reason: format!("the listing broke off at page {pages} (HTTP 404)"),
+                    });
+                }
+                // Nothing there: a repository (or a catalog) that does not exist.
+                return Ok(false);
             }
             next = next_link(response.headers(), &path)?;
             let url = response.url().to_string();
@@ -181,7 +195,7 @@ impl OciRegistry {
             })?;
             each(page);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -276,6 +290,24 @@ impl Registry for OciRegistry {
         tags.sort();
         tags.dedup();
         Ok(tags)
+    }
+
+    async fn inventory(&self, repository: &Repository) -> Result<crate::inventory::Inventory, RegistryError> {
+        let mut pages = Vec::new();
+        let first = format!("/v2/{}/tags/list?n={}", repository.path(), self.page_size);
+        let scope = Scope::Pull(repository.path().clone());
+        let found = self
+            .list_pages(repository.host(), first, scope, |page: crate::inventory::Page| pages.push(page))
+            .await?;
+        if !found {
+            return Ok(crate::inventory::Inventory::missing());
+        }
+        let inventory = crate::inventory::fold(pages).map_err(|reason| RegistryError::InvalidResponse {
+            url: format!("{}/v2/{}/tags/list", self.transport.base_url(repository.host()), repository.path()),
+            reason,
+        })?;
+        self.transport.note_inventory(repository.host(), inventory.kind);
+        Ok(inventory)
     }
 
     async fn referrers(

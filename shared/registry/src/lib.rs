@@ -15,6 +15,8 @@
 //! - [`transport`]: HTTP, auth handshake, retries.
 //! - [`limiter`]: the adaptive per-host rate limiter.
 //! - [`auth`]: credentials (`config.json` format) and the `WWW-Authenticate` parser.
+//! - [`inventory`]: what a repository holds from one listing (the extended `tags/list` of
+//!   GCR and Artifact Registry, else the OCI tag list).
 //! - [`guard`]: which hosts a transport may reach when registry names come from untrusted
 //!   input (presubmit): checked before any request and again when a name is resolved.
 //! - `error`: `RegistryError` and `ErrorClass`.
@@ -29,6 +31,7 @@ mod cache;
 pub mod client;
 mod error;
 pub mod guard;
+pub mod inventory;
 pub mod limiter;
 pub mod manifest;
 pub mod referrers;
@@ -39,6 +42,7 @@ pub use auth::{CredentialSources, Credentials, Secret};
 pub use client::{OciRegistry, Registry};
 pub use error::{Classify, ErrorClass, RegistryError};
 pub use guard::HostGuard;
+pub use inventory::{Inventory, InventoryKind};
 pub use limiter::LimiterConfig;
 pub use manifest::{
     Descriptor, MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH, ManifestContent, ManifestHead, RawManifest,

@@ -188,6 +188,11 @@ pub struct Transport {
     challenges: Mutex<HashMap<Host, Challenge>>,
     tokens: Mutex<HashMap<(Host, Scope), Token>>,
     pub counters: Counters,
+    /// Requests by host and kind (`manifest HEAD`, `tags/list`, ...), for the cost lines of
+    /// `plan`, `status` and `reconcile`.
+    by_kind: Mutex<HashMap<(Host, &'static str), u32>>,
+    /// How each host's repositories were listed, once known.
+    inventories: Mutex<HashMap<Host, crate::inventory::InventoryKind>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -219,6 +224,8 @@ impl Transport {
             challenges: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            by_kind: Mutex::new(HashMap::new()),
+            inventories: Mutex::new(HashMap::new()),
         })
     }
 
@@ -280,6 +287,39 @@ impl Transport {
         }
         let call = Call::new(Method::GET, host, "/v2/".to_owned(), Scope::Login);
         Ok(self.send(&call).await?.status().as_u16())
+    }
+
+    /// Counts one request to `host` of `kind` (token requests are counted by kind only: the
+    /// `requests` counter has always meant registry API requests).
+    fn count(&self, host: &Host, kind: &'static str) {
+        if kind != "token" {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.by_kind.lock().unwrap_or_else(|p| p.into_inner()).entry((host.clone(), kind)).or_insert(0) += 1;
+    }
+
+    /// Requests made so far, by host and kind, sorted.
+    pub fn requests_by_kind(&self) -> Vec<(Host, &'static str, u32)> {
+        let counts = self.by_kind.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = counts.iter().map(|((h, k), n)| (h.clone(), *k, *n)).collect();
+        out.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        out
+    }
+
+    /// Records how `host` served a listing; said once per host (and again if it changes).
+    pub(crate) fn note_inventory(&self, host: &Host, kind: crate::inventory::InventoryKind) {
+        if kind == crate::inventory::InventoryKind::Missing {
+            return;
+        }
+        let previous = self.inventories.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone(), kind);
+        if previous != Some(kind) {
+            tracing::info!(%host, listing = kind.name(), "repositories at this host are read by listing");
+        }
+    }
+
+    /// How `host`'s repositories were listed, once one was.
+    pub fn inventory_kind(&self, host: &Host) -> Option<crate::inventory::InventoryKind> {
+        self.inventories.lock().unwrap_or_else(|p| p.into_inner()).get(host).copied()
     }
 
     /// Whether requests to `host` go over plain HTTP.
@@ -350,7 +390,7 @@ impl Transport {
         if let Some(auth) = auth {
             request = request.header(reqwest::header::AUTHORIZATION, auth);
         }
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.count(host, request_kind(&method, &url));
         let started = Instant::now();
         let response = request.send().await.map_err(|e| self.connection_error(&method, &url, &e))?;
         tracing::debug!(
@@ -456,7 +496,7 @@ impl Transport {
         if let Some(body) = &call.body {
             request = request.body(body.clone());
         }
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.count(call.host, request_kind(&call.method, url));
         let started = Instant::now();
         let response = request.send().await.map_err(|e| self.connection_error(&call.method, url, &e))?;
         tracing::debug!(
@@ -679,6 +719,9 @@ impl Transport {
             None => self.http.get(realm_url.clone()).query(&query),
         };
         let realm_display = format!("{}://{}{}", realm_url.scheme(), realm_authority, realm_url.path());
+        if let Ok(realm_host) = Host::parse(&realm_authority) {
+            self.count(&realm_host, "token");
+        }
         let response =
             request.send().await.map_err(|e| self.connection_error(&Method::GET, &realm_display, &e))?;
         let status = response.status();
@@ -722,6 +765,28 @@ fn basic_header(username: &str, password: &Secret) -> HeaderValue {
         base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
     // Base64 output is always a valid header value.
     sensitive(HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static("Basic")))
+}
+
+/// What kind of request `method` on `url` is, for the cost lines.
+fn request_kind(method: &Method, url: &str) -> &'static str {
+    let path = url.split('?').next().unwrap_or(url);
+    let path = path.find("/v2/").map(|i| &path[i..]).unwrap_or(path);
+    if path == "/v2/" {
+        return "ping";
+    }
+    match (method.as_str(), path) {
+        (_, p) if p.ends_with("/tags/list") => "tags/list",
+        (_, p) if p.ends_with("/_catalog") => "catalog",
+        (_, p) if p.contains("/referrers/") => "referrers",
+        ("HEAD", p) if p.contains("/manifests/") => "manifest HEAD",
+        ("GET", p) if p.contains("/manifests/") => "manifest GET",
+        ("PUT", p) if p.contains("/manifests/") => "manifest PUT",
+        (_, p) if p.contains("/manifests/") => "manifest other",
+        (_, p) if p.contains("/blobs/uploads") => "blob upload",
+        ("HEAD", p) if p.contains("/blobs/") => "blob HEAD",
+        ("GET", p) if p.contains("/blobs/") => "blob GET",
+        _ => "other",
+    }
 }
 
 /// An `Authorization` header, and the credential it was made from (`None`: no credential, or

@@ -1,0 +1,206 @@
+//! What a repository holds, read the way its registry lets one read it: one listing instead of
+//! one `HEAD` per tag.
+//!
+//! - **The extended `tags/list`** of Container Registry and Artifact Registry (and any registry
+//!   that serves the same shape): beside `tags`, a `manifest` map of digest →
+//!   `{tag: [...], mediaType, imageSizeBytes, timeUploadedMs, ...}` and a `child` list of
+//!   sub-repositories. Detected by the shape of the answer, not by the host: one request (or
+//!   one per page) gives every tag's digest and every manifest the repository holds.
+//! - **The OCI tag list** elsewhere: which tags exist, without digests; a tag that is not
+//!   listed is absent, and a listed one still needs a `HEAD` for its digest.
+//!
+//! A listing is all or nothing: a page that fails (a 429 past the budget, a 5xx, a truncated
+//! or malformed answer) fails the whole listing, and its callers leave what it would have
+//! answered unchecked, never present and never missing.
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use ferry_model::{Digest, Tag};
+
+/// How a listing was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InventoryKind {
+    /// GCR's and Artifact Registry's extended `tags/list`: tags with their digests.
+    ExtendedTagsList,
+    /// The OCI tag list: tags without digests.
+    TagsList,
+    /// The repository does not exist (the listing answered 404).
+    Missing,
+}
+
+impl InventoryKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            InventoryKind::ExtendedTagsList => "extended tags/list",
+            InventoryKind::TagsList => "OCI tags/list",
+            InventoryKind::Missing => "missing",
+        }
+    }
+}
+
+/// What one listing says a repository holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inventory {
+    pub kind: InventoryKind,
+    /// Every tag, with its digest when the listing carries digests.
+    pub tags: FxHashMap<Tag, Option<Digest>>,
+    /// Every manifest the repository holds, tagged or not, when the listing says
+    /// (`ExtendedTagsList`; for `Missing`, none).
+    pub digests: Option<FxHashSet<Digest>>,
+    /// Sub-repositories (the extended list's `child`), as names relative to the repository.
+    pub children: Vec<String>,
+    /// Requests the listing took (pages).
+    pub pages: usize,
+}
+
+impl Inventory {
+    /// The listing of a repository that does not exist.
+    pub fn missing() -> Self {
+        Self {
+            kind: InventoryKind::Missing,
+            tags: FxHashMap::default(),
+            digests: Some(FxHashSet::default()),
+            children: Vec::new(),
+            pages: 1,
+        }
+    }
+
+    /// What `tag` points at, as far as the listing knows: `Some(Some(d))` listed at `d`,
+    /// `Some(None)` known absent, `None` listed without a digest (a `HEAD` must tell).
+    pub fn tag(&self, tag: &Tag) -> Option<Option<Digest>> {
+        match self.tags.get(tag) {
+            Some(Some(digest)) => Some(Some(*digest)),
+            Some(None) => None,
+            None => Some(None),
+        }
+    }
+
+    /// Whether the repository holds `digest`, when the listing knows every manifest.
+    pub fn has(&self, digest: &Digest) -> Option<bool> {
+        self.digests.as_ref().map(|d| d.contains(digest))
+    }
+}
+
+/// One page of a tag list, plain or extended.
+#[derive(serde::Deserialize)]
+pub(crate) struct Page {
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default)]
+    pub manifest: Option<FxHashMap<String, ManifestInfo>>,
+    #[serde(default)]
+    pub child: Option<Vec<String>>,
+}
+
+/// An entry of the extended list's `manifest` map (only the fields Ferry uses).
+#[derive(serde::Deserialize)]
+pub(crate) struct ManifestInfo {
+    #[serde(default)]
+    pub tag: Vec<String>,
+}
+
+/// Folds the pages of one listing into an [`Inventory`]. The extended shape is recognised when
+/// any page carries a `manifest` map; a listed tag that the map does not place is an error of
+/// the registry's answer, not an absent tag.
+pub(crate) fn fold(pages: Vec<Page>) -> Result<Inventory, String> {
+    let extended = pages.iter().any(|p| p.manifest.is_some());
+    let mut tags: FxHashMap<Tag, Option<Digest>> = FxHashMap::default();
+    let mut digests = FxHashSet::default();
+    let mut children = Vec::new();
+    let n_pages = pages.len();
+    for page in pages {
+        for text in page.tags.unwrap_or_default() {
+            match Tag::parse(&text) {
+                Ok(tag) => {
+                    tags.entry(tag).or_insert(None);
+                }
+                Err(e) => tracing::debug!(error = %e, "a listed tag Ferry cannot name; skipped"),
+            }
+        }
+        for (digest, info) in page.manifest.unwrap_or_default() {
+            let digest =
+                Digest::parse(&digest).map_err(|e| format!("the manifest map lists {digest:?}: {e}"))?;
+            digests.insert(digest);
+            for text in info.tag {
+                if let Ok(tag) = Tag::parse(&text) {
+                    match tags.insert(tag.clone(), Some(digest)) {
+                        Some(Some(other)) if other != digest => {
+                            return Err(format!("the manifest map puts tag {} at two digests", tag.as_str()));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        children.extend(page.child.unwrap_or_default());
+    }
+    if extended && let Some((tag, _)) = tags.iter().find(|(_, d)| d.is_none()) {
+        return Err(format!("tag {} is listed, and the manifest map does not place it", tag.as_str()));
+    }
+    children.sort();
+    children.dedup();
+    Ok(Inventory {
+        kind: if extended { InventoryKind::ExtendedTagsList } else { InventoryKind::TagsList },
+        tags,
+        digests: extended.then_some(digests),
+        children,
+        pages: n_pages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(json: &str) -> Page {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn the_extended_list_gives_every_tag_its_digest_and_every_manifest() {
+        // The shape GCR and Artifact Registry answer (go-containerregistry's google.Tags).
+        let inventory = fold(vec![page(&format!(
+            r#"{{"child":["sub"],"manifest":{{
+                "{A}":{{"imageSizeBytes":"1024","layerId":"","mediaType":"application/vnd.oci.image.index.v1+json","tag":["v1","latest"],"timeCreatedMs":"0","timeUploadedMs":"1700000000000"}},
+                "{B}":{{"imageSizeBytes":"512","layerId":"","mediaType":"application/vnd.oci.image.manifest.v1+json","tag":[],"timeCreatedMs":"0","timeUploadedMs":"1700000000000"}}
+            }},"name":"k8s-artifacts-prod/pause","tags":["latest","v1"]}}"#
+        ))])
+        .unwrap();
+        assert_eq!(inventory.kind, InventoryKind::ExtendedTagsList);
+        let tag = |t: &str| Tag::parse(t).unwrap();
+        let (a, b) = (Digest::parse(A).unwrap(), Digest::parse(B).unwrap());
+        assert_eq!(inventory.tag(&tag("v1")), Some(Some(a)));
+        assert_eq!(inventory.tag(&tag("v2")), Some(None), "not listed: absent");
+        assert_eq!(inventory.has(&b), Some(true), "an untagged child is listed");
+        assert_eq!(inventory.children, ["sub"]);
+    }
+
+    #[test]
+    fn the_plain_list_knows_which_tags_exist_but_not_where_they_point() {
+        let inventory =
+            fold(vec![page(r#"{"name":"a","tags":["1.0"]}"#), page(r#"{"name":"a","tags":["2.0"]}"#)])
+                .unwrap();
+        assert_eq!(inventory.kind, InventoryKind::TagsList);
+        assert_eq!(inventory.tag(&Tag::parse("1.0").unwrap()), None, "a HEAD must tell");
+        assert_eq!(inventory.tag(&Tag::parse("3.0").unwrap()), Some(None));
+        assert_eq!(inventory.has(&Digest::parse(A).unwrap()), None);
+        assert_eq!(inventory.pages, 2);
+    }
+
+    #[test]
+    fn an_inconsistent_extended_list_is_refused() {
+        assert!(
+            fold(vec![page(&format!(r#"{{"manifest":{{"{A}":{{"tag":[]}}}},"tags":["v1"]}}"#))]).is_err()
+        );
+        assert!(
+            fold(vec![page(&format!(
+                r#"{{"manifest":{{"{A}":{{"tag":["v1"]}},"{B}":{{"tag":["v1"]}}}},"tags":["v1"]}}"#
+            ))])
+            .is_err()
+        );
+        assert!(fold(vec![page(r#"{"manifest":{"md5:x":{"tag":[]}},"tags":[]}"#)]).is_err());
+    }
+}
