@@ -155,6 +155,10 @@ pub(crate) struct StatusArgs {
     /// List complete promotions too (the table shows only their count otherwise).
     #[arg(long)]
     pub(crate) all: bool,
+    /// Read every index's children and every referrer list too, instead of trusting the
+    /// listed `.sig`/`.att` tags of the digest (many more requests).
+    #[arg(long)]
+    pub(crate) deep: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -176,6 +180,9 @@ pub(crate) struct ReconcileArgs {
     /// Only print what would be emitted.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Read every index's children and every referrer list too (see `ferry status --deep`).
+    #[arg(long)]
+    pub(crate) deep: bool,
 }
 
 /// Where the pipeline's queues are.

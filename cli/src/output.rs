@@ -160,6 +160,8 @@ fn serialise<T: Serialize>(report: &T, format: PlanFormat) -> Result<String, Cli
 struct PlanReport<'a> {
     summary: BTreeMap<&'static str, usize>,
     excluded: usize,
+    /// The registry requests the plan made, by host and kind.
+    requests: Vec<RequestCount>,
     edges: Vec<EdgeReport<'a>>,
     invalid: Vec<InvalidReport>,
 }
@@ -198,15 +200,64 @@ fn edge_report(edge: &PlannedEdge) -> EdgeReport<'_> {
     }
 }
 
-pub(crate) fn render_plan(plan: &Plan, format: PlanFormat, show_present: bool) -> Result<String, CliError> {
+/// Requests of one kind to one host.
+#[derive(Serialize)]
+pub(crate) struct RequestCount {
+    pub host: String,
+    pub kind: &'static str,
+    pub count: u32,
+}
+
+/// The requests a registry client made, by host and kind.
+pub(crate) fn request_counts(registry: &ferry_registry::OciRegistry) -> Vec<RequestCount> {
+    registry
+        .transport()
+        .requests_by_kind()
+        .into_iter()
+        .map(|(host, kind, count)| RequestCount { host: host.to_string(), kind, count })
+        .collect()
+}
+
+/// `requests: 12 (127.0.0.1:5000: manifest HEAD 10, tags/list 2; …)`.
+pub(crate) fn cost_line(counts: &[RequestCount]) -> String {
+    let total: u32 = counts.iter().filter(|c| c.kind != "token").map(|c| c.count).sum();
+    let mut hosts: Vec<String> = Vec::new();
+    let mut current: Option<&str> = None;
+    let mut parts = Vec::new();
+    for count in counts {
+        if current != Some(count.host.as_str()) {
+            if let Some(host) = current {
+                hosts.push(format!("{host}: {}", parts.join(", ")));
+                parts.clear();
+            }
+            current = Some(count.host.as_str());
+        }
+        parts.push(format!("{} {}", count.kind, count.count));
+    }
+    if let Some(host) = current {
+        hosts.push(format!("{host}: {}", parts.join(", ")));
+    }
+    if hosts.is_empty() {
+        return "requests: 0".into();
+    }
+    format!("requests: {total} ({})", hosts.join("; "))
+}
+
+pub(crate) fn render_plan(
+    plan: &Plan,
+    format: PlanFormat,
+    show_present: bool,
+    requests: Vec<RequestCount>,
+) -> Result<String, CliError> {
     match format {
-        PlanFormat::Table => Ok(plan_table(plan, show_present)),
+        PlanFormat::Table => Ok(plan_table(plan, show_present) + &cost_line(&requests) + "\n"),
         PlanFormat::Json | PlanFormat::Yaml => {
             let mut summary: BTreeMap<&'static str, usize> = plan.counts().into_iter().collect();
             summary.insert("invalid", plan.invalid.len());
             let report = PlanReport {
                 summary,
                 excluded: plan.n_excluded(),
+                requests,
                 edges: plan.edges.iter().map(edge_report).collect(),
                 invalid: plan.invalid.iter().map(invalid_report).collect(),
             };

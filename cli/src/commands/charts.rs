@@ -81,7 +81,12 @@ pub(crate) async fn scan(args: ChartsScanArgs, env: &Env) -> Result<ExitStatus, 
     if args.plan {
         let desired = super::plan::desired(&Default::default(), &inputs, &config.policy, &registry).await?;
         let plan = make_plan(&registry, &desired, &args.registries).await;
-        output::print(&output::render_plan(&plan, PlanFormat::Table, false)?);
+        output::print(&output::render_plan(
+            &plan,
+            PlanFormat::Table,
+            false,
+            output::request_counts(&registry),
+        )?);
     }
     Ok(if split.missing.is_empty() && left_out == 0 { ExitStatus::Ok } else { ExitStatus::ExcludedEdges })
 }

@@ -28,7 +28,12 @@ pub(crate) async fn run(args: PlanArgs, env: &Env) -> Result<ExitStatus, CliErro
     let registry = super::registry_for(&config, env, &inputs)?;
     let desired = read.resolve(&registry, &config.policy).await?;
     let plan = make_plan(&registry, &desired, &args.registries).await;
-    output::print(&output::render_plan(&plan, args.output, args.show_present)?);
+    output::print(&output::render_plan(
+        &plan,
+        args.output,
+        args.show_present,
+        output::request_counts(&registry),
+    )?);
     Ok(plan_status(&plan))
 }
 
@@ -46,7 +51,12 @@ pub(crate) fn plan_status(plan: &Plan) -> ExitStatus {
 
 /// Gathers the facts the plan needs and decides every edge.
 pub(crate) async fn make_plan(registry: &OciRegistry, desired: &DesiredState, args: &RegistryArgs) -> Plan {
-    let facts = gather(registry, desired, GatherOptions { concurrency: args.concurrency }).await;
+    let facts = gather(
+        registry,
+        desired,
+        GatherOptions { concurrency: args.concurrency, ..GatherOptions::default() },
+    )
+    .await;
     plan(desired, &facts)
 }
 

@@ -25,7 +25,7 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
             PromoteFormat::Table => PlanFormat::Table,
             PromoteFormat::Json => PlanFormat::Json,
         };
-        output::print(&output::render_plan(&plan, format, false)?);
+        output::print(&output::render_plan(&plan, format, false, output::request_counts(&registry))?);
         let work = plan.edges.iter().filter(|e| e.action.is_work()).count();
         output::note(&format!("dry run: nothing was written; pass --confirm to promote {work} edge(s)"));
         return Ok(excluded);

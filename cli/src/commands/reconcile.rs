@@ -5,13 +5,14 @@ use ferry_desired::{AnySource, LocalFiles, Scope, Settings};
 use ferry_messages::envelope::Keyed;
 use ferry_messages::{DeadLetter, DeadLetterQueue, Envelope, Queue};
 use ferry_model::ImageRef;
-use ferry_promotion::reconcile::{Holdings, PromotionStatus, Repair, reconcile as repair_plan};
+use ferry_plan::{GatherOptions, gather, plan};
+use ferry_promotion::reconcile::{Holdings, PromotionStatus, Repair, Survey, reconcile as repair_plan};
 use ferry_queue::dlq::{self, Filter};
 use ferry_queue::{Address, Broker as _};
 use serde::Serialize;
 
 use super::pipeline::{broker, pipeline_error};
-use super::plan::{inputs, make_plan};
+use super::plan::inputs;
 use crate::args::{ReconcileArgs, StatusArgs, StatusFormat};
 use crate::error::{CliError, ExitStatus};
 use crate::output;
@@ -23,8 +24,9 @@ async fn survey(
     inputs_args: &crate::args::InputArgs,
     registries: &crate::args::RegistryArgs,
     image: Option<&ImageRef>,
+    deep: bool,
     env: &Env,
-) -> Result<(Vec<PromotionStatus>, Repair), CliError> {
+) -> Result<(Vec<PromotionStatus>, Repair, Vec<output::RequestCount>), CliError> {
     let config = super::config(registries, env)?;
     let given = if has_inputs(inputs_args) { inputs(inputs_args)? } else { Vec::new() };
     // The credentials the inputs name for their registries (config.yaml, regsync.yaml) too.
@@ -61,9 +63,13 @@ async fn survey(
     for notice in &desired.notices {
         output::note(&format!("{notice}"));
     }
-    let plan = make_plan(&registry, &desired, registries).await;
-    let holdings = Holdings::gather(&registry, &plan, registries.concurrency).await;
-    Ok(repair_plan(&plan, &holdings, None))
+    let options = GatherOptions { concurrency: registries.concurrency, ..GatherOptions::default() };
+    let facts = gather(&registry, &desired, options).await;
+    let plan = plan(&desired, &facts);
+    let survey = Survey { concurrency: registries.concurrency, deep };
+    let holdings = Holdings::gather(&registry, &plan, &facts, survey).await;
+    let (statuses, repair) = repair_plan(&plan, &holdings, None);
+    Ok((statuses, repair, output::request_counts(&registry)))
 }
 
 fn has_inputs(args: &crate::args::InputArgs) -> bool {
@@ -95,7 +101,8 @@ pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, Cl
     // A full reference (host/path[:tag][@digest]) selects exactly; any other text selects the
     // promotions whose source, digest or a destination contains it.
     let reference = args.image.as_deref().and_then(|i| ImageRef::parse(i).ok());
-    let (mut statuses, _) = survey(&args.inputs, &args.registries, reference.as_ref(), env).await?;
+    let (mut statuses, _, requests) =
+        survey(&args.inputs, &args.registries, reference.as_ref(), args.deep, env).await?;
     match (&reference, &args.image) {
         (Some(reference), _) => statuses.retain(|s| about(s, reference)),
         (None, Some(image)) => statuses.retain(|s| {
@@ -146,15 +153,19 @@ pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, Cl
     let incomplete = rows.iter().filter(|r| !r.complete).count();
     match args.output {
         StatusFormat::Json => {
-            output::print(&format!("{}\n", serde_json::to_string_pretty(&rows).map_err(pipeline_error)?))
+            // The JSON stays an array of promotions (scripts read it); the cost goes to stderr.
+            output::print(&format!("{}\n", serde_json::to_string_pretty(&rows).map_err(pipeline_error)?));
+            output::note(&output::cost_line(&requests));
         }
-        StatusFormat::Table => output::print(&table(&rows, args.all)),
+        StatusFormat::Table => {
+            output::print(&(table(&rows, args.all) + &output::cost_line(&requests) + "\n"))
+        }
     }
     Ok(if incomplete > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok })
 }
 
 pub(crate) async fn reconcile(args: ReconcileArgs, env: &Env) -> Result<ExitStatus, CliError> {
-    let (_, repair) = survey(&args.inputs, &args.registries, None, env).await?;
+    let (_, repair, requests) = survey(&args.inputs, &args.registries, None, args.deep, env).await?;
     let event = format!("reconcile-{}", uuid_like());
     let mut text = String::new();
     let mut batches: Vec<(Queue, Vec<Vec<u8>>)> = Vec::new();
@@ -196,7 +207,7 @@ pub(crate) async fn reconcile(args: ReconcileArgs, env: &Env) -> Result<ExitStat
         repair.replicate.len()
     );
     if args.dry_run {
-        output::print(&format!("{text}would emit {summary} (dry run)\n"));
+        output::print(&format!("{text}would emit {summary} (dry run)\n{}\n", output::cost_line(&requests)));
         return Ok(ExitStatus::Ok);
     }
     if !repair.is_empty() {
@@ -205,7 +216,7 @@ pub(crate) async fn reconcile(args: ReconcileArgs, env: &Env) -> Result<ExitStat
             broker.publish(Address::Stage(queue), bodies).await.map_err(pipeline_error)?;
         }
     }
-    output::print(&format!("{text}emitted {summary}\n"));
+    output::print(&format!("{text}emitted {summary}\n{}\n", output::cost_line(&requests)));
     Ok(ExitStatus::Ok)
 }
 

@@ -114,10 +114,13 @@ impl<S: ManifestSource> Planner<S> {
     async fn reconcile(
         &self,
         plan: &Plan,
+        facts: &ferry_plan::Facts,
         message: &Envelope<PlanMessage>,
     ) -> Result<Vec<Outgoing>, StageError> {
-        let holdings =
-            reconcile::Holdings::gather(&self.registry, plan, GatherOptions::default().concurrency).await;
+        // The scheduled safety net reads by listing: the artifact tags it lists count as the
+        // signatures and attestations (`ferry reconcile --deep` reads children and referrers).
+        let survey = reconcile::Survey { concurrency: GatherOptions::default().concurrency, deep: false };
+        let holdings = reconcile::Holdings::gather(&self.registry, plan, facts, survey).await;
         let origin = ManifestOrigin { repository: self.repository_name.clone(), commit: None, path: None };
         let (_, repair) = reconcile::reconcile(plan, &holdings, Some(origin));
         tracing::info!(
@@ -195,7 +198,7 @@ impl<S: ManifestSource> Stage for Planner<S> {
         }
         let plan = plan(&desired, &facts);
         if let PlanMessage::Reconcile { .. } = message.body {
-            return self.reconcile(&plan, &message).await;
+            return self.reconcile(&plan, &facts, &message).await;
         }
         let grouped = ferry_promotion::promotions(
             &plan,

@@ -58,7 +58,8 @@ pub async fn check<R: Registry>(
         None => head.clone(),
     };
     let (new, refused) = screen(new, reach, policy);
-    let facts = ferry_plan::gather(registry, &new, GatherOptions { concurrency }).await;
+    let facts =
+        ferry_plan::gather(registry, &new, GatherOptions { concurrency, ..GatherOptions::default() }).await;
     let plan = ferry_plan::plan(&new, &facts);
     let verified = gather(registry, &plan, trust, concurrency).await;
     let change = Change { base: base.as_ref(), head: &head };

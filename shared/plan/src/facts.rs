@@ -23,6 +23,10 @@ pub struct Facts {
     worst_failure: Option<ferry_registry::ErrorClass>,
     /// The longest `Retry-After` a throttling registry asked for.
     retry_after: Option<std::time::Duration>,
+    /// The repositories read by listing, and the artifact tags each listing named
+    /// (`sha256-<hex>.sig`, `.att`, `.sbom`, referrers indexes): status needs them, and only
+    /// them, without listing again.
+    listed: FxHashMap<Repository, Vec<Tag>>,
 }
 
 /// Why facts are incomplete: the worst failed lookup's class, one reason, and the longest
@@ -87,6 +91,11 @@ impl Facts {
         self.failed.insert(lookup, reason.to_string().into());
     }
 
+    /// The artifact tags the listing of `repository` named, when the gathering listed it.
+    pub fn listed_artifact_tags(&self, repository: &Repository) -> Option<&[Tag]> {
+        self.listed.get(repository).map(Vec::as_slice)
+    }
+
     /// Why the facts are incomplete, if a lookup failed.
     pub fn failure(&self) -> Option<LookupFailure> {
         let class = self.worst_failure?;
@@ -129,11 +138,20 @@ impl Facts {
 pub struct GatherOptions {
     /// Lookups in flight at once, across all registries.
     pub concurrency: usize,
+    /// Read a destination repository by listing it (one request, or one per page) instead of
+    /// one `HEAD` per tag, when at least this many lookups concern it; `None`: never list.
+    /// Where the registry serves the extended tag list (GCR, Artifact Registry), the listing
+    /// answers every lookup; elsewhere it answers which tags are absent, and the listed ones
+    /// are still read with `HEAD`.
+    pub list_from: Option<usize>,
 }
+
+/// The default [`GatherOptions::list_from`]: below this, `HEAD`s cost no more than a listing.
+pub const LIST_FROM: usize = 8;
 
 impl Default for GatherOptions {
     fn default() -> Self {
-        Self { concurrency: 32 }
+        Self { concurrency: 32, list_from: Some(LIST_FROM) }
     }
 }
 
@@ -181,7 +199,7 @@ pub async fn gather<R: Registry>(registry: &R, desired: &DesiredState, options: 
     let digests: Vec<Option<Digest>> =
         desired.entries.iter().map(|e| resolve(e, &facts).map(|(_, d)| d)).collect();
 
-    // Round 2a: destination tags.
+    // Round 2a: destination tags; repositories with many of them are listed first.
     let mut lookups = FxHashSet::default();
     for entry in &desired.entries {
         for destination in entry.destinations.iter() {
@@ -190,6 +208,8 @@ pub async fn gather<R: Registry>(registry: &R, desired: &DesiredState, options: 
             }
         }
     }
+    let listings = list(registry, &lookups, options).await;
+    let lookups = answer_from_listings(lookups, &listings, &mut facts);
     run(registry, lookups, options, &mut facts).await;
 
     // Round 2b: destination manifests, where the tag did not settle the question.
@@ -204,7 +224,15 @@ pub async fn gather<R: Registry>(registry: &R, desired: &DesiredState, options: 
             }
         }
     }
+    let lookups = answer_from_listings(lookups, &listings, &mut facts);
     run(registry, lookups, options, &mut facts).await;
+    // Kept for status, which needs the artifact tags too, without listing again.
+    for (repository, listing) in listings {
+        if let Ok(inventory) = listing {
+            let artifacts = inventory.tags.into_keys().filter(Tag::is_artifact_tag).collect();
+            facts.listed.insert(repository, artifacts);
+        }
+    }
 
     // Round 3: source manifests for digest-pinned entries some destination lacks. (A
     // tag-pinned entry's source was established in round 1.)
@@ -221,6 +249,76 @@ pub async fn gather<R: Registry>(registry: &R, desired: &DesiredState, options: 
     }
     run(registry, lookups, options, &mut facts).await;
     facts
+}
+
+/// The listings of every repository with at least `options.list_from` lookups, read
+/// concurrently: a listing, or why it failed.
+async fn list<R: Registry>(
+    registry: &R,
+    lookups: &FxHashSet<Lookup>,
+    options: GatherOptions,
+) -> FxHashMap<Repository, Result<ferry_registry::Inventory, RegistryError>> {
+    let Some(threshold) = options.list_from else { return FxHashMap::default() };
+    let mut per_repository: FxHashMap<&Repository, usize> = FxHashMap::default();
+    for lookup in lookups {
+        let (Lookup::Tag(repository, _) | Lookup::Manifest(repository, _)) = lookup;
+        *per_repository.entry(repository).or_default() += 1;
+    }
+    let chosen: Vec<Repository> =
+        per_repository.into_iter().filter(|(_, n)| *n >= threshold.max(1)).map(|(r, _)| r.clone()).collect();
+    if chosen.is_empty() {
+        return FxHashMap::default();
+    }
+    tracing::debug!(n = chosen.len(), "repositories listed");
+    futures_util::stream::iter(chosen)
+        .map(|repository| async move {
+            let listing = registry.inventory(&repository).await;
+            if let Err(error) = &listing {
+                tracing::warn!(%repository, %error, "listing a repository failed; what it would answer stays unchecked");
+            }
+            (repository, listing)
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Records what the listings answer, and returns the lookups that still need a `HEAD`. A
+/// listing that failed leaves its repository's lookups failed with its reason (the edges are
+/// unchecked, neither present nor missing).
+fn answer_from_listings(
+    lookups: FxHashSet<Lookup>,
+    listings: &FxHashMap<Repository, Result<ferry_registry::Inventory, RegistryError>>,
+    facts: &mut Facts,
+) -> FxHashSet<Lookup> {
+    if listings.is_empty() {
+        return lookups;
+    }
+    let mut rest = FxHashSet::default();
+    for lookup in lookups {
+        let (Lookup::Tag(repository, _) | Lookup::Manifest(repository, _)) = &lookup;
+        match listings.get(repository) {
+            None => {
+                rest.insert(lookup);
+            }
+            Some(Err(error)) => facts.record_failure(lookup, error),
+            Some(Ok(inventory)) => match &lookup {
+                Lookup::Tag(repository, tag) => match inventory.tag(tag) {
+                    Some(digest) => facts.record_tag(repository.clone(), tag.clone(), digest),
+                    None => {
+                        rest.insert(lookup);
+                    }
+                },
+                Lookup::Manifest(repository, digest) => match inventory.has(digest) {
+                    Some(exists) => facts.record_manifest(repository.clone(), *digest, exists),
+                    None => {
+                        rest.insert(lookup);
+                    }
+                },
+            },
+        }
+    }
+    rest
 }
 
 /// The source and digest an entry resolves to: for a tag pin, the first source whose tag is

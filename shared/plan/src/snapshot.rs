@@ -3,7 +3,7 @@
 use ferry_manifests::kpromo::{DigestTags, ImageDmap};
 use ferry_model::{Digest, RegistryPath, Repository, Tag, TagOrDigest};
 use ferry_registry::manifest::is_index_media_type;
-use ferry_registry::{Registry, RegistryError};
+use ferry_registry::{InventoryKind, Registry, RegistryError};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use rustc_hash::FxHashMap;
 
@@ -21,8 +21,9 @@ impl Default for SnapshotOptions {
 }
 
 /// Reads every repository under `under` (from the catalog), every tag, and the children of
-/// every index. The registry API cannot list untagged manifests, so a tagless image appears
-/// only as an index child.
+/// every index. The OCI API cannot list untagged manifests, so a tagless image appears only as
+/// an index child; where the registry serves the extended tag list (GCR, Artifact Registry),
+/// one listing per repository gives every manifest, untagged ones included.
 pub async fn snapshot<R: Registry>(
     registry: &R,
     under: &RegistryPath,
@@ -44,7 +45,32 @@ async fn snapshot_repository<R: Registry>(
     options: SnapshotOptions,
 ) -> Result<Option<ImageDmap>, RegistryError> {
     let Some(name) = under.name_of(&repository) else { return Ok(None) };
-    let tags = registry.list_tags(&repository).await?;
+    let inventory = registry.inventory(&repository).await?;
+    if let Some(digests) =
+        inventory.digests.as_ref().filter(|_| inventory.kind == InventoryKind::ExtendedTagsList)
+    {
+        // The extended list names every manifest (children and untagged ones too) with its
+        // tags: the snapshot is that listing, with no further request (as kpromo reads it).
+        let mut by_digest: FxHashMap<Digest, Vec<Tag>> = digests.iter().map(|d| (*d, Vec::new())).collect();
+        for (tag, digest) in &inventory.tags {
+            if let Some(digest) = digest {
+                by_digest.entry(*digest).or_default().push(tag.clone());
+            }
+        }
+        if by_digest.is_empty() {
+            return Ok(None);
+        }
+        let digests = by_digest
+            .into_iter()
+            .map(|(digest, mut tags)| {
+                tags.sort();
+                DigestTags { digest, tags, line: 0 }
+            })
+            .collect();
+        return Ok(Some(ImageDmap { name, source_name: None, line: 0, digests }));
+    }
+    let mut tags: Vec<Tag> = inventory.tags.into_keys().collect();
+    tags.sort();
     let heads: Vec<(Tag, Option<ferry_registry::ManifestHead>)> = futures_util::stream::iter(tags)
         .map(|tag| {
             let repository = &repository;

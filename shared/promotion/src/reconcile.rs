@@ -24,7 +24,7 @@ use ferry_messages::{
     AttestMessage, CheckName, CheckResult, CheckSummary, ManifestOrigin, ReplicateMessage, SignMessage,
     VerifyMessage,
 };
-use ferry_model::{Digest, Repository, TagOrDigest};
+use ferry_model::{Digest, Repository, Tag, TagOrDigest};
 use ferry_plan::Plan;
 use ferry_registry::Registry;
 use futures_util::StreamExt as _;
@@ -34,34 +34,61 @@ use crate::group::groups;
 /// The artifact tags Ferry writes or carries per digest, in the order a stage writes them.
 const KINDS: [&str; 3] = ["sig", "att", "sbom"];
 
+/// How deeply `ferry status` and `reconcile` look.
+#[derive(Clone, Copy, Debug)]
+pub struct Survey {
+    pub concurrency: usize,
+    /// Read the children of every promoted index and every referrer list, instead of trusting
+    /// the listed artifact tags of the digest.
+    pub deep: bool,
+}
+
 /// The tag names each destination repository holds, and the children of each promoted digest
 /// at its primary, or why they could not be read.
 #[derive(Clone, Debug, Default)]
 pub struct Holdings {
-    tags: BTreeMap<Repository, Result<BTreeSet<String>, String>>,
+    /// Only artifact tags; `Tag`s share their text with the facts' listing (one allocation per
+    /// tag at k8s.io scale, where there are millions).
+    tags: BTreeMap<Repository, Result<BTreeSet<Tag>, String>>,
     children: BTreeMap<(Repository, Digest), Result<Vec<Digest>, String>>,
     /// The referrers each destination lists for a digest (the image or a child).
     referrers: BTreeMap<(Repository, Digest), Result<BTreeSet<Digest>, String>>,
 }
 
 impl Holdings {
-    /// Lists the tags of every destination repository in `plan`, and reads the manifest of each
-    /// promoted digest at its primary for its children, `concurrency` at a time.
-    pub async fn gather<R: Registry>(registry: &R, plan: &Plan, concurrency: usize) -> Self {
+    /// Lists the tags of every destination repository in `plan` (reusing what the plan's
+    /// gathering listed), and, when `survey.deep`, reads the manifest of each promoted digest at
+    /// its primary for its children and every referrer list; `concurrency` at a time. Without
+    /// `deep`, the listed artifact tags of the digest count as its signature and attestation:
+    /// one listing per repository and nothing else.
+    pub async fn gather<R: Registry>(
+        registry: &R,
+        plan: &Plan,
+        facts: &ferry_plan::Facts,
+        survey: Survey,
+    ) -> Self {
+        let concurrency = survey.concurrency;
         let repositories: BTreeSet<Repository> = plan.edges.iter().map(|e| e.destination.clone()).collect();
-        let listed: Vec<(Repository, Result<BTreeSet<String>, String>)> =
+        let listed: Vec<(Repository, Result<BTreeSet<Tag>, String>)> =
             futures_util::stream::iter(repositories)
                 .map(|repository| async move {
+                    // Only artifact tags are ever asked about: keep only those.
+                    if let Some(tags) = facts.listed_artifact_tags(&repository) {
+                        return (repository, Ok(tags.iter().cloned().collect()));
+                    }
                     let tags = registry
                         .list_tags(&repository)
                         .await
-                        .map(|tags| tags.iter().map(|t| t.as_str().to_owned()).collect())
+                        .map(|tags| tags.into_iter().filter(|t| t.is_artifact_tag()).collect())
                         .map_err(|e| e.to_string());
                     (repository, tags)
                 })
                 .buffer_unordered(concurrency.max(1))
                 .collect()
                 .await;
+        if !survey.deep {
+            return Self { tags: listed.into_iter().collect(), ..Self::default() };
+        }
         let at_primary: Vec<(Repository, Digest)> = groups(plan)
             .into_iter()
             .filter_map(|((_, digest), group)| {
@@ -164,6 +191,7 @@ impl Holdings {
 
     /// Records a repository's tags (tests, and callers that listed them already).
     pub fn insert(&mut self, repository: Repository, tags: Result<BTreeSet<String>, String>) {
+        let tags = tags.map(|tags| tags.iter().filter_map(|t| Tag::parse(t).ok()).collect());
         self.tags.insert(repository, tags);
     }
 
@@ -177,7 +205,7 @@ impl Holdings {
         self.children.insert((primary, digest), children);
     }
 
-    fn listing(&self, repository: &Repository) -> Result<&BTreeSet<String>, String> {
+    fn listing(&self, repository: &Repository) -> Result<&BTreeSet<Tag>, String> {
         match self.tags.get(repository) {
             Some(Ok(tags)) => Ok(tags),
             Some(Err(reason)) => Err(reason.clone()),
@@ -188,7 +216,7 @@ impl Holdings {
     /// Whether `repository` has every one of `tags`.
     fn has_all(&self, repository: &Repository, tags: &[String]) -> Held {
         match self.listing(repository) {
-            Ok(held) if tags.iter().all(|t| held.contains(t)) => Held::Yes,
+            Ok(held) if tags.iter().all(|t| held.contains(t.as_str())) => Held::Yes,
             Ok(_) => Held::No,
             Err(reason) => Held::Unknown(reason),
         }
@@ -329,7 +357,7 @@ pub fn reconcile(
                 KINDS
                     .iter()
                     .flat_map(|kind| artifact_tags(targets, kind))
-                    .filter(|t| held.contains(t))
+                    .filter(|t| held.contains(t.as_str()))
                     .collect()
             }),
             (_, Err(reason)) => Err(reason.clone()),
@@ -346,7 +374,7 @@ pub fn reconcile(
                 };
                 let mut missing: Vec<String> = match (&primary_artifacts, holdings.listing(&d.repository)) {
                     (Ok(wanted), Ok(held)) if !d.primary && copied == Held::Yes => {
-                        wanted.iter().filter(|t| !held.contains(*t)).cloned().collect()
+                        wanted.iter().filter(|t| !held.contains(t.as_str())).cloned().collect()
                     }
                     _ => Vec::new(),
                 };
