@@ -32,6 +32,13 @@ pub enum Fault {
     /// with a `Link` to the next page, as the OCI distribution spec (and distribution 3) do;
     /// distribution 2.8, which the tests run, ignores `n` on tag lists.
     PageTags,
+    /// Not a fault: answer a tag list as Container Registry and Artifact Registry do, with the
+    /// `manifest` map (digest → `{tag, mediaType, imageSizeBytes, timeCreatedMs,
+    /// timeUploadedMs}`) and the `child` list, built from upstream's tags (a `HEAD` each) and
+    /// catalog: the same state as the registry behind it. Paged as `PageTags`. `lie` puts one
+    /// tag at another digest (or, with an empty digest, leaves it out), as a listing that
+    /// disagrees with the registry would.
+    ExtendedTags { lie: Option<(String, String)> },
 }
 
 /// Which matching requests a rule applies to (1-based).
@@ -222,6 +229,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
     if matches!(fault, Some(Fault::PageTags)) {
         return page_tags(&shared, request.uri()).await;
     }
+    if let Some(Fault::ExtendedTags { lie }) = &fault {
+        return extended_tags(&shared, request.uri(), lie.as_ref()).await;
+    }
     let (parts, body) = request.into_parts();
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).expect("method");
     let mut upstream = shared.client.request(method, format!("{}{path_and_query}", shared.upstream));
@@ -311,6 +321,118 @@ async fn page_tags(shared: &Shared, uri: &axum::http::Uri) -> Response<Body> {
     response
         .body(Body::from(serde_json::json!({"name": list["name"], "tags": page}).to_string()))
         .expect("response")
+}
+
+/// GCR's extended tag list, from upstream's state (see [`Fault::ExtendedTags`]).
+async fn extended_tags(
+    shared: &Shared,
+    uri: &axum::http::Uri,
+    lie: Option<&(String, String)>,
+) -> Response<Body> {
+    let path = uri.path();
+    let Some(name) = path.strip_prefix("/v2/").and_then(|p| p.strip_suffix("/tags/list")) else {
+        return error_response(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+    };
+    let query: Vec<(String, String)> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let answer = match shared.client.get(format!("{}{path}", shared.upstream)).send().await {
+        Ok(answer) if answer.status().is_success() => answer,
+        Ok(answer) => {
+            return error_response(
+                StatusCode::from_u16(answer.status().as_u16()).expect("status"),
+                "NAME_UNKNOWN",
+            );
+        }
+        Err(e) => return error_response(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let list: serde_json::Value = answer.json().await.unwrap_or_default();
+    let mut tags: Vec<String> = list["tags"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    tags.sort();
+    if let Some(last) = get("last") {
+        tags.retain(|t| *t > last);
+    }
+    if let Some((lied_tag, lied_digest)) = lie
+        && lied_digest.is_empty()
+    {
+        tags.retain(|t| t != lied_tag); // the listing leaves the tag out entirely
+    }
+    let n: usize = get("n").and_then(|n| n.parse().ok()).unwrap_or(tags.len()).max(1);
+    let page: Vec<String> = tags.iter().take(n).cloned().collect();
+    // Each tag's digest and media type, as the registry serves them.
+    let mut manifest = serde_json::Map::new();
+    for tag in &page {
+        let head = shared
+            .client
+            .head(format!("{}/v2/{name}/manifests/{tag}", shared.upstream))
+            .header(
+                "accept",
+                "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                 application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .send()
+            .await;
+        let Ok(head) = head else { return error_response(StatusCode::BAD_GATEWAY, "HEAD failed") };
+        let header =
+            |h: &str| head.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let mut digest = header("docker-content-digest");
+        if let Some((lied_tag, lied_digest)) = lie
+            && lied_tag == tag
+        {
+            if lied_digest.is_empty() {
+                continue; // the listing leaves the tag out
+            }
+            digest = lied_digest.clone();
+        }
+        let entry = manifest.entry(digest).or_insert_with(|| {
+            serde_json::json!({
+                "imageSizeBytes": header("content-length"),
+                "layerId": "",
+                "mediaType": header("content-type"),
+                "tag": [],
+                "timeCreatedMs": "0",
+                "timeUploadedMs": "1733500000000",
+            })
+        });
+        if let Some(list) = entry["tag"].as_array_mut() {
+            list.push(serde_json::Value::String(tag.clone()));
+        }
+    }
+    // Sub-repositories, from the catalog.
+    let catalog: serde_json::Value =
+        match shared.client.get(format!("{}/v2/_catalog?n=10000", shared.upstream)).send().await {
+            Ok(answer) => answer.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+    let prefix = format!("{name}/");
+    let mut children: Vec<String> = catalog["repositories"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| {
+                    v.as_str()?
+                        .strip_prefix(&prefix)
+                        .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    children.sort();
+    children.dedup();
+    let mut response = Response::builder().status(StatusCode::OK).header("content-type", "application/json");
+    if tags.len() > n {
+        let next = format!("<{path}?n={n}&last={}>; rel=\"next\"", page.last().cloned().unwrap_or_default());
+        response = response.header("link", next);
+    }
+    let body = serde_json::json!({"child": children, "manifest": manifest, "name": name, "tags": page});
+    response.body(Body::from(body.to_string())).expect("response")
 }
 
 fn error_response(status: StatusCode, code: &str) -> Response<Body> {

@@ -9,6 +9,7 @@ mod demo;
 mod discover;
 mod hostile;
 mod infra;
+mod inventory;
 mod keyless;
 mod lambda;
 mod login;

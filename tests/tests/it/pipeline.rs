@@ -961,6 +961,7 @@ pub(crate) async fn conflict(transport: Transport) {
         Some(existing.digest),
         "prod untouched"
     );
+
     h.stop().await;
 }
 
@@ -1121,8 +1122,24 @@ pub(crate) async fn reconcile(transport: Transport) {
     let (code, stdout, stderr) = ferry(&inputs("status")).await;
     assert_eq!(code, Some(0), "complete: {stdout}{stderr}");
     assert!(stdout.contains("1 promotion(s): 1 complete, 0 incomplete"), "{stdout}");
+    // By default the listed artifact tags count: one manifest request for the edge and one
+    // listing, nothing else.
+    let deep = |command: &str| -> Vec<String> {
+        let mut args = inputs(command);
+        args.push("--deep".into());
+        args
+    };
     let before = h.prod.access_log().len();
     let (code, stdout, stderr) = ferry(&inputs("reconcile")).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 0 replicate"), "{stdout}");
+    assert!(stdout.contains("requests: 6 ("), "a HEAD and a listing at each of 3 destinations: {stdout}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests: Vec<_> = h.prod.access_log().into_iter().skip(before).collect();
+    assert_eq!(requests.len(), 2, "one manifest HEAD and one listing: {requests:?}");
+    // `--deep` reads the children and the referrers too.
+    let before = h.prod.access_log().len();
+    let (code, stdout, stderr) = ferry(&deep("reconcile")).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 0 replicate"), "{stdout}");
     tokio::time::sleep(Duration::from_millis(500)).await; // the registry writes its log after answering
@@ -1148,10 +1165,11 @@ pub(crate) async fn reconcile(transport: Transport) {
     let mirror = Seeder::new(&h.mirrors[1]);
     let child_sig = mirror.tag_digest("reconciled/app", &format!("{}.sig", child.tag_form())).await.unwrap();
     mirror.delete_manifest("reconciled/app", &child_sig).await;
-    let (code, stdout, stderr) = ferry(&inputs("status")).await;
+    // A child's signature is not a tag of the image's digest: only `--deep` reads the children.
+    let (code, stdout, stderr) = ferry(&deep("status")).await;
     assert_eq!(code, Some(5), "incomplete: {stdout}{stderr}");
     assert!(stdout.contains(&format!("lacks {}.sig", child.tag_form())), "{stdout}");
-    let (code, stdout, stderr) = ferry(&inputs("reconcile")).await;
+    let (code, stdout, stderr) = ferry(&deep("reconcile")).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 1 replicate"), "{stdout}");
     wait_for("the child's signature to be replicated again", Duration::from_secs(60), || {
@@ -1192,7 +1210,9 @@ pub(crate) async fn mirror_rule_repair(transport: Transport) {
     // The replicator carries the referrers (Ferry's bundles among them) after the tags
     // `fully_promoted` looks at: status says complete once they are there too.
     wait_for("status to say complete", Duration::from_secs(30), || async {
-        let (code, stdout, _) = ferry(&status(Some(&at_mirror))).await;
+        let mut deep = status(Some(&at_mirror));
+        deep.push("--deep".into());
+        let (code, stdout, _) = ferry(&deep).await;
         code == Some(0) && stdout.contains("1 promotion(s): 1 complete, 0 incomplete")
     })
     .await;
@@ -1231,14 +1251,19 @@ pub(crate) async fn mirror_rule_repair(transport: Transport) {
     }))
     .unwrap();
     other.manifest("demo/ruled", &index_tag, "application/vnd.oci.image.index.v1+json", &empty).await;
-    let (code, stdout, stderr) = ferry(&status(None)).await;
+    // Referrers are read with `--deep` only.
+    let with_deep = |mut args: Vec<String>| {
+        args.push("--deep".into());
+        args
+    };
+    let (code, stdout, stderr) = ferry(&with_deep(status(None))).await;
     assert_eq!(code, Some(5), "incomplete: {stdout}{stderr}");
     assert!(stdout.contains("lacks referrer sha256:"), "{stdout}");
-    let (code, stdout, stderr) = ferry(&reconcile).await;
+    let (code, stdout, stderr) = ferry(&with_deep(reconcile.clone())).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("emitted 0 verify, 0 sign, 0 attest, 1 replicate"), "{stdout}{stderr}");
     wait_for("the referrers to be carried again", Duration::from_secs(60), || async {
-        ferry(&status(None)).await.0 == Some(0)
+        ferry(&with_deep(status(None))).await.0 == Some(0)
     })
     .await;
     assert!(
