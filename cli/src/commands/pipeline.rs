@@ -34,6 +34,33 @@ pub(crate) async fn broker(
     AnyBroker::connect(&url, topology(args, env)).await.map_err(|e| CliError::Usage(e.to_string()))
 }
 
+/// The transport and queue prefix a command reads, in words (the URL without credentials).
+pub(crate) fn reading(args: &TransportArgs, env: &Env) -> String {
+    let url = args.transport.clone().or_else(|| env.transport.clone()).unwrap_or_default();
+    // `amqp://user:password@host/`: the user information never reaches the terminal.
+    let shown = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.clone(),
+            }
+        }
+        None => url.clone(),
+    };
+    format!("{} (queue prefix {:?})", ferry_model::escaped(&shown), topology(args, env).prefix)
+}
+
+/// A dead-letter command's failure: a queue that does not exist or a selection that matches
+/// nothing is the operator's input (exit 4), named with the pipeline it looked in.
+fn dlq_error(error: ferry_queue::QueueError, reading: &str) -> CliError {
+    match error {
+        ferry_queue::QueueError::Missing(_) => CliError::Usage(format!("{error}; looked in {reading}")),
+        ferry_queue::QueueError::NoRecord(_) => CliError::Usage(error.to_string()),
+        other => pipeline_error(other),
+    }
+}
+
 pub(crate) fn pipeline_error(error: impl std::fmt::Display) -> CliError {
     CliError::Output(error.to_string())
 }
@@ -262,9 +289,12 @@ pub(crate) async fn dlq_command(command: DlqCommand, env: &Env) -> Result<ExitSt
     let broker = broker(&args.transport, env, None).await?;
     let queue = dead_letter_queue(args.queue);
     let filter = filter(args)?;
+    // Which pipeline this is: a wrong prefix or transport otherwise reads as "no records".
+    let reading = reading(&args.transport, env);
+    output::note(&format!("{action}: dead-letter queue {queue} of {reading}"));
     match action {
         "list" | "show" => {
-            let entries = dlq::list(&broker, queue, &filter).await.map_err(pipeline_error)?;
+            let entries = dlq::list(&broker, queue, &filter).await.map_err(|e| dlq_error(e, &reading))?;
             let mut text = String::new();
             for entry in &entries {
                 match (&entry.record, action) {
@@ -289,7 +319,7 @@ pub(crate) async fn dlq_command(command: DlqCommand, env: &Env) -> Result<ExitSt
             output::print(&text);
         }
         "replay" => {
-            let report = dlq::replay(&broker, queue, &filter).await.map_err(pipeline_error)?;
+            let report = dlq::replay(&broker, queue, &filter).await.map_err(|e| dlq_error(e, &reading))?;
             let mut text: String =
                 report.replayed.iter().map(|(q, id)| format!("replayed {id} to {q}\n")).collect();
             for skipped in &report.skipped {
@@ -299,7 +329,7 @@ pub(crate) async fn dlq_command(command: DlqCommand, env: &Env) -> Result<ExitSt
             output::print(&text);
         }
         _ => {
-            let purged = dlq::purge(&broker, queue, &filter).await.map_err(pipeline_error)?;
+            let purged = dlq::purge(&broker, queue, &filter).await.map_err(|e| dlq_error(e, &reading))?;
             output::print(&format!("{purged} record(s) purged from {queue}\n"));
         }
     }

@@ -33,7 +33,7 @@ impl Stage for CopierStage {
 
     async fn handle(&self, message: Envelope<CopyMessage>) -> Result<Vec<Outgoing>, StageError> {
         // A redelivered message must look again: an earlier attempt may have copied it.
-        let step = steps::copy(&self.copier, &message.body, message.attempt > 0).await;
+        let step = steps::copy(&self.copier, &message.body, message.delivered_before()).await;
         let total = self.copier.stats().bytes.load(Ordering::Relaxed);
         telemetry::counters().bytes(total.saturating_sub(self.reported_bytes.swap(total, Ordering::Relaxed)));
         if let Some(failure) = step.failure {

@@ -85,7 +85,7 @@ impl DeadLetter {
             stage: queue.stage_name(),
             class,
             error: error.to_owned(),
-            attempts,
+            attempts: header.earlier_attempts.saturating_add(attempts),
             first_failure: header.first_failure.clone().unwrap_or_else(|| now.clone()),
             last_failure: now,
             trace_id: header.trace_id(),
@@ -106,10 +106,28 @@ impl DeadLetter {
         serde_json::from_slice(bytes).map_err(|e| format!("not a Ferry dead-letter record: {e}"))
     }
 
-    /// The original message with its attempt count reset, ready to go back on its queue.
+    /// The original message with its attempt count restarted, ready to go back on its queue.
+    /// It keeps when the problem began (`first_failure`) and how many deliveries failed in all
+    /// (`earlier_attempts`), so that a record written after the replay still says both.
     /// `None` when the original was not JSON: it cannot be replayed, only inspected.
     pub fn replayable(&self) -> Option<Vec<u8>> {
-        let bytes = serde_json::to_vec(self.original.as_ref()?).ok()?;
-        crate::envelope::with_attempt(&bytes, 0, None)
+        let mut original = self.original.clone()?;
+        let object = original.as_object_mut()?;
+        object.insert("earlier_attempts".into(), self.attempts.into());
+        let bytes = serde_json::to_vec(&original).ok()?;
+        crate::envelope::with_attempt(&bytes, 0, Some(&self.first_failure))
+    }
+
+    /// The id `ferry dlq` commands select this record by (the original message's id).
+    pub fn id(&self) -> &str {
+        self.message_id.as_deref().unwrap_or("-")
+    }
+
+    /// The command that replays this one record.
+    pub fn replay_command(&self) -> String {
+        match &self.message_id {
+            Some(id) => format!("ferry dlq replay --queue {} --id {id}", self.dead_letter_queue),
+            None => format!("ferry dlq replay --queue {} --stage {}", self.dead_letter_queue, self.stage),
+        }
     }
 }

@@ -32,7 +32,22 @@ pub struct Envelope<T> {
     /// When this message first failed (RFC 3339), once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<String>,
+    /// Deliveries that failed before the message was last replayed from a dead-letter queue
+    /// (`attempt` restarts at 0 on replay; a record's `attempts` counts both).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub earlier_attempts: u32,
     pub body: T,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl<T> Envelope<T> {
+    /// Whether an earlier delivery may have done part of the work: a retry, or a replay.
+    pub fn delivered_before(&self) -> bool {
+        self.attempt > 0 || self.earlier_attempts > 0
+    }
 }
 
 /// A message body that knows what makes it the same work.
@@ -82,6 +97,7 @@ impl<T: Keyed> Envelope<T> {
             traceparent,
             tracestate: None,
             first_failure: None,
+            earlier_attempts: 0,
             body,
         }
     }
@@ -129,6 +145,8 @@ pub struct Header {
     pub traceparent: Option<String>,
     #[serde(default)]
     pub first_failure: Option<String>,
+    #[serde(default)]
+    pub earlier_attempts: u32,
 }
 
 impl Header {

@@ -110,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn dead_letters_keep_the_original_and_replay_with_attempts_reset() {
+    fn dead_letters_keep_the_original_and_replay_with_attempts_restarted() {
         let mut envelope =
             Envelope::new(copy_message("prod.example/app"), "e", Some("00-trace-span-01".into()));
         envelope.attempt = 3;
@@ -128,10 +128,29 @@ mod tests {
         assert_eq!(record.trace_id.as_deref(), Some("trace"));
         assert_eq!(record.stage, StageName::Copier);
         let decoded = DeadLetter::decode(&record.encode()).unwrap();
-        let replay = Envelope::<CopyMessage>::decode(&decoded.replayable().unwrap()).unwrap();
-        assert_eq!(replay.attempt, 0);
-        assert_eq!(replay.first_failure, None);
+        let replayed = decoded.replayable().unwrap();
+        let replay = Envelope::<CopyMessage>::decode(&replayed).unwrap();
+        assert_eq!(replay.attempt, 0, "the retry budget starts again");
+        assert!(replay.delivered_before(), "a replay looks again, like a redelivery");
         assert_eq!(replay.body, envelope.body);
+        assert_eq!(
+            decoded.replay_command(),
+            format!("ferry dlq replay --queue throttled --id {}", envelope.id)
+        );
+
+        // Failing again after the replay: the record still says when the problem began, and
+        // counts every failed delivery across the replay.
+        let again = DeadLetter::new(
+            DeadLetterQueue::Throttled,
+            Queue::Copy,
+            FailureClass::Throttled,
+            "429",
+            2,
+            &replayed,
+        );
+        assert_eq!(again.first_failure, "2026-11-24T00:00:00.000Z");
+        assert_eq!(again.attempts, 6);
+        assert_eq!(again.message_id, record.message_id);
 
         let junk = DeadLetter::new(
             DeadLetterQueue::Poison,
@@ -143,6 +162,27 @@ mod tests {
         );
         assert!(junk.original.is_none() && junk.original_base64.is_some());
         assert!(junk.replayable().is_none());
+    }
+
+    #[test]
+    fn a_promotion_including_a_destination_keeps_one_primary() {
+        let message = copy_message("prod.example/app");
+        let mut without = message.promotion.clone();
+        without.destinations.clear();
+        // A record written before refused destinations were carried: the copy's own
+        // destination completes it, and it is the primary.
+        let whole = without.including(&message.destination);
+        assert_eq!(whole.primary().map(|p| &p.repository), Some(&message.destination.repository));
+        // Already there: unchanged.
+        assert_eq!(message.promotion.including(&message.destination), message.promotion);
+        // A second destination claiming to be primary joins as a mirror.
+        let other = DestinationTags {
+            repository: Repository::parse("other.example/app").unwrap(),
+            ..message.destination.clone()
+        };
+        let both = message.promotion.including(&other);
+        assert_eq!(both.destinations.len(), 2);
+        assert_eq!(both.mirrors().count(), 1);
     }
 
     proptest::proptest! {

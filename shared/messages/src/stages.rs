@@ -142,6 +142,21 @@ impl Promotion {
         self.destinations.iter().filter(|d| !d.primary)
     }
 
+    /// The promotion with `destination` among its destinations (added when missing, matched by
+    /// repository). A refused destination's dead letter carries the whole promotion, so that
+    /// its replay goes on to sign, attest and replicate; a record written before it did is
+    /// completed this way from its own copy message.
+    pub fn including(&self, destination: &DestinationTags) -> Promotion {
+        let mut whole = self.clone();
+        if !whole.destinations.iter().any(|d| d.repository == destination.repository) {
+            let mut added = destination.clone();
+            // One primary per promotion: a second one would be a mirror.
+            added.primary &= whole.primary().is_none();
+            whole.destinations.push(added);
+        }
+        whole
+    }
+
     fn subject(&self, destination: Option<&Repository>) -> Subject {
         Subject {
             image: Some(self.source.to_string()),

@@ -110,7 +110,22 @@ pub async fn verify<R: Registry>(
         Some(primary) => vec![copy(primary)],
         None => promotion.destinations.iter().map(copy).collect(),
     };
-    let refused = message.refused.iter().map(|r| (copy(&r.destination), r.reason.clone())).collect();
+    // A refused destination's copy carries the whole promotion (every destination, refused ones
+    // included): replayed once the conflict is resolved, it goes on to sign, attest and
+    // replicate as the promotion would have.
+    let whole = message.refused.iter().fold(promotion.clone(), |p, r| p.including(&r.destination));
+    let refused = message
+        .refused
+        .iter()
+        .map(|r| {
+            let copy = CopyMessage {
+                promotion: whole.clone(),
+                destination: r.destination.clone(),
+                verification: verification.clone(),
+            };
+            (copy, r.reason.clone())
+        })
+        .collect();
     Step::finished(Verified { report, refused }, copies.into_iter().map(Next::Copy).collect())
 }
 
@@ -131,7 +146,8 @@ pub async fn copy<R: RegistryWrite>(
     redelivered: bool,
 ) -> Step<JobOutcome> {
     let destination = &message.destination;
-    let promotion = &message.promotion;
+    // A record written before refused destinations carried the whole promotion lacks this one.
+    let promotion = &message.promotion.including(destination);
     let job = Job {
         source: promotion.source.clone(),
         digest: promotion.digest,

@@ -32,8 +32,13 @@ impl fmt::Display for Address {
 
 #[derive(Debug, Error)]
 pub enum QueueError {
-    #[error("{0}: the queue does not exist; run `ferry queues init`")]
+    #[error(
+        "{0}: no such queue; check the transport and its queue prefix (`ferry queues init` creates the queues of a new pipeline under that prefix)"
+    )]
     Missing(String),
+    /// A dead-letter record selection that matches nothing, or more than one record.
+    #[error("{0}")]
+    NoRecord(String),
     #[error("{transport}: {message}")]
     Broker { transport: &'static str, message: String },
     #[error("{0}")]

@@ -25,6 +25,60 @@ impl Filter {
         self.stage.is_none_or(|s| s == record.queue)
             && self.id.as_ref().is_none_or(|id| record.message_id.as_ref() == Some(id))
     }
+
+    /// The filter with its id, which may be a unique prefix, made whole against the records
+    /// held: an id that matches no record, or the start of several, is an error naming them.
+    fn resolved(&self, dlq: DeadLetterQueue, held: &[Delivery]) -> Result<Filter, QueueError> {
+        let Some(prefix) = self.id.as_deref() else { return Ok(self.clone()) };
+        let mut ids: Vec<String> = held
+            .iter()
+            .filter_map(|d| DeadLetter::decode(&d.body).ok())
+            .filter(|r| self.stage.is_none_or(|s| s == r.queue))
+            .filter_map(|r| r.message_id)
+            .filter(|id| id.starts_with(prefix))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if let Some(exact) = ids.iter().find(|id| *id == prefix) {
+            return Ok(Filter { id: Some(exact.clone()), ..self.clone() });
+        }
+        match ids.as_slice() {
+            [one] => Ok(Filter { id: Some(one.clone()), ..self.clone() }),
+            [] => Err(QueueError::NoRecord(format!(
+                "no record in {dlq} has an id starting with {:?} ({} record(s) there; `ferry dlq list --queue {dlq}` shows their ids)",
+                ferry_model::escaped(prefix),
+                held.len()
+            ))),
+            many => Err(QueueError::NoRecord(format!(
+                "{:?} starts the ids of {} records in {dlq} ({}); give more of the id",
+                ferry_model::escaped(prefix),
+                many.len(),
+                many.join(", ")
+            ))),
+        }
+    }
+}
+
+/// Releases every held delivery, then returns `error`: a failed selection changes nothing.
+async fn refuse<B: Broker, T>(broker: &B, held: Vec<Delivery>, error: QueueError) -> Result<T, QueueError> {
+    for delivery in held {
+        broker.release(delivery).await?;
+    }
+    Err(error)
+}
+
+/// The held deliveries and the filter resolved against them (or every delivery released and
+/// the error).
+async fn select<B: Broker>(
+    broker: &B,
+    dlq: DeadLetterQueue,
+    filter: &Filter,
+) -> Result<(Vec<Delivery>, Filter), QueueError> {
+    let held = drain(broker, dlq, CAP).await?;
+    match filter.resolved(dlq, &held) {
+        Ok(filter) => Ok((held, filter)),
+        Err(error) => refuse(broker, held, error).await,
+    }
 }
 
 /// One dead-letter record as found, or the raw text when it is not a Ferry record (the broker
@@ -70,7 +124,8 @@ pub async fn list<B: Broker>(
     dlq: DeadLetterQueue,
     filter: &Filter,
 ) -> Result<Vec<Entry>, QueueError> {
-    let held = drain(broker, dlq, CAP).await?;
+    let (held, filter) = select(broker, dlq, filter).await?;
+    let filter = &filter;
     let mut out = Vec::new();
     for delivery in held {
         let record = parse(&delivery);
@@ -97,7 +152,8 @@ pub async fn replay<B: Broker>(
     dlq: DeadLetterQueue,
     filter: &Filter,
 ) -> Result<Replayed, QueueError> {
-    let held = drain(broker, dlq, CAP).await?;
+    let (held, filter) = select(broker, dlq, filter).await?;
+    let filter = &filter;
     let mut report = Replayed::default();
     for delivery in held {
         let record = parse(&delivery);
@@ -133,7 +189,8 @@ pub async fn purge<B: Broker>(
     dlq: DeadLetterQueue,
     filter: &Filter,
 ) -> Result<usize, QueueError> {
-    let held = drain(broker, dlq, CAP).await?;
+    let (held, filter) = select(broker, dlq, filter).await?;
+    let filter = &filter;
     let mut purged = 0;
     for delivery in held {
         let record = parse(&delivery);

@@ -165,8 +165,11 @@ async fn handle_instrumented<S: Stage, B: Broker>(
             for (address, bodies) in by_address {
                 if let Address::DeadLetter(dlq) = address {
                     telemetry::counters().dead_lettered(dlq, bodies.len() as u64);
-                    for _ in &bodies {
-                        crate::metrics::metrics().dead_lettered(queue.stage(), dlq);
+                    for body in &bodies {
+                        match DeadLetter::decode(body) {
+                            Ok(record) => announce(&record),
+                            Err(_) => crate::metrics::metrics().dead_lettered(queue.stage(), dlq),
+                        }
                     }
                 }
                 broker.publish(address, bodies).await?;
@@ -229,18 +232,28 @@ async fn handle_instrumented<S: Stage, B: Broker>(
 
 async fn dead_letter<B: Broker>(broker: &B, record: DeadLetter) -> Result<Disposition, QueueError> {
     let dlq = record.dead_letter_queue;
-    crate::metrics::metrics().dead_lettered(&record.stage.to_string(), dlq);
-    // The promotion's outcome, in one line a person reads at the default level: where it
-    // stopped, why, and how to resume it.
-    tracing::error!(
-        stage = %record.stage,
-        dead_letter = %dlq,
-        error = %record.error,
-        "promotion stopped: dead-lettered to {dlq}; see `ferry dlq list --queue {dlq}`, replay with `ferry dlq replay --queue {dlq}`"
-    );
+    announce(&record);
     telemetry::counters().dead_lettered(dlq, 1);
     broker.publish(Address::DeadLetter(dlq), vec![record.encode()]).await?;
     Ok(Disposition::DeadLettered(dlq))
+}
+
+/// Every dead letter, whoever wrote it (the runtime for a failed step, a stage for a refused
+/// destination): one ERROR line a person reads at the default level, saying where the promotion
+/// stopped, why, and the command that replays this one record; and the metric, labelled with
+/// the record's own stage (the one a replay resumes).
+pub(crate) fn announce(record: &DeadLetter) {
+    let dlq = record.dead_letter_queue;
+    crate::metrics::metrics().dead_lettered(record.stage.as_str(), dlq);
+    tracing::error!(
+        stage = %record.stage,
+        dead_letter = %dlq,
+        record = %ferry_model::escaped(record.id()),
+        "promotion stopped at the {} stage, dead-lettered to {dlq}: {}; once that is fixed, replay it with `{}`",
+        record.stage,
+        ferry_model::escaped(&record.error),
+        ferry_model::escaped(&record.replay_command()),
+    );
 }
 
 /// A stage error's class as dead-letter records name it.

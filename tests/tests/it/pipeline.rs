@@ -962,6 +962,55 @@ pub(crate) async fn conflict(transport: Transport) {
         "prod untouched"
     );
 
+    // The runbook: the operator clears prod's tag, then replays that one record by the start
+    // of its id. The replay completes the promotion: copied, signed, attested, and replicated
+    // to every mirror; nothing goes to poison.
+    let record = records.iter().find(|r| r.error.contains("conflict")).unwrap();
+    assert_eq!(record.stage, ferry_messages::StageName::Copier, "the stage a replay resumes");
+    let copy = record.original.as_ref().unwrap();
+    let destinations = copy["body"]["promotion"]["destinations"].as_array().unwrap();
+    assert!(
+        destinations.iter().any(|d| d["primary"] == true),
+        "the record carries the whole promotion: {copy}"
+    );
+    Seeder::new(&h.prod).delete_manifest("demo/app", &existing.digest).await;
+    let id = record.message_id.clone().unwrap();
+    let replay = |id: &str| {
+        let mut args: Vec<String> = ["dlq", "replay", "--queue", "verification-failed", "--id", id]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(h.transport_args());
+        args
+    };
+    // A prefix that matches nothing is the operator's mistake (exit 3, invalid input), and
+    // replays nothing.
+    let (code, stdout, stderr) = ferry(&replay("not-an-id")).await;
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("no record in verification-failed has an id starting with"), "{stderr}");
+    assert!(stderr.contains("queue prefix"), "says which pipeline it read: {stderr}");
+    // A wrong queue prefix: a usage error naming the prefix it looked under, not advice to
+    // create a second, empty pipeline.
+    let mut wrong: Vec<String> = ["dlq", "list", "--queue", "verification-failed", "--transport", &h.url]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    wrong.extend(["--queue-prefix".into(), "ferry-it-no-such-pipeline".into()]);
+    let (code, stdout, stderr) = ferry(&wrong).await;
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("no such queue") && stderr.contains("(queue prefix \"ferry-it-no-such-pipeline\")"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = ferry(&replay(&id[..8])).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("replayed {id} to copy")), "{stdout}");
+    wait_for("the replayed promotion to complete", Duration::from_secs(60), || async {
+        h.fully_promoted("demo/app", "2.0", &pushed.digest).await
+    })
+    .await;
+    assert!(h.dead_letters(DeadLetterQueue::Poison).await.is_empty(), "no replay ends in poison");
+    assert!(h.dead_letters(DeadLetterQueue::VerificationFailed).await.is_empty());
     h.stop().await;
 }
 
