@@ -210,16 +210,6 @@ fn planted() -> BTreeSet<(usize, String, String)> {
     planted
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 struct Run {
     name: &'static str,
     requests: Vec<(Host, &'static str, u32)>,
@@ -288,7 +278,7 @@ fn report(run: &Run, n_hosts: usize, planted: &BTreeSet<(usize, String, String)>
         if run.found == *planted { "exactly" } else { "MISMATCH" }
     );
     println!("  reconcile would emit {} messages", run.repair);
-    println!("  peak RSS so far:     {:.0} MiB", peak_rss_mib());
+    println!("  peak RSS so far:     {:.0} MiB", ferry_testkit::peak_rss_mib());
 }
 
 /// `--serve`: the fake, in its own process (so that the measured peak memory is Ferry's):
@@ -338,7 +328,7 @@ fn main() {
             desired.entries.len(),
             planted.len()
         );
-        println!("desired state read; peak RSS so far: {:.0} MiB", peak_rss_mib());
+        println!("desired state read; peak RSS so far: {:.0} MiB", ferry_testkit::peak_rss_mib());
         let floor = REGIONS * repositories;
         println!("floor (registries × repositories × pages): {floor} listings; target ≤ {:.0} + drift", floor as f64 * 1.1);
         let listed = run("1. by listing (extended tags/list), unthrottled", &desired, &hosts, &regions, Some(8), None).await;

@@ -109,16 +109,6 @@ fn facts(desired: &DesiredState) -> Facts {
     facts
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -143,7 +133,7 @@ fn main() {
     let started = Instant::now();
     let full = plan(&desired, &facts);
     let plan_time = started.elapsed();
-    let rss_after_full = peak_rss_mib();
+    let rss_after_full = ferry_testkit::peak_rss_mib();
     let counts: Vec<String> =
         full.counts().iter().filter(|(_, n)| *n > 0).map(|(a, n)| format!("{a}={n}")).collect();
 

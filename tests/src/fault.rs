@@ -282,8 +282,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
     response.body(Body::from_stream(stream)).expect("response")
 }
 
-/// The whole tag list from upstream, answered one page at a time.
-async fn page_tags(shared: &Shared, uri: &axum::http::Uri) -> Response<Body> {
+/// Upstream's tag list of `uri`'s repository: the listing, its tags sorted and after the
+/// query's `last`, and the query's `n`; an upstream failure as the answer to give.
+async fn upstream_tags(
+    shared: &Shared,
+    uri: &axum::http::Uri,
+) -> Result<(serde_json::Value, Vec<String>, Option<usize>), Response<Body>> {
     let query: Vec<(String, String)> = uri
         .query()
         .unwrap_or_default()
@@ -294,12 +298,12 @@ async fn page_tags(shared: &Shared, uri: &axum::http::Uri) -> Response<Body> {
     let answer = match shared.client.get(format!("{}{}", shared.upstream, uri.path())).send().await {
         Ok(answer) if answer.status().is_success() => answer,
         Ok(answer) => {
-            return error_response(
+            return Err(error_response(
                 StatusCode::from_u16(answer.status().as_u16()).expect("status"),
                 "NAME_UNKNOWN",
-            );
+            ));
         }
-        Err(e) => return error_response(StatusCode::BAD_GATEWAY, &e.to_string()),
+        Err(e) => return Err(error_response(StatusCode::BAD_GATEWAY, &e.to_string())),
     };
     let list: serde_json::Value = answer.json().await.unwrap_or_default();
     let mut tags: Vec<String> = list["tags"]
@@ -310,7 +314,16 @@ async fn page_tags(shared: &Shared, uri: &axum::http::Uri) -> Response<Body> {
     if let Some(last) = get("last") {
         tags.retain(|t| *t > last);
     }
-    let n: usize = get("n").and_then(|n| n.parse().ok()).unwrap_or(tags.len()).max(1);
+    Ok((list, tags, get("n").and_then(|n| n.parse().ok())))
+}
+
+/// The whole tag list from upstream, answered one page at a time.
+async fn page_tags(shared: &Shared, uri: &axum::http::Uri) -> Response<Body> {
+    let (list, tags, n) = match upstream_tags(shared, uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let n = n.unwrap_or(tags.len()).max(1);
     let page: Vec<String> = tags.iter().take(n).cloned().collect();
     let mut response = Response::builder().status(StatusCode::OK).header("content-type", "application/json");
     if tags.len() > n {
@@ -333,38 +346,16 @@ async fn extended_tags(
     let Some(name) = path.strip_prefix("/v2/").and_then(|p| p.strip_suffix("/tags/list")) else {
         return error_response(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
     };
-    let query: Vec<(String, String)> = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
-    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-    let answer = match shared.client.get(format!("{}{path}", shared.upstream)).send().await {
-        Ok(answer) if answer.status().is_success() => answer,
-        Ok(answer) => {
-            return error_response(
-                StatusCode::from_u16(answer.status().as_u16()).expect("status"),
-                "NAME_UNKNOWN",
-            );
-        }
-        Err(e) => return error_response(StatusCode::BAD_GATEWAY, &e.to_string()),
+    let (_, mut tags, n) = match upstream_tags(shared, uri).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let list: serde_json::Value = answer.json().await.unwrap_or_default();
-    let mut tags: Vec<String> = list["tags"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    tags.sort();
-    if let Some(last) = get("last") {
-        tags.retain(|t| *t > last);
-    }
     if let Some((lied_tag, lied_digest)) = lie
         && lied_digest.is_empty()
     {
         tags.retain(|t| t != lied_tag); // the listing leaves the tag out entirely
     }
-    let n: usize = get("n").and_then(|n| n.parse().ok()).unwrap_or(tags.len()).max(1);
+    let n = n.unwrap_or(tags.len()).max(1);
     let page: Vec<String> = tags.iter().take(n).cloned().collect();
     // Each tag's digest and media type, as the registry serves them.
     let mut manifest = serde_json::Map::new();

@@ -45,6 +45,17 @@ pub mod tcp;
 pub mod token;
 pub mod world;
 
+/// This process's peak resident memory so far (`VmHWM`), in MiB; NaN where `/proc` is absent.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
 /// The repository's own test data (copied from `../shared/reference-data`).
 pub fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data")

@@ -71,13 +71,6 @@ impl fmt::Debug for Tag {
     }
 }
 
-/// A set of tags can be asked about a `&str` (Ord and Hash agree with `str`'s).
-impl std::borrow::Borrow<str> for Tag {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
 impl FromStr for Tag {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -26,7 +26,7 @@ pub struct Facts {
     /// The repositories read by listing, and the artifact tags each listing named
     /// (`sha256-<hex>.sig`, `.att`, `.sbom`, referrers indexes): status needs them, and only
     /// them, without listing again.
-    listed: FxHashMap<Repository, Vec<Tag>>,
+    listed: FxHashMap<Repository, ferry_registry::ArtifactTags>,
 }
 
 /// Why facts are incomplete: the worst failed lookup's class, one reason, and the longest
@@ -92,8 +92,8 @@ impl Facts {
     }
 
     /// The artifact tags the listing of `repository` named, when the gathering listed it.
-    pub fn listed_artifact_tags(&self, repository: &Repository) -> Option<&[Tag]> {
-        self.listed.get(repository).map(Vec::as_slice)
+    pub fn listed_artifact_tags(&self, repository: &Repository) -> Option<&ferry_registry::ArtifactTags> {
+        self.listed.get(repository)
     }
 
     /// Why the facts are incomplete, if a lookup failed.
@@ -228,9 +228,8 @@ pub async fn gather<R: Registry>(registry: &R, desired: &DesiredState, options: 
     run(registry, lookups, options, &mut facts).await;
     // Kept for status, which needs the artifact tags too, without listing again.
     for (repository, listing) in listings {
-        if let Ok(inventory) = listing {
-            let artifacts = inventory.tags.into_keys().filter(Tag::is_artifact_tag).collect();
-            facts.listed.insert(repository, artifacts);
+        if let Ok(listing) = listing {
+            facts.listed.insert(repository, listing.artifacts);
         }
     }
 
@@ -253,11 +252,18 @@ pub async fn gather<R: Registry>(registry: &R, desired: &DesiredState, options: 
 
 /// The listings of every repository with at least `options.list_from` lookups, read
 /// concurrently: a listing, or why it failed.
+/// A listing as the gathering keeps it: the artifact tags split off as flags on arrival, so
+/// that thousands of listings held between the rounds cost little more than their answers.
+struct Listing {
+    inventory: ferry_registry::Inventory,
+    artifacts: ferry_registry::ArtifactTags,
+}
+
 async fn list<R: Registry>(
     registry: &R,
     lookups: &FxHashSet<Lookup>,
     options: GatherOptions,
-) -> FxHashMap<Repository, Result<ferry_registry::Inventory, RegistryError>> {
+) -> FxHashMap<Repository, Result<Listing, RegistryError>> {
     let Some(threshold) = options.list_from else { return FxHashMap::default() };
     let mut per_repository: FxHashMap<&Repository, usize> = FxHashMap::default();
     for lookup in lookups {
@@ -272,7 +278,10 @@ async fn list<R: Registry>(
     tracing::debug!(n = chosen.len(), "repositories listed");
     futures_util::stream::iter(chosen)
         .map(|repository| async move {
-            let listing = registry.inventory(&repository).await;
+            let listing = registry.inventory(&repository).await.map(|inventory| {
+                let (inventory, artifacts) = inventory.split_artifacts();
+                Listing { inventory, artifacts }
+            });
             if let Err(error) = &listing {
                 tracing::warn!(%repository, %error, "listing a repository failed; what it would answer stays unchecked");
             }
@@ -288,7 +297,7 @@ async fn list<R: Registry>(
 /// unchecked, neither present nor missing).
 fn answer_from_listings(
     lookups: FxHashSet<Lookup>,
-    listings: &FxHashMap<Repository, Result<ferry_registry::Inventory, RegistryError>>,
+    listings: &FxHashMap<Repository, Result<Listing, RegistryError>>,
     facts: &mut Facts,
 ) -> FxHashSet<Lookup> {
     if listings.is_empty() {
@@ -302,7 +311,7 @@ fn answer_from_listings(
                 rest.insert(lookup);
             }
             Some(Err(error)) => facts.record_failure(lookup, error),
-            Some(Ok(inventory)) => match &lookup {
+            Some(Ok(Listing { inventory, .. })) => match &lookup {
                 Lookup::Tag(repository, tag) => match inventory.tag(tag) {
                     Some(digest) => facts.record_tag(repository.clone(), tag.clone(), digest),
                     None => {

@@ -26,6 +26,7 @@ use ferry_messages::{
 };
 use ferry_model::{Digest, Repository, Tag, TagOrDigest};
 use ferry_plan::Plan;
+use ferry_registry::ArtifactTags;
 use ferry_registry::Registry;
 use futures_util::StreamExt as _;
 
@@ -47,9 +48,8 @@ pub struct Survey {
 /// at its primary, or why they could not be read.
 #[derive(Clone, Debug, Default)]
 pub struct Holdings {
-    /// Only artifact tags; `Tag`s share their text with the facts' listing (one allocation per
-    /// tag at k8s.io scale, where there are millions).
-    tags: BTreeMap<Repository, Result<BTreeSet<Tag>, String>>,
+    /// Only artifact tags, as flags per digest (millions of tags at k8s.io's scale).
+    tags: BTreeMap<Repository, Result<ArtifactTags, String>>,
     children: BTreeMap<(Repository, Digest), Result<Vec<Digest>, String>>,
     /// The referrers each destination lists for a digest (the image or a child).
     referrers: BTreeMap<(Repository, Digest), Result<BTreeSet<Digest>, String>>,
@@ -69,17 +69,17 @@ impl Holdings {
     ) -> Self {
         let concurrency = survey.concurrency;
         let repositories: BTreeSet<Repository> = plan.edges.iter().map(|e| e.destination.clone()).collect();
-        let listed: Vec<(Repository, Result<BTreeSet<Tag>, String>)> =
+        let listed: Vec<(Repository, Result<ArtifactTags, String>)> =
             futures_util::stream::iter(repositories)
                 .map(|repository| async move {
                     // Only artifact tags are ever asked about: keep only those.
                     if let Some(tags) = facts.listed_artifact_tags(&repository) {
-                        return (repository, Ok(tags.iter().cloned().collect()));
+                        return (repository, Ok(tags.clone()));
                     }
                     let tags = registry
                         .list_tags(&repository)
                         .await
-                        .map(|tags| tags.into_iter().filter(|t| t.is_artifact_tag()).collect())
+                        .map(|tags| tags.iter().map(Tag::as_str).collect())
                         .map_err(|e| e.to_string());
                     (repository, tags)
                 })
@@ -191,7 +191,7 @@ impl Holdings {
 
     /// Records a repository's tags (tests, and callers that listed them already).
     pub fn insert(&mut self, repository: Repository, tags: Result<BTreeSet<String>, String>) {
-        let tags = tags.map(|tags| tags.iter().filter_map(|t| Tag::parse(t).ok()).collect());
+        let tags = tags.map(|tags| tags.iter().map(String::as_str).collect());
         self.tags.insert(repository, tags);
     }
 
@@ -205,7 +205,7 @@ impl Holdings {
         self.children.insert((primary, digest), children);
     }
 
-    fn listing(&self, repository: &Repository) -> Result<&BTreeSet<Tag>, String> {
+    fn listing(&self, repository: &Repository) -> Result<&ArtifactTags, String> {
         match self.tags.get(repository) {
             Some(Ok(tags)) => Ok(tags),
             Some(Err(reason)) => Err(reason.clone()),

@@ -81,6 +81,82 @@ impl Inventory {
     }
 }
 
+impl Inventory {
+    /// The inventory without its artifact tags, and those tags as [`ArtifactTags`]: what a
+    /// caller keeps of a listing at scale, where artifact tags are most of the tags.
+    pub fn split_artifacts(mut self) -> (Inventory, ArtifactTags) {
+        let mut artifacts = ArtifactTags::default();
+        self.tags.retain(|tag, _| !artifacts.insert(tag.as_str()));
+        self.tags.shrink_to_fit();
+        (self, artifacts)
+    }
+}
+
+/// Which artifact tags a repository has (cosign's `sha256-<hex>.sig`, `.att`, `.sbom`, and the
+/// referrers tag schema's `sha256-<hex>`), kept as one byte of flags per digest instead of one
+/// string per tag: at registry.k8s.io's scale a status reads millions of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArtifactTags(FxHashMap<Digest, u8>);
+
+impl ArtifactTags {
+    const SUFFIXES: [(&'static str, u8); 3] = [(".sig", 1), (".att", 2), (".sbom", 4)];
+    const INDEX: u8 = 8;
+
+    /// The digest and flag `tag` stands for, when it is an artifact tag.
+    fn split(tag: &str) -> Option<(Digest, u8)> {
+        let rest = tag.strip_prefix("sha256-")?;
+        let (hex, flag) = Self::SUFFIXES
+            .iter()
+            .find_map(|(suffix, flag)| rest.strip_suffix(suffix).map(|hex| (hex, *flag)))
+            .unwrap_or((rest, Self::INDEX));
+        // Lower-case hex only, as digests are written (no allocation: millions of tags).
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        }
+        Some((Digest::from_bytes(bytes), flag))
+    }
+
+    /// Records `tag` if it is an artifact tag; says whether it was.
+    pub fn insert(&mut self, tag: &str) -> bool {
+        match Self::split(tag) {
+            Some((digest, flag)) => {
+                *self.0.entry(digest).or_default() |= flag;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the repository has `tag` (false for a tag that is not an artifact tag).
+    pub fn contains(&self, tag: &str) -> bool {
+        Self::split(tag).is_some_and(|(digest, flag)| self.0.get(&digest).is_some_and(|f| f & flag != 0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> FromIterator<&'a str> for ArtifactTags {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(tags: I) -> Self {
+        let mut artifacts = ArtifactTags::default();
+        for tag in tags {
+            artifacts.insert(tag);
+        }
+        artifacts
+    }
+}
+
 /// One page of a tag list, plain or extended.
 #[derive(serde::Deserialize)]
 pub(crate) struct Page {
@@ -176,6 +252,29 @@ mod tests {
         assert_eq!(inventory.tag(&tag("v2")), Some(None), "not listed: absent");
         assert_eq!(inventory.has(&b), Some(true), "an untagged child is listed");
         assert_eq!(inventory.children, ["sub"]);
+    }
+
+    #[test]
+    fn artifact_tags_are_kept_as_flags_per_digest() {
+        let hex = &A["sha256:".len()..];
+        let inventory = fold(vec![page(&format!(
+            r#"{{"name":"a","tags":["v1","sha256-{hex}.sig","sha256-{hex}","sha256-{hex}.sig.bak","sha256-abc.att"]}}"#
+        ))])
+        .unwrap();
+        let (rest, artifacts) = inventory.split_artifacts();
+        let mut left: Vec<&str> = rest.tags.keys().map(Tag::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [&format!("sha256-{hex}.sig.bak"), "sha256-abc.att", "v1"],
+            "only artifact tags leave"
+        );
+        assert!(artifacts.contains(&format!("sha256-{hex}.sig")));
+        assert!(artifacts.contains(&format!("sha256-{hex}")), "the referrers tag index");
+        assert!(!artifacts.contains(&format!("sha256-{hex}.att")));
+        assert!(!artifacts.contains("v1"));
+        let b = &B["sha256:".len()..];
+        assert!(!artifacts.contains(&format!("sha256-{b}.sig")));
     }
 
     #[test]
