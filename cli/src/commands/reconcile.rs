@@ -145,11 +145,17 @@ pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, Cl
                     error: r.error.clone(),
                     attempts: r.attempts,
                     message_id: r.message_id.clone(),
+                    stale: false,
                 })
                 .collect();
-            Row::new(s, dead_letters)
+            Row::new(s, dead_letters, wants_dlq)
         })
         .collect();
+    if !wants_dlq {
+        output::note(
+            "dead letters were not read (no --transport or FERRY_TRANSPORT): an incomplete promotion's record, if any, is not shown",
+        );
+    }
     let incomplete = rows.iter().filter(|r| !r.complete).count();
     match args.output {
         StatusFormat::Json => {
@@ -237,6 +243,8 @@ struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     missing_source: Option<String>,
     destinations: Vec<DestinationRow>,
+    /// Whether the dead-letter queues were read (`dead_letters` is empty either way when not).
+    dead_letters_read: bool,
     dead_letters: Vec<DeadRow>,
 }
 
@@ -264,16 +272,24 @@ struct DeadRow {
     error: String,
     attempts: u32,
     message_id: Option<String>,
+    /// The registries show the promotion complete: the record is about a problem that is gone
+    /// (replayed since, or repaired by reconcile), and can be purged.
+    stale: bool,
 }
 
 impl Row {
-    fn new(s: &PromotionStatus, dead_letters: Vec<DeadRow>) -> Self {
+    fn new(s: &PromotionStatus, mut dead_letters: Vec<DeadRow>, dead_letters_read: bool) -> Self {
+        // Complete at every destination, none refused: whatever a dead letter said is resolved.
+        let done = s.missing_source.is_none() && s.destinations.iter().all(|d| d.is_complete());
+        for dead in &mut dead_letters {
+            dead.stale = done;
+        }
         Row {
             source: s.source.to_string(),
             digest: s.digest.to_string(),
             children: s.children.iter().map(ToString::to_string).collect(),
             complete: s.missing_source.is_none()
-                && dead_letters.is_empty()
+                && dead_letters.iter().all(|d| d.stale)
                 && s.destinations.iter().all(|d| d.is_complete() || d.refused.is_some()),
             missing_source: s.missing_source.clone(),
             destinations: s
@@ -290,6 +306,7 @@ impl Row {
                     refused: d.refused.clone(),
                 })
                 .collect(),
+            dead_letters_read,
             dead_letters,
         }
     }
@@ -336,15 +353,25 @@ fn table(rows: &[Row], all: bool) -> String {
             }
         }
         for dead in &row.dead_letters {
+            let id = dead.message_id.as_deref().unwrap_or("-");
+            if dead.stale {
+                text.push_str(&format!(
+                    "  stale dead letter in {} (stage {}, id {id}): the registries show the promotion complete; `ferry dlq purge --queue {} --id {id}` removes it\n",
+                    dead.queue, dead.stage, dead.queue
+                ));
+                continue;
+            }
             text.push_str(&format!(
-                "  dead letter in {} (stage {}, {}, {} attempts, id {}): {}\n",
-                dead.queue,
-                dead.stage,
-                dead.class,
-                dead.attempts,
-                dead.message_id.as_deref().unwrap_or("-"),
-                dead.error
+                "  dead letter in {} (stage {}, {}, {} attempts, id {id}): {}\n    once that is fixed: ferry dlq replay --queue {} --id {id}\n",
+                dead.queue, dead.stage, dead.class, dead.attempts, dead.error, dead.queue
             ));
+        }
+        if !row.complete && row.dead_letters.iter().all(|d| d.stale) && row.missing_source.is_none() {
+            text.push_str(if row.dead_letters_read {
+                "  no dead letter explains it: still in flight, or stopped without a record; `ferry reconcile` drives it again\n"
+            } else {
+                "  dead letters not read (give --transport to see whether one explains it)\n"
+            });
         }
     }
     text.push_str(&format!(

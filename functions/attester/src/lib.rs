@@ -34,7 +34,7 @@ impl Stage for Attester {
         let promotion = &message.body.promotion;
         let digest = promotion.digest;
         match &step.done {
-            Some(appended) => tracing::info!(%digest, ?appended, "attested"),
+            Some(appended) => tracing::debug!(%digest, ?appended, "attested"),
             None => tracing::warn!(%digest, "no signing key is configured; not attested"),
         }
         // The promotion's outcome at its primary, in one line.

@@ -41,7 +41,7 @@ impl Stage for CopierStage {
         }
         telemetry::counters().promoted(1);
         let destination = &message.body.destination;
-        tracing::info!(destination = %destination.repository, digest = %message.body.promotion.digest, copied = ?step.done.manifest, tags = ?destination.tags, "copied");
+        tracing::debug!(destination = %destination.repository, digest = %message.body.promotion.digest, copied = ?step.done.manifest, tags = ?destination.tags, "copied");
         step.next.into_iter().map(|next| Outgoing::next(next, &message)).collect()
     }
 }

@@ -222,7 +222,7 @@ impl<S: ManifestSource> Stage for Planner<S> {
                 &original,
             )?);
         }
-        tracing::info!(event = %message.event_id, edges = plan.edges.len(), messages = out.len(), "planned");
+        tracing::debug!(event = %message.event_id, edges = plan.edges.len(), messages = out.len(), "planned");
         Ok(out)
     }
 }

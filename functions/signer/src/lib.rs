@@ -50,7 +50,7 @@ impl Stage for Signer {
         }
         match &step.done.signed {
             Some(signed) => {
-                tracing::info!(digest = %promotion.digest, signed = signed.signed.len(), already = signed.already.len(), "signed")
+                tracing::debug!(digest = %promotion.digest, signed = signed.signed.len(), already = signed.already.len(), "signed")
             }
             None => tracing::warn!(digest = %promotion.digest, "no signing key is configured; not signed"),
         }

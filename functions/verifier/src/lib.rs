@@ -49,7 +49,7 @@ impl Stage for Verifier {
             )?);
         }
         let promotion = &message.body.promotion;
-        tracing::info!(source = %promotion.source, digest = %promotion.digest, destinations = promotion.destinations.len(), "verified");
+        tracing::debug!(source = %promotion.source, digest = %promotion.digest, destinations = promotion.destinations.len(), "verified");
         Ok(out)
     }
 }

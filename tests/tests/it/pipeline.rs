@@ -973,8 +973,34 @@ pub(crate) async fn conflict(transport: Transport) {
         destinations.iter().any(|d| d["primary"] == true),
         "the record carries the whole promotion: {copy}"
     );
-    Seeder::new(&h.prod).delete_manifest("demo/app", &existing.digest).await;
     let id = record.message_id.clone().unwrap();
+    // `ferry status` names the record and the command that replays it.
+    let manifests = h.dir.path().join("desired");
+    h.write_thin_manifest(
+        &manifests,
+        &format!("- name: demo/app\n  dmap:\n    \"{}\": [\"2.0\"]\n", pushed.digest),
+    );
+    let status = || {
+        let mut args: Vec<String> = vec![
+            "status".into(),
+            "--all".into(),
+            "--thin-manifest-dir".into(),
+            manifests.display().to_string(),
+        ];
+        args.extend(["--config".into(), h.config_path.display().to_string()]);
+        args.extend(h.transport_args());
+        args
+    };
+    let (code, stdout, stderr) = ferry(&status()).await;
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    assert!(stdout.contains("dead letter in verification-failed (stage copier"), "{stdout}");
+    assert!(
+        stdout
+            .contains(&format!("once that is fixed: ferry dlq replay --queue verification-failed --id {id}")),
+        "{stdout}"
+    );
+
+    Seeder::new(&h.prod).delete_manifest("demo/app", &existing.digest).await;
     let replay = |id: &str| {
         let mut args: Vec<String> = ["dlq", "replay", "--queue", "verification-failed", "--id", id]
             .iter()
@@ -1011,6 +1037,22 @@ pub(crate) async fn conflict(transport: Transport) {
     .await;
     assert!(h.dead_letters(DeadLetterQueue::Poison).await.is_empty(), "no replay ends in poison");
     assert!(h.dead_letters(DeadLetterQueue::VerificationFailed).await.is_empty());
+    let (code, stdout, stderr) = ferry(&status()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("1 promotion(s): 1 complete, 0 incomplete"), "{stdout}");
+
+    // A record about a problem that is gone (here, the same record put back) is stale: status
+    // says so, names the purge, and does not fail.
+    h.broker
+        .publish(ferry_queue::Address::DeadLetter(DeadLetterQueue::VerificationFailed), vec![record.encode()])
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = ferry(&status()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("stale dead letter in verification-failed (stage copier, id {id}): the registries show the promotion complete; `ferry dlq purge --queue verification-failed --id {id}` removes it")),
+        "{stdout}"
+    );
     h.stop().await;
 }
 
@@ -1157,6 +1199,7 @@ pub(crate) async fn reconcile(transport: Transport) {
     assert_eq!(code, Some(5), "incomplete: {stdout}{stderr}");
     assert!(stdout.contains("copied yes  signed no  attested no"), "{stdout}");
     assert!(stdout.contains("1 promotion(s): 0 complete, 1 incomplete"), "{stdout}");
+    assert!(stdout.contains("no dead letter explains it"), "{stdout}");
 
     let (code, stdout, stderr) = ferry(&inputs("reconcile")).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
