@@ -22,6 +22,9 @@ pub enum Fault {
     TooManyRequests { retry_after: Option<String> },
     /// Answer with this status (e.g. 500, 503) and a distribution-style error body.
     Status(u16),
+    /// Answer with this status and distribution error code (`DIGEST_INVALID`,
+    /// `MANIFEST_BLOB_UNKNOWN`): a registry refusing what it was sent.
+    ErrorCode(u16, &'static str),
     /// Forward the response, but close the connection after this many body bytes.
     DropMidBody { after: usize },
     /// Forward the response with the body byte at this offset inverted.
@@ -223,6 +226,9 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         }
         Some(Fault::Status(code)) => {
             return error_response(StatusCode::from_u16(*code).expect("status"), "UNKNOWN");
+        }
+        Some(Fault::ErrorCode(status, code)) => {
+            return error_response(StatusCode::from_u16(*status).expect("status"), code);
         }
         _ => {}
     }

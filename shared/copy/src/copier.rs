@@ -9,6 +9,22 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::OnceCell;
 
 use crate::error::CopyError;
+
+/// Manifest PUTs refused as a storage race (see [`Copier::put_manifest`]) before the refusal is
+/// reported as transient: waits of 0.2, 0.4, 0.8 and 1.6 s between them.
+const STORAGE_RACE_ROUNDS: u32 = 5;
+
+/// The distribution error code of a manifest PUT refusal that can be a storage race.
+fn storage_race(error: &ferry_registry::RegistryError) -> Option<&str> {
+    match error {
+        ferry_registry::RegistryError::Status { status: 400, code: Some(code), .. }
+            if code == "DIGEST_INVALID" || code == "MANIFEST_BLOB_UNKNOWN" || code == "BLOB_UNKNOWN" =>
+        {
+            Some(code)
+        }
+        _ => None,
+    }
+}
 use crate::stats::CopyStats;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -280,9 +296,65 @@ impl<R: RegistryWrite> Copier<R> {
     }
 
     async fn push_manifest(&self, destination: &Repository, raw: &RawManifest) -> Result<(), CopyError> {
-        self.registry.put_manifest(destination, &TagOrDigest::Digest(raw.digest), raw).await?;
+        self.put_manifest(destination, &TagOrDigest::Digest(raw.digest), raw).await?;
         CopyStats::add(&self.stats.manifests_pushed, 1);
         Ok(())
+    }
+
+    /// PUTs `raw` as `reference`, waiting out a registry's storage race. distribution answers
+    /// `DIGEST_INVALID` or `MANIFEST_BLOB_UNKNOWN` to a manifest PUT while another writer links
+    /// a blob it references (many promotions sharing a base layer at once). When Ferry hashed
+    /// the bytes itself and every blob and child the manifest names is at the destination,
+    /// that answer is not a verdict on the content: the PUT is sent again after a pause, and
+    /// if the registry keeps refusing, the failure is transient (retried later), never a
+    /// verification failure for a person to look at. Anything missing, and the refusal stands.
+    async fn put_manifest(
+        &self,
+        destination: &Repository,
+        reference: &TagOrDigest,
+        raw: &RawManifest,
+    ) -> Result<(), CopyError> {
+        let mut round: u32 = 0;
+        loop {
+            round += 1;
+            let error = match self.registry.put_manifest(destination, reference, raw).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let Some(code) = storage_race(&error) else { return Err(error.into()) };
+            if Digest::of(&raw.bytes) != raw.digest || !self.references_present(destination, raw).await? {
+                return Err(error.into());
+            }
+            if round >= STORAGE_RACE_ROUNDS {
+                return Err(ferry_registry::RegistryError::Unavailable(format!(
+                    "{destination}@{}: the registry answered {code} {round} times, although Ferry hashed the manifest's bytes itself and every blob and child it names is there: a race in the registry's storage; retried later",
+                    raw.digest
+                ))
+                .into());
+            }
+            tracing::debug!(%destination, digest = %raw.digest, code, round, "manifest PUT refused while its blobs are there; sending it again");
+            tokio::time::sleep(std::time::Duration::from_millis(100 << round)).await;
+        }
+    }
+
+    /// Whether every blob and child `raw` names is at `destination`.
+    async fn references_present(
+        &self,
+        destination: &Repository,
+        raw: &RawManifest,
+    ) -> Result<bool, CopyError> {
+        let Ok(content) = raw.content() else { return Ok(false) };
+        for blob in content.blobs() {
+            if !self.registry.blob_exists(destination, &blob.digest).await? {
+                return Ok(false);
+            }
+        }
+        for child in content.children() {
+            if self.registry.head_manifest(destination, &TagOrDigest::Digest(child.digest)).await?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Makes `blob` exist in `destination`. The first request for a blob on a host checks the
@@ -357,7 +429,7 @@ impl<R: RegistryWrite> Copier<R> {
             }
             None => {}
         }
-        self.registry.put_manifest(destination, &reference, raw).await?;
+        self.put_manifest(destination, &reference, raw).await?;
         let found = self.registry.head_manifest(destination, &reference).await?.map(|h| h.digest);
         if found != Some(raw.digest) {
             tracing::error!(

@@ -338,6 +338,54 @@ async fn server_errors_on_the_streamed_upload_are_retried() {
     assert_eq!(proxy.n_applied(), 2);
 }
 
+/// A manifest PUT refused as distribution refuses one during a storage race (`DIGEST_INVALID`,
+/// `MANIFEST_BLOB_UNKNOWN`) while Ferry hashed the bytes and the blobs are there: sent again,
+/// and the copy succeeds. Refused every time, it is a transient failure (retried later), never
+/// a verification failure. And when a blob really is missing, the refusal stands as it is.
+#[tokio::test]
+async fn a_manifest_put_refused_in_a_storage_race_is_sent_again() {
+    let world = World::new().await;
+    let copy = |proxy: &FaultProxy, tag: &'static str| {
+        let copier = copier(&[world.staging.host(), proxy.host()]);
+        let job = job(
+            world.staging.repository("demo/single"),
+            world.single.digest,
+            proxy.repository("demo/single"),
+            &[tag],
+        );
+        async move { copier.copy(&job).await }
+    };
+    for (code, tag) in [("DIGEST_INVALID", "2.0"), ("MANIFEST_BLOB_UNKNOWN", "2.0.1")] {
+        let proxy = FaultProxy::start(&world.mirror).await;
+        proxy.add(Rule::new(Some("PUT"), "/manifests/", Hits::FirstN(2), Fault::ErrorCode(400, code)));
+        let outcome = copy(&proxy, tag).await;
+        assert!(outcome.tags[0].is_ok(), "{code}: {outcome:?}");
+        assert_eq!(proxy.n_applied(), 2, "{code}");
+        assert_eq!(
+            Seeder::new(&world.mirror).tag_digest("demo/single", tag).await,
+            Some(world.single.digest)
+        );
+    }
+
+    let proxy = FaultProxy::start(&world.mirror).await;
+    proxy.add(Rule::new(Some("PUT"), "/manifests/", Hits::Every, Fault::ErrorCode(400, "DIGEST_INVALID")));
+    let outcome = copy(&proxy, "2.1").await;
+    let error = outcome.tags[0].as_ref().unwrap_err();
+    assert_eq!(error.class(), ferry_registry::ErrorClass::Transient, "{error}");
+    assert!(error.to_string().contains("a race in the registry's storage"), "{error}");
+    assert_eq!(proxy.n_applied(), 5, "five rounds, then given up for now");
+
+    // When the registry says a blob it names is not there, the refusal is the registry's
+    // verdict, unchanged: one PUT, reported as the registry said it.
+    let proxy = FaultProxy::start(&world.mirror).await;
+    proxy.add(Rule::new(Some("HEAD"), "/blobs/", Hits::Every, Fault::Status(404)));
+    proxy.add(Rule::new(Some("PUT"), "/manifests/", Hits::Every, Fault::ErrorCode(400, "DIGEST_INVALID")));
+    let outcome = copy(&proxy, "2.2").await;
+    let error = outcome.tags[0].as_ref().unwrap_err();
+    assert_eq!(error.class(), ferry_registry::ErrorClass::Verification, "{error}");
+    assert!(error.to_string().contains("DIGEST_INVALID"), "{error}");
+}
+
 /// Runs `ferry` without blocking the runtime: a fault proxy in this process must keep serving.
 async fn run_ferry(args: &[String]) -> (Option<i32>, String, String) {
     let out = tokio::process::Command::new(crate::support::ferry_bin()).args(args).output().await.unwrap();
@@ -641,4 +689,50 @@ async fn promoting_an_index_costs_the_derived_manifest_requests() {
         expect(&[("HEAD", 4), ("PUT", 3)]),
         "{prod_log:#?}"
     );
+}
+
+/// Many promotions at once within one registry (staging and prod are two namespaces of it,
+/// as the reproduction had them), into two repositories, every image sharing its base
+/// layer: distribution's storage answers some manifest PUTs `DIGEST_INVALID` while another
+/// writer links the same layer (seen 2 to 4 times in 120 before). Ferry hashed those bytes
+/// itself and the blobs are there, so it is a race to wait out, never a verification failure:
+/// every image is promoted, in one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_promotions_sharing_a_base_layer_all_succeed() {
+    let images_n: u64 = 120;
+    let registry = RegistryServer::start().await;
+    let seeder = Seeder::new(&registry);
+    let mut images = String::new();
+    for n in 0..images_n {
+        let name = if n % 2 == 0 { "load/a" } else { "load/b" };
+        let spec = ImageSpec {
+            os: "linux",
+            architecture: "amd64",
+            layers: vec![LayerSpec { size: 4096, seed: 7 }, LayerSpec { size: 2048, seed: 10_000 + n }],
+        };
+        let pushed = seeder.image(&format!("staging/{name}"), Some(&format!("v{n}")), &spec).await;
+        images.push_str(&format!("- name: {name}\n  dmap:\n    \"{}\": [\"v{n}\"]\n", pushed.digest));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = registry.host();
+    let registries = format!("registries:\n- name: {host}/staging\n  src: true\n- name: {host}/prod\n");
+    std::fs::create_dir_all(dir.path().join("manifests/load")).unwrap();
+    std::fs::create_dir_all(dir.path().join("images/load")).unwrap();
+    std::fs::write(dir.path().join("manifests/load/promoter-manifest.yaml"), registries).unwrap();
+    std::fs::write(dir.path().join("images/load/images.yaml"), images).unwrap();
+    let args: Vec<String> = vec![
+        "promote".into(),
+        "--thin-manifest-dir".into(),
+        dir.path().display().to_string(),
+        "--confirm".into(),
+        "--output".into(),
+        "json".into(),
+        "--insecure-registry".into(),
+        host.to_string(),
+    ];
+    let (code, stdout, stderr) = run_ferry(&args).await;
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+    assert_eq!(json["summary"]["failed"], 0, "{stdout}{stderr}");
+    assert_eq!(json["summary"]["copied"], images_n, "{stdout}{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
 }
