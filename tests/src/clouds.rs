@@ -581,3 +581,192 @@ pub fn pubsub_push(message_id: &str, data: &serde_json::Value) -> serde_json::Va
         "subscription": "projects/acme-staging/subscriptions/ferry-gcr-push",
     })
 }
+
+/// A named fake of Amazon ECR's API (JSON 1.1 over `POST /`, `X-Amz-Target`), in front of a
+/// real distribution registry, so that its answers and the registry's manifests are one state:
+///
+/// - `GetAuthorizationToken`: `base64("AWS:" + password)`, the password the registry's htpasswd
+///   accepts, with `expiresAt` `lifetime` ahead (moto's is fixed in 2015).
+/// - `ListImages`: the repository's tags and the digest each points at (a `HEAD` each at the
+///   registry), `{imageDigest, imageTag}` per tag, at most `min(maxResults, page)` per page with
+///   an opaque `nextToken`, as ECR documents it; `RepositoryNotFoundException` for a repository
+///   the registry does not know. Untagged manifests are not listed (distribution cannot say).
+///
+/// Requests must carry a SigV4 `Authorization` header; its signature is not checked.
+#[derive(Debug)]
+pub struct FakeEcr {
+    pub url: String,
+    shared: Arc<EcrShared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct EcrShared {
+    registry: String,
+    username: String,
+    password: String,
+    page: usize,
+    lifetime: Duration,
+    deny_listing: bool,
+    tokens: AtomicU32,
+    listings: AtomicU32,
+    client: reqwest::Client,
+}
+
+impl FakeEcr {
+    /// In front of `registry` (basic auth `username`/`password`), pages of at most `page`.
+    /// With `deny_listing`, `ListImages` answers `AccessDeniedException`, as for a role
+    /// without `ecr:ListImages`.
+    pub async fn start(
+        registry: &crate::registry::RegistryServer,
+        username: &str,
+        password: &str,
+        page: usize,
+        lifetime: Duration,
+        deny_listing: bool,
+    ) -> Self {
+        let shared = Arc::new(EcrShared {
+            registry: registry.base_url(),
+            username: username.to_owned(),
+            password: password.to_owned(),
+            page: page.max(1),
+            lifetime,
+            deny_listing,
+            tokens: AtomicU32::new(0),
+            listings: AtomicU32::new(0),
+            client: reqwest::Client::new(),
+        });
+        let app = axum::Router::new().route("/", axum::routing::post(ecr_api)).with_state(shared.clone());
+        let (url, task) = serve(app).await;
+        Self { url, shared, task }
+    }
+
+    /// The environment that points the AWS SDK's ECR client at this fake.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_ECR", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", "AKIAFERRYTESTKEY0002".into()),
+            ("AWS_SECRET_ACCESS_KEY", "ferry-test-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+        ]
+    }
+
+    /// `GetAuthorizationToken` and `ListImages` calls answered.
+    pub fn counts(&self) -> (u32, u32) {
+        (self.shared.tokens.load(Ordering::Relaxed), self.shared.listings.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for FakeEcr {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn ecr_error(kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({"__type": kind, "message": message}).to_string();
+    (
+        StatusCode::BAD_REQUEST,
+        [("content-type", "application/x-amz-json-1.1"), ("x-amzn-errortype", kind)],
+        body,
+    )
+        .into_response()
+}
+
+async fn ecr_api(
+    State(shared): State<Arc<EcrShared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if !header("authorization").starts_with("AWS4-HMAC-SHA256 ") {
+        return ecr_error("MissingAuthenticationTokenException", "Missing Authentication Token");
+    }
+    let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return ecr_error("SerializationException", "not JSON");
+    };
+    let ok = |value: serde_json::Value| {
+        (StatusCode::OK, [("content-type", "application/x-amz-json-1.1")], value.to_string()).into_response()
+    };
+    match header("x-amz-target").as_str() {
+        "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" => {
+            shared.tokens.fetch_add(1, Ordering::Relaxed);
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", shared.username, shared.password));
+            let expires = std::time::SystemTime::now() + shared.lifetime;
+            let epoch = expires.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            ok(serde_json::json!({"authorizationData": [{
+                "authorizationToken": token,
+                "expiresAt": epoch,
+                "proxyEndpoint": shared.registry,
+            }]}))
+        }
+        "AmazonEC2ContainerRegistry_V20150921.ListImages" => {
+            shared.listings.fetch_add(1, Ordering::Relaxed);
+            if shared.deny_listing {
+                return ecr_error(
+                    "AccessDeniedException",
+                    "User: arn:aws:sts::123456789012:assumed-role/ferry-promoter/ferry is not authorized to perform: ecr:ListImages",
+                );
+            }
+            let Some(name) = request["repositoryName"].as_str() else {
+                return ecr_error("InvalidParameterException", "repositoryName is required");
+            };
+            let tags = shared
+                .client
+                .get(format!("{}/v2/{name}/tags/list", shared.registry))
+                .basic_auth(&shared.username, Some(&shared.password))
+                .send()
+                .await;
+            let tags = match tags {
+                Ok(answer) if answer.status() == reqwest::StatusCode::NOT_FOUND => {
+                    return ecr_error(
+                        "RepositoryNotFoundException",
+                        &format!(
+                            "The repository with name '{name}' does not exist in the registry with id '123456789012'"
+                        ),
+                    );
+                }
+                Ok(answer) if answer.status().is_success() => {
+                    answer.json::<serde_json::Value>().await.unwrap_or_default()
+                }
+                _ => return ecr_error("ServerException", "the registry behind the fake did not answer"),
+            };
+            let mut tags: Vec<String> = tags["tags"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            tags.sort();
+            let start: usize = request["nextToken"].as_str().and_then(|t| t.parse().ok()).unwrap_or(0);
+            let max = request["maxResults"].as_u64().map_or(100, |n| n as usize).min(shared.page);
+            let mut ids = Vec::new();
+            for tag in tags.iter().skip(start).take(max) {
+                let head = shared
+                    .client
+                    .head(format!("{}/v2/{name}/manifests/{tag}", shared.registry))
+                    .basic_auth(&shared.username, Some(&shared.password))
+                    .header("accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json")
+                    .send()
+                    .await;
+                let Some(digest) = head.ok().and_then(|h| {
+                    h.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned)
+                }) else {
+                    return ecr_error(
+                        "ServerException",
+                        "the registry behind the fake did not answer a HEAD",
+                    );
+                };
+                ids.push(serde_json::json!({"imageDigest": digest, "imageTag": tag}));
+            }
+            let mut answer = serde_json::json!({"imageIds": ids});
+            if start + max < tags.len() {
+                answer["nextToken"] = serde_json::Value::String((start + max).to_string());
+            }
+            ok(answer)
+        }
+        other => ecr_error("UnknownOperationException", &format!("{other} is not served by this fake")),
+    }
+}

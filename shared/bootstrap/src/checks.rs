@@ -182,6 +182,18 @@ pub async fn check(config: &Config, env: &Env, needs: Needs) -> Result<Findings,
             }
         }
     }
+    // How each configured host's repositories are listed (status, reconcile and plans read
+    // destinations by listing); hosts not configured are listed by tags/list.
+    for host in &config.hosts {
+        let line = match transport.configured_inventory(&host.host) {
+            Some(source) => format!("{}: repositories listed with {source}", host.host),
+            None => format!(
+                "{}: repositories listed with tags/list (the extended one where the registry serves it)",
+                host.host
+            ),
+        };
+        found.fine.push(line);
+    }
     Ok(found)
 }
 

@@ -604,6 +604,8 @@ struct HostYaml {
     auth: Option<AuthYaml>,
     #[serde(default)]
     requests_per_second: Option<Spanned<f64>>,
+    #[serde(default)]
+    inventory: Option<Spanned<String>>,
 }
 
 /// `registries.hosts[].auth`.
@@ -630,6 +632,21 @@ pub struct HostSettings {
     /// How it logs in; `None`: by the usual precedence (`config.json`, the host's name).
     pub provider: Option<ferry_login::Provider>,
     pub requests_per_second: Option<f64>,
+    /// How its repositories are listed (`inventory`).
+    pub inventory: Inventory,
+}
+
+/// `registries.hosts[].inventory`: which listing reads a host's repositories.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Inventory {
+    /// The registry's own API where its provider has one (ECR's `ListImages` for
+    /// `provider: ecr`), else `tags/list` (the extended one where the registry serves it).
+    #[default]
+    Auto,
+    /// ECR's `ListImages` (needs `provider: ecr`).
+    Ecr,
+    /// `tags/list` only.
+    Oci,
 }
 
 /// The validated configuration.
@@ -902,6 +919,12 @@ impl Config {
             .iter()
             .filter_map(|h| h.requests_per_second.map(|rate| (h.host.clone(), rate)))
             .collect();
+        let inventories = self
+            .hosts
+            .iter()
+            .filter(|h| h.inventory != Inventory::Oci)
+            .filter_map(|h| Some((h.host.clone(), logins.inventory(&h.host, h.provider.as_ref())?)))
+            .collect();
         Ok(TransportConfig {
             insecure_hosts: self.insecure_hosts.clone(),
             credentials,
@@ -911,6 +934,7 @@ impl Config {
                 ..LimiterConfig::default()
             },
             retry: self.retry,
+            inventories,
             ..TransportConfig::default()
         })
     }
@@ -1019,8 +1043,30 @@ fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSetting
         Some(rate) => Some(rate.value),
         None => None,
     };
+    let inventory = match entry.inventory.as_ref().map(|i| (i, i.value.as_str())) {
+        None => Inventory::Auto,
+        Some((_, "ecr")) => Inventory::Ecr,
+        Some((_, "oci")) => Inventory::Oci,
+        Some((value, other)) => {
+            return Err(field(
+                line_of(value),
+                "registries.hosts.inventory",
+                format!("{other:?} is not one of ecr, oci"),
+            ));
+        }
+    };
+    if let Some(value) = &entry.inventory
+        && inventory == Inventory::Ecr
+        && entry.auth.as_ref().is_none_or(|a| a.provider.value != "ecr")
+    {
+        return Err(field(
+            line_of(value),
+            "registries.hosts.inventory",
+            "ecr lists with the host's ECR login: it needs `auth: {provider: ecr}`".into(),
+        ));
+    }
     let Some(auth) = &entry.auth else {
-        return Ok(HostSettings { host, provider: None, requests_per_second });
+        return Ok(HostSettings { host, provider: None, requests_per_second, inventory });
     };
     let name = auth.provider.value.as_str();
     // Each option and the providers it belongs to.
@@ -1095,7 +1141,7 @@ fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSetting
             Provider::Helper { name: helper.value.clone() }
         }
     };
-    Ok(HostSettings { host, provider: Some(provider), requests_per_second })
+    Ok(HostSettings { host, provider: Some(provider), requests_per_second, inventory })
 }
 
 /// The registry credentials `inputs` name (Rancher image-mirror's `Repositories`), with their

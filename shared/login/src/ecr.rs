@@ -20,7 +20,7 @@ use aws_sdk_ecr::config::Region;
 use base64::Engine as _;
 use ferry_model::Host;
 use ferry_registry::auth::{Credential, Login};
-use ferry_registry::{RegistryError, Secret};
+use ferry_registry::{Classify as _, RegistryError, Secret};
 use regex::Regex;
 use tokio::sync::OnceCell;
 
@@ -211,6 +211,122 @@ impl Ecr {
         // credentials are never part of it.
         let reason = aws_sdk_ecr::error::DisplayErrorContext(&error).to_string();
         self.error(host, reason, transient)
+    }
+}
+
+/// ECR's `ListImages`, one request per 1,000 images: a repository's every tag with its digest
+/// (and its untagged digests), instead of a `HEAD` per tag. Uses the login's client, so the
+/// same credentials and role; needs `ecr:ListImages` on the repository.
+#[derive(Debug)]
+pub struct EcrListing {
+    pub(crate) ecr: std::sync::Arc<Ecr>,
+}
+
+impl ferry_registry::InventorySource for EcrListing {
+    fn source(&self) -> String {
+        let mut source = "ECR ListImages".to_owned();
+        if let Some(region) = &self.ecr.region {
+            source.push_str(&format!(" in {region}"));
+        }
+        if let Some(role) = &self.ecr.role_arn {
+            source.push_str(&format!(" as role {role}"));
+        }
+        source
+    }
+
+    fn kind(&self) -> ferry_registry::InventoryKind {
+        ferry_registry::InventoryKind::EcrListImages
+    }
+
+    fn list<'a>(
+        &'a self,
+        repository: &'a ferry_model::Repository,
+    ) -> Pin<Box<dyn Future<Output = Result<ferry_registry::Inventory, RegistryError>> + Send + 'a>> {
+        Box::pin(self.ecr.list_images(repository))
+    }
+}
+
+/// Pages of `ListImages` before a listing is given up on (ten million images).
+const MAX_LIST_PAGES: usize = 10_000;
+
+impl Ecr {
+    async fn list_images(
+        &self,
+        repository: &ferry_model::Repository,
+    ) -> Result<ferry_registry::Inventory, RegistryError> {
+        use ferry_registry::{Inventory, InventoryKind};
+        let host = repository.host();
+        let what = format!("ECR ListImages of {repository}");
+        let client = self.client().await;
+        let Service::Private(client) = &client.service else {
+            return Err(RegistryError::Config(format!(
+                "{what}: ECR Public has no ListImages; list it by tags/list"
+            )));
+        };
+        let registry_id = match parse_host(host) {
+            Some(EcrHost::Private { account, .. }) => Some(account),
+            _ => None,
+        };
+        let (mut tagged, mut untagged, mut pages, mut next) = (Vec::new(), Vec::new(), 0, None);
+        loop {
+            pages += 1;
+            if pages > MAX_LIST_PAGES {
+                return Err(RegistryError::InvalidResponse {
+                    url: what,
+                    reason: format!("still paging after {MAX_LIST_PAGES} pages"),
+                });
+            }
+            let answer = client
+                .list_images()
+                .repository_name(repository.path().as_str())
+                .set_registry_id(registry_id.clone())
+                .max_results(1000)
+                .set_next_token(next.take())
+                .send()
+                .await;
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_repository_not_found_exception()) => {
+                    return Ok(Inventory::missing());
+                }
+                Err(e) => {
+                    let listing = self.sdk_error(host, e);
+                    let transient = listing.class() == ferry_registry::ErrorClass::Transient;
+                    let reason = match listing {
+                        RegistryError::Login { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    return Err(if transient {
+                        RegistryError::Unavailable(format!("{what}: {reason}"))
+                    } else {
+                        RegistryError::InvalidResponse { url: what, reason }
+                    });
+                }
+            };
+            for id in answer.image_ids() {
+                let digest = id.image_digest().map(ferry_model::Digest::parse).transpose().map_err(|e| {
+                    RegistryError::InvalidResponse {
+                        url: what.clone(),
+                        reason: format!("an imageDigest: {e}"),
+                    }
+                })?;
+                let Some(digest) = digest else { continue };
+                match id.image_tag().map(ferry_model::Tag::parse) {
+                    Some(Ok(tag)) => tagged.push((tag, digest)),
+                    Some(Err(e)) => {
+                        tracing::warn!(%repository, error = %e, "skipping a tag ECR listed");
+                        untagged.push(digest);
+                    }
+                    None => untagged.push(digest),
+                }
+            }
+            next = answer.next_token;
+            if next.is_none() {
+                break;
+            }
+        }
+        Inventory::from_pairs(InventoryKind::EcrListImages, tagged, untagged, pages)
+            .map_err(|reason| RegistryError::InvalidResponse { url: what, reason })
     }
 }
 

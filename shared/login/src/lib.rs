@@ -84,11 +84,39 @@ impl Provider {
 pub struct CloudLogins {
     env: LoginEnv,
     logins: Mutex<HashMap<String, Arc<dyn Login>>>,
+    /// The ECR logins among them, whose clients also list repositories.
+    ecr: Mutex<HashMap<String, Arc<ecr::Ecr>>>,
 }
 
 impl CloudLogins {
     pub fn new(env: LoginEnv) -> Self {
-        Self { env, logins: Mutex::new(HashMap::new()) }
+        Self { env, logins: Mutex::new(HashMap::new()), ecr: Mutex::new(HashMap::new()) }
+    }
+
+    /// The private ECR login for `region` and `role_arn`, made once.
+    fn ecr(&self, region: Option<String>, role_arn: &Option<String>) -> (String, Arc<ecr::Ecr>) {
+        let key = format!("ecr {region:?} {role_arn:?}");
+        let mut ecr = self.ecr.lock().unwrap_or_else(|p| p.into_inner());
+        let login = ecr
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(ecr::Ecr::private(region, role_arn.clone(), false)));
+        (key, login.clone())
+    }
+
+    /// The listing API `registries.hosts[]` names for `host` (`inventory: ecr`, which needs
+    /// `provider: ecr`), sharing the host's login: its client, credentials and role.
+    pub fn inventory(
+        &self,
+        host: &Host,
+        provider: Option<&Provider>,
+    ) -> Option<Arc<dyn ferry_registry::InventorySource>> {
+        match provider? {
+            Provider::Ecr { region, role_arn } => {
+                let (_, ecr) = self.ecr(ecr_region(host, region), role_arn);
+                Some(Arc::new(ecr::EcrListing { ecr }))
+            }
+            _ => None,
+        }
     }
 
     /// The login for `key`, made once.
@@ -106,14 +134,8 @@ impl CloudLogins {
                 Arc::new(helper::Helper::new(name, "registries.hosts", self.env.path.clone()))
             })),
             Provider::Ecr { region, role_arn } => {
-                let region = region.clone().or_else(|| match ecr::parse_host(host) {
-                    Some(ecr::EcrHost::Private { region, .. }) => Some(region),
-                    _ => None,
-                });
-                let key = format!("ecr {region:?} {role_arn:?}");
-                Provided::Login(
-                    self.shared(key, || Arc::new(ecr::Ecr::private(region, role_arn.clone(), false))),
-                )
+                let (key, ecr) = self.ecr(ecr_region(host, region), role_arn);
+                Provided::Login(self.shared(key, || ecr))
             }
             Provider::EcrPublic { role_arn } => {
                 Provided::Login(self.shared(format!("ecr-public {role_arn:?}"), || {
@@ -135,6 +157,14 @@ impl CloudLogins {
             })),
         }
     }
+}
+
+/// The region configured for an ECR host, else the one its name says.
+fn ecr_region(host: &Host, configured: &Option<String>) -> Option<String> {
+    configured.clone().or_else(|| match ecr::parse_host(host) {
+        Some(ecr::EcrHost::Private { region, .. }) => Some(region),
+        _ => None,
+    })
 }
 
 impl Logins for CloudLogins {

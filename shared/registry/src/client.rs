@@ -293,6 +293,25 @@ impl Registry for OciRegistry {
     }
 
     async fn inventory(&self, repository: &Repository) -> Result<crate::inventory::Inventory, RegistryError> {
+        if let Some(source) = self.transport.inventory_source(repository.host()) {
+            match source.list(repository).await {
+                Ok(inventory) => {
+                    self.transport.count_external(repository.host(), source.kind().name(), inventory.pages);
+                    self.transport.note_inventory(repository.host(), source.kind());
+                    return Ok(inventory);
+                }
+                // A throttled or unavailable API: the listing failed, and its edges stay
+                // unchecked. A refusal (no permission): the OCI listing serves instead.
+                Err(error) if crate::Classify::class(&error) != crate::ErrorClass::Permanent => {
+                    self.transport.count_external(repository.host(), source.kind().name(), 1);
+                    return Err(error);
+                }
+                Err(error) => {
+                    self.transport.count_external(repository.host(), source.kind().name(), 1);
+                    self.transport.inventory_refused(repository.host(), &source.source(), &error);
+                }
+            }
+        }
         let mut pages = Vec::new();
         let first = format!("/v2/{}/tags/list?n={}", repository.path(), self.page_size);
         let scope = Scope::Pull(repository.path().clone());

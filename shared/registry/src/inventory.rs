@@ -17,9 +17,30 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use ferry_model::{Digest, Tag};
 
+/// A registry's own listing API, outside the OCI API (ECR's `ListImages`, ...), for the hosts
+/// configured to use one: what [`crate::Registry::inventory`] asks before the OCI listing.
+pub trait InventorySource: Send + Sync + std::fmt::Debug {
+    /// How the listing is read, for logs and `ferry config check` ("ECR ListImages in …").
+    fn source(&self) -> String;
+
+    /// The kind of listing it serves (its requests are counted under this name).
+    fn kind(&self) -> InventoryKind;
+
+    /// The inventory of `repository`, and how many requests it took. A failure of any page
+    /// fails the listing (never a partial answer).
+    fn list<'a>(
+        &'a self,
+        repository: &'a ferry_model::Repository,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Inventory, crate::RegistryError>> + Send + 'a>,
+    >;
+}
+
 /// How a listing was served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InventoryKind {
+    /// ECR's `ListImages`: every tag with its digest (and untagged digests), 1,000 a page.
+    EcrListImages,
     /// GCR's and Artifact Registry's extended `tags/list`: tags with their digests.
     ExtendedTagsList,
     /// The OCI tag list: tags without digests.
@@ -31,6 +52,7 @@ pub enum InventoryKind {
 impl InventoryKind {
     pub fn name(self) -> &'static str {
         match self {
+            InventoryKind::EcrListImages => "ECR ListImages",
             InventoryKind::ExtendedTagsList => "extended tags/list",
             InventoryKind::TagsList => "OCI tags/list",
             InventoryKind::Missing => "missing",
@@ -82,6 +104,27 @@ impl Inventory {
 }
 
 impl Inventory {
+    /// An inventory from a listing API that gives every (tag, digest) pair and every digest
+    /// (`ListImages` and the like). A tag at two digests is refused, as in [`fold`].
+    pub fn from_pairs(
+        kind: InventoryKind,
+        tagged: impl IntoIterator<Item = (Tag, Digest)>,
+        untagged: impl IntoIterator<Item = Digest>,
+        pages: usize,
+    ) -> Result<Inventory, String> {
+        let mut tags: FxHashMap<Tag, Option<Digest>> = FxHashMap::default();
+        let mut digests: FxHashSet<Digest> = untagged.into_iter().collect();
+        for (tag, digest) in tagged {
+            digests.insert(digest);
+            if let Some(Some(other)) = tags.insert(tag.clone(), Some(digest))
+                && other != digest
+            {
+                return Err(format!("the listing puts tag {} at two digests", tag.as_str()));
+            }
+        }
+        Ok(Inventory { kind, tags, digests: Some(digests), children: Vec::new(), pages })
+    }
+
     /// The inventory without its artifact tags, and those tags as [`ArtifactTags`]: what a
     /// caller keeps of a listing at scale, where artifact tags are most of the tags.
     pub fn split_artifacts(mut self) -> (Inventory, ArtifactTags) {

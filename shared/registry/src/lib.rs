@@ -42,7 +42,7 @@ pub use auth::{CredentialSources, Credentials, Secret};
 pub use client::{OciRegistry, Registry};
 pub use error::{Classify, ErrorClass, RegistryError};
 pub use guard::HostGuard;
-pub use inventory::{ArtifactTags, Inventory, InventoryKind};
+pub use inventory::{ArtifactTags, Inventory, InventoryKind, InventorySource};
 pub use limiter::LimiterConfig;
 pub use manifest::{
     Descriptor, MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH, ManifestContent, ManifestHead, RawManifest,

@@ -68,6 +68,9 @@ pub struct TransportConfig {
     /// Which hosts may be reached: every host, unless the registry names come from untrusted
     /// input (presubmit). See [`crate::guard`].
     pub guard: HostGuard,
+    /// Hosts whose repositories are listed through their registry's own API
+    /// (`registries.hosts[].inventory`), instead of `tags/list`.
+    pub inventories: HashMap<Host, std::sync::Arc<dyn crate::inventory::InventorySource>>,
 }
 
 impl Default for TransportConfig {
@@ -81,6 +84,7 @@ impl Default for TransportConfig {
             read_timeout: Duration::from_secs(60),
             user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
             guard: HostGuard::default(),
+            inventories: HashMap::new(),
         }
     }
 }
@@ -193,6 +197,8 @@ pub struct Transport {
     by_kind: Mutex<HashMap<(Host, &'static str), u32>>,
     /// How each host's repositories were listed, once known.
     inventories: Mutex<HashMap<Host, crate::inventory::InventoryKind>>,
+    /// Hosts whose listing API refused for good (see [`Transport::inventory_refused`]).
+    inventory_refused: Mutex<std::collections::HashSet<Host>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -226,6 +232,7 @@ impl Transport {
             counters: Counters::default(),
             by_kind: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
+            inventory_refused: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -314,6 +321,37 @@ impl Transport {
         let previous = self.inventories.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone(), kind);
         if previous != Some(kind) {
             tracing::info!(%host, listing = kind.name(), "repositories at this host are read by listing");
+        }
+    }
+
+    /// The listing API configured for `host`, if any, and unless it was refused before.
+    pub(crate) fn inventory_source(
+        &self,
+        host: &Host,
+    ) -> Option<std::sync::Arc<dyn crate::inventory::InventorySource>> {
+        if self.inventory_refused.lock().unwrap_or_else(|p| p.into_inner()).contains(host) {
+            return None;
+        }
+        self.config.inventories.get(host).cloned()
+    }
+
+    /// How `host`'s configured listing API describes itself, if it has one.
+    pub fn configured_inventory(&self, host: &Host) -> Option<String> {
+        self.config.inventories.get(host).map(|source| source.source())
+    }
+
+    /// `host`'s listing API refused a listing for good (no permission, not that kind of
+    /// registry): its repositories are listed by `tags/list` from now on, and it is said once.
+    pub(crate) fn inventory_refused(&self, host: &Host, source: &str, error: &RegistryError) {
+        if self.inventory_refused.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone()) {
+            tracing::warn!(%host, listing = source, %error, "the listing API refused; listing this host's repositories by tags/list instead");
+        }
+    }
+
+    /// Counts requests made outside this transport (a vendor's listing API) for `host`.
+    pub(crate) fn count_external(&self, host: &Host, kind: &'static str, n: usize) {
+        for _ in 0..n {
+            self.count(host, kind);
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferry_model::{Digest, Host, TagOrDigest};
 use ferry_registry::auth::Provided;
 use ferry_registry::{Credentials, Registry as _};
-use ferry_testkit::clouds::{FakeAzure, FakeGoogle, Moto};
+use ferry_testkit::clouds::{FakeAzure, FakeEcr, FakeGoogle, Moto};
 use ferry_testkit::registry::{RegistryOptions, RegistryServer};
 use ferry_testkit::seed::{ImageSpec, Seeder};
 use ferry_testkit::token::{Book, TokenServer};
@@ -479,4 +479,119 @@ async fn expired_google_tokens_are_renewed_inside_ferry_run() {
     }
     assert!(tokens.n_refused() >= 1, "the expired access token was refused, then renewed");
     h.stop().await;
+}
+
+/// `inventory: ecr`: prod's repositories are read with ECR's `ListImages` (through a named fake
+/// of ECR in front of prod, paging 3 tags at a time), not a `HEAD` per tag: the plan is the
+/// same, prod's manifest `HEAD`s are gone from its cost, and `ferry config check` says how the
+/// host is listed. A role without `ecr:ListImages` falls back to `tags/list`, and says so.
+#[tokio::test]
+async fn ecr_repositories_are_read_with_list_images() {
+    const PASSWORD: &str = "ecr-fake-password";
+    let scene = Scene::new(
+        RegistryOptions { basic_auth: Some(("AWS".into(), PASSWORD.into())), ..Default::default() },
+        74,
+    )
+    .await;
+    // Eight tags of demo/app to promote; four are at prod already.
+    let (staging, prod) =
+        (Seeder::new(&scene.staging), Seeder::new(&scene.prod).with_basic_auth("AWS", PASSWORD));
+    let mut images = String::from("- name: demo/app\n  dmap:\n");
+    for n in 0..8u64 {
+        let spec = ImageSpec::small("amd64", 600 + n, 1);
+        let pushed = staging.image("demo/app", Some(&format!("2.{n}")), &spec).await;
+        if n < 4 {
+            prod.image("demo/app", Some(&format!("2.{n}")), &spec).await;
+        }
+        images.push_str(&format!("    \"{}\": [\"2.{n}\"]\n", pushed.digest));
+    }
+    let manifests = scene.path("many");
+    ferry_testkit::write_thin_manifest(
+        &manifests,
+        "demo",
+        &scene.staging.host(),
+        &[scene.prod.host()],
+        &images,
+    )
+    .unwrap();
+    let plan = |env: Vec<(&'static str, String)>| {
+        let manifests = manifests.clone();
+        let scene = &scene;
+        async move {
+            let args = ["plan", "--thin-manifest-dir", manifests.to_str().unwrap(), "--output", "json"];
+            let (code, stdout, stderr) = scene.ferry(&args, None, &env).await;
+            let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+            (code, json, stderr)
+        }
+    };
+    let prod_requests = |json: &serde_json::Value, kind: &str| -> u64 {
+        json["requests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["host"] == scene.prod.host().to_string() && r["kind"] == kind)
+            .map(|r| r["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+
+    let ecr = FakeEcr::start(&scene.prod, "AWS", PASSWORD, 3, Duration::from_secs(3600), false).await;
+    scene.config("{provider: ecr, region: us-east-1}\n    inventory: ecr");
+    let (code, json, stderr) = plan(ecr.env()).await;
+    assert_eq!(code, Some(0), "four copies to make, nothing excluded: {json}{stderr}");
+    assert_eq!(
+        (json["summary"]["present"].as_u64(), json["summary"]["copy"].as_u64()),
+        (Some(4), Some(4)),
+        "{json}"
+    );
+    assert_eq!(prod_requests(&json, "ECR ListImages"), 2, "prod's 4 tags, 3 a page: {json}");
+    assert_eq!(prod_requests(&json, "manifest HEAD"), 0, "no HEAD per tag at prod: {json}");
+    assert_eq!(ecr.counts().1, 2);
+
+    // The same plan through tags/list: a HEAD per listed tag that matters.
+    scene.config("{provider: ecr, region: us-east-1}\n    inventory: oci");
+    let (_, by_tags, _) = plan(ecr.env()).await;
+    assert_eq!(by_tags["summary"], json["summary"]);
+    assert_eq!(prod_requests(&by_tags, "ECR ListImages"), 0);
+    assert!(prod_requests(&by_tags, "manifest HEAD") >= 4, "{by_tags}");
+
+    // `ferry config check` names the listing.
+    scene.config("{provider: ecr, region: us-east-1}\n    inventory: ecr");
+    let (_, stdout, stderr) = scene.ferry(&["config", "check"], None, &ecr.env()).await;
+    assert!(
+        stdout.contains(&format!(
+            "{}: repositories listed with ECR ListImages in us-east-1",
+            scene.prod.host()
+        )),
+        "{stdout}{stderr}"
+    );
+
+    // Promoting with the fake's logins too: the four missing tags are copied.
+    let ok = scene
+        .ferry(
+            &[
+                "promote",
+                "--confirm",
+                "--thin-manifest-dir",
+                manifests.to_str().unwrap(),
+                "--progress",
+                "never",
+            ],
+            None,
+            &ecr.env(),
+        )
+        .await;
+    assert_eq!(ok.0, Some(0), "{}{}", ok.1, ok.2);
+    assert!(prod.tag_digest("demo/app", "2.7").await.is_some());
+
+    // Without ecr:ListImages: the listing falls back to tags/list, once, and says so.
+    let denied = FakeEcr::start(&scene.prod, "AWS", PASSWORD, 3, Duration::from_secs(3600), true).await;
+    let (code, json, stderr) = plan(denied.env()).await;
+    assert_eq!(code, Some(0), "everything is there now: {json}{stderr}");
+    assert_eq!(json["summary"]["present"].as_u64(), Some(8), "{json}");
+    assert!(
+        stderr.contains("the listing API refused; listing this host's repositories by tags/list instead"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not authorized to perform: ecr:ListImages"), "{stderr}");
+    assert_eq!(denied.counts().1, 1, "asked once, not per repository");
 }
