@@ -7,6 +7,8 @@
 //! - [`FakeAzure`]: Entra ID's v2.0 token endpoint (client secret and federated client
 //!   assertion) and the App Service managed-identity endpoint.
 //! - [`Moto`]: `moto_server`, for ECR's `GetAuthorizationToken` and STS's `AssumeRole`.
+//! - [`FakeEcr`]: ECR's `GetAuthorizationToken` with tokens of a chosen lifetime (moto's expire
+//!   in 2015) and a paged `ListImages`, in front of a real registry.
 //!
 //! Every token they hand out is entered in a [`Book`] with its lifetime, which the registry's
 //! token service ([`crate::token::TokenServer`]) consults: a registry then refuses an expired
@@ -593,6 +595,10 @@ pub fn pubsub_push(message_id: &str, data: &serde_json::Value) -> serde_json::Va
 ///   the registry does not know. Untagged manifests are not listed (distribution cannot say).
 ///
 /// Requests must carry a SigV4 `Authorization` header; its signature is not checked.
+///
+/// [`FakeEcr::issuing`] instead hands out a new password with each token and enters it in a
+/// [`Book`] for `lifetime`, so that a token-auth registry refuses it once it expired (the real
+/// token lives 12 hours; a test cannot wait that long). It serves no `ListImages` then.
 #[derive(Debug)]
 pub struct FakeEcr {
     pub url: String,
@@ -603,6 +609,7 @@ pub struct FakeEcr {
 #[derive(Debug)]
 struct EcrShared {
     registry: String,
+    book: Option<Book>,
     username: String,
     password: String,
     page: usize,
@@ -625,8 +632,9 @@ impl FakeEcr {
         lifetime: Duration,
         deny_listing: bool,
     ) -> Self {
-        let shared = Arc::new(EcrShared {
+        Self::serve(EcrShared {
             registry: registry.base_url(),
+            book: None,
             username: username.to_owned(),
             password: password.to_owned(),
             page: page.max(1),
@@ -635,7 +643,29 @@ impl FakeEcr {
             tokens: AtomicU32::new(0),
             listings: AtomicU32::new(0),
             client: reqwest::Client::new(),
-        });
+        })
+        .await
+    }
+
+    /// Tokens whose passwords `book` accepts for `lifetime` each (see the type's docs).
+    pub async fn issuing(book: Book, lifetime: Duration) -> Self {
+        Self::serve(EcrShared {
+            registry: String::new(),
+            book: Some(book),
+            username: "AWS".into(),
+            password: String::new(),
+            page: 1,
+            lifetime,
+            deny_listing: true,
+            tokens: AtomicU32::new(0),
+            listings: AtomicU32::new(0),
+            client: reqwest::Client::new(),
+        })
+        .await
+    }
+
+    async fn serve(shared: EcrShared) -> Self {
+        let shared = Arc::new(shared);
         let app = axum::Router::new().route("/", axum::routing::post(ecr_api)).with_state(shared.clone());
         let (url, task) = serve(app).await;
         Self { url, shared, task }
@@ -693,9 +723,17 @@ async fn ecr_api(
     };
     match header("x-amz-target").as_str() {
         "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken" => {
-            shared.tokens.fetch_add(1, Ordering::Relaxed);
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", shared.username, shared.password));
+            let n = shared.tokens.fetch_add(1, Ordering::Relaxed);
+            let password = match &shared.book {
+                Some(book) => {
+                    let password = format!("ecr-token-{n}-{}", crate::token::random_suffix());
+                    book.accept_basic(&shared.username, &password, Some(shared.lifetime));
+                    password
+                }
+                None => shared.password.clone(),
+            };
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", shared.username));
             let expires = std::time::SystemTime::now() + shared.lifetime;
             let epoch = expires.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
             ok(serde_json::json!({"authorizationData": [{

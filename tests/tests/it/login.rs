@@ -595,3 +595,55 @@ async fn ecr_repositories_are_read_with_list_images() {
     assert!(stderr.contains("not authorized to perform: ecr:ListImages"), "{stderr}");
     assert_eq!(denied.counts().1, 1, "asked once, not per repository");
 }
+
+/// An ECR token that expires in the middle of a promotion is renewed once, when the registry's
+/// token service refuses it, and the promotion completes. ECR's tokens live 12 hours; the named
+/// fake's live 2 s, registry tokens 1 s, and staging's blobs are read slowly (through the fault
+/// proxy) so that the manifest is written after the first token expired.
+#[tokio::test]
+async fn an_ecr_token_that_expires_mid_promotion_is_renewed_once() {
+    use ferry_testkit::fault::{Fault, FaultProxy, Hits, Rule};
+    let book = Book::default();
+    let tokens = TokenServer::start_with(book.clone(), 1).await;
+    let ecr = FakeEcr::issuing(book.clone(), Duration::from_secs(2)).await;
+    let mut scene =
+        Scene::new(RegistryOptions { token_auth: Some(tokens.registry_config()), ..Default::default() }, 76)
+            .await
+            .with_realm(&tokens);
+    let slow = FaultProxy::start(&scene.staging).await;
+    slow.add(Rule::new(Some("GET"), "/blobs/sha256:", Hits::Every, Fault::Slow { bytes_per_second: 800 }));
+    scene.insecure.push(slow.host().to_string());
+    let other =
+        Seeder::new(&scene.staging).image("demo/other", Some("1.0"), &ImageSpec::small("amd64", 77, 2)).await;
+    let manifests = scene.path("slow");
+    let images = format!(
+        "- name: demo/app\n  dmap:\n    \"{}\": [\"1.0\"]\n- name: demo/other\n  dmap:\n    \"{}\": [\"1.0\"]\n",
+        scene.digest, other.digest
+    );
+    ferry_testkit::write_thin_manifest(&manifests, "demo", &slow.host(), &[scene.prod.host()], &images)
+        .unwrap();
+    scene.config("{provider: ecr, region: us-east-1}");
+    let started = std::time::Instant::now();
+    // One image at a time: the second repository's push token is asked for after the first
+    // image's slow copy, with the ECR token that has expired by then.
+    let manifests = manifests.to_str().unwrap();
+    let args = [
+        "promote",
+        "--confirm",
+        "--thin-manifest-dir",
+        manifests,
+        "--progress",
+        "never",
+        "--max-images",
+        "1",
+    ];
+    let (code, stdout, stderr) = scene.ferry(&args, None, &ecr.env()).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(started.elapsed() > Duration::from_secs(2), "the promotion outlived the first token");
+    assert!(tokens.n_refused() >= 1, "the expired token was refused first");
+    assert_eq!(ecr.counts().0, 2, "one renewal, not one per request");
+    let reader = Seeder::new(&scene.prod).with_bearer(tokens.token_for(&["repository:demo/app:pull"]));
+    assert_eq!(scene.promoted(reader).await, Some(scene.digest));
+    let reader = Seeder::new(&scene.prod).with_bearer(tokens.token_for(&["repository:demo/other:pull"]));
+    assert_eq!(reader.tag_digest("demo/other", "1.0").await, Some(other.digest));
+}
