@@ -283,7 +283,7 @@ pub(crate) struct DlqArgs {
     /// Only records from this stage (planner, verifier, copier, signer, attester, replicator).
     #[arg(long, value_name = "STAGE")]
     pub(crate) stage: Option<String>,
-    /// Only the record of this message id.
+    /// Only the record of this message id (or any unique start of one).
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
     /// At most this many records.
@@ -302,7 +302,21 @@ pub(crate) enum DlqCommand {
     /// Put the original messages back on their stage queues with attempts reset.
     Replay(DlqArgs),
     /// Delete records for good.
-    Purge(DlqArgs),
+    Purge(Box<PurgeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    #[command(flatten)]
+    pub(crate) dlq: DlqArgs,
+    /// Only records about promotions the registries show complete (what `ferry status` calls
+    /// stale), read from the desired state (--config, or manifest inputs) as `status` reads it.
+    #[arg(long)]
+    pub(crate) resolved: bool,
+    #[command(flatten)]
+    pub(crate) inputs: InputArgs,
+    #[command(flatten)]
+    pub(crate) registries: RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]

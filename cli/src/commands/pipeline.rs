@@ -53,7 +53,7 @@ pub(crate) fn reading(args: &TransportArgs, env: &Env) -> String {
 
 /// A dead-letter command's failure: a queue that does not exist or a selection that matches
 /// nothing is the operator's input (exit 4), named with the pipeline it looked in.
-fn dlq_error(error: ferry_queue::QueueError, reading: &str) -> CliError {
+pub(crate) fn dlq_error(error: ferry_queue::QueueError, reading: &str) -> CliError {
     match error {
         ferry_queue::QueueError::Missing(_) => CliError::Usage(format!("{error}; looked in {reading}")),
         ferry_queue::QueueError::NoRecord(_) => CliError::Usage(error.to_string()),
@@ -262,7 +262,7 @@ pub(crate) async fn queues(command: QueuesCommand, env: &Env) -> Result<ExitStat
     Ok(ExitStatus::Ok)
 }
 
-fn dead_letter_queue(name: DeadLetterName) -> DeadLetterQueue {
+pub(crate) fn dead_letter_queue(name: DeadLetterName) -> DeadLetterQueue {
     match name {
         DeadLetterName::Throttled => DeadLetterQueue::Throttled,
         DeadLetterName::VerificationFailed => DeadLetterQueue::VerificationFailed,
@@ -270,7 +270,7 @@ fn dead_letter_queue(name: DeadLetterName) -> DeadLetterQueue {
     }
 }
 
-fn filter(args: &DlqArgs) -> Result<Filter, CliError> {
+pub(crate) fn filter(args: &DlqArgs) -> Result<Filter, CliError> {
     let stage = args
         .stage
         .as_deref()
@@ -284,7 +284,8 @@ pub(crate) async fn dlq_command(command: DlqCommand, env: &Env) -> Result<ExitSt
         DlqCommand::List(a) => (a, "list"),
         DlqCommand::Show(a) => (a, "show"),
         DlqCommand::Replay(a) => (a, "replay"),
-        DlqCommand::Purge(a) => (a, "purge"),
+        DlqCommand::Purge(a) if a.resolved => return super::reconcile::purge_resolved(a, env).await,
+        DlqCommand::Purge(a) => (&a.dlq, "purge"),
     };
     let broker = broker(&args.transport, env, None).await?;
     let queue = dead_letter_queue(args.queue);

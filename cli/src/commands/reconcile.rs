@@ -11,9 +11,9 @@ use ferry_queue::dlq::{self, Filter};
 use ferry_queue::{Address, Broker as _};
 use serde::Serialize;
 
-use super::pipeline::{broker, pipeline_error};
+use super::pipeline::{broker, dead_letter_queue, dlq_error, filter, pipeline_error, reading};
 use super::plan::inputs;
-use crate::args::{ReconcileArgs, StatusArgs, StatusFormat};
+use crate::args::{PurgeArgs, ReconcileArgs, StatusArgs, StatusFormat};
 use crate::error::{CliError, ExitStatus};
 use crate::output;
 
@@ -170,6 +170,53 @@ pub(crate) async fn status(args: StatusArgs, env: &Env) -> Result<ExitStatus, Cl
     Ok(if incomplete > 0 { ExitStatus::ExcludedEdges } else { ExitStatus::Ok })
 }
 
+/// Complete at every destination, none refused: whatever a dead letter said about it is
+/// resolved (replayed since, or repaired by reconcile).
+fn resolved(status: &PromotionStatus) -> bool {
+    status.missing_source.is_none() && status.destinations.iter().all(|d| d.is_complete())
+}
+
+/// Whether a dead letter is about one of `digests` (its original message names it).
+fn about_any(record: &DeadLetter, digests: &[String]) -> bool {
+    record.original.as_ref().is_some_and(|o| {
+        let text = o.to_string();
+        digests.iter().any(|d| text.contains(d.as_str()))
+    })
+}
+
+/// `ferry dlq purge --resolved`: removes the records `ferry status` calls stale, those about a
+/// promotion the registries show complete; every other record stays.
+pub(crate) async fn purge_resolved(args: &PurgeArgs, env: &Env) -> Result<ExitStatus, CliError> {
+    let (statuses, _, requests) = survey(&args.inputs, &args.registries, None, false, env).await?;
+    let done: Vec<String> = statuses.iter().filter(|s| resolved(s)).map(|s| s.digest.to_string()).collect();
+    let broker = broker(&args.dlq.transport, env, None).await?;
+    let queue = dead_letter_queue(args.dlq.queue);
+    let reading = reading(&args.dlq.transport, env);
+    output::note(&format!("purge --resolved: dead-letter queue {queue} of {reading}"));
+    let selected = filter(&args.dlq)?;
+    let entries = dlq::list(&broker, queue, &selected).await.map_err(|e| dlq_error(e, &reading))?;
+    let (mut text, mut purged, mut kept) = (String::new(), 0, 0);
+    for entry in entries {
+        let resolved_id = match &entry.record {
+            Ok(record) if about_any(record, &done) => record.message_id.clone(),
+            _ => None,
+        };
+        let Some(id) = resolved_id else {
+            kept += 1;
+            continue;
+        };
+        let one = Filter { id: Some(id.clone()), ..Filter::default() };
+        purged += dlq::purge(&broker, queue, &one).await.map_err(|e| dlq_error(e, &reading))?;
+        text.push_str(&format!("purged {id}: its promotion is complete\n"));
+    }
+    text.push_str(&format!(
+        "{purged} record(s) purged from {queue}, {kept} kept\n{}\n",
+        output::cost_line(&requests)
+    ));
+    output::print(&text);
+    Ok(ExitStatus::Ok)
+}
+
 pub(crate) async fn reconcile(args: ReconcileArgs, env: &Env) -> Result<ExitStatus, CliError> {
     let (_, repair, requests) = survey(&args.inputs, &args.registries, None, args.deep, env).await?;
     let event = format!("reconcile-{}", uuid_like());
@@ -279,8 +326,7 @@ struct DeadRow {
 
 impl Row {
     fn new(s: &PromotionStatus, mut dead_letters: Vec<DeadRow>, dead_letters_read: bool) -> Self {
-        // Complete at every destination, none refused: whatever a dead letter said is resolved.
-        let done = s.missing_source.is_none() && s.destinations.iter().all(|d| d.is_complete());
+        let done = resolved(s);
         for dead in &mut dead_letters {
             dead.stale = done;
         }

@@ -1053,6 +1053,20 @@ pub(crate) async fn conflict(transport: Transport) {
         stdout.contains(&format!("stale dead letter in verification-failed (stage copier, id {id}): the registries show the promotion complete; `ferry dlq purge --queue verification-failed --id {id}` removes it")),
         "{stdout}"
     );
+    // `ferry dlq purge --resolved` removes exactly the stale records.
+    let mut purge: Vec<String> =
+        ["dlq", "purge", "--queue", "verification-failed", "--resolved", "--thin-manifest-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    purge.push(manifests.display().to_string());
+    purge.extend(["--config".into(), h.config_path.display().to_string()]);
+    purge.extend(h.transport_args());
+    let (code, stdout, stderr) = ferry(&purge).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("purged {id}: its promotion is complete")), "{stdout}");
+    assert!(stdout.contains("1 record(s) purged from verification-failed, 0 kept"), "{stdout}");
+    assert!(h.dead_letters(DeadLetterQueue::VerificationFailed).await.is_empty());
     h.stop().await;
 }
 
@@ -1445,6 +1459,26 @@ pub(crate) async fn keyless(transport: Transport) {
         Seeder::new(&h.prod).tag_digest("demo/keyless-good", &tag_index).await.is_some(),
         "the build's bundle travels to prod with the image (staging is trusted)"
     );
+
+    // The runbook's signature failure: sign the staging image as the policy wants, then replay
+    // that record by the start of its id (what `ferry dlq replay --queue verification-failed
+    // --id …` runs). The promotion completes: copied, signed, attested, replicated.
+    let bad = &pushed[1];
+    let bundle =
+        sigstore.bundle(&bad.digest, SIGN, serde_json::json!({}), identity, ISSUER, Faults::default());
+    let referrer = ferry_testkit::cosign::attach_bundle(&stage, "demo/keyless-bad", bad, &bundle, SIGN).await;
+    stage.list_referrer("demo/keyless-bad", &bad.digest, &referrer).await;
+    let id = records[0].message_id.clone().unwrap();
+    let filter = Filter { id: Some(id[..8].to_owned()), ..Filter::default() };
+    let replayed = dlq::replay(&*h.broker, DeadLetterQueue::VerificationFailed, &filter).await.unwrap();
+    assert_eq!(replayed.replayed.len(), 1, "{replayed:?}");
+    wait_for("the replayed promotion complete everywhere", Duration::from_secs(60), || {
+        h.fully_promoted("demo/keyless-bad", "1.0", &bad.digest)
+    })
+    .await;
+    for queue in DeadLetterQueue::ALL {
+        assert!(h.dead_letters(queue).await.is_empty(), "{queue}");
+    }
     h.stop().await;
 }
 
