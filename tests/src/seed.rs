@@ -341,6 +341,77 @@ impl Seeder {
         }
     }
 
+    /// Pushes an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`) into `repo` as
+    /// it is: every blob, every manifest by digest (children before the indexes that list
+    /// them), then each `org.opencontainers.image.ref.name` of `index.json` as a tag, in order.
+    /// Returns the tags and their digests.
+    pub async fn oci_layout(&self, repo: &str, dir: &std::path::Path) -> Vec<(String, Digest)> {
+        const MANIFEST_TYPES: [&str; 4] = [
+            OCI_MANIFEST,
+            OCI_INDEX,
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        ];
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index.json"))
+                .expect("JSON");
+        let mut manifests: Vec<(Digest, String, Vec<u8>, Vec<Digest>)> = Vec::new();
+        for entry in std::fs::read_dir(dir.join("blobs/sha256")).expect("blobs") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("blob");
+            let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+                .filter(|t| MANIFEST_TYPES.contains(&t.as_str()));
+            match media_type {
+                Some(media_type) => {
+                    let value: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+                    let children = value["manifests"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|d| d["digest"].as_str().and_then(|d| Digest::parse(d).ok()))
+                        .collect();
+                    manifests.push((Digest::of(&bytes), media_type, bytes, children));
+                }
+                None => {
+                    self.blob(repo, &bytes).await;
+                }
+            }
+        }
+        let mut pushed: std::collections::HashSet<Digest> = std::collections::HashSet::new();
+        while !manifests.is_empty() {
+            let before = manifests.len();
+            let mut waiting = Vec::new();
+            for (digest, media_type, bytes, children) in manifests {
+                if children.iter().all(|c| pushed.contains(c) || *c == digest) {
+                    self.manifest(repo, &digest.to_string(), &media_type, &bytes).await;
+                    pushed.insert(digest);
+                } else {
+                    waiting.push((digest, media_type, bytes, children));
+                }
+            }
+            assert!(
+                waiting.len() < before,
+                "manifests whose children are not in the layout: {}",
+                waiting.len()
+            );
+            manifests = waiting;
+        }
+        let mut tags = Vec::new();
+        for entry in index["manifests"].as_array().expect("manifests") {
+            let Some(tag) = entry["annotations"]["org.opencontainers.image.ref.name"].as_str() else {
+                continue;
+            };
+            let digest = Digest::parse(entry["digest"].as_str().expect("digest")).expect("a digest");
+            let media_type = entry["mediaType"].as_str().expect("mediaType");
+            let bytes = std::fs::read(dir.join("blobs/sha256").join(digest.hex())).expect("tagged manifest");
+            self.manifest(repo, tag, media_type, &bytes).await;
+            tags.push((tag.to_owned(), digest));
+        }
+        tags
+    }
+
     /// The digest `repo:tag` points at, read with a HEAD, or `None`.
     pub async fn tag_digest(&self, repo: &str, tag: &str) -> Option<Digest> {
         let response = self.manifest_request(reqwest::Method::HEAD, repo, tag).await;

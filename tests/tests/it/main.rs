@@ -18,6 +18,7 @@ mod pipeline;
 mod plan;
 mod presubmit;
 mod referrers;
+mod regclient;
 mod registry;
 mod support;
 mod triggers;
