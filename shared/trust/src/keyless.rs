@@ -128,6 +128,23 @@ impl KeylessPolicy {
         Ok((statement, signer))
     }
 
+    /// Verifies any keyless Sigstore bundle about the artifact `digest`: a message signature
+    /// over it, or a DSSE envelope whose statement names it (as [`Self::verify_bundle`]).
+    /// Bundles not about OCI images go through here: sigstore-conformance's cases.
+    pub fn verify_artifact_bundle(
+        &self,
+        bundle_json: &[u8],
+        digest: &Digest,
+    ) -> Result<KeylessSigner, String> {
+        let bundle = parse_bundle(bundle_json)?;
+        if let sigstore_types::SignatureContent::DsseEnvelope(_) = &bundle.content {
+            return self.verify_bundle(bundle_json, digest, &[]).map(|(_, signer)| signer);
+        }
+        let subject = sigstore_types::Sha256Hash::from_hex(&digest.hex())
+            .map_err(|e| format!("digest {digest}: {e}"))?;
+        self.verify(&bundle, sigstore_types::Artifact::from_digest(subject), &[])
+    }
+
     /// Verifies a legacy keyless `.sig` layer (cosign before v3): the simple-signing `payload`,
     /// its signature annotation, and the certificate, chain and Rekor bundle annotations. They
     /// are the parts of a Sigstore bundle v0.1 (a message signature with a `hashedrekord`
