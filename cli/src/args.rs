@@ -28,6 +28,9 @@ pub(crate) enum Command {
     Keys(KeysCommand),
     /// Verify an image against the trust policy and print every check.
     Verify(VerifyArgs),
+    /// Verify a Sigstore bundle about a file or a digest, offline (sigstore-conformance's client
+    /// protocol).
+    VerifyBundle(VerifyBundleArgs),
     /// Sign a digest (and each child of an index) with a cosign-format signature.
     Sign(SignArgs),
     /// Write a promotion attestation for a digest.
@@ -348,6 +351,32 @@ pub(crate) struct VerifyArgs {
     pub(crate) registries: RegistryArgs,
     #[arg(long, value_enum, default_value_t = PromoteFormat::Table)]
     pub(crate) output: PromoteFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyBundleArgs {
+    /// The bundle (`.sigstore.json`: v0.1 to v0.3, a message signature or a DSSE envelope).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bundle: std::path::PathBuf,
+    /// The signer's certificate identity (SAN), matched exactly.
+    #[arg(long, value_name = "IDENTITY", requires = "certificate_oidc_issuer", conflicts_with = "key")]
+    pub(crate) certificate_identity: Option<String>,
+    /// The OIDC issuer of the signer's certificate, matched exactly.
+    #[arg(long, value_name = "URL", requires = "certificate_identity")]
+    pub(crate) certificate_oidc_issuer: Option<String>,
+    /// A managed key (PEM) instead of a certificate identity.
+    #[arg(long, value_name = "FILE", required_unless_present = "certificate_identity")]
+    pub(crate) key: Option<std::path::PathBuf>,
+    /// The trusted root (`trusted_root.json`); without it, Sigstore's public-good root as this
+    /// build embeds it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trusted_root: Option<std::path::PathBuf>,
+    /// Sigstore's staging root instead of the public-good one (without --trusted-root).
+    #[arg(long)]
+    pub(crate) staging: bool,
+    /// The signed artifact: a file, or `sha256:<hex>` for its digest.
+    #[arg(value_name = "FILE_OR_DIGEST")]
+    pub(crate) artifact: String,
 }
 
 #[derive(Debug, Args)]

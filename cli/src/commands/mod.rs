@@ -25,6 +25,7 @@ pub(crate) async fn run(command: Command, env: Env) -> Result<ExitStatus, CliErr
         Command::Snapshot(args) => snapshot::run(args, &env).await,
         Command::Keys(command) => trust::keys(command, &env).await,
         Command::Verify(args) => trust::verify(args, &env).await,
+        Command::VerifyBundle(args) => trust::verify_bundle(&args),
         Command::Sign(args) => trust::sign_command(args, &env).await,
         Command::Attest(args) => trust::attest_command(args, &env).await,
         Command::ReplicateSignatures(args) => trust::replicate_command(args, &env).await,

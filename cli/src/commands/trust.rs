@@ -206,3 +206,55 @@ pub(crate) async fn replicate_command(args: ReplicateArgs, env: &Env) -> Result<
     }
     Ok(if failed { ExitStatus::PromotionFailed } else { ExitStatus::Ok })
 }
+
+/// `ferry verify-bundle`: one Sigstore bundle about a file or a digest, verified offline with
+/// the same verifier and identity policy as the verifier stage. Exit 0 when it verifies, 7
+/// (verification failed) with the reason when it does not.
+pub(crate) fn verify_bundle(args: &crate::args::VerifyBundleArgs) -> Result<ExitStatus, CliError> {
+    use ferry_trust::keyless::{KeylessPolicy, Matcher, TrustedRoot};
+    let bundle = std::fs::read(&args.bundle)
+        .map_err(|e| CliError::Usage(format!("--bundle {}: {e}", args.bundle.display())))?;
+    let digest = match args.artifact.strip_prefix("sha256:") {
+        Some(_) => ferry_model::Digest::parse(&args.artifact)
+            .map_err(|e| CliError::Usage(format!("{}: {e}", args.artifact)))?,
+        None => ferry_model::Digest::of(
+            &std::fs::read(&args.artifact).map_err(|e| CliError::Usage(format!("{}: {e}", args.artifact)))?,
+        ),
+    };
+    let root = match (&args.trusted_root, args.staging) {
+        (Some(path), _) => TrustedRoot::load(path),
+        (None, false) => TrustedRoot::production(),
+        (None, true) => TrustedRoot::staging(),
+    }
+    .map_err(CliError::Usage)?;
+    let verified = match (&args.key, &args.certificate_identity, &args.certificate_oidc_issuer) {
+        (Some(key), _, _) => {
+            let pem = std::fs::read_to_string(key)
+                .map_err(|e| CliError::Usage(format!("--key {}: {e}", key.display())))?;
+            root.verify_with_key(&bundle, &digest, &pem)
+                .map(|()| format!("verified with the key {}", key.display()))
+        }
+        (None, Some(identity), Some(issuer)) => KeylessPolicy {
+            root,
+            identity: Matcher::Exact(identity.clone()),
+            issuer: Matcher::Exact(issuer.clone()),
+        }
+        .verify_artifact_bundle(&bundle, &digest)
+        .map(|signer| format!("verified: {signer}")),
+        _ => {
+            return Err(CliError::Usage(
+                "give --certificate-identity and --certificate-oidc-issuer, or --key".into(),
+            ));
+        }
+    };
+    match verified {
+        Ok(line) => {
+            output::print(&format!("{digest}: {}\n", ferry_model::escaped(&line)));
+            Ok(ExitStatus::Ok)
+        }
+        Err(reason) => {
+            output::note(&format!("{digest}: verification failed: {}", ferry_model::escaped(&reason)));
+            Ok(ExitStatus::VerificationFailed)
+        }
+    }
+}

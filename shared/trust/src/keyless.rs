@@ -46,6 +46,36 @@ impl TrustedRoot {
         let json = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         Self::from_json(&json, path.display().to_string()).map_err(|e| format!("{}: {e}", path.display()))
     }
+
+    /// Sigstore's public-good production root as `sigstore-trust-root` embeds it (a newer
+    /// crate version carries a newer root).
+    pub fn production() -> Result<Self, String> {
+        Self::from_json(
+            sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT,
+            "Sigstore public-good (embedded)",
+        )
+    }
+
+    /// Sigstore's staging root, as embedded.
+    pub fn staging() -> Result<Self, String> {
+        Self::from_json(sigstore_trust_root::SIGSTORE_STAGING_TRUSTED_ROOT, "Sigstore staging (embedded)")
+    }
+
+    /// Verifies a bundle signed with a managed key (PEM, SubjectPublicKeyInfo) about the
+    /// artifact `digest`: the signature with the key, and the transparency log entry and any
+    /// timestamps against this root, as for a keyless bundle.
+    pub fn verify_with_key(&self, bundle_json: &[u8], digest: &Digest, key_pem: &str) -> Result<(), String> {
+        let bundle = parse_bundle(bundle_json)?;
+        let key =
+            sigstore_types::DerPublicKey::from_pem(key_pem).map_err(|e| format!("the public key: {e}"))?;
+        let subject = sigstore_types::Sha256Hash::from_hex(&digest.hex())
+            .map_err(|e| format!("digest {digest}: {e}"))?;
+        let policy = sigstore_verify::PublicKeyVerificationPolicy::new(key);
+        self.verifier
+            .verify(sigstore_types::Artifact::from_digest(subject), &bundle, &policy)
+            .map(|_| ())
+            .map_err(|e| format!("verification with the key against {} failed: {e}", self.label))
+    }
 }
 
 /// How a certificate claim (identity or issuer) must read: exactly this text, or matching an

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod broker;
+mod conformance;
 mod copy;
 mod demo;
 mod discover;
