@@ -449,6 +449,20 @@ async fn managed_identity_token(
     .into_response()
 }
 
+/// The environment that points the AWS SDK at a fake (`endpoint_variable` = `url`), with fixed
+/// test credentials and nothing read from the machine's AWS configuration.
+fn aws_env(endpoint_variable: &'static str, url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (endpoint_variable, url.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "AKIAFERRYTESTKEY0001".into()),
+        ("AWS_SECRET_ACCESS_KEY", "ferry-test-secret".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+    ]
+}
+
 /// `moto_server` on a free port, stopped when dropped. Installed into a virtualenv by
 /// `moto/install` when it is not on PATH.
 #[derive(Debug)]
@@ -492,15 +506,7 @@ impl Moto {
 
     /// The environment that points the AWS SDK at this server, with fixed test credentials.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.url.clone()),
-            ("AWS_ACCESS_KEY_ID", "AKIAFERRYTESTKEY0001".into()),
-            ("AWS_SECRET_ACCESS_KEY", "ferry-test-secret".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/dev/null".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ]
+        aws_env("AWS_ENDPOINT_URL", &self.url)
     }
 }
 
@@ -673,15 +679,7 @@ impl FakeEcr {
 
     /// The environment that points the AWS SDK's ECR client at this fake.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL_ECR", self.url.clone()),
-            ("AWS_ACCESS_KEY_ID", "AKIAFERRYTESTKEY0002".into()),
-            ("AWS_SECRET_ACCESS_KEY", "ferry-test-secret".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/dev/null".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ]
+        aws_env("AWS_ENDPOINT_URL_ECR", &self.url)
     }
 
     /// `GetAuthorizationToken` and `ListImages` calls answered.

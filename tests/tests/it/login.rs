@@ -106,20 +106,27 @@ impl Scene {
         extra_path: Option<&Path>,
         env: &[(&str, String)],
     ) -> (Option<i32>, String, String) {
-        let manifests = self.path("manifests");
-        self.ferry(
-            &[
-                "promote",
-                "--confirm",
-                "--thin-manifest-dir",
-                manifests.to_str().unwrap(),
-                "--progress",
-                "never",
-            ],
-            extra_path,
-            env,
-        )
-        .await
+        self.promote_from(&self.path("manifests"), &[], extra_path, env).await
+    }
+
+    /// `ferry promote --confirm` of the thin manifests in `manifests`, with `extra` flags.
+    async fn promote_from(
+        &self,
+        manifests: &Path,
+        extra: &[&str],
+        extra_path: Option<&Path>,
+        env: &[(&str, String)],
+    ) -> (Option<i32>, String, String) {
+        let mut args = vec![
+            "promote",
+            "--confirm",
+            "--thin-manifest-dir",
+            manifests.to_str().unwrap(),
+            "--progress",
+            "never",
+        ];
+        args.extend_from_slice(extra);
+        self.ferry(&args, extra_path, env).await
     }
 
     /// The digest of prod's `demo/app:1.0`, read with `seeder`'s credentials.
@@ -566,20 +573,7 @@ async fn ecr_repositories_are_read_with_list_images() {
     );
 
     // Promoting with the fake's logins too: the four missing tags are copied.
-    let ok = scene
-        .ferry(
-            &[
-                "promote",
-                "--confirm",
-                "--thin-manifest-dir",
-                manifests.to_str().unwrap(),
-                "--progress",
-                "never",
-            ],
-            None,
-            &ecr.env(),
-        )
-        .await;
+    let ok = scene.promote_from(&manifests, &[], None, &ecr.env()).await;
     assert_eq!(ok.0, Some(0), "{}{}", ok.1, ok.2);
     assert!(prod.tag_digest("demo/app", "2.7").await.is_some());
 
@@ -626,18 +620,8 @@ async fn an_ecr_token_that_expires_mid_promotion_is_renewed_once() {
     let started = std::time::Instant::now();
     // One image at a time: the second repository's push token is asked for after the first
     // image's slow copy, with the ECR token that has expired by then.
-    let manifests = manifests.to_str().unwrap();
-    let args = [
-        "promote",
-        "--confirm",
-        "--thin-manifest-dir",
-        manifests,
-        "--progress",
-        "never",
-        "--max-images",
-        "1",
-    ];
-    let (code, stdout, stderr) = scene.ferry(&args, None, &ecr.env()).await;
+    let (code, stdout, stderr) =
+        scene.promote_from(&manifests, &["--max-images", "1"], None, &ecr.env()).await;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(started.elapsed() > Duration::from_secs(2), "the promotion outlived the first token");
     assert!(tokens.n_refused() >= 1, "the expired token was refused first");
