@@ -43,6 +43,7 @@ pub mod registry;
 pub mod seed;
 pub mod tcp;
 pub mod token;
+pub mod vendors;
 pub mod world;
 
 /// This process's peak resident memory so far (`VmHWM`), in MiB; NaN where `/proc` is absent.

@@ -117,6 +117,7 @@
 //! Architecture invariant: only this crate reads environment variables (clippy's `disallowed-methods`).
 //! Architecture invariant: a config error names its file, line and field.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,6 +202,9 @@ pub struct Env {
     pub azure: ferry_login::AzureEnv,
     /// `PATH`: where `docker-credential-<name>` helpers are found.
     pub path: Option<std::ffi::OsString>,
+    /// The variables `registries.hosts[].inventory-token-env` may name (listing APIs' tokens):
+    /// every variable, kept as secrets, read only by the name the configuration gives.
+    pub variables: std::collections::HashMap<String, Secret>,
     /// Whether an OTLP endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT` or
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); the exporter reads the `OTEL_*` variables itself.
     pub otlp: bool,
@@ -254,6 +258,10 @@ impl Env {
                 identity_header: text("IDENTITY_HEADER").map(Secret::new),
             },
             path: std::env::var_os("PATH"),
+            variables: std::env::vars()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, Secret::new(v)))
+                .collect(),
             otlp: text("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
                 || text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some(),
         }
@@ -606,6 +614,10 @@ struct HostYaml {
     requests_per_second: Option<Spanned<f64>>,
     #[serde(default)]
     inventory: Option<Spanned<String>>,
+    #[serde(default)]
+    inventory_url: Option<Spanned<String>>,
+    #[serde(default)]
+    inventory_token_env: Option<Spanned<String>>,
 }
 
 /// `registries.hosts[].auth`.
@@ -634,6 +646,31 @@ pub struct HostSettings {
     pub requests_per_second: Option<f64>,
     /// How its repositories are listed (`inventory`).
     pub inventory: Inventory,
+    /// Where the listing API lives (`inventory-url`), when not where the API's vendor keeps it.
+    pub inventory_url: Option<String>,
+    /// The variable holding the listing API's token (`inventory-token-env`).
+    pub inventory_token_env: Option<String>,
+}
+
+/// What [`Config::listings`] decides for the transport.
+struct Listings {
+    sources: HashMap<Host, Arc<dyn ferry_registry::InventorySource>>,
+    acr: std::collections::HashSet<Host>,
+    oci: std::collections::HashSet<Host>,
+    notes: HashMap<Host, String>,
+    detect: ferry_registry::InventoryDetector,
+}
+
+impl Default for Listings {
+    fn default() -> Self {
+        Self {
+            sources: HashMap::new(),
+            acr: Default::default(),
+            oci: Default::default(),
+            notes: HashMap::new(),
+            detect: ferry_registry::InventoryDetector(Arc::new(|_: &Host| None)),
+        }
+    }
 }
 
 /// `registries.hosts[].inventory`: which listing reads a host's repositories.
@@ -645,8 +682,17 @@ pub enum Inventory {
     Auto,
     /// ECR's `ListImages` (needs `provider: ecr`).
     Ecr,
+    /// ACR's `/acr/v1/{repo}/_manifests`, with the host's login.
+    Acr,
+    /// Another vendor's listing API, with `inventory-token-env`'s token.
+    Vendor(ferry_login::listing::Api),
     /// `tags/list` only.
     Oci,
+}
+
+impl Inventory {
+    /// The names `inventory:` accepts.
+    const NAMES: &'static str = "auto, ecr, acr, dockerhub, harbor, ghcr, quay, oci";
 }
 
 /// The validated configuration.
@@ -897,6 +943,82 @@ impl Config {
         hosts
     }
 
+    /// How each host's repositories are listed: the listing API `registries.hosts[].inventory`
+    /// names (or its host's name implies), with its token; why a named one cannot be used.
+    fn listings(&self, env: &Env, logins: &Arc<ferry_login::CloudLogins>) -> Listings {
+        use ferry_login::listing::{Api, VendorListing};
+        let mut listings = Listings::default();
+        for settings in &self.hosts {
+            let host = &settings.host;
+            let insecure = self.insecure_hosts.contains(host);
+            let vendor = match settings.inventory {
+                Inventory::Oci => {
+                    listings.oci.insert(host.clone());
+                    None
+                }
+                Inventory::Acr => {
+                    listings.acr.insert(host.clone());
+                    None
+                }
+                Inventory::Ecr => {
+                    if let Some(source) = logins.inventory(host, settings.provider.as_ref()) {
+                        listings.sources.insert(host.clone(), source);
+                    }
+                    None
+                }
+                Inventory::Vendor(api) => Some(api),
+                Inventory::Auto => match &settings.provider {
+                    Some(ferry_login::Provider::Ecr { .. }) => {
+                        if let Some(source) = logins.inventory(host, settings.provider.as_ref()) {
+                            listings.sources.insert(host.clone(), source);
+                        }
+                        None
+                    }
+                    Some(ferry_login::Provider::Acr { .. }) => {
+                        listings.acr.insert(host.clone());
+                        None
+                    }
+                    _ => Api::implied(host),
+                },
+            };
+            let Some(api) = vendor else { continue };
+            let token = match &settings.inventory_token_env {
+                Some(name) => match env.variables.get(name) {
+                    Some(token) => Some(token.clone()),
+                    None => {
+                        listings.notes.insert(
+                            host.clone(),
+                            format!("{name} (registries.hosts[].inventory-token-env) is not set, so the {} is not used", api.kind().name()),
+                        );
+                        continue;
+                    }
+                },
+                None if !api.anonymous() => {
+                    listings.notes.insert(
+                        host.clone(),
+                        format!(
+                            "the {} needs a token with read:packages: name its variable in registries.hosts[].inventory-token-env",
+                            api.kind().name()
+                        ),
+                    );
+                    continue;
+                }
+                None => None,
+            };
+            let source =
+                VendorListing::new(api, host.clone(), settings.inventory_url.clone(), token, insecure);
+            listings.sources.insert(host.clone(), Arc::new(source));
+        }
+        // Hosts the configuration does not name: the API their name implies, anonymously
+        // (Docker Hub's and Quay's public repositories); GHCR's needs a token, so it is not
+        // asked and `tags/list` serves.
+        let insecure = self.insecure_hosts.clone();
+        listings.detect = ferry_registry::InventoryDetector(Arc::new(move |host: &Host| {
+            ferry_login::listing::implied(host, insecure.contains(host))
+        }));
+        listings
+    }
+
     /// The registry transport this configuration asks for, with credentials from `env`: in
     /// the precedence `ferry_registry::Credentials` documents, `registries.hosts[].auth`
     /// first, with logins (helpers, ECR, Google, ACR) from `ferry_login`.
@@ -919,12 +1041,7 @@ impl Config {
             .iter()
             .filter_map(|h| h.requests_per_second.map(|rate| (h.host.clone(), rate)))
             .collect();
-        let inventories = self
-            .hosts
-            .iter()
-            .filter(|h| h.inventory != Inventory::Oci)
-            .filter_map(|h| Some((h.host.clone(), logins.inventory(&h.host, h.provider.as_ref())?)))
-            .collect();
+        let listings = self.listings(env, &logins);
         Ok(TransportConfig {
             insecure_hosts: self.insecure_hosts.clone(),
             credentials,
@@ -934,7 +1051,11 @@ impl Config {
                 ..LimiterConfig::default()
             },
             retry: self.retry,
-            inventories,
+            inventories: listings.sources,
+            acr_listings: listings.acr,
+            oci_listings: listings.oci,
+            inventory_notes: listings.notes,
+            inventory_detect: Some(listings.detect),
             ..TransportConfig::default()
         })
     }
@@ -1043,18 +1164,62 @@ fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSetting
         Some(rate) => Some(rate.value),
         None => None,
     };
+    use ferry_login::listing::Api;
     let inventory = match entry.inventory.as_ref().map(|i| (i, i.value.as_str())) {
-        None => Inventory::Auto,
+        None | Some((_, "auto")) => Inventory::Auto,
         Some((_, "ecr")) => Inventory::Ecr,
+        Some((_, "acr")) => Inventory::Acr,
+        Some((_, "dockerhub")) => Inventory::Vendor(Api::DockerHub),
+        Some((_, "harbor")) => Inventory::Vendor(Api::Harbor),
+        Some((_, "ghcr")) => Inventory::Vendor(Api::Ghcr),
+        Some((_, "quay")) => Inventory::Vendor(Api::Quay),
         Some((_, "oci")) => Inventory::Oci,
         Some((value, other)) => {
             return Err(field(
                 line_of(value),
                 "registries.hosts.inventory",
-                format!("{other:?} is not one of ecr, oci"),
+                format!("{other:?} is not one of {}", Inventory::NAMES),
             ));
         }
     };
+    // A listing API's own options belong to a vendor's API (named, or implied by the host).
+    let vendor = match inventory {
+        Inventory::Vendor(api) => Some(api),
+        Inventory::Auto => Api::implied(&host),
+        _ => None,
+    };
+    for option in [
+        (&entry.inventory_url, "registries.hosts.inventory-url"),
+        (&entry.inventory_token_env, "registries.hosts.inventory-token-env"),
+    ] {
+        if let (Some(value), None) = (option.0, vendor) {
+            return Err(field(
+                line_of(value),
+                option.1,
+                "applies to the listing APIs of dockerhub, harbor, ghcr and quay (`inventory:`)".into(),
+            ));
+        }
+    }
+    if let Some(url) = &entry.inventory_url
+        && !(url.value.starts_with("https://") || url.value.starts_with("http://"))
+    {
+        return Err(field(
+            line_of(url),
+            "registries.hosts.inventory-url",
+            format!("{:?} is not an http(s) URL", url.value),
+        ));
+    }
+    if let Some(name) = &entry.inventory_token_env
+        && (name.value.is_empty() || !name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(field(
+            line_of(name),
+            "registries.hosts.inventory-token-env",
+            format!("{:?} is not an environment variable's name", name.value),
+        ));
+    }
+    let inventory_url = entry.inventory_url.as_ref().map(|u| u.value.clone());
+    let inventory_token_env = entry.inventory_token_env.as_ref().map(|u| u.value.clone());
     if let Some(value) = &entry.inventory
         && inventory == Inventory::Ecr
         && entry.auth.as_ref().is_none_or(|a| a.provider.value != "ecr")
@@ -1066,7 +1231,14 @@ fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSetting
         ));
     }
     let Some(auth) = &entry.auth else {
-        return Ok(HostSettings { host, provider: None, requests_per_second, inventory });
+        return Ok(HostSettings {
+            host,
+            provider: None,
+            requests_per_second,
+            inventory,
+            inventory_url,
+            inventory_token_env,
+        });
     };
     let name = auth.provider.value.as_str();
     // Each option and the providers it belongs to.
@@ -1141,7 +1313,14 @@ fn host_settings(entry: &HostYaml, field: &FieldError<'_>) -> Result<HostSetting
             Provider::Helper { name: helper.value.clone() }
         }
     };
-    Ok(HostSettings { host, provider: Some(provider), requests_per_second, inventory })
+    Ok(HostSettings {
+        host,
+        provider: Some(provider),
+        requests_per_second,
+        inventory,
+        inventory_url,
+        inventory_token_env,
+    })
 }
 
 /// The registry credentials `inputs` name (Rancher image-mirror's `Repositories`), with their
@@ -1605,6 +1784,31 @@ mod tests {
             (
                 "registries:\n  hosts:\n  - host: r.example\n    auth: {provider: acr, password: x}\n",
                 Err("unknown field `password`"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: harbor.example\n    inventory: harbor\n    inventory-token-env: HARBOR_LISTING\n    inventory-url: https://harbor.example\n",
+                Ok(0),
+            ),
+            ("registries:\n  hosts:\n  - host: ghcr.io\n    inventory-token-env: GH_PACKAGES\n", Ok(0)),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    inventory: artifactory\n",
+                Err(
+                    ":4: field `registries.hosts.inventory`: \"artifactory\" is not one of auto, ecr, acr, dockerhub, harbor, ghcr, quay, oci",
+                ),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: r.example\n    inventory-token-env: X\n",
+                Err(":4: field `registries.hosts.inventory-token-env`: applies to the listing APIs"),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: quay.example\n    inventory: quay\n    inventory-token-env: \"$(cat /x)\"\n",
+                Err(
+                    ":5: field `registries.hosts.inventory-token-env`: \"$(cat /x)\" is not an environment variable's name",
+                ),
+            ),
+            (
+                "registries:\n  hosts:\n  - host: quay.example\n    inventory: quay\n    inventory-url: quay.example/api\n",
+                Err(":5: field `registries.hosts.inventory-url`: \"quay.example/api\" is not an http(s) URL"),
             ),
             (
                 "pipeline:\n  pubsub-push:\n    service-account: a@b.iam.gserviceaccount.com\n    jwks: certs.json\n",

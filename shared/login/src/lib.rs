@@ -23,6 +23,7 @@ pub mod ecr;
 pub mod gcp;
 pub mod helper;
 mod http;
+pub mod listing;
 mod renew;
 
 use std::collections::HashMap;

@@ -156,6 +156,60 @@ impl OciRegistry {
         Ok((response.status() != reqwest::StatusCode::NOT_FOUND).then_some(response))
     }
 
+    /// ACR's listing: `/acr/v1/{repo}/_manifests`, every manifest with its tags, paged by
+    /// `Link` as the OCI API pages. Needs `metadata_read` on the repository (a token that may
+    /// only pull is refused, and the host falls back to `tags/list`).
+    async fn acr_inventory(
+        &self,
+        repository: &Repository,
+    ) -> Result<crate::inventory::Inventory, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            manifests: Vec<Manifest>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Manifest {
+            digest: String,
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let host = repository.host();
+        let first = format!("/acr/v1/{}/_manifests?n={}", repository.path(), self.page_size);
+        let scope = Scope::Metadata(repository.path().clone());
+        let (mut tagged, mut untagged, mut pages, mut bad) = (Vec::new(), Vec::new(), 0usize, None);
+        let found = self
+            .list_pages(host, first, scope, |page: Page| {
+                pages += 1;
+                for manifest in page.manifests {
+                    let digest = match Digest::parse(&manifest.digest) {
+                        Ok(digest) => digest,
+                        Err(e) => {
+                            bad.get_or_insert(format!("a manifest's digest {:?}: {e}", manifest.digest));
+                            continue;
+                        }
+                    };
+                    untagged.push(digest);
+                    for text in manifest.tags.unwrap_or_default() {
+                        match Tag::parse(&text) {
+                            Ok(tag) => tagged.push((tag, digest)),
+                            Err(e) => tracing::debug!(error = %e, "a listed tag Ferry cannot name; skipped"),
+                        }
+                    }
+                }
+            })
+            .await?;
+        let url = || format!("{}/acr/v1/{}/_manifests", self.transport.base_url(host), repository.path());
+        if let Some(reason) = bad {
+            return Err(RegistryError::InvalidResponse { url: url(), reason });
+        }
+        if !found {
+            return Ok(crate::inventory::Inventory::missing());
+        }
+        crate::inventory::Inventory::from_pairs(crate::InventoryKind::AcrManifests, tagged, untagged, pages)
+            .map_err(|reason| RegistryError::InvalidResponse { url: url(), reason })
+    }
+
     /// Follows `Link: <...>; rel="next"` pages of a JSON list endpoint.
     async fn list_pages<T: serde::de::DeserializeOwned>(
         &self,
@@ -293,6 +347,21 @@ impl Registry for OciRegistry {
     }
 
     async fn inventory(&self, repository: &Repository) -> Result<crate::inventory::Inventory, RegistryError> {
+        if self.transport.acr_listing(repository.host()) {
+            match self.acr_inventory(repository).await {
+                Ok(inventory) => {
+                    self.transport.note_inventory(repository.host(), inventory.kind);
+                    return Ok(inventory);
+                }
+                Err(error) if crate::Classify::class(&error) != crate::ErrorClass::Permanent => {
+                    return Err(error);
+                }
+                Err(error) => {
+                    let source = format!("ACR's _manifests API at {}", repository.host());
+                    self.transport.inventory_refused(repository.host(), &source, &error);
+                }
+            }
+        }
         if let Some(source) = self.transport.inventory_source(repository.host()) {
             match source.list(repository).await {
                 Ok(inventory) => {
@@ -596,7 +665,9 @@ fn next_link(headers: &HeaderMap, current: &str) -> Result<Option<String>, Regis
             continue;
         }
         let target = target.trim().trim_start_matches('<').trim_end_matches('>');
-        let path = match target.find("/v2/") {
+        // The registry API's own prefix: `/v2/`, or `/acr/v1/` for ACR's listing.
+        let api = if current.starts_with("/acr/v1/") { "/acr/v1/" } else { "/v2/" };
+        let path = match target.find(api) {
             Some(0) => target,
             Some(at) if target.starts_with("http://") || target.starts_with("https://") => &target[at..],
             _ => {

@@ -43,6 +43,18 @@ pub enum InventoryKind {
     EcrListImages,
     /// GCR's and Artifact Registry's extended `tags/list`: tags with their digests.
     ExtendedTagsList,
+    /// Docker Hub's `/v2/namespaces/{ns}/repositories/{repo}/tags`: tags with their digests.
+    DockerHubTags,
+    /// Harbor's `/api/v2.0/projects/{p}/repositories/{r}/artifacts?with_tag=true`: every
+    /// artifact (tagged or not) with its tags and the children of an index.
+    HarborArtifacts,
+    /// GitHub's packages API (`/orgs|users/{owner}/packages/container/{name}/versions`): every
+    /// version (a manifest digest) with `metadata.container.tags`.
+    GhcrVersions,
+    /// Quay's `/api/v1/repository/{ns}/{repo}/tag/`: active tags with their manifest digests.
+    QuayTags,
+    /// ACR's `/acr/v1/{repo}/_manifests`: every manifest with its tags.
+    AcrManifests,
     /// The OCI tag list: tags without digests.
     TagsList,
     /// The repository does not exist (the listing answered 404).
@@ -54,6 +66,11 @@ impl InventoryKind {
         match self {
             InventoryKind::EcrListImages => "ECR ListImages",
             InventoryKind::ExtendedTagsList => "extended tags/list",
+            InventoryKind::DockerHubTags => "Docker Hub tags API",
+            InventoryKind::HarborArtifacts => "Harbor artifacts API",
+            InventoryKind::GhcrVersions => "GitHub packages API",
+            InventoryKind::QuayTags => "Quay tags API",
+            InventoryKind::AcrManifests => "ACR manifests API",
             InventoryKind::TagsList => "OCI tags/list",
             InventoryKind::Missing => "missing",
         }
@@ -97,9 +114,15 @@ impl Inventory {
         }
     }
 
-    /// Whether the repository holds `digest`, when the listing knows every manifest.
+    /// Whether the repository holds `digest`: when the listing knows every manifest, or when a
+    /// listed tag points at it.
     pub fn has(&self, digest: &Digest) -> Option<bool> {
-        self.digests.as_ref().map(|d| d.contains(digest))
+        match &self.digests {
+            Some(all) => Some(all.contains(digest)),
+            // The plain tag list carries no digests: nothing to scan.
+            None if self.kind == InventoryKind::TagsList => None,
+            None => self.tags.values().any(|d| d.as_ref() == Some(digest)).then_some(true),
+        }
     }
 }
 
@@ -123,6 +146,29 @@ impl Inventory {
             }
         }
         Ok(Inventory { kind, tags, digests: Some(digests), children: Vec::new(), pages })
+    }
+
+    /// An inventory from a listing API that gives tags only (Docker Hub, Quay): which tags
+    /// exist and where each points; a tag listed without a digest is `None` (a `HEAD` tells);
+    /// whether an untagged digest is held stays unknown.
+    pub fn from_tags(
+        kind: InventoryKind,
+        tagged: impl IntoIterator<Item = (Tag, Option<Digest>)>,
+        pages: usize,
+    ) -> Result<Inventory, String> {
+        let mut tags: FxHashMap<Tag, Option<Digest>> = FxHashMap::default();
+        for (tag, digest) in tagged {
+            match tags.insert(tag.clone(), digest) {
+                Some(Some(other)) if digest.is_some_and(|d| d != other) => {
+                    return Err(format!("the listing puts tag {} at two digests", tag.as_str()));
+                }
+                Some(Some(other)) => {
+                    tags.insert(tag, Some(other));
+                }
+                _ => {}
+            }
+        }
+        Ok(Inventory { kind, tags, digests: None, children: Vec::new(), pages })
     }
 
     /// The inventory without its artifact tags, and those tags as [`ArtifactTags`]: what a

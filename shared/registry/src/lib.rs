@@ -48,5 +48,5 @@ pub use manifest::{
     Descriptor, MAX_INDEX_CHILDREN, MAX_INDEX_DEPTH, ManifestContent, ManifestHead, RawManifest,
 };
 pub use referrers::{Referrer, ReferrerWrite, ReferrersMode};
-pub use transport::{RetryPolicy, TransportConfig};
+pub use transport::{InventoryDetector, RetryPolicy, TransportConfig};
 pub use write::{RegistryWrite, Transfer};

@@ -71,6 +71,33 @@ pub struct TransportConfig {
     /// Hosts whose repositories are listed through their registry's own API
     /// (`registries.hosts[].inventory`), instead of `tags/list`.
     pub inventories: HashMap<Host, std::sync::Arc<dyn crate::inventory::InventorySource>>,
+    /// Hosts listed with ACR's `/acr/v1/{repo}/_manifests` (with the host's own login, scope
+    /// `metadata_read`), besides every `*.azurecr.io`, `*.azurecr.cn` and `*.azurecr.us`.
+    pub acr_listings: std::collections::HashSet<Host>,
+    /// Hosts listed by `tags/list` only (`inventory: oci`), whatever their name implies.
+    pub oci_listings: std::collections::HashSet<Host>,
+    /// The listing API a host's name implies (Docker Hub's, Quay's), for hosts the
+    /// configuration does not name; asked once per host.
+    pub inventory_detect: Option<InventoryDetector>,
+    /// Why a host's configured listing API is not used (a missing token): said once, when the
+    /// host is first listed, and by `ferry config check`.
+    pub inventory_notes: HashMap<Host, String>,
+}
+
+/// What turns a host's name into the listing API it implies (see
+/// [`TransportConfig::inventory_detect`]).
+#[derive(Clone)]
+pub struct InventoryDetector(
+    #[allow(clippy::type_complexity)]
+    pub  std::sync::Arc<
+        dyn Fn(&Host) -> Option<std::sync::Arc<dyn crate::inventory::InventorySource>> + Send + Sync,
+    >,
+);
+
+impl std::fmt::Debug for InventoryDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InventoryDetector")
+    }
 }
 
 impl Default for TransportConfig {
@@ -85,6 +112,10 @@ impl Default for TransportConfig {
             user_agent: concat!("ferry/", env!("CARGO_PKG_VERSION")).to_owned(),
             guard: HostGuard::default(),
             inventories: HashMap::new(),
+            acr_listings: std::collections::HashSet::new(),
+            oci_listings: std::collections::HashSet::new(),
+            inventory_detect: None,
+            inventory_notes: HashMap::new(),
         }
     }
 }
@@ -96,6 +127,8 @@ pub(crate) enum Scope {
     /// Push to the first repository, and pull from the second (a cross-repository mount).
     Push(RepoPath, Option<RepoPath>),
     Catalog,
+    /// Read a repository's metadata through ACR's listing API (`metadata_read`).
+    Metadata(RepoPath),
     /// No repository: a token only proves the credential, as `docker login` asks for one.
     Login,
 }
@@ -109,6 +142,7 @@ impl Scope {
                 vec![format!("repository:{repo}:pull,push"), format!("repository:{from}:pull")]
             }
             Scope::Catalog => vec!["registry:catalog:*".to_owned()],
+            Scope::Metadata(repo) => vec![format!("repository:{repo}:metadata_read")],
             Scope::Login => Vec::new(),
         }
     }
@@ -199,6 +233,8 @@ pub struct Transport {
     inventories: Mutex<HashMap<Host, crate::inventory::InventoryKind>>,
     /// Hosts whose listing API refused for good (see [`Transport::inventory_refused`]).
     inventory_refused: Mutex<std::collections::HashSet<Host>>,
+    /// The listing API each host's name implied, once asked.
+    inventory_detected: Mutex<HashMap<Host, Option<std::sync::Arc<dyn crate::inventory::InventorySource>>>>,
 }
 
 impl std::fmt::Debug for Token {
@@ -233,6 +269,7 @@ impl Transport {
             by_kind: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
             inventory_refused: Mutex::new(std::collections::HashSet::new()),
+            inventory_detected: Mutex::new(HashMap::new()),
         })
     }
 
@@ -324,7 +361,8 @@ impl Transport {
         }
     }
 
-    /// The listing API configured for `host`, if any, and unless it was refused before.
+    /// The listing API configured for `host` (or that its name implies), if any, and unless it
+    /// was refused before.
     pub(crate) fn inventory_source(
         &self,
         host: &Host,
@@ -332,12 +370,56 @@ impl Transport {
         if self.inventory_refused.lock().unwrap_or_else(|p| p.into_inner()).contains(host) {
             return None;
         }
-        self.config.inventories.get(host).cloned()
+        if let Some(source) = self.config.inventories.get(host) {
+            return Some(source.clone());
+        }
+        if self.config.oci_listings.contains(host) {
+            return None;
+        }
+        if let Some(note) = self.config.inventory_notes.get(host)
+            && self.inventory_refused.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone())
+        {
+            tracing::warn!(%host, reason = %note, "listing this host's repositories by tags/list");
+            return None;
+        }
+        // A guarded transport (presubmit) reaches only the hosts it admits: no vendor API a
+        // host's name merely implies.
+        if !self.config.guard.is_open() {
+            return None;
+        }
+        let detect = self.config.inventory_detect.as_ref()?;
+        let mut detected = self.inventory_detected.lock().unwrap_or_else(|p| p.into_inner());
+        detected.entry(host.clone()).or_insert_with(|| (detect.0)(host)).clone()
     }
 
-    /// How `host`'s configured listing API describes itself, if it has one.
+    /// Whether `host` is listed with ACR's `_manifests` API.
+    pub(crate) fn acr_listing(&self, host: &Host) -> bool {
+        if self.config.oci_listings.contains(host)
+            || self.inventory_refused.lock().unwrap_or_else(|p| p.into_inner()).contains(host)
+        {
+            return false;
+        }
+        self.config.acr_listings.contains(host)
+            || [".azurecr.io", ".azurecr.cn", ".azurecr.us"].iter().any(|s| host.as_str().ends_with(s))
+    }
+
+    /// How `host`'s repositories are listed, as the configuration says (for `ferry config
+    /// check`): the configured or implied listing API, or why there is none.
     pub fn configured_inventory(&self, host: &Host) -> Option<String> {
-        self.config.inventories.get(host).map(|source| source.source())
+        if let Some(source) = self.config.inventories.get(host) {
+            return Some(source.source());
+        }
+        if self.config.oci_listings.contains(host) {
+            return None;
+        }
+        if let Some(note) = self.config.inventory_notes.get(host) {
+            return Some(format!("tags/list ({note})"));
+        }
+        if self.acr_listing(host) {
+            return Some(format!("ACR's /acr/v1/<repository>/_manifests at {host} (scope metadata_read)"));
+        }
+        let detect = self.config.inventory_detect.as_ref()?;
+        (detect.0)(host).map(|source| source.source())
     }
 
     /// `host`'s listing API refused a listing for good (no permission, not that kind of
@@ -813,6 +895,7 @@ fn request_kind(method: &Method, url: &str) -> &'static str {
         return "ping";
     }
     match (method.as_str(), path) {
+        (_, p) if p.contains("/acr/v1/") => "ACR manifests API",
         (_, p) if p.ends_with("/tags/list") => "tags/list",
         (_, p) if p.ends_with("/_catalog") => "catalog",
         (_, p) if p.contains("/referrers/") => "referrers",

@@ -13,6 +13,7 @@ mod infra;
 mod inventory;
 mod keyless;
 mod lambda;
+mod listings;
 mod login;
 mod mistakes;
 mod pipeline;
