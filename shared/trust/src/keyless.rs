@@ -317,5 +317,20 @@ fn legacy_bundle(
 
 fn parse_bundle(json: &[u8]) -> Result<sigstore_types::Bundle, String> {
     let text = std::str::from_utf8(json).map_err(|_| "the bundle is not UTF-8".to_owned())?;
-    sigstore_types::Bundle::from_json(text).map_err(|e| format!("not a Sigstore bundle: {e}"))
+    let mut bundle =
+        sigstore_types::Bundle::from_json(text).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
+    // A v0.1 bundle's proof of inclusion is its signed entry timestamp; the inclusion proof
+    // beside it may lack a checkpoint (the spec made checkpoints required in v0.2), and then
+    // proves nothing on its own. It is set aside and the promise verified, as cosign and
+    // sigstore-python verify such bundles (CPython's release signatures are made so).
+    if bundle.media_type == sigstore_types::MediaType::Bundle0_1 {
+        for entry in &mut bundle.verification_material.tlog_entries {
+            if entry.inclusion_promise.is_some()
+                && entry.inclusion_proof.as_ref().is_some_and(|proof| proof.checkpoint.is_empty())
+            {
+                entry.inclusion_proof = None;
+            }
+        }
+    }
+    Ok(bundle)
 }

@@ -73,3 +73,63 @@ fn ferry_verify_bundle_passes_sigstore_conformance_s_verification_cases() {
         wrong.join("\n")
     );
 }
+
+/// Users' own signatures, as published, verified offline by `ferry verify-bundle` against the
+/// embedded public-good root with the identity their signer really has (vendored in
+/// `tests/data/sigstore`, sources in its README): a GitHub Actions SLSA provenance (DSSE, bundle
+/// v0.3), a PyPI release wheel signed in GitHub Actions (message signature, v0.2) and CPython
+/// 3.12.5's release tarball signed by its release manager with a Google identity (v0.1, whose
+/// inclusion proof has no checkpoint: its signed entry timestamp is verified). Another
+/// identity, another issuer and another digest each fail.
+#[test]
+fn users_real_signatures_verify_offline_with_their_signers_identities() {
+    let data = ferry_testkit::data_dir().join("sigstore");
+    let wheel = data.join("rfc8785-0.1.2-py3-none-any.whl");
+    let cases = [
+        (
+            "github-actions-dsse.sigstore.json",
+            "sha256:59ed81ee7a2485c47588ebdbad14764bf722c93438b43fe953a651747bc62ad7".to_owned(),
+            "https://github.com/wolfv/sigstore-test/.github/workflows/action.yaml@refs/heads/main",
+            ISSUER,
+        ),
+        (
+            "rfc8785-0.1.2-py3-none-any.whl.sigstore.json",
+            wheel.display().to_string(),
+            "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+            ISSUER,
+        ),
+        (
+            // python.org publishes this SHA-256 for Python-3.12.5.tgz.
+            "Python-3.12.5.tgz.sigstore.json",
+            "sha256:38dc4e2c261d49c661196066edbfb70fdb16be4a79cc8220c224dfeb5636d405".to_owned(),
+            "thomas@python.org",
+            "https://accounts.google.com",
+        ),
+    ];
+    let run = |bundle: &str, artifact: &str, identity: &str, issuer: &str| {
+        let out = std::process::Command::new(crate::support::ferry_bin())
+            .args(["verify-bundle", "--bundle", data.join(bundle).to_str().unwrap()])
+            .args(["--certificate-identity", identity, "--certificate-oidc-issuer", issuer, artifact])
+            .env_remove("FERRY_CONFIG")
+            .output()
+            .unwrap();
+        ferry_testkit::outcome(&out)
+    };
+    let other = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+    for (bundle, artifact, identity, issuer) in &cases {
+        let (code, stdout, stderr) = run(bundle, artifact, identity, issuer);
+        assert_eq!(code, Some(0), "{bundle}: {stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("verified: certificate of {identity} issued by {issuer}")),
+            "{stdout}"
+        );
+        for (artifact, identity, issuer, why) in [
+            (artifact.as_str(), "someone@example.com", *issuer, "another identity"),
+            (artifact.as_str(), *identity, "https://issuer.example", "another issuer"),
+            (other, *identity, *issuer, "another digest"),
+        ] {
+            let (code, stdout, stderr) = run(bundle, artifact, identity, issuer);
+            assert_eq!(code, Some(7), "{bundle}, {why}: {stdout}{stderr}");
+        }
+    }
+}
