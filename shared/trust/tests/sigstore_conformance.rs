@@ -17,7 +17,7 @@ const IDENTITY: &str = "https://github.com/sigstore-conformance/extremely-danger
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 fn suite() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigstore-conformance/bundle-verify")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigstore-conformance/test/assets/bundle-verify")
 }
 
 /// The outcome of one case: `Ok(())` verified, `Err(why)` refused.

@@ -10,7 +10,7 @@ const ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 fn suite() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/trust/tests/data/sigstore-conformance/bundle-verify")
+        .join("../shared/trust/tests/data/sigstore-conformance/test/assets/bundle-verify")
 }
 
 /// The command line the suite's client protocol gives for `case`, with the artifact as given.
