@@ -31,6 +31,7 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
         return Ok(excluded);
     }
     let key = super::trust::optional_key(&args.key, &config, env).await?;
+    let read_backs = registry.clone();
     let copier = Copier::new(
         registry,
         CopyOptions { max_images: args.max_images, max_blobs: args.max_blobs, ..CopyOptions::default() },
@@ -45,6 +46,9 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
     let progress = live.map(|live| Progress::start(copier.stats().clone(), total, live));
     let options = TrustOptions { policy: config.trust.clone(), key, origin: None, trigger_event_id: None };
     let report = chain::run(&copier, &plan, &options).await;
+    // The referrers tag indexes written are read back a moment later (merging back what a
+    // concurrent writer dropped); the command ends after those checks, not before.
+    read_backs.settle_read_backs().await;
     if let Some(progress) = progress {
         progress.finish().await;
     }

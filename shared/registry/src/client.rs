@@ -90,6 +90,8 @@ pub struct OciRegistry {
     probe_lock: Arc<tokio::sync::Mutex<()>>,
     /// Manifests read by digest, reused for a short while (see [`crate::cache`]).
     manifests: Arc<std::sync::Mutex<crate::cache::ManifestCache>>,
+    /// Read-backs of referrers tag indexes under way, off the promotions' path.
+    pub(crate) read_backs: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 const PAGE_SIZE: usize = 1000;
@@ -120,7 +122,23 @@ impl OciRegistry {
             tag_index_locks: Arc::new((0..TAG_INDEX_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect()),
             probe_lock: Arc::default(),
             manifests: Arc::default(),
+            read_backs: Arc::default(),
         })
+    }
+
+    /// Waits for the referrers tag index read-backs under way (each a moment after its write,
+    /// merging back what a concurrent writer dropped): before a process exits, and in tests.
+    pub async fn settle_read_backs(&self) {
+        loop {
+            let pending: Vec<_> =
+                std::mem::take(&mut *self.read_backs.lock().unwrap_or_else(|p| p.into_inner()));
+            if pending.is_empty() {
+                return;
+            }
+            for task in pending {
+                let _ = task.await;
+            }
+        }
     }
 
     /// Asks for list pages of `n` entries (the default is 1000); registries may return fewer.

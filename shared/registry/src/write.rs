@@ -230,9 +230,18 @@ impl RegistryWrite for OciRegistry {
 
 /// Rounds of read-merge-write-read before a changing tag index is given up on.
 const TAG_INDEX_ROUNDS: usize = 6;
-/// How long after its write a tag index is read again, to catch a concurrent writer whose
-/// older read overwrote it.
+/// How long after its write a tag index is read again (off the promotion's path), to catch a
+/// concurrent writer whose older read overwrote it.
 const TAG_INDEX_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
+/// Read-backs of one update that found entries dropped and merged them back, before giving up
+/// to the next reconcile.
+const READ_BACKS: usize = 4;
+
+/// The pause before writing again after a storage race: short (the race is over once the other
+/// write landed), growing with the round.
+fn race_pause(round: usize) -> std::time::Duration {
+    std::time::Duration::from_millis(25 << round.min(4))
+}
 
 /// distribution answers `DIGEST_INVALID` to a manifest PUT whose stored bytes changed under
 /// it: two writers of the same path at once. For small documents Ferry rewrites (a referrers
@@ -272,7 +281,7 @@ impl OciRegistry {
             attempt += 1;
             match self.transport().send(&call).await {
                 Err(e) if attempt < TAG_INDEX_ROUNDS && store_race(&e) => {
-                    tokio::time::sleep(TAG_INDEX_SETTLE).await;
+                    tokio::time::sleep(race_pause(attempt)).await;
                 }
                 other => break other?,
             }
@@ -320,15 +329,31 @@ impl OciRegistry {
     }
 
     /// Lists `entries` in `subject`'s tag index: the tag schema. One read-merge-write cycle at
-    /// a time per tag index in this process (other indexes are updated side by side); across
-    /// processes, the read-back (now, and again a moment later) catches a writer whose older
-    /// read dropped an entry, and the next round merges it back. Nothing listed is dropped.
+    /// a time per tag index in this process (other indexes are updated side by side), read back
+    /// at once; across processes, a writer whose older read dropped an entry is caught by a
+    /// second read-back a moment later, off the promotion's path ([`Self::read_back_later`]),
+    /// which merges it back. Nothing listed is dropped, and no promotion sleeps for it.
     async fn tag_index_add(
         &self,
         repository: &Repository,
         subject: &Digest,
         entries: &[(usize, referrers::Referrer)],
     ) -> Result<Vec<ReferrerWrite>, RegistryError> {
+        let (outcomes, wrote) = self.tag_index_merge(repository, subject, entries).await?;
+        if wrote {
+            self.read_back_later(repository, subject, entries, 1);
+        }
+        Ok(outcomes)
+    }
+
+    /// The read-merge-write cycle: rounds until the index lists every entry right after a
+    /// write; whether anything was written.
+    async fn tag_index_merge(
+        &self,
+        repository: &Repository,
+        subject: &Digest,
+        entries: &[(usize, referrers::Referrer)],
+    ) -> Result<(Vec<ReferrerWrite>, bool), RegistryError> {
         let _one_at_a_time = self.tag_index_lock(repository, subject).lock().await;
         let tag = TagOrDigest::Tag(referrers::tag_for(subject));
         let mut written: Vec<bool> = vec![false; entries.len()];
@@ -352,15 +377,7 @@ impl OciRegistry {
                 .map(|(_, e)| e.clone())
                 .collect();
             if missing.is_empty() {
-                if round > 0 {
-                    // Written in an earlier round: still there a moment later?
-                    tokio::time::sleep(TAG_INDEX_SETTLE).await;
-                    if self.tag_index_lists_all(repository, subject, entries).await? {
-                        return Ok(self.outcomes(&written));
-                    }
-                    continue;
-                }
-                return Ok(self.outcomes(&written));
+                return Ok((self.outcomes(&written), written.iter().any(|w| *w)));
             }
             for (flag, (_, entry)) in written.iter_mut().zip(entries) {
                 if missing.iter().any(|m| m.digest == entry.digest) {
@@ -377,17 +394,16 @@ impl OciRegistry {
             match self.put_manifest(repository, &tag, &index).await {
                 Ok(()) => {}
                 // Two writes of the same tag at once can make distribution's storage refuse
-                // one; read, merge and write again.
+                // one; read, merge and write again, after a short pause that grows.
                 Err(e) if store_race(&e) => {
                     tracing::debug!(%repository, %subject, round, error = %e, "the referrers tag index write was refused; merging again");
-                    tokio::time::sleep(TAG_INDEX_SETTLE).await;
+                    tokio::time::sleep(race_pause(round)).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(TAG_INDEX_SETTLE).await;
             if self.tag_index_lists_all(repository, subject, entries).await? {
-                return Ok(self.outcomes(&written));
+                return Ok((self.outcomes(&written), true));
             }
             tracing::debug!(%repository, %subject, round, "the referrers tag index changed under this write; merging again");
         }
@@ -396,6 +412,46 @@ impl OciRegistry {
             "{repository}:{tag}: the referrers tag index kept changing over {TAG_INDEX_ROUNDS} rounds; {} not listed yet",
             digests.join(", ")
         )))
+    }
+
+    /// A moment after a tag index write, off the promotion's path: reads the index again, and
+    /// merges back any of `entries` that a writer in another process (another Ferry, cosign,
+    /// Notation) dropped by writing from a read older than this write. Said at WARN when it
+    /// happens. Each merge is checked again, up to [`READ_BACKS`] times.
+    /// [`crate::OciRegistry::settle_read_backs`] waits for the checks under way.
+    fn read_back_later(
+        &self,
+        repository: &Repository,
+        subject: &Digest,
+        entries: &[(usize, referrers::Referrer)],
+        depth: usize,
+    ) {
+        if depth > READ_BACKS {
+            tracing::warn!(%repository, %subject, "the referrers tag index was rewritten under Ferry's entries {READ_BACKS} times; the next reconcile checks it again");
+            return;
+        }
+        let (me, repository, subject, entries) =
+            (self.clone(), repository.clone(), *subject, entries.to_vec());
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(TAG_INDEX_SETTLE).await;
+            let check = async {
+                if me.tag_index_lists_all(&repository, &subject, &entries).await? {
+                    return Ok(false);
+                }
+                tracing::warn!(%repository, %subject, "a concurrent writer dropped Ferry's entries from the referrers tag index; merging them back");
+                Ok::<bool, RegistryError>(me.tag_index_merge(&repository, &subject, &entries).await?.1)
+            };
+            match check.await {
+                Ok(true) => me.read_back_later(&repository, &subject, &entries, depth + 1),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%repository, %subject, %error, "the read-back of a referrers tag index failed; the next reconcile checks it again");
+                }
+            }
+        });
+        let mut read_backs = self.read_backs.lock().unwrap_or_else(|p| p.into_inner());
+        read_backs.retain(|t| !t.is_finished());
+        read_backs.push(task);
     }
 
     fn outcomes(&self, written: &[bool]) -> Vec<ReferrerWrite> {

@@ -127,12 +127,55 @@ async fn two_concurrent_writers_end_with_both_entries() {
         let (x, y) = tokio::join!(first.put_referrer(&repo, &a), second.put_referrer(&repo, &b));
         x.unwrap();
         y.unwrap();
+        // Each writer checks its entries again a moment after its write, off the write's path.
+        tokio::join!(first.settle_read_backs(), second.settle_read_backs());
         let mut listed = digests(&first.referrers(&repo, &image.digest, None).await.unwrap());
         listed.sort();
         let mut expected = vec![a.digest, b.digest];
         expected.sort();
         assert_eq!(listed, expected, "round {round}: both entries");
     }
+}
+
+/// A writer Ferry does not route (cosign, Notation, kpromo) that updates the tag index from a
+/// read older than Ferry's write, dropping Ferry's entry: Ferry's write returns at once (no
+/// settle on its path), and its read-back a moment later merges the entry back beside the
+/// foreign one. Neither entry is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_writer_s_stale_update_is_merged_back_off_the_write_path() {
+    let server = RegistryServer::start().await;
+    let seeder = Seeder::new(&server);
+    let repo = server.repository("demo/app");
+    let image = seeder.image("demo/app", None, &ImageSpec::small("amd64", 470, 1)).await;
+    let tag = image.digest.tag_form();
+    // The foreign writer reads the (absent) index first, as cosign does before its write.
+    assert_eq!(seeder.get_manifest("demo/app", &tag).await, None);
+    let foreign = seeder.referrer("demo/app", &image, SPDX, b"a foreign sbom", &[]).await;
+
+    let ferry = client(&[server.host()], Credentials::none());
+    let ours = artifact(&seeder, "demo/app", &image, BUNDLE, b"ferry's bundle").await;
+    assert_eq!(ferry.put_referrer(&repo, &ours).await.unwrap(), ReferrerWrite::Tagged);
+
+    // Now the foreign writer writes what it read plus its own entry: Ferry's is gone.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": foreign.digest.to_string(), "size": foreign.bytes.len(), "artifactType": SPDX}],
+    });
+    seeder.manifest("demo/app", &tag, OCI_INDEX, index.to_string().as_bytes()).await;
+    let now = digests(
+        &Registry::referrers(&client(&[server.host()], Credentials::none()), &repo, &image.digest, None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(now, [foreign.digest], "the stale write dropped Ferry's entry");
+
+    ferry.settle_read_backs().await;
+    let mut listed = digests(&ferry.referrers(&repo, &image.digest, None).await.unwrap());
+    listed.sort();
+    let mut expected = vec![ours.digest, foreign.digest];
+    expected.sort();
+    assert_eq!(listed, expected, "merged back, beside the foreign entry");
 }
 
 #[tokio::test]
