@@ -88,6 +88,8 @@ struct RateBudget {
     window: std::time::Instant,
     used: u32,
     throttled: usize,
+    /// Say the budget on every admitted answer (`RateLimit-Limit`, `-Remaining`, `-Reset`).
+    advertise: bool,
 }
 
 impl RateBudget {
@@ -154,8 +156,23 @@ impl FaultProxy {
     /// Answers 429 (`Retry-After: 1`) to every request beyond `per_second` in a one-second
     /// window, as a rate-limited registry does.
     pub fn limit_rate(&self, per_second: u32) {
-        *self.shared.rate.lock().expect("rate") =
-            Some(RateBudget { per_second, window: std::time::Instant::now(), used: 0, throttled: 0 });
+        *self.shared.rate.lock().expect("rate") = Some(RateBudget {
+            per_second,
+            window: std::time::Instant::now(),
+            used: 0,
+            throttled: 0,
+            advertise: false,
+        });
+    }
+
+    /// [`FaultProxy::limit_rate`], and every admitted answer says what is left of the window's
+    /// budget (`RateLimit-Remaining`) and when it refills (`RateLimit-Reset`), as the IETF
+    /// draft's headers do.
+    pub fn limit_rate_advertised(&self, per_second: u32) {
+        self.limit_rate(per_second);
+        if let Some(rate) = self.shared.rate.lock().expect("rate").as_mut() {
+            rate.advertise = true;
+        }
     }
 
     /// How many requests the rate limit answered with 429.
@@ -204,7 +221,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
     let method = request.method().clone();
     let path_and_query =
         request.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
-    let admitted = shared.rate.lock().expect("rate").as_mut().is_none_or(RateBudget::admit);
+    let (admitted, advertised) = match shared.rate.lock().expect("rate").as_mut() {
+        None => (true, None),
+        Some(rate) => {
+            let admitted = rate.admit();
+            let left = rate.per_second - rate.used.min(rate.per_second);
+            (admitted, rate.advertise.then_some((rate.per_second, left)))
+        }
+    };
     if !admitted {
         // Read what the client sends first, as a registry's front end does, so that the 429 is
         // an answer and not a connection reset in the middle of an upload.
@@ -256,6 +280,12 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request<Body>) -> R
         if name != "connection" && name != "transfer-encoding" {
             response = response.header(name.as_str(), value.as_bytes());
         }
+    }
+    if let Some((limit, left)) = advertised {
+        response = response
+            .header("ratelimit-limit", limit.to_string())
+            .header("ratelimit-remaining", left.to_string())
+            .header("ratelimit-reset", "1");
     }
     let mut offset = 0usize;
     let fault = fault.clone();

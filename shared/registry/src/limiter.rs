@@ -54,6 +54,9 @@ const PROBE_AFTER: Duration = Duration::from_secs(30);
 /// A 429 this soon after the last signal means the host has a limit to learn.
 const RELEARN_WITHIN: Duration = Duration::from_secs(60);
 const WINDOW_CAP: usize = 10_000;
+/// The longest a host is paused because it said its budget is spent (a 429's `Retry-After` is
+/// honoured whatever it says; a window of hours is not waited out here).
+const MAX_ADVISED_PAUSE: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct HostState {
@@ -214,6 +217,31 @@ impl Limiter {
         });
     }
 
+    /// What a registry said of its budget on a successful answer (`RateLimit-Remaining` and
+    /// `RateLimit-Reset`, Docker Hub's `ratelimit-remaining`): spent before the 429, not after.
+    /// Nothing left: the host waits for the reset (at most [`MAX_ADVISED_PAUSE`]; a 429 would
+    /// say the same, at the cost of a request). Some left: the requests are spread over the
+    /// time to the reset, so the budget lasts until it refills. The rate is not cut as for a
+    /// 429: this is information, not a refusal.
+    pub fn advised(&self, host: &Host, remaining: u64, reset: Option<Duration>) {
+        let config = &self.config;
+        self.with_host(host, |s, now| {
+            if remaining == 0 {
+                let pause = reset.unwrap_or(config.default_pause).min(MAX_ADVISED_PAUSE);
+                s.paused_until = s.paused_until.max(now + pause);
+                s.next_slot = s.next_slot.max(s.paused_until);
+                return;
+            }
+            let Some(reset) = reset.filter(|r| !r.is_zero()) else { return };
+            let spread = (remaining as f64 / reset.as_secs_f64()).max(config.min_rate);
+            if s.rate.is_none_or(|rate| spread < rate) {
+                s.rate = Some(spread);
+                // Recovery (each success) stops at the ceiling; without one it would never end.
+                s.ceiling = s.ceiling.or(config.max_rate_of(host)).or(Some(spread * 2.0));
+            }
+        });
+    }
+
     pub fn host_rate(&self, host: &Host) -> HostRate {
         self.with_host(host, |s, now| HostRate {
             rate: s.rate,
@@ -244,6 +272,28 @@ mod tests {
         let start = Instant::now();
         limiter.acquire(&other).await;
         assert!(start.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_pauses_the_host_before_any_429() {
+        let limiter = Limiter::new(LimiterConfig::default());
+        // 40 left for the next 10 s: 4 a second.
+        limiter.advised(&host(), 40, Some(Duration::from_secs(10)));
+        assert_eq!(limiter.host_rate(&host()).rate, Some(4.0));
+        // Nothing left, reset in 3 s: the host waits, and its rate is not cut.
+        limiter.advised(&host(), 0, Some(Duration::from_secs(3)));
+        assert_eq!(limiter.host_rate(&host()).paused_for, Duration::from_secs(3));
+        assert_eq!(limiter.host_rate(&host()).rate, Some(4.0));
+        let start = Instant::now();
+        limiter.acquire(&host()).await;
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        // A reset hours away is not waited out here.
+        limiter.advised(&host(), 0, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(limiter.host_rate(&host()).paused_for, MAX_ADVISED_PAUSE);
+        // Plenty left: no slower than before.
+        let other = Host::parse("other.example").unwrap();
+        limiter.advised(&other, 5000, Some(Duration::from_secs(1)));
+        assert_eq!(limiter.host_rate(&other).rate, Some(5000.0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -650,6 +650,9 @@ impl Transport {
         }
         if status.is_success() || accept.contains(&status.as_u16()) {
             self.limiter.succeeded(host);
+            if let Some((remaining, reset)) = advertised_budget(response.headers()) {
+                self.limiter.advised(host, remaining, reset);
+            }
             return Ok(response);
         }
         let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
@@ -942,6 +945,27 @@ pub(crate) fn connection_error(method: &Method, url: &str, error: &reqwest::Erro
     RegistryError::Connection { method: method_name(method), url: url.to_owned(), reason }
 }
 
+/// The budget a registry advertises: requests left, and when it refills. `RateLimit-Remaining`
+/// with `RateLimit-Reset` (delta-seconds; the IETF draft), the draft's combined `RateLimit:
+/// limit=…, remaining=…, reset=…`, or Docker Hub's `ratelimit-remaining: 76;w=21600` (no reset:
+/// the window is not when it refills, so only a spent budget counts).
+fn advertised_budget(headers: &HeaderMap) -> Option<(u64, Option<Duration>)> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let number = |value: &str| value.split(';').next().and_then(|n| n.trim().parse::<u64>().ok());
+    if let Some(remaining) = text("ratelimit-remaining").and_then(number) {
+        let reset = text("ratelimit-reset").and_then(number).map(Duration::from_secs);
+        return Some((remaining, reset));
+    }
+    let combined = text("ratelimit")?;
+    let field = |key: &str| {
+        combined.split([',', ';']).find_map(|part| {
+            let (k, v) = part.trim().split_once('=')?;
+            (k.trim() == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    Some((field("remaining")?, field("reset").map(Duration::from_secs)))
+}
+
 /// `Retry-After` is either delta-seconds or an HTTP date.
 pub(crate) fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
@@ -981,6 +1005,30 @@ pub(crate) async fn read_capped(mut response: Response, limit: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advertised_budgets() {
+        let cases: [(&[(&str, &str)], Option<(u64, Option<u64>)>); 6] = [
+            (&[("ratelimit-remaining", "12"), ("ratelimit-reset", "30")], Some((12, Some(30)))),
+            (&[("RateLimit-Remaining", "0")], Some((0, None))),
+            // Docker Hub: a window, not a reset.
+            (&[("ratelimit-limit", "100;w=21600"), ("ratelimit-remaining", "76;w=21600")], Some((76, None))),
+            (&[("ratelimit", "limit=100, remaining=5, reset=7")], Some((5, Some(7)))),
+            (&[("ratelimit-remaining", "lots")], None),
+            (&[], None),
+        ];
+        for (given, expected) in cases {
+            let mut headers = HeaderMap::new();
+            for (name, value) in given {
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_static(value),
+                );
+            }
+            let found = advertised_budget(&headers).map(|(r, reset)| (r, reset.map(|d| d.as_secs())));
+            assert_eq!(found, expected, "{given:?}");
+        }
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -736,3 +736,48 @@ async fn concurrent_promotions_sharing_a_base_layer_all_succeed() {
     assert_eq!(json["summary"]["copied"], images_n, "{stdout}{stderr}");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A registry that says its budget on every answer (`RateLimit-Remaining`, `RateLimit-Reset`)
+/// is spent before the 429, not after: the same eight copies (one, then seven at once) at the
+/// same 12 requests/s, against two registries that differ only in saying so. Where it is not
+/// said, the burst runs into 429s; where it is, the copies are spread over the budget and meet
+/// none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_advertised_budget_is_spent_before_the_429() {
+    let world = World::new().await;
+    let stage = Seeder::new(&world.staging);
+    let mut pushed = Vec::new();
+    for n in 0..8u64 {
+        pushed.push(
+            stage.image("demo/budget", Some(&format!("1.{n}")), &ImageSpec::small("amd64", 760 + n, 2)).await,
+        );
+    }
+    let (quiet_registry, said_registry) = (RegistryServer::start().await, RegistryServer::start().await);
+    let (quiet, said) = (FaultProxy::start(&quiet_registry).await, FaultProxy::start(&said_registry).await);
+    quiet.limit_rate(12);
+    said.limit_rate_advertised(12);
+    for proxy in [&quiet, &said] {
+        let hosts = [world.staging.host(), proxy.host()];
+        let copier = Copier::new(client_with_budget(&hosts, Duration::from_secs(60)), CopyOptions::default());
+        let jobs: Vec<Job> = pushed
+            .iter()
+            .enumerate()
+            .map(|(n, image)| {
+                job(
+                    world.staging.repository("demo/budget"),
+                    image.digest,
+                    proxy.repository("demo/budget"),
+                    &[&format!("1.{n}")],
+                )
+            })
+            .collect();
+        let first = copier.copy(&jobs[0]).await;
+        assert!(first.tags[0].is_ok(), "{first:?}");
+        let copies = jobs[1..].iter().map(|j| copier.copy(j));
+        for outcome in futures_util::future::join_all(copies).await {
+            assert!(outcome.tags[0].is_ok(), "{outcome:?}");
+        }
+    }
+    let (without, with) = (quiet.n_throttled(), said.n_throttled());
+    assert!(without >= 1 && with == 0, "429s: {with} where the budget is said, {without} where it is not");
+}
