@@ -1008,7 +1008,8 @@ mod tests {
 
     #[test]
     fn advertised_budgets() {
-        let cases: [(&[(&str, &str)], Option<(u64, Option<u64>)>); 6] = [
+        type Case = (&'static [(&'static str, &'static str)], Option<(u64, Option<u64>)>);
+        let cases: [Case; 6] = [
             (&[("ratelimit-remaining", "12"), ("ratelimit-reset", "30")], Some((12, Some(30)))),
             (&[("RateLimit-Remaining", "0")], Some((0, None))),
             // Docker Hub: a window, not a reset.
