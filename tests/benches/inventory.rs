@@ -235,7 +235,18 @@ async fn run(
     let started = Instant::now();
     let facts = gather(&registry, desired, GatherOptions { concurrency: 64, list_from }).await;
     let plan = plan(desired, &facts);
-    let holdings = Holdings::gather(&registry, &plan, &facts, Survey { concurrency: 64, deep: false }).await;
+    let holdings = Holdings::gather(
+        &registry,
+        &plan,
+        &facts,
+        Survey {
+            concurrency: 64,
+            deep: false,
+            // registry.k8s.io's images carry cosign's legacy `.sig` tags.
+            formats: ferry_trust::Formats { legacy: true, bundle: false },
+        },
+    )
+    .await;
     let (_, repair) = reconcile(&plan, &holdings, None);
     let time = started.elapsed();
     let found = plan

@@ -44,7 +44,13 @@ pub(crate) async fn run(args: PromoteArgs, env: &Env) -> Result<ExitStatus, CliE
     };
     let started = Instant::now();
     let progress = live.map(|live| Progress::start(copier.stats().clone(), total, live));
-    let options = TrustOptions { policy: config.trust.clone(), key, origin: None, trigger_event_id: None };
+    let options = TrustOptions {
+        policy: config.trust.clone(),
+        key,
+        formats: config.signing_formats,
+        origin: None,
+        trigger_event_id: None,
+    };
     let report = chain::run(&copier, &plan, &options).await;
     // The referrers tag indexes written are read back a moment later (merging back what a
     // concurrent writer dropped); the command ends after those checks, not before.

@@ -66,7 +66,7 @@ async fn survey(
     let options = GatherOptions { concurrency: registries.concurrency, ..GatherOptions::default() };
     let facts = gather(&registry, &desired, options).await;
     let plan = plan(&desired, &facts);
-    let survey = Survey { concurrency: registries.concurrency, deep };
+    let survey = Survey { concurrency: registries.concurrency, deep, formats: config.signing_formats };
     let holdings = Holdings::gather(&registry, &plan, &facts, survey).await;
     let (statuses, repair) = repair_plan(&plan, &holdings, None);
     Ok((statuses, repair, output::request_counts(&registry)))

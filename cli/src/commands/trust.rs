@@ -114,7 +114,7 @@ pub(crate) async fn sign_command(args: SignArgs, env: &Env) -> Result<ExitStatus
     let registry = super::registry(&config, env)?;
     let key = required_key(&args.key, &config, env).await?;
     let digest = digest_of(&registry, &args.reference).await?;
-    let signed = sign(&registry, &key, &args.reference.repository, digest).await?;
+    let signed = sign(&registry, &key, config.signing_formats, &args.reference.repository, digest).await?;
     let mut text = String::new();
     for d in &signed.signed {
         text.push_str(&format!("signed {}@{d}\n", args.reference.repository));
@@ -143,7 +143,7 @@ pub(crate) async fn attest_command(args: AttestArgs, env: &Env) -> Result<ExitSt
         verification: None,
         timestamp: now_rfc3339(),
     };
-    let appended = attest(&registry, &key, &promotion).await?;
+    let appended = attest(&registry, &key, config.signing_formats, &promotion).await?;
     output::print(&format!(
         "{}: {}@{digest}\n",
         match appended {

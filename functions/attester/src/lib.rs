@@ -14,20 +14,28 @@ use ferry_trust::keys::SigningKey;
 pub struct Attester {
     pub registry: OciRegistry,
     pub key: Option<SigningKey>,
+    /// `signing.formats`.
+    pub formats: ferry_trust::Formats,
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Attester> {
     let key = ferry_trust::keys::load(context.config.signing.as_ref(), context.env.cosign_password.as_ref())
         .await?;
-    Ok(Attester { registry: registry(&context)?, key })
+    Ok(Attester { registry: registry(&context)?, key, formats: context.config.signing_formats })
 }
 
 impl Stage for Attester {
     type Message = AttestMessage;
 
     async fn handle(&self, message: Envelope<AttestMessage>) -> Result<Vec<Outgoing>, StageError> {
-        let step =
-            steps::attest(&self.registry, self.key.as_ref(), &message.body, Some(&message.event_id)).await;
+        let step = steps::attest(
+            &self.registry,
+            self.key.as_ref(),
+            self.formats,
+            &message.body,
+            Some(&message.event_id),
+        )
+        .await;
         if let Some(failure) = step.failure {
             return Err(failure.into());
         }

@@ -43,9 +43,14 @@ pub async fn build(context: Context) -> anyhow::Result<Stages> {
     let signer = ferry_signer::Signer {
         copier: Copier::new(registry.clone(), CopyOptions::default()),
         key: key().await?,
+        formats: context.config.signing_formats,
         policy: context.config.trust.clone(),
     };
-    let attester = ferry_attester::Attester { registry: registry.clone(), key: key().await? };
+    let attester = ferry_attester::Attester {
+        registry: registry.clone(),
+        key: key().await?,
+        formats: context.config.signing_formats,
+    };
     let verifier =
         ferry_verifier::Verifier { registry: registry.clone(), policy: context.config.trust.clone() };
     let copier = ferry_copier::CopierStage::new(Copier::new(registry.clone(), CopyOptions::default()));

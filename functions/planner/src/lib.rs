@@ -32,6 +32,8 @@ pub struct Planner<S> {
     pub registries: Vec<Host>,
     /// Where the manifest repository lives, for attestations.
     pub repository_name: Option<String>,
+    /// `signing.formats`: what a reconcile counts as signed and attested.
+    pub formats: ferry_trust::Formats,
 }
 
 pub async fn build(context: Context) -> anyhow::Result<Planner<AnySource>> {
@@ -48,6 +50,7 @@ pub async fn build(context: Context) -> anyhow::Result<Planner<AnySource>> {
         settings: Settings { policy, rules: pipeline.mirror_rules.clone() },
         registries: pipeline.registries.clone(),
         repository_name: pipeline.github_repository.clone(),
+        formats: context.config.signing_formats,
     })
 }
 
@@ -119,7 +122,11 @@ impl<S: ManifestSource> Planner<S> {
     ) -> Result<Vec<Outgoing>, StageError> {
         // The scheduled safety net reads by listing: the artifact tags it lists count as the
         // signatures and attestations (`ferry reconcile --deep` reads children and referrers).
-        let survey = reconcile::Survey { concurrency: GatherOptions::default().concurrency, deep: false };
+        let survey = reconcile::Survey {
+            concurrency: GatherOptions::default().concurrency,
+            deep: false,
+            formats: self.formats,
+        };
         let holdings = reconcile::Holdings::gather(&self.registry, plan, facts, survey).await;
         let origin = ManifestOrigin { repository: self.repository_name.clone(), commit: None, path: None };
         let (_, repair) = reconcile::reconcile(plan, &holdings, Some(origin));

@@ -19,6 +19,8 @@ use ferry_trust::keys::SigningKey;
 pub struct Signer {
     pub copier: Copier<OciRegistry>,
     pub key: Option<SigningKey>,
+    /// `signing.formats`.
+    pub formats: ferry_trust::Formats,
     /// Which referrers each source may send along (`trust.sources[].referrer-types`).
     pub policy: ferry_trust::policy::TrustPolicy,
 }
@@ -29,6 +31,7 @@ pub async fn build(context: Context) -> anyhow::Result<Signer> {
     Ok(Signer {
         copier: Copier::new(registry(&context)?, CopyOptions::default()),
         key,
+        formats: context.config.signing_formats,
         policy: context.config.trust.clone(),
     })
 }
@@ -37,7 +40,8 @@ impl Stage for Signer {
     type Message = SignMessage;
 
     async fn handle(&self, message: Envelope<SignMessage>) -> Result<Vec<Outgoing>, StageError> {
-        let step = steps::sign(&self.copier, self.key.as_ref(), &self.policy, &message.body).await;
+        let step =
+            steps::sign(&self.copier, self.key.as_ref(), self.formats, &self.policy, &message.body).await;
         if let Some(failure) = step.failure {
             return Err(failure.into());
         }

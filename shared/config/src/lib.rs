@@ -519,6 +519,8 @@ struct SigningYaml {
     key: Option<Spanned<String>>,
     #[serde(default)]
     kms_key_id: Option<Spanned<String>>,
+    #[serde(default)]
+    formats: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -708,6 +710,9 @@ pub struct Config {
     pub hosts: Vec<HostSettings>,
     pub retry: RetryPolicy,
     pub signing: Option<SigningConfig>,
+    /// `signing.formats`: the formats signatures and attestations are written in, and that
+    /// status and reconcile count (default `[legacy, bundle]`).
+    pub signing_formats: ferry_trust::Formats,
     pub trust: TrustPolicy,
     pub pipeline: PipelineConfig,
     /// The repository policy of `ferry check` (`check:`).
@@ -861,6 +866,11 @@ impl Config {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(signing) = &file.signing {
+            if let Some(formats) = &signing.formats {
+                config.signing_formats =
+                    ferry_trust::Formats::parse(formats.value.iter().map(String::as_str))
+                        .map_err(|e| field(line_of(formats), "signing.formats", e))?;
+            }
             config.signing = match (&signing.key, &signing.kms_key_id) {
                 (Some(key), None) => Some(SigningConfig::KeyFile(base.join(&key.value))),
                 (None, Some(id)) => Some(SigningConfig::Kms(id.value.clone())),
@@ -1828,6 +1838,15 @@ mod tests {
             (
                 "signing:\n  key: a.key\n  kms-key-id: x\n",
                 Err(":2: field `signing`: give `key` or `kms-key-id`, not both"),
+            ),
+            ("signing:\n  key: a.key\n  formats: [bundle]\n", Ok(0)),
+            (
+                "signing:\n  key: a.key\n  formats: [bundle, sigstore]\n",
+                Err(":3: field `signing.formats`: \"sigstore\" is not one of legacy, bundle"),
+            ),
+            (
+                "signing:\n  key: a.key\n  formats: []\n",
+                Err(":3: field `signing.formats`: name at least one"),
             ),
             (
                 "trust:\n  sources:\n  - registry: a.io\n    signatures: maybe\n",

@@ -36,6 +36,8 @@ pub struct TrustOptions {
     pub policy: TrustPolicy,
     /// Without a key nothing is signed or attested; that is reported, not hidden.
     pub key: Option<SigningKey>,
+    /// `signing.formats`.
+    pub formats: ferry_trust::Formats,
     pub origin: Option<ManifestOrigin>,
     pub trigger_event_id: Option<String>,
 }
@@ -122,12 +124,18 @@ fn start<'a, R: RegistryWrite>(copier: &'a Copier<R>, options: &'a TrustOptions,
                 Finished::Copied(m, copied)
             }
             Work::Sign(m) => {
-                let step = steps::sign(copier, key, &options.policy, &m).await;
+                let step = steps::sign(copier, key, options.formats, &options.policy, &m).await;
                 Finished::Signed(m, step)
             }
             Work::Attest(m) => {
-                let step =
-                    steps::attest(copier.registry(), key, &m, options.trigger_event_id.as_deref()).await;
+                let step = steps::attest(
+                    copier.registry(),
+                    key,
+                    options.formats,
+                    &m,
+                    options.trigger_event_id.as_deref(),
+                )
+                .await;
                 Finished::Attested(m, step)
             }
             Work::Replicate(m) => {

@@ -42,6 +42,8 @@ pub struct Survey {
     /// Read the children of every promoted index and every referrer list, instead of trusting
     /// the listed artifact tags of the digest.
     pub deep: bool,
+    /// `signing.formats`: a digest is signed (attested) when it is in every format named.
+    pub formats: ferry_trust::Formats,
 }
 
 /// The tag names each destination repository holds, and the children of each promoted digest
@@ -53,6 +55,10 @@ pub struct Holdings {
     children: BTreeMap<(Repository, Digest), Result<Vec<Digest>, String>>,
     /// The referrers each destination lists for a digest (the image or a child).
     referrers: BTreeMap<(Repository, Digest), Result<BTreeSet<Digest>, String>>,
+    /// The predicate types of the Sigstore bundles among them.
+    bundles: BTreeMap<(Repository, Digest), BTreeSet<String>>,
+    /// `signing.formats` (see [`Survey::formats`]).
+    formats: ferry_trust::Formats,
 }
 
 impl Holdings {
@@ -87,7 +93,7 @@ impl Holdings {
                 .collect()
                 .await;
         if !survey.deep {
-            return Self { tags: listed.into_iter().collect(), ..Self::default() };
+            return Self { tags: listed.into_iter().collect(), formats: survey.formats, ..Self::default() };
         }
         let at_primary: Vec<(Repository, Digest)> = groups(plan)
             .into_iter()
@@ -132,33 +138,113 @@ impl Holdings {
             }
         }
         let holdings_ref = &holdings;
-        let looked_up: Vec<((Repository, Digest), Result<BTreeSet<Digest>, String>)> =
-            futures_util::stream::iter(wanted)
-                .map(|(repository, target)| async move {
-                    // The tag schema: no `sha256-<hex>` tag, no referrers; no request.
-                    let untagged = holdings_ref.listing(&repository).is_ok_and(|held| {
-                        ferry_registry::referrers::listing_rules_out(
-                            registry.referrers_mode(repository.host()),
-                            &target,
-                            |tag| held.contains(tag.as_str()),
-                        )
-                    });
-                    let listed = if untagged {
-                        Ok(BTreeSet::new())
-                    } else {
-                        registry
-                            .referrers(&repository, &target, None)
-                            .await
-                            .map(|list| list.into_iter().map(|r| r.digest).collect())
-                            .map_err(|e| e.to_string())
-                    };
-                    ((repository, target), listed)
-                })
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
-        holdings.referrers = looked_up.into_iter().collect();
+        #[allow(clippy::type_complexity, reason = "a lookup's key and its answer, collected once")]
+        let looked_up: Vec<(
+            (Repository, Digest),
+            Result<(BTreeSet<Digest>, BTreeSet<String>), String>,
+        )> = futures_util::stream::iter(wanted)
+            .map(|(repository, target)| async move {
+                // The tag schema: no `sha256-<hex>` tag, no referrers; no request.
+                let untagged = holdings_ref.listing(&repository).is_ok_and(|held| {
+                    ferry_registry::referrers::listing_rules_out(
+                        registry.referrers_mode(repository.host()),
+                        &target,
+                        |tag| held.contains(tag.as_str()),
+                    )
+                });
+                let listed = if untagged {
+                    Ok((BTreeSet::new(), BTreeSet::new()))
+                } else {
+                    registry
+                        .referrers(&repository, &target, None)
+                        .await
+                        .map(|list| {
+                            let bundles = list
+                                .iter()
+                                .filter(|r| {
+                                    r.artifact_type
+                                        .as_deref()
+                                        .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+                                })
+                                .filter_map(|r| {
+                                    r.annotations.get(ferry_trust::bundle::PREDICATE_TYPE_ANNOTATION).cloned()
+                                })
+                                .collect();
+                            (list.into_iter().map(|r| r.digest).collect(), bundles)
+                        })
+                        .map_err(|e| e.to_string())
+                };
+                ((repository, target), listed)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for (key, listed) in looked_up {
+            let listed = listed.map(|(digests, bundles)| {
+                holdings.bundles.insert(key.clone(), bundles);
+                digests
+            });
+            holdings.referrers.insert(key, listed);
+        }
+        holdings.formats = survey.formats;
         holdings
+    }
+
+    /// Whether `repository` lists a Sigstore bundle of `predicate_type` for every one of
+    /// `targets` (the bundle format of a signature or an attestation).
+    /// Read (`--deep`): the bundles' predicate types. Not read (fast status): the listed
+    /// referrers tag (`sha256-<hex>`) of each target counts, as listed `.sig` tags do for the
+    /// legacy format; a registry that serves the referrers API has no such tag, and there only
+    /// `--deep` sees bundles.
+    fn has_bundles(&self, repository: &Repository, targets: &[Digest], predicate_type: &str) -> Held {
+        for target in targets {
+            let key = (repository.clone(), *target);
+            match self.referrers.get(&key) {
+                Some(Err(reason)) => return Held::Unknown(reason.clone()),
+                Some(Ok(_)) if self.bundles.get(&key).is_some_and(|b| b.contains(predicate_type)) => {}
+                Some(Ok(_)) => return Held::No,
+                None => match self.listing(repository) {
+                    Ok(held) if held.contains(target.tag_form().as_str()) => {}
+                    Ok(_) => return Held::No,
+                    Err(reason) => return Held::Unknown(reason),
+                },
+            }
+        }
+        Held::Yes
+    }
+
+    /// Signed (or attested) in every format `signing.formats` names: the legacy tags
+    /// `tags`, and bundles of `predicate_type` for `targets`.
+    fn in_formats(
+        &self,
+        repository: &Repository,
+        tags: &[String],
+        targets: &[Digest],
+        predicate_type: &str,
+    ) -> Held {
+        let legacy = if self.formats.legacy { self.has_all(repository, tags) } else { Held::Yes };
+        let bundle = if self.formats.bundle {
+            self.has_bundles(repository, targets, predicate_type)
+        } else {
+            Held::Yes
+        };
+        match (legacy, bundle) {
+            (Held::Unknown(r), _) | (_, Held::Unknown(r)) => Held::Unknown(r),
+            (Held::Yes, Held::Yes) => Held::Yes,
+            _ => Held::No,
+        }
+    }
+
+    /// Counts signed and attested in `formats` (the default: both formats).
+    pub fn with_formats(mut self, formats: ferry_trust::Formats) -> Self {
+        self.formats = formats;
+        self
+    }
+
+    /// Records the predicate types of the Sigstore bundles `repository` lists for `digest`
+    /// (with [`Self::insert_referrers`]).
+    pub fn insert_bundles(&mut self, repository: Repository, digest: Digest, predicate_types: &[&str]) {
+        self.bundles.insert((repository, digest), predicate_types.iter().map(|p| (*p).to_owned()).collect());
     }
 
     /// Records the referrers `repository` lists for `digest`.
@@ -369,7 +455,12 @@ pub fn reconcile(
             .map(|d| {
                 let copied = if group.pending.contains(&d.repository) { Held::No } else { Held::Yes };
                 let signed = match &targets {
-                    Ok(targets) => holdings.has_all(&d.repository, &artifact_tags(targets, "sig")),
+                    Ok(targets) => holdings.in_formats(
+                        &d.repository,
+                        &artifact_tags(targets, "sig"),
+                        targets,
+                        ferry_trust::bundle::COSIGN_SIGN_PREDICATE_TYPE,
+                    ),
                     Err(reason) => Held::Unknown(reason.clone()),
                 };
                 let mut missing: Vec<String> = match (&primary_artifacts, holdings.listing(&d.repository)) {
@@ -399,7 +490,12 @@ pub fn reconcile(
                     tags: d.tags.iter().map(|t| t.as_str().to_owned()).collect(),
                     copied,
                     signed,
-                    attested: holdings.has_all(&d.repository, &att),
+                    attested: holdings.in_formats(
+                        &d.repository,
+                        &att,
+                        &[digest],
+                        ferry_trust::cosign::PROMOTION_PREDICATE_TYPE,
+                    ),
                     missing,
                     refused: None,
                 }
@@ -500,9 +596,11 @@ mod tests {
     }
 
     /// `held[i]` lists what destination i has besides the image: "sig", "att".
+    const LEGACY: ferry_trust::Formats = ferry_trust::Formats { legacy: true, bundle: false };
+
     fn holdings(held: [&[&str]; 3]) -> Holdings {
         let digest = Digest::of(b"app");
-        let mut h = Holdings::default();
+        let mut h = Holdings::default().with_formats(LEGACY);
         for (d, have) in ["prod.example/app", "m1.example/app", "m2.example/app"].iter().zip(held) {
             let mut tags: BTreeSet<String> = BTreeSet::from(["1.0".to_owned()]);
             tags.extend(have.iter().map(|kind| format!("{}.{kind}", digest.tag_form())));
@@ -620,7 +718,7 @@ mod tests {
             ),
         ];
         for (case, held, sign, replicate, incomplete) in table {
-            let mut h = Holdings::default();
+            let mut h = Holdings::default().with_formats(LEGACY);
             for (d, have) in ["prod.example/app", "m1.example/app", "m2.example/app"].iter().zip(held) {
                 let mut tags: BTreeSet<String> = BTreeSet::from(["1.0".to_owned()]);
                 tags.extend(have);
@@ -645,5 +743,43 @@ mod tests {
         h.insert_children(repo("prod.example/app"), digest, Err("503".into()));
         let (_, repair) = reconcile(&plan([Present, Present, Present]), &h, None);
         assert!(repair.is_empty(), "{repair:?}");
+    }
+
+    #[test]
+    fn with_bundles_only_a_digest_is_signed_and_attested_by_its_bundles() {
+        use Action::Present;
+        let digest = Digest::of(b"app");
+        let (sign, promotion) =
+            (ferry_trust::bundle::COSIGN_SIGN_PREDICATE_TYPE, ferry_trust::cosign::PROMOTION_PREDICATE_TYPE);
+        let bundles = ferry_trust::Formats { legacy: false, bundle: true };
+        // (case, the predicate types of the bundles each destination lists, sign, attest, replicate)
+        type Case<'a> = (&'a str, [&'a [&'a str]; 3], usize, usize, usize);
+        let cases: [Case; 4] = [
+            (
+                "complete, without a single .sig tag",
+                [&[sign, promotion], &[sign, promotion], &[sign, promotion]],
+                0,
+                0,
+                0,
+            ),
+            ("no bundle at prod: sign", [&[], &[], &[]], 1, 0, 0),
+            ("signed, the promotion bundle missing: attest", [&[sign], &[sign], &[sign]], 0, 1, 0),
+            ("a mirror lacks them: replicate", [&[sign, promotion], &[], &[sign, promotion]], 0, 0, 1),
+        ];
+        for (case, listed, n_sign, n_attest, n_replicate) in cases {
+            let mut h = holdings([&[], &[], &[]]).with_formats(bundles);
+            for (d, predicates) in ["prod.example/app", "m1.example/app", "m2.example/app"].iter().zip(listed)
+            {
+                let referrers = predicates.iter().map(|p| Digest::of(p.as_bytes())).collect();
+                h.insert_referrers(repo(d), digest, Ok(referrers));
+                h.insert_bundles(repo(d), digest, predicates);
+            }
+            let (_, repair) = reconcile(&plan([Present, Present, Present]), &h, None);
+            assert_eq!(
+                (repair.sign.len(), repair.attest.len(), repair.replicate.len()),
+                (n_sign, n_attest, n_replicate),
+                "{case}"
+            );
+        }
     }
 }

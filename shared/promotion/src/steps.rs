@@ -199,6 +199,7 @@ fn primary_of(promotion: &Promotion) -> Result<&DestinationTags, PromotionError>
 pub async fn sign<R: RegistryWrite>(
     copier: &Copier<R>,
     key: Option<&SigningKey>,
+    formats: ferry_trust::Formats,
     policy: &TrustPolicy,
     message: &SignMessage,
 ) -> Step<Signing> {
@@ -220,7 +221,7 @@ pub async fn sign<R: RegistryWrite>(
         }
     }
     if let Some(key) = key {
-        match sign::sign_targets(copier.registry(), key, primary, &targets).await {
+        match sign::sign_targets(copier.registry(), key, formats, primary, &targets).await {
             Ok(signed) => done.signed = Some(signed),
             Err(error) => return Step::failed(done, error.into()),
         }
@@ -235,6 +236,7 @@ pub async fn sign<R: RegistryWrite>(
 pub async fn attest<R: RegistryWrite>(
     registry: &R,
     key: Option<&SigningKey>,
+    formats: ferry_trust::Formats,
     message: &AttestMessage,
     trigger_event_id: Option<&str>,
 ) -> Step<Option<Appended>> {
@@ -263,7 +265,7 @@ pub async fn attest<R: RegistryWrite>(
             verification: Some(report(p, &message.verification)),
             timestamp: attest::now_rfc3339(),
         };
-        match attest::attest(registry, key, &promotion).await {
+        match attest::attest(registry, key, formats, &promotion).await {
             Ok(appended) => done = Some(appended),
             Err(error) => return Step::failed(None, error.into()),
         }

@@ -232,6 +232,7 @@ pub async fn envelope(key: &SigningKey, statement: &Statement) -> Result<Envelop
 pub async fn attest<R: RegistryWrite>(
     registry: &R,
     key: &SigningKey,
+    formats: crate::Formats,
     promotion: &Promotion,
 ) -> Result<Appended, TrustError> {
     let primary = &promotion
@@ -243,9 +244,10 @@ pub async fn attest<R: RegistryWrite>(
             reason: "a promotion without destinations cannot be attested".into(),
         })?
         .repository;
-    let appended = write_statement(registry, key, primary, &promotion.digest, &promotion.statement()).await?;
+    let appended =
+        write_statement(registry, key, formats, primary, &promotion.digest, &promotion.statement()).await?;
     if let Some(summary) = promotion.summary_statement() {
-        write_statement(registry, key, primary, &promotion.digest, &summary).await?;
+        write_statement(registry, key, formats, primary, &promotion.digest, &summary).await?;
     }
     Ok(appended)
 }
@@ -255,6 +257,7 @@ pub async fn attest<R: RegistryWrite>(
 async fn write_statement<R: RegistryWrite>(
     registry: &R,
     key: &SigningKey,
+    formats: crate::Formats,
     primary: &Repository,
     digest: &Digest,
     statement: &Statement,
@@ -263,7 +266,14 @@ async fn write_statement<R: RegistryWrite>(
     // The bundle referrer (cosign v3's format) first: written once per key, whatever the
     // `.att` holds.
     let bytes = serde_json::to_vec(statement).expect("a statement serialises");
-    let bundled = crate::bundle::write(registry, key, primary, digest, predicate_type, &bytes).await?;
+    let bundled = if formats.bundle {
+        crate::bundle::write(registry, key, primary, digest, predicate_type, &bytes).await?
+    } else {
+        Appended::Unchanged
+    };
+    if !formats.legacy {
+        return Ok(bundled);
+    }
     if has_predicate(registry, primary, digest, predicate_type).await? {
         return Ok(bundled);
     }

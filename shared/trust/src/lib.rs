@@ -29,6 +29,7 @@ pub mod attest;
 pub mod bundle;
 pub mod cosign;
 mod error;
+pub mod formats;
 pub mod keyless;
 pub mod keys;
 pub mod policy;
@@ -38,6 +39,7 @@ pub mod sign;
 pub mod verify;
 
 pub use error::TrustError;
+pub use formats::Formats;
 
 #[cfg(test)]
 mod tests;

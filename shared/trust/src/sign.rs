@@ -31,11 +31,12 @@ pub struct Signed {
 pub async fn sign<R: RegistryWrite>(
     registry: &R,
     key: &SigningKey,
+    formats: crate::Formats,
     repository: &Repository,
     digest: Digest,
 ) -> Result<Signed, TrustError> {
     let targets = targets(registry, repository, digest).await?;
-    sign_targets(registry, key, repository, &targets).await
+    sign_targets(registry, key, formats, repository, &targets).await
 }
 
 /// `digest` and, when it is an index, each of its children, as `repository` holds them: what a
@@ -62,16 +63,22 @@ pub async fn targets<R: RegistryWrite>(
 pub async fn sign_targets<R: RegistryWrite>(
     registry: &R,
     key: &SigningKey,
+    formats: crate::Formats,
     repository: &Repository,
     targets: &[Digest],
 ) -> Result<Signed, TrustError> {
     let verifier = key.verification_key()?;
     let mut outcome = Signed::default();
     for &target in targets {
-        if sign_one(registry, key, &verifier, repository, target).await? {
-            outcome.signed.push(target);
-        } else {
-            outcome.already.push(target);
+        if formats.legacy {
+            if sign_one(registry, key, &verifier, repository, target).await? {
+                outcome.signed.push(target);
+            } else {
+                outcome.already.push(target);
+            }
+        }
+        if !formats.bundle {
+            continue;
         }
         // The same signature as cosign v3 writes it: a bundle referrer. cosign v3 reads only
         // bundles once any exist for a digest, so without it Ferry's signature would be
@@ -88,6 +95,14 @@ pub async fn sign_targets<R: RegistryWrite>(
         .await?;
         if bundled == Appended::Written {
             outcome.bundled.push(target);
+        }
+        // Bundles only: the bundle is the signature.
+        if !formats.legacy {
+            if bundled == Appended::Written {
+                outcome.signed.push(target)
+            } else {
+                outcome.already.push(target)
+            }
         }
     }
     Ok(outcome)

@@ -1,15 +1,16 @@
 //! The trust stages against real registries (and LocalStack KMS). What Ferry writes is checked
 //! with code independent of its signer: hand-parsed JSON and `openssl` for the ECDSA signatures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use ferry_copy::{Copier, CopyOptions};
 use ferry_model::Digest;
-use ferry_registry::Credentials;
+use ferry_registry::{Credentials, Registry as _};
 use ferry_testkit::cosign::{TestKey, attest_image, openssl_verifies, pae, sign_image};
 use ferry_testkit::seed::Seeder;
 use ferry_testkit::world::World;
+use ferry_trust::Formats;
 use ferry_trust::attest::{PromotedTo, Promotion, attest, now_rfc3339};
 use ferry_trust::cosign::ArtifactKind;
 use ferry_trust::keys::{SigningKey, VerificationKey, generate_key_pair};
@@ -53,7 +54,7 @@ async fn signatures_are_cosign_format_and_verify_with_openssl() {
     let digest = prod.tag_digest("signed/app", "1.0").await.unwrap();
     let (key, public, _) = ferry_key();
     let repo = world.prod.repository("signed/app");
-    let signed = sign(&registry, &key, &repo, digest).await.unwrap();
+    let signed = sign(&registry, &key, Formats::default(), &repo, digest).await.unwrap();
     assert_eq!(signed.signed.len(), 3, "the index and both children: {signed:?}");
 
     let (_, manifest) = artifact(&prod, "signed/app", &digest, "sig").await.expect("a .sig tag");
@@ -102,17 +103,17 @@ async fn resigning_adds_nothing_and_existing_layers_are_kept() {
     let other = TestKey::generate();
     sign_image(&prod, "demo/app", &digest, &repo.to_string(), &other).await;
     let (key, _, _) = ferry_key();
-    sign(&registry, &key, &repo, digest).await.unwrap();
+    sign(&registry, &key, Formats::default(), &repo, digest).await.unwrap();
     let (first, manifest) = artifact(&prod, "demo/app", &digest, "sig").await.unwrap();
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 2, "the existing layer is kept, ours appended");
-    let again = sign(&registry, &key, &repo, digest).await.unwrap();
+    let again = sign(&registry, &key, Formats::default(), &repo, digest).await.unwrap();
     assert_eq!(again.signed, vec![], "{again:?}");
     assert_eq!(again.already, vec![digest]);
     let (second, _) = artifact(&prod, "demo/app", &digest, "sig").await.unwrap();
     assert_eq!(first, second, "re-signing changed nothing");
     // A second key appends; nothing is dropped.
     let (key2, _, _) = ferry_key();
-    sign(&registry, &key2, &repo, digest).await.unwrap();
+    sign(&registry, &key2, Formats::default(), &repo, digest).await.unwrap();
     let (_, manifest) = artifact(&prod, "demo/app", &digest, "sig").await.unwrap();
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 3);
 }
@@ -161,11 +162,11 @@ async fn an_attestation_is_written_once_under_redelivery() {
         }),
         timestamp: now_rfc3339(),
     };
-    attest(&registry, &key, &promotion()).await.unwrap();
+    attest(&registry, &key, Formats::default(), &promotion()).await.unwrap();
     let (first, manifest) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
     for _ in 0..2 {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        attest(&registry, &key, &promotion()).await.unwrap();
+        attest(&registry, &key, Formats::default(), &promotion()).await.unwrap();
     }
     let (after, _) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
     assert_eq!(first, after, "redelivery adds no duplicate");
@@ -251,10 +252,11 @@ async fn replication_to_two_mirrors_is_idempotent_and_never_drops_layers() {
     let (key, _, _) = ferry_key();
     let primary = world.prod.repository("demo/single");
     let digest = world.single.digest;
-    sign(&registry, &key, &primary, digest).await.unwrap();
+    sign(&registry, &key, Formats::default(), &primary, digest).await.unwrap();
     attest(
         &registry,
         &key,
+        Formats::default(),
         &Promotion {
             source: world.staging.repository("demo/single"),
             digest,
@@ -316,9 +318,11 @@ async fn replication_to_two_mirrors_is_idempotent_and_never_drops_layers() {
     // A mirror holding a layer the primary lacks is merged into, not replaced.
     let mirror_seeder = Seeder::new(&mirror2);
     let (mirror_key, _, _) = ferry_key();
-    sign(&registry, &mirror_key, &mirror2.repository("demo/single"), digest).await.unwrap();
+    sign(&registry, &mirror_key, Formats::default(), &mirror2.repository("demo/single"), digest)
+        .await
+        .unwrap();
     let (key2, _, _) = ferry_key();
-    sign(&registry, &key2, &primary, digest).await.unwrap();
+    sign(&registry, &key2, Formats::default(), &primary, digest).await.unwrap();
     let outcome = replicate(
         &copier,
         &primary,
@@ -363,7 +367,7 @@ async fn kms_signing_through_localstack() {
     let registry = client(&world.hosts(), Credentials::none());
     let repo = world.prod.repository("demo/single");
     let digest = Seeder::new(&world.prod).tag_digest("demo/single", "2.0").await.unwrap();
-    sign(&registry, &key, &repo, digest).await.unwrap();
+    sign(&registry, &key, Formats::default(), &repo, digest).await.unwrap();
     let prod = Seeder::new(&world.prod);
     let (_, manifest) = artifact(&prod, "demo/single", &digest, "sig").await.unwrap();
     let layer = &manifest["layers"][0];
@@ -373,7 +377,7 @@ async fn kms_signing_through_localstack() {
         openssl_verifies(key.public_key_pem(), &payload, &signature),
         "the KMS signature verifies with its public key"
     );
-    let again = sign(&registry, &key, &repo, digest).await.unwrap();
+    let again = sign(&registry, &key, Formats::default(), &repo, digest).await.unwrap();
     assert_eq!(again.already, vec![digest], "a KMS key is also idempotent");
 }
 
@@ -806,4 +810,103 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
     assert!(stdout.contains("a signature is present but none verifies"), "{stdout}");
 
     config.promote_only_the_first(&world, ("demo/v3ok", &ok.digest), ("demo/v3bad", &bad.digest)).await;
+}
+
+/// `signing.formats: [bundle]`, the cosign-v4 path: `ferry promote` signs and attests at prod
+/// with Sigstore bundle referrers only (no `.sig` or `.att` tag anywhere), the mirror receives
+/// them, and `ferry status` counts the promotion complete by its bundles. With the default
+/// `[legacy, bundle]`, the same status finds the legacy tags missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_bundles_only_nothing_legacy_is_written_and_status_counts_bundles() {
+    let world = World::new().await;
+    let (_, public, private) = ferry_key();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.key"), &private).unwrap();
+    std::fs::write(dir.path().join("ferry.pub"), &public).unwrap();
+    let manifests = dir.path().join("manifests");
+    ferry_testkit::write_thin_manifest(
+        &manifests,
+        "a",
+        &world.staging.host(),
+        &[world.prod.host(), world.mirror.host()],
+        &format!("- name: demo/app\n  dmap:\n    \"{}\": [\"1.0\"]\n", world.index.digest),
+    )
+    .unwrap();
+    let hosts: Vec<String> = [world.staging.host(), world.prod.host(), world.mirror.host()]
+        .iter()
+        .map(|h| format!("\"{h}\""))
+        .collect();
+    let config = dir.path().join("ferry.yaml");
+    let write_config = |formats: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "registries:\n  insecure: [{}]\nsigning:\n  key: ferry.key\n  formats: {formats}\n",
+                hosts.join(", ")
+            ),
+        )
+        .unwrap();
+    };
+    let ferry = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::ferry_bin())
+            .args(args)
+            .args(["--thin-manifest-dir", manifests.to_str().unwrap(), "--config", config.to_str().unwrap()])
+            .env("COSIGN_PASSWORD", "test-password")
+            .output()
+            .unwrap();
+        ferry_testkit::outcome(&out)
+    };
+    write_config("[bundle]");
+    let (code, stdout, stderr) = ferry(&["promote", "--confirm", "--progress", "never"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+
+    let targets: Vec<Digest> =
+        std::iter::once(world.index.digest).chain(world.index.children.iter().map(|c| c.digest)).collect();
+    for server in [&world.prod, &world.mirror] {
+        let seeder = Seeder::new(server);
+        for target in &targets {
+            for suffix in ["sig", "att"] {
+                assert_eq!(
+                    artifact(&seeder, "demo/app", target, suffix).await,
+                    None,
+                    "{}: no .{suffix}",
+                    server.host()
+                );
+            }
+        }
+        let registry = client(&[server.host()], Credentials::none());
+        let predicates = |list: Vec<ferry_registry::Referrer>| -> BTreeSet<String> {
+            list.iter()
+                .filter_map(|r| r.annotations.get(ferry_trust::bundle::PREDICATE_TYPE_ANNOTATION).cloned())
+                .collect()
+        };
+        let repo = server.repository("demo/app");
+        let at_image = predicates(registry.referrers(&repo, &world.index.digest, None).await.unwrap());
+        assert!(
+            at_image.contains(ferry_trust::bundle::COSIGN_SIGN_PREDICATE_TYPE),
+            "{}: {at_image:?}",
+            server.host()
+        );
+        assert!(
+            at_image.contains(ferry_trust::cosign::PROMOTION_PREDICATE_TYPE),
+            "{}: {at_image:?}",
+            server.host()
+        );
+        for child in &world.index.children {
+            let at_child = predicates(registry.referrers(&repo, &child.digest, None).await.unwrap());
+            assert!(
+                at_child.contains(ferry_trust::bundle::COSIGN_SIGN_PREDICATE_TYPE),
+                "{}: a child's signature",
+                server.host()
+            );
+        }
+    }
+    // Fast (the listed referrers tags count) and deep (the bundles' predicate types are read).
+    for args in [&["status"][..], &["status", "--deep"]] {
+        let (code, stdout, stderr) = ferry(args);
+        assert_eq!(code, Some(0), "{args:?}: complete by its bundles: {stdout}\n{stderr}");
+    }
+    write_config("[legacy, bundle]");
+    let (code, stdout, stderr) = ferry(&["status"]);
+    assert_eq!(code, Some(5), "the legacy tags are missing: {stdout}\n{stderr}");
 }
