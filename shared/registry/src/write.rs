@@ -329,10 +329,10 @@ impl OciRegistry {
     }
 
     /// Lists `entries` in `subject`'s tag index: the tag schema. One read-merge-write cycle at
-    /// a time per tag index in this process (other indexes are updated side by side), read back
-    /// at once; across processes, a writer whose older read dropped an entry is caught by a
-    /// second read-back a moment later, off the promotion's path ([`Self::read_back_later`]),
-    /// which merges it back. Nothing listed is dropped, and no promotion sleeps for it.
+    /// a time per tag index in this process (other indexes are updated side by side); across
+    /// processes, a writer whose older read dropped an entry is caught by a read-back a moment
+    /// later, off the promotion's path ([`Self::read_back_later`]), which merges it back.
+    /// Nothing listed is dropped, and no promotion sleeps for it.
     async fn tag_index_add(
         &self,
         repository: &Repository,
@@ -346,8 +346,7 @@ impl OciRegistry {
         Ok(outcomes)
     }
 
-    /// The read-merge-write cycle: rounds until the index lists every entry right after a
-    /// write; whether anything was written.
+    /// The read-merge-write cycle (again after a storage race); whether anything was written.
     async fn tag_index_merge(
         &self,
         repository: &Repository,
@@ -402,10 +401,9 @@ impl OciRegistry {
                 }
                 Err(e) => return Err(e),
             }
-            if self.tag_index_lists_all(repository, subject, entries).await? {
-                return Ok((self.outcomes(&written), true));
-            }
-            tracing::debug!(%repository, %subject, round, "the referrers tag index changed under this write; merging again");
+            // Not read back here: the read-back a moment later ([`Self::read_back_later`])
+            // is the one that can see a writer in another process, and one read is enough.
+            return Ok((self.outcomes(&written), true));
         }
         let digests: Vec<String> = entries.iter().map(|(_, e)| e.digest.to_string()).collect();
         Err(RegistryError::Unavailable(format!(
