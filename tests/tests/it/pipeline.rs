@@ -415,7 +415,7 @@ async fn skopeo_copy(scratch: &RegistryServer, to: &str, repo: &str, tag: &str) 
     assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-async fn ferry(args: &[String]) -> (Option<i32>, String, String) {
+pub(crate) async fn ferry(args: &[String]) -> (Option<i32>, String, String) {
     let out = tokio::process::Command::new(crate::support::ferry_bin()).args(args).output().await.unwrap();
     (
         out.status.code(),

@@ -213,6 +213,33 @@ pub(crate) async fn every_route(transport: Transport) {
     for queue in [DeadLetterQueue::Throttled, DeadLetterQueue::VerificationFailed] {
         assert!(h.dead_letters(queue).await.is_empty(), "{queue}");
     }
+
+    // The runbook's poison path, as written: show the record by the start of its id, fix the
+    // cause (here, the tag is pushed after all), replay that one record: the promotion
+    // completes at prod and every mirror, and nothing is left in poison.
+    let id = poison[0].message_id.clone().expect("a message id");
+    let short: String = id.chars().take(8).collect();
+    let dlq = |verb: &str| {
+        let mut args: Vec<String> = ["dlq", verb, "--queue", "poison", "--id", short.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(h.transport_args());
+        args
+    };
+    let (code, stdout, stderr) = crate::pipeline::ferry(&dlq("show")).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("no such tag"), "{stdout}");
+    let ghost =
+        Seeder::new(&h.staging).image("demo/ghost", Some("9.9"), &ImageSpec::small("amd64", 990, 1)).await;
+    let (code, stdout, stderr) = crate::pipeline::ferry(&dlq("replay")).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("1 replayed"), "{stdout}");
+    wait_for("the replayed announcement promoted everywhere", Duration::from_secs(90), || {
+        h.fully_promoted("demo/ghost", "9.9", &ghost.digest)
+    })
+    .await;
+    assert!(h.dead_letters(DeadLetterQueue::Poison).await.is_empty(), "nothing left in poison");
     h.stop().await;
 }
 
