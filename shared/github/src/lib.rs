@@ -134,14 +134,7 @@ impl std::fmt::Debug for GitHub {
 
 /// The `rel="next"` URL of a `Link` header.
 fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    let link = headers.get(reqwest::header::LINK)?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
-    })
+    ferry_model::link::next_link(headers.get(reqwest::header::LINK)?.to_str().ok()?)
 }
 
 /// A repository path for a URL: every byte but unreserved characters and `/` percent-encoded,

@@ -421,14 +421,7 @@ fn encode_path(path: &str) -> String {
 
 /// The `rel="next"` URL of a `Link` header.
 fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    let link = headers.get(reqwest::header::LINK)?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next"))
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
-    })
+    ferry_model::link::next_link(headers.get(reqwest::header::LINK)?.to_str().ok()?)
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {

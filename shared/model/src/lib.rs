@@ -26,6 +26,7 @@ pub mod desired;
 pub mod digest;
 pub mod edge;
 mod error;
+pub mod link;
 pub mod name;
 pub mod reference;
 pub mod shown;

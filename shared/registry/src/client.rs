@@ -673,31 +673,26 @@ fn digest_header(headers: &HeaderMap, what: &str) -> Result<Option<Digest>, Regi
 /// The path of the next page from a `Link: </v2/...?last=x&n=100>; rel="next"` header. Only
 /// same-host relative paths are followed.
 fn next_link(headers: &HeaderMap, current: &str) -> Result<Option<String>, RegistryError> {
-    let Some(value) = headers.get(reqwest::header::LINK).and_then(|v| v.to_str().ok()) else {
+    let Some(target) = headers
+        .get(reqwest::header::LINK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ferry_model::link::next_link)
+    else {
         return Ok(None);
     };
-    for part in value.split(',') {
-        let Some((target, params)) = part.split_once(';') else { continue };
-        if !params.replace(' ', "").contains("rel=\"next\"") && !params.replace(' ', "").contains("rel=next")
-        {
-            continue;
+    // The registry API's own prefix: `/v2/`, or `/acr/v1/` for ACR's listing.
+    let api = if current.starts_with("/acr/v1/") { "/acr/v1/" } else { "/v2/" };
+    let path = match target.find(api) {
+        Some(0) => target.as_str(),
+        Some(at) if target.starts_with("http://") || target.starts_with("https://") => &target[at..],
+        _ => {
+            return Err(RegistryError::InvalidResponse {
+                url: current.to_owned(),
+                reason: "a Link header pointed outside the registry API".into(),
+            });
         }
-        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
-        // The registry API's own prefix: `/v2/`, or `/acr/v1/` for ACR's listing.
-        let api = if current.starts_with("/acr/v1/") { "/acr/v1/" } else { "/v2/" };
-        let path = match target.find(api) {
-            Some(0) => target,
-            Some(at) if target.starts_with("http://") || target.starts_with("https://") => &target[at..],
-            _ => {
-                return Err(RegistryError::InvalidResponse {
-                    url: current.to_owned(),
-                    reason: "a Link header pointed outside the registry API".into(),
-                });
-            }
-        };
-        return Ok(Some(path.to_owned()));
-    }
-    Ok(None)
+    };
+    Ok(Some(path.to_owned()))
 }
 
 #[cfg(test)]
