@@ -961,7 +961,14 @@ impl Config {
         for settings in &self.hosts {
             let host = &settings.host;
             let insecure = self.insecure_hosts.contains(host);
-            let vendor = match settings.inventory {
+            // `auto`: what the login's provider, else the host's name, implies.
+            let inventory = match (settings.inventory, &settings.provider) {
+                (Inventory::Auto, Some(ferry_login::Provider::Ecr { .. })) => Inventory::Ecr,
+                (Inventory::Auto, Some(ferry_login::Provider::Acr { .. })) => Inventory::Acr,
+                (Inventory::Auto, _) => Api::implied(host).map_or(Inventory::Auto, Inventory::Vendor),
+                (named, _) => named,
+            };
+            let vendor = match inventory {
                 Inventory::Oci => {
                     listings.oci.insert(host.clone());
                     None
@@ -977,19 +984,7 @@ impl Config {
                     None
                 }
                 Inventory::Vendor(api) => Some(api),
-                Inventory::Auto => match &settings.provider {
-                    Some(ferry_login::Provider::Ecr { .. }) => {
-                        if let Some(source) = logins.inventory(host, settings.provider.as_ref()) {
-                            listings.sources.insert(host.clone(), source);
-                        }
-                        None
-                    }
-                    Some(ferry_login::Provider::Acr { .. }) => {
-                        listings.acr.insert(host.clone());
-                        None
-                    }
-                    _ => Api::implied(host),
-                },
+                Inventory::Auto => None,
             };
             let Some(api) = vendor else { continue };
             let token = match &settings.inventory_token_env {

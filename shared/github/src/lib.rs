@@ -137,18 +137,9 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
     ferry_model::link::next_link(headers.get(reqwest::header::LINK)?.to_str().ok()?)
 }
 
-/// A repository path for a URL: every byte but unreserved characters and `/` percent-encoded,
-/// so that `#`, `?`, `%` or a space in a name cannot change what is asked for.
+/// A repository path for a URL (see [`ferry_model::url::path`]).
 pub fn url_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    ferry_model::url::path(path)
 }
 
 /// The largest number of pages read for one listing (100 entries each).

@@ -63,7 +63,7 @@ pub(crate) async fn json<T: DeserializeOwned>(
 }
 
 /// reqwest's error text without the URL (which may carry a query).
-fn without_url(error: &reqwest::Error) -> String {
+pub(crate) fn without_url(error: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut text = String::new();
     let mut source = error.source();

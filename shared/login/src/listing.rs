@@ -198,7 +198,7 @@ impl VendorListing {
                 RegistryError::Unavailable(format!(
                     "{what}: {} could not be reached ({})",
                     self.base,
-                    kind_of(&e)
+                    crate::http::without_url(&e)
                 ))
             })?;
             let status = response.status().as_u16();
@@ -210,7 +210,10 @@ impl VendorListing {
             let mut body = Vec::new();
             let mut response = response;
             while let Some(chunk) = response.chunk().await.map_err(|e| {
-                RegistryError::Unavailable(format!("{what}: the answer broke off ({})", kind_of(&e)))
+                RegistryError::Unavailable(format!(
+                    "{what}: the answer broke off ({})",
+                    crate::http::without_url(&e)
+                ))
             })? {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_PAGE_BYTES {
@@ -291,8 +294,8 @@ impl VendorListing {
                 let first = format!(
                     "{}/v2/namespaces/{}/repositories/{}/tags?page_size={PAGE}",
                     self.base,
-                    encode(namespace),
-                    encode(name)
+                    ferry_model::url::component(namespace),
+                    ferry_model::url::component(name)
                 );
                 let mut tags = Vec::new();
                 let Some(pages) = self.pages(repository, first, |body, _| hub_page(body, &mut tags)).await?
@@ -303,7 +306,7 @@ impl VendorListing {
             }
             Api::Quay => {
                 let mut tags = Vec::new();
-                let base = format!("{}/api/v1/repository/{}/tag/", self.base, encode_path(path));
+                let base = format!("{}/api/v1/repository/{}/tag/", self.base, ferry_model::url::path(path));
                 let first = format!("{base}?onlyActiveTags=true&limit={PAGE}&page=1");
                 let found = self
                     .pages(repository, first, |body, n| {
@@ -322,8 +325,8 @@ impl VendorListing {
                 let first = format!(
                     "{}/api/v2.0/projects/{}/repositories/{}/artifacts?with_tag=true&page_size={PAGE}&page=1",
                     self.base,
-                    encode(project),
-                    encode(&encode(name))
+                    ferry_model::url::component(project),
+                    ferry_model::url::component(&ferry_model::url::component(name))
                 );
                 let (mut tagged, mut all) = (Vec::new(), Vec::new());
                 let found = self
@@ -347,8 +350,8 @@ impl VendorListing {
                     let first = format!(
                         "{}/{owner_kind}/{}/packages/container/{}/versions?per_page={PAGE}&state=active",
                         self.base,
-                        encode(owner),
-                        encode(name)
+                        ferry_model::url::component(owner),
+                        ferry_model::url::component(name)
                     );
                     let (mut tagged, mut all) = (Vec::new(), Vec::new());
                     let found = self
@@ -388,35 +391,6 @@ impl ferry_registry::InventorySource for VendorListing {
     ) -> Pin<Box<dyn Future<Output = Result<Inventory, RegistryError>> + Send + 'a>> {
         Box::pin(VendorListing::list(self, repository))
     }
-}
-
-/// What reqwest's error was, without its URL.
-fn kind_of(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    }
-}
-
-/// A path segment percent-encoded: everything but unreserved characters.
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
-/// A path percent-encoded segment by segment (its `/` kept).
-fn encode_path(path: &str) -> String {
-    path.split('/').map(encode).collect::<Vec<_>>().join("/")
 }
 
 /// The `rel="next"` URL of a `Link` header.
@@ -621,12 +595,5 @@ mod tests {
         assert!(error.contains("md5:secret"), "a digest is not a secret: {error}");
         let error = quay_page(br#"{"tagz":[]}"#, &mut Vec::new()).unwrap_err();
         assert!(error.contains("tags"), "{error}");
-    }
-
-    #[test]
-    fn names_are_encoded_as_each_api_wants() {
-        assert_eq!(encode("a/b"), "a%2Fb");
-        assert_eq!(encode(&encode("a/b")), "a%252Fb", "Harbor's double encoding");
-        assert_eq!(encode_path("ns/my repo"), "ns/my%20repo");
     }
 }

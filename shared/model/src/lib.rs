@@ -31,6 +31,7 @@ pub mod name;
 pub mod reference;
 pub mod shown;
 pub mod tag;
+pub mod url;
 
 pub use check::CheckName;
 pub use desired::{DesiredState, Destination, Entry, Notice, NoticeKind, Source, TagOrDigest};

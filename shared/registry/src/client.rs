@@ -534,7 +534,7 @@ impl OciRegistry {
         let mut path = format!("/v2/{}/referrers/{digest}", repository.path());
         if let Some(wanted) = artifact_type {
             path.push_str("?artifactType=");
-            path.push_str(&percent_encode(wanted));
+            path.push_str(&ferry_model::url::component(wanted));
         }
         let mut out = Vec::new();
         let mut next = Some(path);
@@ -636,17 +636,6 @@ impl OciRegistry {
         }
         Ok(Some(bytes))
     }
-}
-
-/// Percent-encodes a query value (media types hold `/` and `+`).
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 fn content_type(headers: &HeaderMap) -> String {

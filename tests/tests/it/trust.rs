@@ -27,6 +27,15 @@ fn ferry_key() -> (SigningKey, String, String) {
     (SigningKey::from_encrypted_pem(private.as_bytes(), b"test-password").unwrap(), public, private)
 }
 
+/// Writes a new Ferry key pair to `dir` as `ferry.key` (password `test-password`) and
+/// `ferry.pub`; returns the public key.
+fn write_ferry_key(dir: &std::path::Path) -> String {
+    let (_, public, private) = ferry_key();
+    std::fs::write(dir.join("ferry.key"), &private).unwrap();
+    std::fs::write(dir.join("ferry.pub"), &public).unwrap();
+    public
+}
+
 fn b64d(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()
 }
@@ -500,10 +509,7 @@ async fn promote_confirm_runs_the_whole_chain_and_is_idempotent() {
         stage.list_referrer("demo/app", &world.index.digest, referrer).await;
     }
     stage.list_referrer("demo/app", &world.index.children[0].digest, &child_sbom).await;
-    // Ferry's key.
-    let (_, public, private) = ferry_key();
-    std::fs::write(dir.path().join("ferry.key"), &private).unwrap();
-    std::fs::write(dir.path().join("ferry.pub"), &public).unwrap();
+    let public = write_ferry_key(dir.path());
     // Manifests: demo/app:1.0 from staging to prod (primary), mirror and mirror2.
     let manifests = dir.path().join("manifests");
     ferry_testkit::write_thin_manifest(
@@ -819,10 +825,8 @@ async fn bundle_signatures_are_verified_and_a_wrong_key_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_bundles_only_nothing_legacy_is_written_and_status_counts_bundles() {
     let world = World::new().await;
-    let (_, public, private) = ferry_key();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ferry.key"), &private).unwrap();
-    std::fs::write(dir.path().join("ferry.pub"), &public).unwrap();
+    write_ferry_key(dir.path());
     let manifests = dir.path().join("manifests");
     ferry_testkit::write_thin_manifest(
         &manifests,
