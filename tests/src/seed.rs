@@ -109,6 +109,13 @@ impl Seeder {
         if head.is_ok_and(|r| r.status().is_success()) {
             return digest;
         }
+        self.upload(repo, bytes).await
+    }
+
+    /// Uploads a blob without asking first whether it is there (POST, then a monolithic PUT):
+    /// two requests, what a writer with nothing to check would send.
+    pub async fn upload(&self, repo: &str, bytes: &[u8]) -> Digest {
+        let digest = Digest::of(bytes);
         let start = self
             .request(reqwest::Method::POST, &format!("{}/v2/{repo}/blobs/uploads/", self.base))
             .send()

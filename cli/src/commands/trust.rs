@@ -143,7 +143,7 @@ pub(crate) async fn attest_command(args: AttestArgs, env: &Env) -> Result<ExitSt
         verification: None,
         timestamp: now_rfc3339(),
     };
-    let appended = attest(&registry, &key, config.signing_formats, &promotion).await?;
+    let appended = attest(&registry, &key, config.signing_formats, &promotion, None).await?;
     output::print(&format!(
         "{}: {}@{digest}\n",
         match appended {

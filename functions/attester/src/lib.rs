@@ -34,6 +34,7 @@ impl Stage for Attester {
             self.formats,
             &message.body,
             Some(&message.event_id),
+            message.delivered_before(),
         )
         .await;
         if let Some(failure) = step.failure {

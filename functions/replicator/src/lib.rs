@@ -25,7 +25,8 @@ impl Stage for Replicator {
 
     async fn handle(&self, message: Envelope<ReplicateMessage>) -> Result<Vec<Outgoing>, StageError> {
         let m = &message.body;
-        let step = steps::replicate(&self.copier, m).await;
+        // A redelivered message looks the image up again.
+        let step = steps::replicate(&self.copier, m, message.delivered_before()).await;
         if let Some(failure) = step.failure {
             return Err(failure.into());
         }

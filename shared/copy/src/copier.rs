@@ -165,6 +165,19 @@ impl<R: RegistryWrite> Copier<R> {
         JobOutcome { manifest: Ok(copied), tags }
     }
 
+    /// Copies everything the manifest `digest` at `source` references (its blobs, and its
+    /// children with theirs) to `destination`, but not the manifest itself, and returns its
+    /// bytes: for a caller that writes it by tag after a check of its own (the replicator
+    /// moving an artifact tag), one manifest request fewer than a PUT by digest first.
+    pub async fn copy_contents(
+        &self,
+        source: &Repository,
+        destination: &Repository,
+        digest: Digest,
+    ) -> Result<RawManifest, CopyError> {
+        self.copy_tree(source, destination, digest, Tree { known_absent: true, root_by_tag: true }).await
+    }
+
     /// Returns whether the manifest was copied, and its bytes when tags need them.
     async fn ensure_manifest(&self, job: &Job) -> Result<(bool, Option<RawManifest>), CopyError> {
         let reference = TagOrDigest::Digest(job.digest);

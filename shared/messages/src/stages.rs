@@ -274,7 +274,29 @@ pub struct AttestMessage {
     pub promotion: Promotion,
     #[serde(default)]
     pub verification: Vec<CheckSummary>,
+    /// The digest's referrers at the primary as the signer left them: a hint that replaces the
+    /// attester's look-up before it writes, never the read its write merges against. Ignored on
+    /// a redelivery. Absent when the signer did not read them, or they were too many to carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_referrers: Option<Vec<ListedReferrer>>,
 }
+
+/// One referrer as a registry lists it (an OCI descriptor), carried from one step of a
+/// promotion to the next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedReferrer {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// At most this many referrers are carried in a message; more are looked up.
+pub const MAX_CARRIED_REFERRERS: usize = 64;
 
 impl Keyed for AttestMessage {
     fn identity(&self) -> String {
@@ -293,6 +315,10 @@ pub struct ReplicateMessage {
     pub primary: Repository,
     pub mirror: Repository,
     pub digest: Digest,
+    /// The copy step has just written the image at the mirror and read its tag back: a hint
+    /// that replaces the replicator's look-up of the image there. Ignored on a redelivery.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copied: bool,
 }
 
 impl Keyed for ReplicateMessage {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use ferry_messages::{
     AttestMessage, CheckMessage, CheckName, CheckResult, CheckSummary, CopyMessage, DestinationTags,
-    Envelope, ManifestOrigin, PlanMessage, Promotion, ReplicateMessage, SignMessage, VerifyMessage,
+    Envelope, ListedReferrer, ManifestOrigin, PlanMessage, Promotion, ReplicateMessage, SignMessage,
+    VerifyMessage,
 };
 use ferry_model::{Digest, Host, Repository, Tag};
 
@@ -130,7 +131,21 @@ fn encoded() -> Vec<(&'static str, Vec<u8>)> {
         (
             "attest.json",
             Envelope::new(
-                AttestMessage { promotion: promotion(), verification: verification() },
+                AttestMessage {
+                    promotion: promotion(),
+                    verification: verification(),
+                    primary_referrers: Some(vec![ListedReferrer {
+                        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                        digest: Digest::of(b"bundle"),
+                        size: 700,
+                        artifact_type: Some("application/vnd.dev.sigstore.bundle.v0.3+json".into()),
+                        annotations: [(
+                            "dev.sigstore.bundle.predicateType".to_owned(),
+                            "https://sigstore.dev/cosign/sign/v1".to_owned(),
+                        )]
+                        .into(),
+                    }]),
+                },
                 "event-1",
                 None,
             )
@@ -144,6 +159,7 @@ fn encoded() -> Vec<(&'static str, Vec<u8>)> {
                     primary: Repository::parse("prod.example/team/app").unwrap(),
                     mirror: Repository::parse("mirror.example/team/app").unwrap(),
                     digest: Digest::of(b"app"),
+                    copied: true,
                 },
                 "event-1",
                 None,
@@ -195,7 +211,10 @@ fn messages_written_by_earlier_versions_decode() {
     let copy = Envelope::<CopyMessage>::decode(newer.as_bytes()).unwrap();
     assert_eq!(copy.body.verification[6].check, CheckName::Unknown("sbom-present".into()));
     Envelope::<SignMessage>::decode(&read("sign.json")).unwrap();
-    Envelope::<AttestMessage>::decode(&read("attest.json")).unwrap();
-    Envelope::<ReplicateMessage>::decode(&read("replicate.json")).unwrap();
+    // Written before the hints existed: no hint, so the stage looks up.
+    let attest = Envelope::<AttestMessage>::decode(&read("attest.json")).unwrap();
+    assert_eq!(attest.body.primary_referrers, None);
+    let replicate = Envelope::<ReplicateMessage>::decode(&read("replicate.json")).unwrap();
+    assert!(!replicate.body.copied);
     Envelope::<CheckMessage>::decode(&read("check.json")).unwrap();
 }

@@ -2,7 +2,8 @@
 //! pipeline, driven from an in-memory work list instead of queues.
 //!
 //! The plan is grouped into verify messages exactly as the planner groups it; each finished
-//! step's next messages are run in turn, `max_images` steps at a time. Afterwards every plan
+//! step's next messages are run in turn, `max_images` steps at a time, the step furthest along
+//! its promotion first (so copies overlap the next images' verification). Afterwards every plan
 //! edge gets the outcome of the copy that served it, and every promoted digest the outcome of
 //! each trust step. A step that fails stops that promotion where it failed, as a dead letter
 //! would in the pipeline; the other promotions go on.
@@ -101,6 +102,38 @@ enum Work {
     Replicate(ReplicateMessage),
 }
 
+impl Work {
+    /// How far along its promotion this step is: later steps go first.
+    fn depth(&self) -> usize {
+        match self {
+            Work::Verify(_) => 0,
+            Work::Copy(_) => 1,
+            Work::Sign(_) => 2,
+            Work::Attest(_) => 3,
+            Work::Replicate(_) => 4,
+        }
+    }
+}
+
+/// The steps waiting to run, one first-in-first-out list per step kind. The next to run is the
+/// one furthest along its promotion: a verified image goes on to its copy while the next image
+/// verifies, so the source (read by the verifier) and the destination (written by the copy)
+/// are both kept busy, instead of every image being verified before the first copy starts.
+#[derive(Default)]
+struct WorkList {
+    by_depth: [VecDeque<Work>; 5],
+}
+
+impl WorkList {
+    fn push(&mut self, work: Work) {
+        self.by_depth[work.depth()].push_back(work);
+    }
+
+    fn pop(&mut self) -> Option<Work> {
+        self.by_depth.iter_mut().rev().find_map(VecDeque::pop_front)
+    }
+}
+
 /// A finished step.
 enum Finished {
     Verified(Step<Verified>),
@@ -134,12 +167,13 @@ fn start<'a, R: RegistryWrite>(copier: &'a Copier<R>, options: &'a TrustOptions,
                     options.formats,
                     &m,
                     options.trigger_event_id.as_deref(),
+                    false,
                 )
                 .await;
                 Finished::Attested(m, step)
             }
             Work::Replicate(m) => {
-                let done = steps::replicate(copier, &m).await;
+                let done = steps::replicate(copier, &m, false).await;
                 Finished::Replicated(m, done)
             }
         }
@@ -149,7 +183,8 @@ fn start<'a, R: RegistryWrite>(copier: &'a Copier<R>, options: &'a TrustOptions,
 /// Runs the promotion of every edge of `plan` that needs work, with the trust steps.
 pub async fn run<R: RegistryWrite>(copier: &Copier<R>, plan: &Plan, options: &TrustOptions) -> ChainReport {
     let grouped = promotions(plan, options.origin.clone());
-    let mut queue: VecDeque<Work> = grouped.verify.into_iter().map(Work::Verify).collect();
+    let mut queue = WorkList::default();
+    grouped.verify.into_iter().for_each(|m| queue.push(Work::Verify(m)));
     let mut digests: BTreeMap<(Repository, Digest), DigestOutcome> = BTreeMap::new();
     // (source, digest, destination) → the copy that served those edges: its tags and outcome.
     let mut copies: BTreeMap<(Repository, Digest, Repository), (CopyMessage, JobOutcome)> = BTreeMap::new();
@@ -157,13 +192,13 @@ pub async fn run<R: RegistryWrite>(copier: &Copier<R>, plan: &Plan, options: &Tr
     let mut running = FuturesUnordered::new();
     loop {
         while running.len() < limit
-            && let Some(work) = queue.pop_front()
+            && let Some(work) = queue.pop()
         {
             running.push(start(copier, options, work));
         }
         let Some(finished) = running.next().await else { break };
         let mut follow = |next: Next| {
-            queue.push_back(match next {
+            queue.push(match next {
                 Next::Copy(m) => Work::Copy(m),
                 Next::Sign(m) => Work::Sign(m),
                 Next::Attest(m) => Work::Attest(m),
@@ -342,4 +377,66 @@ fn not_copied(outcome: Option<&DigestOutcome>) -> String {
     .next()
     .unwrap_or_else(|| "an earlier step failed".into());
     format!("not copied to this mirror, which is copied only once the primary is signed and attested: {step}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use ferry_messages::{DestinationTags, Promotion};
+
+    use super::*;
+
+    fn promotion(n: u8) -> Promotion {
+        let repository = |h: &str| Repository::parse(&format!("{h}/app")).unwrap();
+        Promotion {
+            source: repository("staging.example"),
+            digest: Digest::of(&[n]),
+            source_tag: None,
+            source_trusted: false,
+            destinations: vec![DestinationTags {
+                repository: repository("prod.example"),
+                tags: vec![],
+                primary: true,
+                known_absent: true,
+            }],
+            origin: None,
+        }
+    }
+
+    fn name(work: &Work) -> (&'static str, u8) {
+        let (kind, digest) = match work {
+            Work::Verify(m) => ("verify", m.promotion.digest),
+            Work::Copy(m) => ("copy", m.promotion.digest),
+            Work::Sign(m) => ("sign", m.promotion.digest),
+            Work::Attest(m) => ("attest", m.promotion.digest),
+            Work::Replicate(m) => ("replicate", m.digest),
+        };
+        let n = (0..=u8::MAX).find(|n| Digest::of(&[*n]) == digest).unwrap();
+        (kind, n)
+    }
+
+    #[test]
+    fn the_step_furthest_along_runs_first_and_each_kind_in_order() {
+        let verify = |n| Work::Verify(VerifyMessage { promotion: promotion(n), refused: vec![] });
+        let copy = |n| {
+            let p = promotion(n);
+            Work::Copy(CopyMessage {
+                destination: p.destinations[0].clone(),
+                promotion: p,
+                verification: vec![],
+            })
+        };
+        let sign = |n| Work::Sign(SignMessage { promotion: promotion(n), verification: vec![] });
+        let mut list = WorkList::default();
+        for work in [verify(1), verify(2), verify(3), copy(1), sign(4), copy(2)] {
+            list.push(work);
+        }
+        let order: Vec<(&str, u8)> = std::iter::from_fn(|| list.pop()).map(|w| name(&w)).collect();
+        assert_eq!(
+            order,
+            [("sign", 4), ("copy", 1), ("copy", 2), ("verify", 1), ("verify", 2), ("verify", 3)],
+            "a verified image's copy runs before the next image's verification"
+        );
+    }
 }

@@ -540,7 +540,11 @@ pub fn reconcile(
         match (&status.signed, &status.attested) {
             (Held::No, _) => repair.sign.push(SignMessage { promotion, verification: reconcile_note() }),
             (Held::Yes, Held::No) => {
-                repair.attest.push(AttestMessage { promotion, verification: reconcile_note() });
+                repair.attest.push(AttestMessage {
+                    promotion,
+                    verification: reconcile_note(),
+                    primary_referrers: None,
+                });
             }
             (Held::Yes, Held::Yes) => {
                 for mirror in mirrors_missing {
@@ -548,6 +552,7 @@ pub fn reconcile(
                         primary: primary.repository.clone(),
                         mirror,
                         digest,
+                        copied: false,
                     });
                 }
             }

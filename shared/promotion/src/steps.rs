@@ -15,8 +15,8 @@
 
 use ferry_copy::{Copier, CopyError, Job, JobOutcome};
 use ferry_messages::{
-    AttestMessage, CheckName, CheckResult, CheckSummary, CopyMessage, DestinationTags, Next, Promotion,
-    ReplicateMessage, SignMessage, VerifyMessage,
+    AttestMessage, CheckName, CheckResult, CheckSummary, CopyMessage, DestinationTags, ListedReferrer,
+    MAX_CARRIED_REFERRERS, Next, Promotion, ReplicateMessage, SignMessage, VerifyMessage,
 };
 use ferry_model::{Digest, Repository, TagOrDigest};
 use ferry_registry::referrers::listing_rules_out;
@@ -170,6 +170,8 @@ pub async fn copy<R: RegistryWrite>(
             primary: primary.repository.clone(),
             mirror: destination.repository.clone(),
             digest: promotion.digest,
+            // The image was written or found there, and its tags read back, just now.
+            copied: true,
         }));
     }
     Step::finished(outcome, next)
@@ -226,19 +228,35 @@ pub async fn sign<R: RegistryWrite>(
             Err(error) => return Step::failed(done, error.into()),
         }
     }
-    let attest = AttestMessage { promotion: promotion.clone(), verification: message.verification.clone() };
+    // What the signer read and wrote of the digest's referrers, carried so that the attester
+    // need not look them up again before it writes.
+    let primary_referrers = done
+        .signed
+        .as_ref()
+        .and_then(|s| s.listing.as_ref())
+        .filter(|listing| listing.len() <= MAX_CARRIED_REFERRERS)
+        .map(|listing| listing.iter().map(carried).collect());
+    let attest = AttestMessage {
+        promotion: promotion.clone(),
+        verification: message.verification.clone(),
+        primary_referrers,
+    };
     Step::finished(done, vec![Next::Attest(attest)])
 }
 
 /// Writes the promotion attestation at the primary. It names every destination of the
 /// promotion, primary first: the primary holds the image now, and the mirrors are copied next.
 /// What it did: `None` without a signing key. Next: each mirror's copy.
+///
+/// `redelivered`: an earlier attempt may have written part of it, so the signer's listing
+/// carried in the message is not used.
 pub async fn attest<R: RegistryWrite>(
     registry: &R,
     key: Option<&SigningKey>,
     formats: ferry_trust::Formats,
     message: &AttestMessage,
     trigger_event_id: Option<&str>,
+    redelivered: bool,
 ) -> Step<Option<Appended>> {
     let p = &message.promotion;
     let primary = match primary_of(p) {
@@ -265,7 +283,11 @@ pub async fn attest<R: RegistryWrite>(
             verification: Some(report(p, &message.verification)),
             timestamp: attest::now_rfc3339(),
         };
-        match attest::attest(registry, key, formats, &promotion).await {
+        let listed = match redelivered {
+            true => None,
+            false => message.primary_referrers.as_ref().map(|l| l.iter().map(listed).collect()),
+        };
+        match attest::attest(registry, key, formats, &promotion, listed).await {
             Ok(appended) => done = Some(appended),
             Err(error) => return Step::failed(None, error.into()),
         }
@@ -392,15 +414,24 @@ async fn listed_tags<R: Registry>(
 }
 
 /// Copies the primary's artifacts of the digest and of every child of an index to the mirror,
-/// replacing an artifact tag only with a superset of its layers. The mirror must hold the image.
-/// Nothing follows: the promotion is complete at this mirror.
+/// replacing an artifact tag only with a superset of its layers. The mirror must hold the image:
+/// it is looked up unless the copy step that sent the message has just written it there (and
+/// the message is not a redelivery). Nothing follows: the promotion is complete at this mirror.
 pub async fn replicate<R: RegistryWrite>(
     copier: &Copier<R>,
     message: &ReplicateMessage,
+    redelivered: bool,
 ) -> Step<Replication> {
     let registry = copier.registry();
-    match registry.head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest)).await {
-        Ok(Some(_)) => {}
+    let held = match message.copied && !redelivered {
+        true => Ok(Some(())),
+        false => registry
+            .head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest))
+            .await
+            .map(|h| h.map(|_| ())),
+    };
+    match held {
+        Ok(Some(())) => {}
         Ok(None) => {
             let failure =
                 PromotionError::NotAtMirror { mirror: message.mirror.clone(), digest: message.digest };
@@ -426,6 +457,28 @@ pub async fn replicate_artifacts<R: RegistryWrite>(
     let targets = sign::targets(copier.registry(), primary, digest).await?;
     // From the primary, everything it holds: the source's filter applied when it came in.
     Ok(carry(copier, primary, mirror, &targets, &Default::default(), Listing::LookUpEach, dry_run).await?)
+}
+
+/// A listed referrer as a message carries it.
+fn carried(r: &ferry_registry::referrers::Referrer) -> ListedReferrer {
+    ListedReferrer {
+        media_type: r.media_type.clone(),
+        digest: r.digest,
+        size: r.size,
+        artifact_type: r.artifact_type.clone(),
+        annotations: r.annotations.clone(),
+    }
+}
+
+/// A carried referrer back in the registry's terms.
+fn listed(r: &ListedReferrer) -> ferry_registry::referrers::Referrer {
+    ferry_registry::referrers::Referrer {
+        media_type: r.media_type.clone(),
+        digest: r.digest,
+        size: r.size,
+        artifact_type: r.artifact_type.clone(),
+        annotations: r.annotations.clone(),
+    }
 }
 
 /// The verifier's report as it travels with the promotion: every check, by its name (a check

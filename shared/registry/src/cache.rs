@@ -1,4 +1,5 @@
-//! Manifests read by digest, or written, kept for a short while: content-addressed bytes cannot
+//! Manifests read (by digest, or by tag: the bytes are the manifest of their digest whatever
+//! named them), or written, kept for a short while: content-addressed bytes cannot
 //! change, so a promotion that reads a manifest to verify it does not read it again to copy it,
 //! nor read back what it has just written to list its children.
 //!

@@ -336,9 +336,10 @@ impl Registry for OciRegistry {
             Some(expected) => RawManifest::verified(expected, media_type, bytes, &what)?,
             None => RawManifest { digest: Digest::of(&bytes), media_type, bytes },
         };
-        if let TagOrDigest::Digest(_) = reference {
-            self.remember_manifest(repository, &raw);
-        }
+        // Read by tag or by digest, these bytes are the manifest of `raw.digest` for good (they
+        // hash to it): a later read by that digest, such as a copy of what a tag named, is
+        // answered without asking again. What a tag names is never cached.
+        self.remember_manifest(repository, &raw);
         Ok(Some(raw))
     }
 

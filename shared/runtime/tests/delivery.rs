@@ -51,6 +51,7 @@ fn message(attempt: u32) -> Vec<u8> {
         primary: repository("prod.example"),
         mirror: repository("mirror.example"),
         digest: Digest::of(b"image"),
+        copied: false,
     };
     let mut envelope = Envelope::new(
         body,

@@ -91,9 +91,29 @@ pub async fn append<R: RegistryWrite>(
     layers: &[(Layer, Bytes)],
     satisfied: impl Fn(&Artifact) -> bool,
 ) -> Result<Appended, TrustError> {
+    append_to(registry, repository, digest, kind, None, layers, satisfied).await
+}
+
+/// [`append`], merging the first round against `just_read`: what the caller read of this very
+/// tag a moment ago to decide to write (`Some(None)`: the tag was absent), so that a look-up
+/// and the merge's read are one request. Later rounds, after another writer replaced the
+/// artifact, read again.
+pub async fn append_to<R: RegistryWrite>(
+    registry: &R,
+    repository: &Repository,
+    digest: &Digest,
+    kind: ArtifactKind,
+    just_read: Option<Option<Artifact>>,
+    layers: &[(Layer, Bytes)],
+    satisfied: impl Fn(&Artifact) -> bool,
+) -> Result<Appended, TrustError> {
     let tag = kind.tag_for(digest);
+    let mut just_read = just_read;
     for attempt in 0..4u32 {
-        let existing = read(registry, repository, digest, kind).await?;
+        let existing = match just_read.take() {
+            Some(read) => read,
+            None => read(registry, repository, digest, kind).await?,
+        };
         if existing.as_ref().is_some_and(&satisfied) {
             return Ok(Appended::Unchanged);
         }

@@ -228,12 +228,16 @@ pub async fn envelope(key: &SigningKey, statement: &Statement) -> Result<Envelop
 /// Writes the promotion attestation for `promotion.digest` at the primary destination, and the
 /// SLSA verification summary when the verifier ran, each as a bundle referrer and an `.att`
 /// layer, unless one of that predicate type is there already: redelivery never adds a
-/// duplicate. Returns what happened to the promotion attestation.
+/// duplicate. Both bundles are listed in one referrers update, and both layers appended in
+/// one `.att` write whose look-up is also its merge's read. `listed`: the digest's referrers
+/// as the promotion's signing step left them (a hint that replaces the look-up; `None` looks
+/// up). Returns what happened to the promotion attestation.
 pub async fn attest<R: RegistryWrite>(
     registry: &R,
     key: &SigningKey,
     formats: crate::Formats,
     promotion: &Promotion,
+    listed: Option<Vec<ferry_registry::referrers::Referrer>>,
 ) -> Result<Appended, TrustError> {
     let primary = &promotion
         .destinations
@@ -244,63 +248,66 @@ pub async fn attest<R: RegistryWrite>(
             reason: "a promotion without destinations cannot be attested".into(),
         })?
         .repository;
-    let appended =
-        write_statement(registry, key, formats, primary, &promotion.digest, &promotion.statement()).await?;
-    if let Some(summary) = promotion.summary_statement() {
-        write_statement(registry, key, formats, primary, &promotion.digest, &summary).await?;
-    }
-    Ok(appended)
-}
-
-/// One statement, signed with `key`, as a bundle referrer of `digest` (once per key and
-/// predicate type) and as an `.att` layer (once per predicate type).
-async fn write_statement<R: RegistryWrite>(
-    registry: &R,
-    key: &SigningKey,
-    formats: crate::Formats,
-    primary: &Repository,
-    digest: &Digest,
-    statement: &Statement,
-) -> Result<Appended, TrustError> {
-    let predicate_type = statement.predicate_type.as_str();
-    // The bundle referrer (cosign v3's format) first: written once per key, whatever the
+    let digest = &promotion.digest;
+    let mut statements = vec![promotion.statement()];
+    statements.extend(promotion.summary_statement());
+    let encoded: Vec<Vec<u8>> =
+        statements.iter().map(|s| serde_json::to_vec(s).expect("a statement serialises")).collect();
+    // The bundle referrers (cosign v3's format) first: written once per key, whatever the
     // `.att` holds.
-    let bytes = serde_json::to_vec(statement).expect("a statement serialises");
-    let bundled = if formats.bundle {
-        crate::bundle::write(registry, key, primary, digest, predicate_type, &bytes).await?
-    } else {
-        Appended::Unchanged
-    };
+    let mut outcome = Appended::Unchanged;
+    if formats.bundle {
+        let pairs: Vec<(&str, &[u8])> =
+            statements.iter().zip(&encoded).map(|(s, b)| (s.predicate_type.as_str(), b.as_slice())).collect();
+        let written = crate::bundle::write_all(registry, key, primary, digest, &pairs, listed).await?;
+        outcome = written.appended.first().copied().unwrap_or(Appended::Unchanged);
+    }
     if !formats.legacy {
-        return Ok(bundled);
+        return Ok(outcome);
     }
-    if has_predicate(registry, primary, digest, predicate_type).await? {
-        return Ok(bundled);
-    }
-    let envelope = envelope(key, statement).await?;
-    let bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");
-    let layer = Layer {
-        media_type: DSSE_MEDIA_TYPE.to_owned(),
-        digest: Digest::of(&bytes),
-        size: bytes.len() as u64,
-        annotations: BTreeMap::from([
-            (SIGNATURE_ANNOTATION.to_owned(), String::new()),
-            (PREDICATE_TYPE_ANNOTATION.to_owned(), predicate_type.to_owned()),
-        ]),
+    let has = |a: &artifacts::Artifact, predicate_type: &str| {
+        a.layers.iter().any(|l| l.predicate_type() == Some(predicate_type))
     };
+    let existing = artifacts::read(registry, primary, digest, ArtifactKind::Attestation).await?;
+    let mut layers = Vec::new();
+    let mut wanted: Vec<&str> = Vec::new();
+    for statement in &statements {
+        let predicate_type = statement.predicate_type.as_str();
+        if existing.as_ref().is_some_and(|a| has(a, predicate_type)) {
+            continue;
+        }
+        let envelope = envelope(key, statement).await?;
+        let bytes = serde_json::to_vec(&envelope).expect("an envelope serialises");
+        let layer = Layer {
+            media_type: DSSE_MEDIA_TYPE.to_owned(),
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+            annotations: BTreeMap::from([
+                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+                (PREDICATE_TYPE_ANNOTATION.to_owned(), predicate_type.to_owned()),
+            ]),
+        };
+        layers.push((layer, Bytes::from(bytes)));
+        wanted.push(predicate_type);
+    }
+    if layers.is_empty() {
+        return Ok(Appended::Unchanged);
+    }
     // Checked again inside the merge loop, so that a concurrent attester that got there first
     // wins and this one adds nothing.
-    let appended = artifacts::append(
+    let appended = artifacts::append_to(
         registry,
         primary,
         digest,
         ArtifactKind::Attestation,
-        &[(layer, Bytes::from(bytes))],
-        |a| a.layers.iter().any(|l| l.predicate_type() == Some(predicate_type)),
+        Some(existing),
+        &layers,
+        |a| wanted.iter().all(|p| has(a, p)),
     )
     .await?;
-    tracing::info!(repository = %primary, %digest, predicate_type, ?appended, "attested");
-    Ok(appended)
+    tracing::info!(repository = %primary, %digest, predicate_types = ?wanted, ?appended, "attested");
+    let promotion_type = statements[0].predicate_type.as_str();
+    Ok(if wanted.contains(&promotion_type) { appended } else { Appended::Unchanged })
 }
 
 /// Whether the `.att` manifest of `digest` has a layer annotated with `predicate_type`.

@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 use ferry_model::{Digest, Repository, TagOrDigest};
-use ferry_registry::referrers::{EMPTY_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE};
+use ferry_registry::referrers::{EMPTY_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, Referrer};
 use ferry_registry::{RawManifest, Registry, RegistryWrite};
 use serde::Deserialize;
 use serde_json::json;
@@ -194,8 +194,19 @@ async fn find_for<R: Registry>(
     digest: &Digest,
     predicate_type: Option<&str>,
 ) -> Result<Vec<Found>, TrustError> {
+    let listing = registry.referrers(repository, digest, None).await?;
+    find_in(registry, repository, &listing, predicate_type).await
+}
+
+/// The bundles among `listing` (a digest's referrers, as listed), read as [`find_for`] does.
+async fn find_in<R: Registry>(
+    registry: &R,
+    repository: &Repository,
+    listing: &[Referrer],
+    predicate_type: Option<&str>,
+) -> Result<Vec<Found>, TrustError> {
     let mut found = Vec::new();
-    for referrer in registry.referrers(repository, digest, None).await? {
+    for referrer in listing {
         let is_bundle = referrer.artifact_type.as_deref().is_some_and(|t| BUNDLE_MEDIA_TYPES.contains(&t));
         if !is_bundle {
             continue;
@@ -240,7 +251,20 @@ pub async fn has<R: Registry>(
     predicate_type: &str,
     key: &VerificationKey,
 ) -> Result<bool, TrustError> {
-    Ok(find_for(registry, repository, digest, Some(predicate_type)).await?.iter().any(|f| {
+    let listing = registry.referrers(repository, digest, None).await?;
+    has_in(registry, repository, &listing, digest, predicate_type, key).await
+}
+
+/// [`has`], among `listing` (`digest`'s referrers as listed).
+async fn has_in<R: Registry>(
+    registry: &R,
+    repository: &Repository,
+    listing: &[Referrer],
+    digest: &Digest,
+    predicate_type: &str,
+    key: &VerificationKey,
+) -> Result<bool, TrustError> {
+    Ok(find_in(registry, repository, listing, Some(predicate_type)).await?.iter().any(|f| {
         f.predicate_type.as_deref().is_none_or(|p| p == predicate_type)
             && f.bundle.as_ref().is_ok_and(|b| {
                 b.verified_statement(key)
@@ -260,23 +284,77 @@ pub async fn write<R: RegistryWrite>(
     predicate_type: &str,
     statement: &[u8],
 ) -> Result<Appended, TrustError> {
+    let written = write_all(registry, key, repository, digest, &[(predicate_type, statement)], None).await?;
+    Ok(written.appended.first().copied().unwrap_or(Appended::Unchanged))
+}
+
+/// What [`write_all`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Per statement, in order.
+    pub appended: Vec<Appended>,
+    /// `digest`'s referrers as this write leaves them: the listing it went by, and what it
+    /// added. A hint for the promotion's next step at this repository, not a read.
+    pub listing: Vec<Referrer>,
+}
+
+/// Writes each of `statements` (predicate type, statement bytes) as a bundle referrer of
+/// `digest` in `repository`, skipping a predicate for which a bundle by this key is listed:
+/// one listing of `digest`'s referrers (or `listed`, what this promotion's previous step left
+/// there, carried as a hint), then every new referrer listed in one update
+/// ([`RegistryWrite::put_referrers`]: one tag index read-merge-write, nothing listed dropped).
+pub async fn write_all<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    repository: &Repository,
+    digest: &Digest,
+    statements: &[(&str, &[u8])],
+    listed: Option<Vec<Referrer>>,
+) -> Result<Written, TrustError> {
     let verifier = key.verification_key()?;
-    if has(registry, repository, digest, predicate_type, &verifier).await? {
-        return Ok(Appended::Unchanged);
-    }
-    let subject =
-        registry.head_manifest(repository, &TagOrDigest::Digest(*digest)).await?.ok_or_else(|| {
-            TrustError::Image {
-                repository: repository.clone(),
-                digest: *digest,
-                reason: "is not there; no bundle is written".into(),
+    let mut listing = match listed {
+        Some(listing) => listing,
+        None => registry.referrers(repository, digest, None).await?,
+    };
+    let mut appended = Vec::with_capacity(statements.len());
+    let mut manifests = Vec::new();
+    let mut subject: Option<(String, u64)> = None;
+    for (predicate_type, statement) in statements {
+        if has_in(registry, repository, &listing, digest, predicate_type, &verifier).await? {
+            appended.push(Appended::Unchanged);
+            continue;
+        }
+        // The subject's descriptor: the manifest this promotion has just copied or read is
+        // kept by the client, so this is rarely a request.
+        let (media_type, size) = match &subject {
+            Some(known) => known.clone(),
+            None => {
+                let raw = registry
+                    .get_manifest(repository, &TagOrDigest::Digest(*digest))
+                    .await?
+                    .ok_or_else(|| TrustError::Image {
+                        repository: repository.clone(),
+                        digest: *digest,
+                        reason: "is not there; no bundle is written".into(),
+                    })?;
+                subject.insert((raw.media_type.clone(), raw.bytes.len() as u64)).clone()
             }
-        })?;
-    let bundle = build(key, statement).await?;
-    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let manifest = manifest(&bundle, (digest, &subject.media_type, subject.size), predicate_type, &created);
-    registry.put_blob(repository, Bytes::from(bundle)).await?;
-    registry.put_blob(repository, Bytes::from_static(b"{}")).await?;
-    registry.put_referrer(repository, &manifest).await?;
-    Ok(Appended::Written)
+        };
+        let bundle = build(key, statement).await?;
+        let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let manifest = manifest(&bundle, (digest, &media_type, size), predicate_type, &created);
+        registry.put_blob(repository, Bytes::from(bundle)).await?;
+        manifests.push(manifest);
+        appended.push(Appended::Written);
+    }
+    if !manifests.is_empty() {
+        registry.put_blob(repository, Bytes::from_static(b"{}")).await?;
+        registry.put_referrers(repository, &manifests).await?;
+        for manifest in &manifests {
+            if let Ok((entry, _)) = ferry_registry::referrers::describe(manifest) {
+                listing.push(entry);
+            }
+        }
+    }
+    Ok(Written { appended, listing })
 }

@@ -5,7 +5,7 @@
 //! When the target holds layers the origin lacks, the origin's layers are merged in instead, and
 //! nothing is dropped. Image tags are never touched here.
 
-use ferry_copy::{Copier, Job};
+use ferry_copy::Copier;
 use ferry_model::{Digest, Repository, TagOrDigest};
 use ferry_registry::RegistryWrite;
 
@@ -89,15 +89,9 @@ pub async fn replicate<R: RegistryWrite>(
         }
         existing if dry_run => Ok(if existing.is_some() { Replicated::Replaced } else { Replicated::Copied }),
         existing => {
-            // Blobs, config and manifest by digest first: the copier, with no tags.
-            let job = Job {
-                source: from.clone(),
-                digest: origin.manifest.digest,
-                destination: to.clone(),
-                tags: Vec::new(),
-                known_absent: false,
-            };
-            copier.copy(&job).await.manifest?;
+            // Its blobs and config first (the copier); the manifest itself goes in with the
+            // tag's PUT, which stores it too.
+            copier.copy_contents(from, to, origin.manifest.digest).await?;
             // Re-check right before moving the tag: only what we read, or nothing, may be there.
             let now = registry.head_manifest(to, &TagOrDigest::Tag(tag.clone())).await?.map(|h| h.digest);
             if now != existing.as_ref().map(|e| e.manifest.digest) {

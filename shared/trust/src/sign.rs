@@ -23,6 +23,10 @@ pub struct Signed {
     /// Digests that got a Sigstore bundle signature referrer (cosign v3's format) now; the
     /// others had one by this key already.
     pub bundled: Vec<Digest>,
+    /// The first target's referrers as the bundle write left them (the listing it went by and
+    /// what it added): a hint for the promotion's next step, `None` when no bundle was written
+    /// or looked up.
+    pub listing: Option<Vec<ferry_registry::referrers::Referrer>>,
 }
 
 /// Signs `digest` in `repository` (the primary destination), and each child if it is an index.
@@ -84,15 +88,19 @@ pub async fn sign_targets<R: RegistryWrite>(
         // bundles once any exist for a digest, so without it Ferry's signature would be
         // invisible next to a builder's bundle.
         let statement = crate::bundle::signature_statement(&target);
-        let bundled = crate::bundle::write(
+        let written = crate::bundle::write_all(
             registry,
             key,
             repository,
             &target,
-            crate::bundle::COSIGN_SIGN_PREDICATE_TYPE,
-            &statement,
+            &[(crate::bundle::COSIGN_SIGN_PREDICATE_TYPE, &statement)],
+            None,
         )
         .await?;
+        let bundled = written.appended.first().copied().unwrap_or(Appended::Unchanged);
+        if Some(&target) == targets.first() {
+            outcome.listing = Some(written.listing);
+        }
         if bundled == Appended::Written {
             outcome.bundled.push(target);
         }
@@ -115,7 +123,20 @@ pub async fn is_signed_by<R: RegistryWrite>(
     repository: &Repository,
     digest: &Digest,
 ) -> Result<bool, TrustError> {
-    let Some(existing) = artifacts::read(registry, repository, digest, ArtifactKind::Signature).await? else {
+    let existing = artifacts::read(registry, repository, digest, ArtifactKind::Signature).await?;
+    signed_in(registry, verifier, repository, digest, existing.as_ref()).await
+}
+
+/// Whether the `.sig` artifact `existing` (as read) has a valid signature by `verifier` for
+/// `digest`.
+async fn signed_in<R: RegistryWrite>(
+    registry: &R,
+    verifier: &VerificationKey,
+    repository: &Repository,
+    digest: &Digest,
+    existing: Option<&artifacts::Artifact>,
+) -> Result<bool, TrustError> {
+    let Some(existing) = existing else {
         return Ok(false);
     };
     for layer in existing.layers.iter().filter(|l| l.media_type == SIMPLE_SIGNING_MEDIA_TYPE) {
@@ -140,7 +161,9 @@ async fn sign_one<R: RegistryWrite>(
     repository: &Repository,
     digest: Digest,
 ) -> Result<bool, TrustError> {
-    if is_signed_by(registry, verifier, repository, &digest).await? {
+    // One read: what decides whether to sign is also what the new layer is merged into.
+    let existing = artifacts::read(registry, repository, &digest, ArtifactKind::Signature).await?;
+    if signed_in(registry, verifier, repository, &digest, existing.as_ref()).await? {
         return Ok(false);
     }
     let payload = SimpleSigning::new(repository, &digest).to_bytes();
@@ -162,11 +185,12 @@ async fn sign_one<R: RegistryWrite>(
                     .is_some_and(|sig| verifier.verifies(&payload, &sig))
         })
     };
-    let appended = artifacts::append(
+    let appended = artifacts::append_to(
         registry,
         repository,
         &digest,
         ArtifactKind::Signature,
+        Some(existing),
         &[(layer, Bytes::from(payload.clone()))],
         signed_by_key,
     )

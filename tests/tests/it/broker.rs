@@ -145,6 +145,7 @@ fn message(n: u8) -> Vec<u8> {
             primary: repository("p.example"),
             mirror: repository("m.example"),
             digest: Digest::of(&[n]),
+            copied: false,
         },
         "e",
         None,

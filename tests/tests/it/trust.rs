@@ -171,11 +171,11 @@ async fn an_attestation_is_written_once_under_redelivery() {
         }),
         timestamp: now_rfc3339(),
     };
-    attest(&registry, &key, Formats::default(), &promotion()).await.unwrap();
+    attest(&registry, &key, Formats::default(), &promotion(), None).await.unwrap();
     let (first, manifest) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
     for _ in 0..2 {
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        attest(&registry, &key, Formats::default(), &promotion()).await.unwrap();
+        attest(&registry, &key, Formats::default(), &promotion(), None).await.unwrap();
     }
     let (after, _) = artifact(&prod, "demo/single", &world.single.digest, "att").await.unwrap();
     assert_eq!(first, after, "redelivery adds no duplicate");
@@ -275,6 +275,7 @@ async fn replication_to_two_mirrors_is_idempotent_and_never_drops_layers() {
             verification: None,
             timestamp: now_rfc3339(),
         },
+        None,
     )
     .await
     .unwrap();
