@@ -915,3 +915,64 @@ async fn with_bundles_only_nothing_legacy_is_written_and_status_counts_bundles()
     let (code, stdout, stderr) = ferry(&["status"]);
     assert_eq!(code, Some(5), "the legacy tags are missing: {stdout}\n{stderr}");
 }
+
+/// The copy step's read-back travels to the replicator as a hint (`ReplicateMessage::copied`):
+/// on a first delivery the replicator does not look the image up at the mirror again; a
+/// redelivered message ignores the hint and looks up, and a mirror without the image gets
+/// nothing.
+#[tokio::test]
+async fn the_replicator_trusts_the_copy_s_hint_only_on_a_first_delivery() {
+    use ferry_messages::ReplicateMessage;
+    use ferry_promotion::steps;
+    let world = World::new().await;
+    let registry = client(&world.hosts(), Credentials::none());
+    let copier = Copier::new(registry.clone(), CopyOptions::default());
+    let (key, _, _) = ferry_key();
+    let digest = world.single.digest;
+    let primary = world.prod.repository("demo/single");
+    sign(&registry, &key, Formats::default(), &primary, digest).await.unwrap();
+    // The mirror holds the image: the copy step has just written it.
+    let job = ferry_copy::Job {
+        source: primary.clone(),
+        digest,
+        destination: world.mirror.repository("demo/single"),
+        tags: vec![],
+        known_absent: false,
+    };
+    copier.copy(&job).await.manifest.unwrap();
+    let message = |repo: &str, copied| ReplicateMessage {
+        primary: primary.clone(),
+        mirror: world.mirror.repository(repo),
+        digest,
+        copied,
+    };
+    let head_of_image = |from: usize| {
+        let image = format!("/manifests/{digest}");
+        world.mirror.access_log()[from..]
+            .iter()
+            .filter(|l| l.method == "HEAD" && l.path.ends_with(&image))
+            .count()
+    };
+    let mark = world.mirror.access_log().len();
+    let step = steps::replicate(&copier, &message("demo/single", true), false).await;
+    assert!(step.failure.is_none(), "{:?}", step.failure);
+    assert!(step.done.wrote() > 0, "the signature was carried: {:?}", step.done);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the registry logs after answering
+    assert_eq!(head_of_image(mark), 0, "the hint replaced the look-up of the image");
+
+    // Redelivered, the same hint is not trusted: the image is looked up, and a mirror
+    // repository that lacks it gets nothing.
+    for (copied, redelivered) in [(true, true), (false, false)] {
+        let mark = world.mirror.access_log().len();
+        let step = steps::replicate(&copier, &message("demo/elsewhere", copied), redelivered).await;
+        assert!(
+            matches!(step.failure, Some(ferry_promotion::PromotionError::NotAtMirror { .. })),
+            "copied {copied}, redelivered {redelivered}: {:?}",
+            step.failure
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(head_of_image(mark), 1, "looked up once");
+        let seeder = Seeder::new(&world.mirror);
+        assert_eq!(seeder.tag_digest("demo/elsewhere", &format!("{}.sig", digest.tag_form())).await, None);
+    }
+}
