@@ -374,24 +374,30 @@ async fn carry<R: RegistryWrite>(
     };
     let absent = |tag: &ferry_model::Tag| listed.as_ref().is_some_and(|l| !l.contains(tag));
     for target in targets {
-        for kind in ArtifactKind::ALL {
-            if absent(&kind.tag_for(target)) {
-                done.tags.push((*target, kind, Replicated::NothingToCopy));
-                continue;
+        // Each artifact tag and the referrers are separate documents at `to`: carried side by
+        // side (each kind still reads, merges and writes its own tag as one sequence).
+        let kinds =
+            futures_util::future::try_join_all(ArtifactKind::ALL.into_iter().map(|kind| async move {
+                if absent(&kind.tag_for(target)) {
+                    return Ok((*target, kind, Replicated::NothingToCopy));
+                }
+                let replicated = replicate_artifact(copier, from, to, target, kind, dry_run).await?;
+                Ok::<_, TrustError>((*target, kind, replicated))
+            }));
+        let referrers = async {
+            if listed.as_ref().is_some_and(|l| {
+                listing_rules_out(copier.registry().referrers_mode(from.host()), target, |tag| {
+                    l.contains(tag)
+                })
+            }) {
+                return Ok(Vec::new());
             }
-            let replicated = replicate_artifact(copier, from, to, target, kind, dry_run).await?;
-            done.tags.push((*target, kind, replicated));
-        }
-        if listed.as_ref().is_some_and(|l| {
-            listing_rules_out(copier.registry().referrers_mode(from.host()), target, |tag| l.contains(tag))
-        }) {
-            continue;
-        }
-        for (referrer, replicated) in
-            ferry_trust::referrers::carry(copier.registry(), from, to, target, filter, dry_run).await?
-        {
-            done.referrers.push((*target, referrer, replicated));
-        }
+            ferry_trust::referrers::carry(copier.registry(), from, to, target, filter, dry_run).await
+        };
+        let (tags, referrers) = futures_util::future::try_join(kinds, referrers).await?;
+        done.tags.extend(tags);
+        done.referrers
+            .extend(referrers.into_iter().map(|(referrer, replicated)| (*target, referrer, replicated)));
     }
     Ok(done)
 }

@@ -88,6 +88,9 @@ pub struct OciRegistry {
     pub(crate) tag_index_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Held while a host's referrers support is being found out.
     probe_lock: Arc<tokio::sync::Mutex<()>>,
+    /// One read of a manifest by digest at a time per (repository, digest) stripe: a second
+    /// reader of the same manifest waits for the first and is answered from the cache.
+    digest_read_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Manifests read by digest, reused for a short while (see [`crate::cache`]).
     manifests: Arc<std::sync::Mutex<crate::cache::ManifestCache>>,
     /// Read-backs of referrers tag indexes under way, off the promotions' path.
@@ -97,6 +100,8 @@ pub struct OciRegistry {
 const PAGE_SIZE: usize = 1000;
 /// Locks for referrers tag index updates; two indexes share one only by hash collision.
 const TAG_INDEX_STRIPES: usize = 64;
+/// Stripes of the locks that make concurrent reads of one manifest by digest one request.
+const DIGEST_READ_STRIPES: usize = 256;
 const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 
 impl OciRegistry {
@@ -114,6 +119,16 @@ impl OciRegistry {
         &self.tag_index_locks[stripe]
     }
 
+    /// The lock a read of `digest` in `repository` holds (striped: unrelated reads rarely share one).
+    fn digest_read_lock(&self, repository: &Repository, digest: &Digest) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        repository.to_string().hash(&mut hasher);
+        digest.to_string().hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % DIGEST_READ_STRIPES as u64).unwrap_or(0);
+        &self.digest_read_locks[stripe]
+    }
+
     pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
         Ok(Self {
             transport: Arc::new(Transport::new(config)?),
@@ -121,6 +136,9 @@ impl OciRegistry {
             referrers_modes: Arc::default(),
             tag_index_locks: Arc::new((0..TAG_INDEX_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect()),
             probe_lock: Arc::default(),
+            digest_read_locks: Arc::new(
+                (0..DIGEST_READ_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            ),
             manifests: Arc::default(),
             read_backs: Arc::default(),
         })
@@ -313,12 +331,24 @@ impl Registry for OciRegistry {
         repository: &Repository,
         reference: &TagOrDigest,
     ) -> Result<Option<RawManifest>, RegistryError> {
-        if let TagOrDigest::Digest(digest) = reference
-            && let Some(raw) =
-                self.manifests.lock().unwrap_or_else(|p| p.into_inner()).get(repository, digest)
-        {
-            return Ok(Some(raw));
-        }
+        let cached = |digest: &Digest| {
+            self.manifests.lock().unwrap_or_else(|p| p.into_inner()).get(repository, digest)
+        };
+        let _one_reader = match reference {
+            TagOrDigest::Digest(digest) => {
+                if let Some(raw) = cached(digest) {
+                    return Ok(Some(raw));
+                }
+                // Two steps reading the same manifest at once (the replicators of two mirrors)
+                // make one request: the second finds the first's answer in the cache.
+                let guard = self.digest_read_lock(repository, digest).lock().await;
+                if let Some(raw) = cached(digest) {
+                    return Ok(Some(raw));
+                }
+                Some(guard)
+            }
+            TagOrDigest::Tag(_) => None,
+        };
         let Some(response) = self.manifest_request(Method::GET, repository, reference).await? else {
             return Ok(None);
         };

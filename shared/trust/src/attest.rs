@@ -253,25 +253,43 @@ pub async fn attest<R: RegistryWrite>(
     statements.extend(promotion.summary_statement());
     let encoded: Vec<Vec<u8>> =
         statements.iter().map(|s| serde_json::to_vec(s).expect("a statement serialises")).collect();
-    // The bundle referrers (cosign v3's format) first: written once per key, whatever the
-    // `.att` holds.
-    let mut outcome = Appended::Unchanged;
-    if formats.bundle {
+    // The bundle referrers (cosign v3's format, written once per key, whatever the `.att`
+    // holds) and the `.att` layers are different documents: written side by side.
+    let bundles = async {
+        if !formats.bundle {
+            return Ok(Appended::Unchanged);
+        }
         let pairs: Vec<(&str, &[u8])> =
             statements.iter().zip(&encoded).map(|(s, b)| (s.predicate_type.as_str(), b.as_slice())).collect();
         let written = crate::bundle::write_all(registry, key, primary, digest, &pairs, listed).await?;
-        outcome = written.appended.first().copied().unwrap_or(Appended::Unchanged);
-    }
-    if !formats.legacy {
-        return Ok(outcome);
-    }
+        Ok::<_, TrustError>(written.appended.first().copied().unwrap_or(Appended::Unchanged))
+    };
+    let legacy = async {
+        match formats.legacy {
+            true => append_statements(registry, key, primary, digest, &statements).await.map(Some),
+            false => Ok(None),
+        }
+    };
+    let (bundled, legacy) = tokio::try_join!(bundles, legacy)?;
+    Ok(legacy.unwrap_or(bundled))
+}
+
+/// The `.att` layers of `statements` (one per predicate type not there yet), appended in one
+/// write whose look-up is also its merge's read. What happened to the first statement's layer.
+async fn append_statements<R: RegistryWrite>(
+    registry: &R,
+    key: &SigningKey,
+    primary: &Repository,
+    digest: &Digest,
+    statements: &[Statement],
+) -> Result<Appended, TrustError> {
     let has = |a: &artifacts::Artifact, predicate_type: &str| {
         a.layers.iter().any(|l| l.predicate_type() == Some(predicate_type))
     };
     let existing = artifacts::read(registry, primary, digest, ArtifactKind::Attestation).await?;
     let mut layers = Vec::new();
     let mut wanted: Vec<&str> = Vec::new();
-    for statement in &statements {
+    for statement in statements {
         let predicate_type = statement.predicate_type.as_str();
         if existing.as_ref().is_some_and(|a| has(a, predicate_type)) {
             continue;
@@ -306,8 +324,8 @@ pub async fn attest<R: RegistryWrite>(
     )
     .await?;
     tracing::info!(repository = %primary, %digest, predicate_types = ?wanted, ?appended, "attested");
-    let promotion_type = statements[0].predicate_type.as_str();
-    Ok(if wanted.contains(&promotion_type) { appended } else { Appended::Unchanged })
+    let first = statements.first().map(|s| s.predicate_type.as_str());
+    Ok(if first.is_some_and(|f| wanted.contains(&f)) { appended } else { Appended::Unchanged })
 }
 
 /// Whether the `.att` manifest of `digest` has a layer annotated with `predicate_type`.

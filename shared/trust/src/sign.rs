@@ -74,29 +74,40 @@ pub async fn sign_targets<R: RegistryWrite>(
     let verifier = key.verification_key()?;
     let mut outcome = Signed::default();
     for &target in targets {
-        if formats.legacy {
-            if sign_one(registry, key, &verifier, repository, target).await? {
-                outcome.signed.push(target);
-            } else {
-                outcome.already.push(target);
+        // The legacy `.sig` and the bundle are different documents (a tag, a referrer and the
+        // tag index): written side by side.
+        let legacy = async {
+            match formats.legacy {
+                true => sign_one(registry, key, &verifier, repository, target).await.map(Some),
+                false => Ok(None),
             }
-        }
-        if !formats.bundle {
-            continue;
-        }
+        };
         // The same signature as cosign v3 writes it: a bundle referrer. cosign v3 reads only
         // bundles once any exist for a digest, so without it Ferry's signature would be
         // invisible next to a builder's bundle.
-        let statement = crate::bundle::signature_statement(&target);
-        let written = crate::bundle::write_all(
-            registry,
-            key,
-            repository,
-            &target,
-            &[(crate::bundle::COSIGN_SIGN_PREDICATE_TYPE, &statement)],
-            None,
-        )
-        .await?;
+        let bundle = async {
+            if !formats.bundle {
+                return Ok(None);
+            }
+            let statement = crate::bundle::signature_statement(&target);
+            crate::bundle::write_all(
+                registry,
+                key,
+                repository,
+                &target,
+                &[(crate::bundle::COSIGN_SIGN_PREDICATE_TYPE, &statement)],
+                None,
+            )
+            .await
+            .map(Some)
+        };
+        let (legacy, bundle) = tokio::try_join!(legacy, bundle)?;
+        match legacy {
+            Some(true) => outcome.signed.push(target),
+            Some(false) => outcome.already.push(target),
+            None => {}
+        }
+        let Some(written) = bundle else { continue };
         let bundled = written.appended.first().copied().unwrap_or(Appended::Unchanged);
         if Some(&target) == targets.first() {
             outcome.listing = Some(written.listing);
