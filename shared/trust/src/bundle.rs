@@ -243,19 +243,8 @@ async fn read<R: Registry>(
     Ok(Bundle::parse(&bytes))
 }
 
-/// Whether `repository` has a bundle about `digest` for `predicate_type` signed by `key`.
-pub async fn has<R: Registry>(
-    registry: &R,
-    repository: &Repository,
-    digest: &Digest,
-    predicate_type: &str,
-    key: &VerificationKey,
-) -> Result<bool, TrustError> {
-    let listing = registry.referrers(repository, digest, None).await?;
-    has_in(registry, repository, &listing, digest, predicate_type, key).await
-}
-
-/// [`has`], among `listing` (`digest`'s referrers as listed).
+/// Whether `listing` (`digest`'s referrers as listed in `repository`) has a bundle about
+/// `digest` for `predicate_type` signed by `key`.
 async fn has_in<R: Registry>(
     registry: &R,
     repository: &Repository,
@@ -271,21 +260,6 @@ async fn has_in<R: Registry>(
                     .is_ok_and(|s| s.predicate_type == predicate_type && s.covers(digest))
             })
     }))
-}
-
-/// Writes a bundle of `statement` (for `predicate_type`, about `digest`) as a referrer in
-/// `repository`, unless one by this key for this predicate is there: the bundle blob, the empty
-/// config, then the referrer manifest (listed by the registry or in the tag index).
-pub async fn write<R: RegistryWrite>(
-    registry: &R,
-    key: &SigningKey,
-    repository: &Repository,
-    digest: &Digest,
-    predicate_type: &str,
-    statement: &[u8],
-) -> Result<Appended, TrustError> {
-    let written = write_all(registry, key, repository, digest, &[(predicate_type, statement)], None).await?;
-    Ok(written.appended.first().copied().unwrap_or(Appended::Unchanged))
 }
 
 /// What [`write_all`] did.

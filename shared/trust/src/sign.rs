@@ -127,17 +127,6 @@ pub async fn sign_targets<R: RegistryWrite>(
     Ok(outcome)
 }
 
-/// Whether `verifier` has a valid signature for `digest` among the `.sig` layers.
-pub async fn is_signed_by<R: RegistryWrite>(
-    registry: &R,
-    verifier: &VerificationKey,
-    repository: &Repository,
-    digest: &Digest,
-) -> Result<bool, TrustError> {
-    let existing = artifacts::read(registry, repository, digest, ArtifactKind::Signature).await?;
-    signed_in(registry, verifier, repository, digest, existing.as_ref()).await
-}
-
 /// Whether the `.sig` artifact `existing` (as read) has a valid signature by `verifier` for
 /// `digest`.
 async fn signed_in<R: RegistryWrite>(
