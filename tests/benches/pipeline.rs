@@ -173,14 +173,14 @@ fn media_type_of(bytes: &[u8]) -> String {
         .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_owned())
 }
 
-/// The blobs a manifest names (config and layers).
+/// The blobs a manifest names (config and layers), read by Ferry's own manifest model.
 fn blob_digests(bytes: &[u8]) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-    let mut digests: Vec<String> = v["config"]["digest"].as_str().map(str::to_owned).into_iter().collect();
-    for layer in v["layers"].as_array().into_iter().flatten() {
-        digests.push(layer["digest"].as_str().unwrap().to_owned());
-    }
-    digests
+    let raw = ferry_registry::RawManifest {
+        digest: ferry_model::Digest::of(bytes),
+        media_type: media_type_of(bytes),
+        bytes: bytes.to_vec().into(),
+    };
+    raw.content().unwrap().blobs().iter().map(|b| b.digest.to_string()).collect()
 }
 
 /// Reads back (untimed) everything the promotion of `repo`'s `digest` wrote at prod.

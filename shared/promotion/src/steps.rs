@@ -430,15 +430,15 @@ pub async fn replicate<R: RegistryWrite>(
 ) -> Step<Replication> {
     let registry = copier.registry();
     let held = match message.copied && !redelivered {
-        true => Ok(Some(())),
+        true => Ok(true),
         false => registry
             .head_manifest(&message.mirror, &TagOrDigest::Digest(message.digest))
             .await
-            .map(|h| h.map(|_| ())),
+            .map(|head| head.is_some()),
     };
     match held {
-        Ok(Some(())) => {}
-        Ok(None) => {
+        Ok(true) => {}
+        Ok(false) => {
             let failure =
                 PromotionError::NotAtMirror { mirror: message.mirror.clone(), digest: message.digest };
             return Step::failed(Replication::default(), failure);

@@ -104,6 +104,16 @@ const TAG_INDEX_STRIPES: usize = 64;
 const DIGEST_READ_STRIPES: usize = 256;
 const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 
+/// Which of `stripes` locks guards (`repository`, `digest`): two keys share one only by hash
+/// collision.
+fn stripe(repository: &Repository, digest: &Digest, stripes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    repository.to_string().hash(&mut hasher);
+    digest.to_string().hash(&mut hasher);
+    usize::try_from(hasher.finish() % stripes as u64).unwrap_or(0)
+}
+
 impl OciRegistry {
     /// The lock a referrers tag index update of `subject` in `repository` holds.
     pub(crate) fn tag_index_lock(
@@ -111,22 +121,12 @@ impl OciRegistry {
         repository: &Repository,
         subject: &Digest,
     ) -> &tokio::sync::Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        repository.to_string().hash(&mut hasher);
-        subject.to_string().hash(&mut hasher);
-        let stripe = usize::try_from(hasher.finish() % TAG_INDEX_STRIPES as u64).unwrap_or(0);
-        &self.tag_index_locks[stripe]
+        &self.tag_index_locks[stripe(repository, subject, TAG_INDEX_STRIPES)]
     }
 
     /// The lock a read of `digest` in `repository` holds (striped: unrelated reads rarely share one).
     fn digest_read_lock(&self, repository: &Repository, digest: &Digest) -> &tokio::sync::Mutex<()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        repository.to_string().hash(&mut hasher);
-        digest.to_string().hash(&mut hasher);
-        let stripe = usize::try_from(hasher.finish() % DIGEST_READ_STRIPES as u64).unwrap_or(0);
-        &self.digest_read_locks[stripe]
+        &self.digest_read_locks[stripe(repository, digest, DIGEST_READ_STRIPES)]
     }
 
     pub fn new(config: TransportConfig) -> Result<Self, RegistryError> {
