@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_model::{Digest, Host, Repository, Tag, TagOrDigest};
-use ferry_registry::{Descriptor, RawManifest, RegistryWrite, Transfer};
+use ferry_registry::{Descriptor, ManifestContent, RawManifest, RegistryWrite, Transfer};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::OnceCell;
 
@@ -277,13 +277,30 @@ impl<R: RegistryWrite> Copier<R> {
             .try_collect()
             .await?;
         let children: Vec<(RawManifest, Vec<Descriptor>)> = children.into_iter().flatten().collect();
+        // An image's config is its own: when the plan found the manifest absent, its config
+        // almost never is there, so it is uploaded without asking (its layers, often shared,
+        // are asked about).
+        let mut configs: Vec<Digest> = Vec::new();
+        if shape.known_absent {
+            let contents = std::iter::once(content.clone())
+                .chain(children.iter().filter_map(|(raw, _)| raw.content().ok()));
+            for content in contents {
+                if let ManifestContent::Image { config: Some(config), .. } = content {
+                    configs.push(config.digest);
+                }
+            }
+        }
         for (_, child_blobs) in &children {
             blobs.extend(child_blobs.iter().cloned());
         }
         blobs.sort_by_key(|b| b.digest);
         blobs.dedup_by_key(|b| b.digest);
+        let configs = &configs;
         futures_util::stream::iter(blobs)
-            .map(|blob| async move { self.ensure_blob(source, destination, &blob).await })
+            .map(|blob| async move {
+                let unasked = configs.contains(&blob.digest) || self.registry.in_hand(&blob);
+                self.ensure_blob(source, destination, &blob, unasked).await
+            })
             .buffer_unordered(self.options.max_blobs.max(1))
             .try_collect::<Vec<()>>()
             .await?;
@@ -371,13 +388,15 @@ impl<R: RegistryWrite> Copier<R> {
     }
 
     /// Makes `blob` exist in `destination`. The first request for a blob on a host checks the
-    /// destination and transfers it if needed; concurrent and later requests for other
+    /// destination (unless `unasked`: then it is uploaded, and bytes already there are
+    /// harmless) and transfers it if needed; concurrent and later requests for other
     /// repositories on that host mount it from the repository that has it.
     async fn ensure_blob(
         &self,
         source: &Repository,
         destination: &Repository,
         blob: &Descriptor,
+        unasked: bool,
     ) -> Result<(), CopyError> {
         let cell = {
             let mut blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -385,7 +404,7 @@ impl<R: RegistryWrite> Copier<R> {
         };
         let holder = cell
             .get_or_try_init(|| async {
-                if self.registry.blob_exists(destination, &blob.digest).await? {
+                if !unasked && self.registry.blob_exists(destination, &blob.digest).await? {
                     CopyStats::add(&self.stats.blobs_present, 1);
                 } else {
                     self.transfer(source, destination, blob, None).await?;

@@ -93,6 +93,9 @@ pub struct OciRegistry {
     digest_read_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Manifests read by digest, reused for a short while (see [`crate::cache`]).
     manifests: Arc<std::sync::Mutex<crate::cache::ManifestCache>>,
+    /// Small blobs read and checked, or uploaded, a moment ago: the bytes of the next upload of
+    /// the same digest (see [`crate::cache`]).
+    blobs: Arc<std::sync::Mutex<crate::cache::BlobCache>>,
     /// Read-backs of referrers tag indexes under way, off the promotions' path.
     pub(crate) read_backs: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -140,6 +143,7 @@ impl OciRegistry {
                 (0..DIGEST_READ_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             ),
             manifests: Arc::default(),
+            blobs: Arc::default(),
             read_backs: Arc::default(),
         })
     }
@@ -171,7 +175,25 @@ impl OciRegistry {
 
     /// Keeps `raw`, which `repository` holds, for reads by digest (see [`crate::cache`]).
     pub(crate) fn remember_manifest(&self, repository: &Repository, raw: &RawManifest) {
-        self.manifests.lock().unwrap_or_else(|p| p.into_inner()).insert(repository, raw);
+        self.manifests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((repository.clone(), raw.digest), raw.clone());
+    }
+
+    /// Keeps a small blob's bytes, which hash to `digest`, as the source of a later upload.
+    pub(crate) fn remember_blob(&self, digest: Digest, bytes: &bytes::Bytes) {
+        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).insert(digest, bytes.clone());
+    }
+
+    /// The bytes of `digest`, when this client read or wrote them a moment ago.
+    pub(crate) fn kept_blob(&self, digest: &Digest) -> Option<bytes::Bytes> {
+        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).get(digest)
+    }
+
+    /// Whether this client holds the bytes of `digest` (see [`Self::kept_blob`]).
+    pub(crate) fn keeps_blob(&self, digest: &Digest) -> bool {
+        self.blobs.lock().unwrap_or_else(|p| p.into_inner()).holds(digest)
     }
 
     async fn manifest_request(
@@ -332,7 +354,7 @@ impl Registry for OciRegistry {
         reference: &TagOrDigest,
     ) -> Result<Option<RawManifest>, RegistryError> {
         let cached = |digest: &Digest| {
-            self.manifests.lock().unwrap_or_else(|p| p.into_inner()).get(repository, digest)
+            self.manifests.lock().unwrap_or_else(|p| p.into_inner()).get(&(repository.clone(), *digest))
         };
         let _one_reader = match reference {
             TagOrDigest::Digest(digest) => {
@@ -665,6 +687,7 @@ impl OciRegistry {
                 actual,
             });
         }
+        self.remember_blob(actual, &bytes);
         Ok(Some(bytes))
     }
 }

@@ -57,7 +57,16 @@ pub trait RegistryWrite: Registry {
         progress: Option<Arc<AtomicU64>>,
     ) -> impl Future<Output = Result<Transfer, RegistryError>> + Send;
 
-    /// Uploads a small blob held in memory (a signature payload, an attestation).
+    /// Whether `blob` is small (at most [`UPLOAD_UNASKED_MAX`]) and its bytes are in this
+    /// client's hands (read and checked, or uploaded, a moment ago): then uploading it costs
+    /// less than first asking the destination whether it holds it (a `HEAD` that, for content
+    /// just made, almost always answers 404), and an upload of bytes already there is
+    /// harmless.
+    fn in_hand(&self, blob: &Descriptor) -> bool;
+
+    /// Uploads a small blob held in memory (a signature payload, an attestation). One of at
+    /// most [`UPLOAD_UNASKED_MAX`] bytes is uploaded without asking whether the repository
+    /// holds it; a larger one is checked first.
     fn put_blob(
         &self,
         repository: &Repository,
@@ -95,7 +104,15 @@ pub trait RegistryWrite: Registry {
     ) -> impl Future<Output = Result<Vec<ReferrerWrite>, RegistryError>> + Send;
 }
 
+/// Blobs up to this size are uploaded without a `HEAD` first when their bytes are in hand
+/// (see [`RegistryWrite::in_hand`]).
+pub const UPLOAD_UNASKED_MAX: u64 = 64 * 1024;
+
 impl RegistryWrite for OciRegistry {
+    fn in_hand(&self, blob: &Descriptor) -> bool {
+        blob.size <= UPLOAD_UNASKED_MAX && self.keeps_blob(&blob.digest)
+    }
+
     async fn blob_exists(&self, repository: &Repository, digest: &Digest) -> Result<bool, RegistryError> {
         let call = Call::new(
             Method::HEAD,
@@ -131,7 +148,15 @@ impl RegistryWrite for OciRegistry {
                 Upload::Mounted => return Ok(Transfer::Mounted),
                 Upload::Session(location) => location,
             };
-            let error = match self.stream_into(from, to, blob, &location, progress.clone()).await {
+            // A small blob is taken whole: from this client's hands when it read or wrote it a
+            // moment ago (the replicators copy what the promotion just wrote at the primary),
+            // else read and checked first. A large one is streamed.
+            let moved = if blob.size <= crate::cache::MAX_KEPT_BLOB as u64 {
+                self.upload_whole(from, to, blob, &location, progress.clone()).await
+            } else {
+                self.stream_into(from, to, blob, &location, progress.clone()).await
+            };
+            let error = match moved {
                 Ok(bytes) => return Ok(Transfer::Streamed(bytes)),
                 Err(failure) => {
                     self.cancel_upload(to, &location).await;
@@ -159,22 +184,14 @@ impl RegistryWrite for OciRegistry {
 
     async fn put_blob(&self, repository: &Repository, bytes: Bytes) -> Result<Digest, RegistryError> {
         let digest = Digest::of(&bytes);
-        if self.blob_exists(repository, &digest).await? {
+        self.remember_blob(digest, &bytes);
+        if bytes.len() as u64 > UPLOAD_UNASKED_MAX && self.blob_exists(repository, &digest).await? {
             return Ok(digest);
         }
         let Upload::Session(location) = self.start_upload(repository, &digest, None).await? else {
             return Ok(digest);
         };
-        let call = Call::new(
-            Method::PUT,
-            repository.host(),
-            with_digest(&self.transport().absolute_url(repository.host(), &location)?, &digest),
-            Scope::Push(repository.path().clone(), None),
-        )
-        .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
-        .body(bytes)
-        .accept(&[201]);
-        let result = self.transport().send(&call).await;
+        let result = self.complete_upload(repository, &location, &digest, bytes).await;
         if result.is_err() {
             self.cancel_upload(repository, &location).await;
         }
@@ -577,6 +594,71 @@ impl OciRegistry {
         }
         check_reported_digest(&result.map_err(Interrupted)?, &blob.digest, &what).map_err(Final)?;
         Ok(blob.size)
+    }
+
+    /// Moves a small blob whole into the upload session at `location`: its bytes from this
+    /// client's hands, or read from `from` and checked against the digest first. The `PUT` of
+    /// bytes in memory can be sent again, so the transport retries it itself.
+    async fn upload_whole(
+        &self,
+        from: &Repository,
+        to: &Repository,
+        blob: &Descriptor,
+        location: &str,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<u64, StreamFailure> {
+        use StreamFailure::{Final, Interrupted};
+        let what = format!("blob {from}@{}", blob.digest);
+        let bytes = match self.kept_blob(&blob.digest) {
+            Some(bytes) => bytes,
+            None => self
+                .get_blob(from, &blob.digest, crate::cache::MAX_KEPT_BLOB)
+                .await
+                .map_err(Final)?
+                .ok_or_else(|| {
+                    Final(RegistryError::Status {
+                        method: "GET",
+                        url: what.clone(),
+                        status: 404,
+                        code: Some("BLOB_UNKNOWN".into()),
+                        message: "the source does not hold the blob".into(),
+                    })
+                })?,
+        };
+        if bytes.len() as u64 != blob.size {
+            return Err(Final(RegistryError::SizeMismatch {
+                what,
+                expected: blob.size,
+                actual: bytes.len() as u64,
+            }));
+        }
+        let response = self.complete_upload(to, location, &blob.digest, bytes).await.map_err(Interrupted)?;
+        check_reported_digest(&response, &blob.digest, &format!("blob {to}@{}", blob.digest))
+            .map_err(Final)?;
+        if let Some(progress) = progress {
+            progress.fetch_add(blob.size, Ordering::Relaxed);
+        }
+        Ok(blob.size)
+    }
+
+    /// Completes the upload session at `location` with `bytes`, as `digest`.
+    async fn complete_upload(
+        &self,
+        to: &Repository,
+        location: &str,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let call = Call::new(
+            Method::PUT,
+            to.host(),
+            with_digest(&self.transport().absolute_url(to.host(), location)?, digest),
+            Scope::Push(to.path().clone(), None),
+        )
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
+        .body(bytes)
+        .accept(&[201]);
+        self.transport().send(&call).await
     }
 
     /// Best effort: a failed cancel only leaves a session the registry expires itself.

@@ -8,6 +8,7 @@
 use ferry_model::{Digest, Repository, TagOrDigest};
 use ferry_registry::manifest::MAX_MANIFEST_BYTES;
 use ferry_registry::{RegistryError, RegistryWrite};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use crate::error::TrustError;
 use crate::policy::ReferrerFilter;
@@ -37,6 +38,7 @@ pub async fn carry<R: RegistryWrite>(
     let mut done = Vec::with_capacity(wanted.len());
     // Written together at the end: one tag index update per subject, not one per referrer.
     let mut to_list = Vec::new();
+    let mut blobs: Vec<ferry_registry::Descriptor> = Vec::new();
     let skip = |done: &mut Vec<(Digest, Replicated)>, referrer: Digest, why: Skip| {
         tracing::warn!(%from, %subject, %referrer, reason = %why, "a listed referrer is skipped, not carried");
         done.push((referrer, Replicated::Skipped(why)));
@@ -84,20 +86,31 @@ pub async fn carry<R: RegistryWrite>(
             done.push((referrer.digest, Replicated::Copied));
             continue;
         }
-        let content = manifest.content()?;
-        for blob in content.blobs() {
-            if !registry.blob_exists(to, &blob.digest).await? {
-                registry.transfer_blob(from, to, blob, None, None).await?;
-            }
-        }
+        blobs.extend(manifest.content()?.blobs().into_iter().cloned());
         to_list.push(manifest);
         done.push((referrer.digest, Replicated::Copied));
     }
     if !to_list.is_empty() {
+        // Every referrer's blobs, each once (bundles share their empty config), side by side.
+        blobs.sort_by_key(|b| b.digest);
+        blobs.dedup_by_key(|b| b.digest);
+        futures_util::stream::iter(blobs)
+            .map(|blob| async move {
+                if registry.in_hand(&blob) || !registry.blob_exists(to, &blob.digest).await? {
+                    registry.transfer_blob(from, to, &blob, None, None).await?;
+                }
+                Ok::<_, RegistryError>(())
+            })
+            .buffer_unordered(BLOBS_AT_ONCE)
+            .try_collect::<Vec<()>>()
+            .await?;
         registry.put_referrers(to, &to_list).await?;
     }
     Ok(done)
 }
+
+/// Blob transfers of one carry running at once.
+const BLOBS_AT_ONCE: usize = 8;
 
 /// Whether a manifest document has a `subject` field at all.
 fn manifest_has_subject(bytes: &[u8]) -> bool {
