@@ -9,7 +9,9 @@
 //!    scenario 1 must write (each distinct blob once, a cross-repository mount for each other
 //!    use of it, every manifest, the tags) into a fresh registry; Ferry's time is given as a
 //!    ratio to it. (Parallel `curl` processes, tried first, measured process start-up: 500
-//!    processes took 21 s for what Ferry writes in 6.5 s.)
+//!    processes took 21 s for what Ferry writes in 6.5 s.) Beside it, the copy limit: the same
+//!    raw writes, each blob streamed from staging and each manifest read there as it goes, no
+//!    checks: the least a copier that reads its source must do on this machine.
 //! 5. Scenario 1 with every registry behind a proxy allowing 20 requests/s per host (429 with
 //!    `Retry-After: 1` beyond), Ferry against `skopeo sync --retry-times 10`, with the 429s
 //!    each received.
@@ -358,17 +360,28 @@ async fn main() {
         copy_noop.seconds / ferry_noop.seconds
     );
 
-    // 4. The ingest limit: what Ferry must write, written by parallel curl into a fresh registry.
+    // 4. The ingest limit: what Ferry must write, written by raw HTTP into a fresh registry;
+    // and the copy limit: the same, read from staging as it is written.
     let limit_dst = RegistryServer::start().await;
-    let limit = ingest_limit(&stage, &images, &limit_dst).await;
+    let limit = ingest_limit(&stage, &images, &limit_dst, None).await;
+    let copy_limit_dst = RegistryServer::start().await;
+    let copy_limit = ingest_limit(&stage, &images, &copy_limit_dst, Some(&staging)).await;
     println!("\n## 4. Ingest limit: exactly what scenario 1 writes, raw HTTP, {PARALLEL} in flight\n");
     println!(
-        "| writer | time | ratio |\n|---|---|---|\n| raw HTTP, {PARALLEL} in flight (blobs, mounts, manifests, tags) | {:.2} s | 1.00x |\n| ferry promote --confirm (scenario 1, whole promotion) | {:.2} s | {:.2}x the limit |",
+        "| writer | time | ratio |\n|---|---|---|\n| raw HTTP, {PARALLEL} in flight (blobs, mounts, manifests, tags), bytes in memory | {:.2} s | 1.00x |\n| raw HTTP copy: the same, each blob streamed from staging and each manifest read there | {:.2} s | {:.2}x the limit |\n| ferry promote --confirm (scenario 1, whole promotion) | {:.2} s | {:.2}x the limit, {:.2}x the raw copy |",
         limit,
+        copy_limit,
+        copy_limit / limit,
         ferry_run.seconds,
-        ferry_run.seconds / limit
+        ferry_run.seconds / limit,
+        ferry_run.seconds / copy_limit
     );
-    println!("ferry time / ingest limit: {:.2} (target <= 1.15)", ferry_run.seconds / limit);
+    println!(
+        "ferry time / ingest limit: {:.2} (target <= 1.15); raw copy / ingest limit: {:.2}; ferry / raw copy: {:.2}",
+        ferry_run.seconds / limit,
+        copy_limit / limit,
+        ferry_run.seconds / copy_limit
+    );
 
     // 5. Under a rate limit of RATE requests/s per host.
     let source_proxy = FaultProxy::start(&staging).await;
@@ -457,8 +470,17 @@ fn add(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
 /// Writes into `destination` exactly what promoting `images` writes (each distinct blob once,
 /// a cross-repository mount for every other use of it, each child manifest by digest, each
 /// index by tag), `PARALLEL` requests in flight per phase, over plain HTTP with no Ferry code,
-/// and returns the seconds it took. The blobs are read from staging beforehand, untimed.
-async fn ingest_limit(stage: &Seeder, images: &[(String, &Pushed)], destination: &RegistryServer) -> f64 {
+/// and returns the seconds it took. With `source` `None` (the ingest limit) the blobs are read
+/// from staging beforehand, untimed, and the manifests are known. With `Some(staging)` (the
+/// copy limit) each blob is streamed from staging into its upload and each manifest is read
+/// from staging before it is written, timed, with no check of anything: the least any copier
+/// that reads its source must do.
+async fn ingest_limit(
+    stage: &Seeder,
+    images: &[(String, &Pushed)],
+    destination: &RegistryServer,
+    source: Option<&RegistryServer>,
+) -> f64 {
     use futures_util::StreamExt as _;
     let base = format!("http://{}", destination.host());
     let mut first_repo: std::collections::HashMap<ferry_model::Digest, String> =
@@ -472,7 +494,10 @@ async fn ingest_limit(stage: &Seeder, images: &[(String, &Pushed)], destination:
                     Some(from) if from != name => mounts.push((name.clone(), *blob, from.clone())),
                     Some(_) => {}
                     None => {
-                        let bytes = bytes::Bytes::from(stage.get_blob(name, &blob.to_string()).await);
+                        let bytes = match source {
+                            None => Some(bytes::Bytes::from(stage.get_blob(name, &blob.to_string()).await)),
+                            Some(_) => None,
+                        };
                         first_repo.insert(*blob, name.clone());
                         uploads.push((name.clone(), *blob, bytes));
                     }
@@ -483,11 +508,22 @@ async fn ingest_limit(stage: &Seeder, images: &[(String, &Pushed)], destination:
         indexes.push((name.clone(), "v1".to_owned(), index.media_type, index.bytes.clone()));
     }
     let client = reqwest::Client::new();
+    let source_base = source.map(|s| format!("http://{}", s.host()));
     let started = Instant::now();
     futures_util::stream::iter(uploads)
         .for_each_concurrent(PARALLEL, |(name, digest, bytes)| {
-            let (client, base) = (&client, &base);
+            let (client, base, source_base) = (&client, &base, &source_base);
             async move {
+                let body = match (bytes, source_base) {
+                    (Some(bytes), _) => reqwest::Body::from(bytes),
+                    (None, Some(source)) => {
+                        let got =
+                            client.get(format!("{source}/v2/{name}/blobs/{digest}")).send().await.unwrap();
+                        assert_eq!(got.status(), 200, "source blob");
+                        reqwest::Body::wrap_stream(got.bytes_stream())
+                    }
+                    (None, None) => unreachable!("the ingest limit holds every blob"),
+                };
                 let started = client.post(format!("{base}/v2/{name}/blobs/uploads/")).send().await.unwrap();
                 assert_eq!(started.status(), 202, "upload start");
                 let location = started.headers()["location"].to_str().unwrap().to_owned();
@@ -497,7 +533,7 @@ async fn ingest_limit(stage: &Seeder, images: &[(String, &Pushed)], destination:
                 let done = client
                     .put(format!("{location}{separator}digest={digest}"))
                     .header("content-type", "application/octet-stream")
-                    .body(bytes)
+                    .body(body)
                     .send()
                     .await
                     .unwrap();
@@ -517,8 +553,21 @@ async fn ingest_limit(stage: &Seeder, images: &[(String, &Pushed)], destination:
     for phase in [children, indexes] {
         futures_util::stream::iter(phase)
             .for_each_concurrent(PARALLEL, |(name, reference, media_type, bytes)| {
-                let (client, base) = (&client, &base);
+                let (client, base, source_base) = (&client, &base, &source_base);
                 async move {
+                    let bytes = match source_base {
+                        None => bytes,
+                        Some(source) => {
+                            let got = client
+                                .get(format!("{source}/v2/{name}/manifests/{reference}"))
+                                .header("accept", media_type)
+                                .send()
+                                .await
+                                .unwrap();
+                            assert_eq!(got.status(), 200, "source manifest");
+                            got.bytes().await.unwrap().to_vec()
+                        }
+                    };
                     let url = format!("{base}/v2/{name}/manifests/{reference}");
                     let response =
                         client.put(url).header("content-type", media_type).body(bytes).send().await.unwrap();

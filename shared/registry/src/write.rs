@@ -308,6 +308,8 @@ impl OciRegistry {
             &manifest.digest,
             &format!("referrer {repository}@{}", manifest.digest),
         )?;
+        // As for any manifest written: the replicators read it next, from here.
+        self.remember_manifest(repository, manifest);
         let indexed = response
             .headers()
             .get("oci-subject")
