@@ -391,7 +391,12 @@ async fn main() {
         writes.push((repo, w));
     }
     let fresh = [RegistryServer::start().await, RegistryServer::start().await, RegistryServer::start().await];
+    let fresh_cpu = |fresh: &[RegistryServer]| fresh.iter().map(RegistryServer::cpu_seconds).sum::<f64>();
+    let (raw_cpu_before, raw_machine_before) = (fresh_cpu(&fresh), machine_cpu());
     let (raw_seconds, raw_requests) = raw_writer(&writes, &fresh, PUSHES_AT_ONCE).await;
+    let raw_registries = fresh_cpu(&fresh) - raw_cpu_before;
+    let raw_machine = machine_cpu();
+    let raw_busy = (raw_machine.0 - raw_machine_before.0) / (raw_machine.1 - raw_machine_before.1).max(0.001);
     drop(fresh);
 
     // Baseline: skopeo sync copies the same 100 repositories to the three registries (no
@@ -473,6 +478,12 @@ async fn main() {
         raw_requests as f64 / IMAGES as f64,
         blobs as f64 / IMAGES as f64,
         manifests as f64 / IMAGES as f64
+    );
+    println!(
+        "  raw writer: registry CPU per promotion {:.3} core-seconds, machine {:.0}% busy; ferry's registry CPU per promotion / the raw writer's: {:.2}x",
+        raw_registries / IMAGES as f64,
+        100.0 * raw_busy,
+        registries / raw_registries.max(0.001)
     );
     println!("  ratio ferry / raw writer: {:.2}x  (target >= 0.8x)", ferry_rate / raw_rate);
 }

@@ -245,3 +245,50 @@ async fn a_wrong_password_exits_4() {
     let out = run(PASSWORD);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A blob whose bytes Ferry holds is uploaded without a `HEAD` first when it is small (at most
+/// 64 KiB): for content just made the `HEAD` would answer 404, and bytes already there are
+/// rewritten harmlessly. A larger one is asked about first and never sent twice. Each case:
+/// (size, already there, the client's blob `HEAD`s, upload `POST`s, upload `PUT`s).
+#[tokio::test]
+async fn small_blobs_in_hand_are_uploaded_without_asking_and_large_ones_are_asked_about() {
+    use ferry_registry::RegistryWrite as _;
+    let server = RegistryServer::start().await;
+    let registry = client(&[server.host()], Credentials::none());
+    let repository = server.repository("demo/blobs");
+    let seeder = Seeder::new(&server);
+    let cases: [(usize, bool, (usize, usize, usize)); 5] = [
+        (300, false, (0, 1, 1)),
+        (300, true, (0, 1, 1)),
+        (64 * 1024, false, (0, 1, 1)),
+        (64 * 1024 + 1, false, (1, 1, 1)),
+        (64 * 1024 + 1, true, (1, 0, 0)),
+    ];
+    for (i, (size, there, expected)) in cases.into_iter().enumerate() {
+        let bytes = ferry_testkit::seed::pseudo_random_bytes(size, 9000 + i as u64);
+        if there {
+            seeder.upload("demo/blobs", &bytes).await;
+        }
+        let mark = server.access_log().len();
+        let digest = registry.put_blob(&repository, bytes::Bytes::from(bytes.clone())).await.unwrap();
+        let lines: Vec<_> = server.access_log()[mark..]
+            .iter()
+            .filter(|l| l.user_agent.starts_with("ferry/"))
+            .cloned()
+            .collect();
+        let count = |method: &str, kind: &str| {
+            lines.iter().filter(|l| l.method == method && l.kind() == kind).count()
+        };
+        assert_eq!(
+            (count("HEAD", "blob"), count("POST", "upload"), count("PUT", "upload")),
+            expected,
+            "case {i}: {size} bytes, already there: {there}: {lines:?}"
+        );
+        assert_eq!(digest, Digest::of(&bytes));
+        assert_eq!(
+            seeder.get_blob("demo/blobs", &digest.to_string()).await,
+            bytes,
+            "case {i}: the bytes are intact"
+        );
+    }
+}
