@@ -29,7 +29,8 @@ use crate::transport::{Call, Scope};
 pub enum Transfer {
     /// A cross-repository mount: no bytes moved.
     Mounted,
-    /// Streamed from the source; this many bytes.
+    /// Uploaded: streamed from the source, or (a small blob) taken whole from the source or
+    /// from the bytes this client holds; this many bytes.
     Streamed(u64),
 }
 
