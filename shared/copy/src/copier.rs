@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ferry_model::{Digest, Host, Repository, Tag, TagOrDigest};
-use ferry_registry::{Descriptor, ManifestContent, RawManifest, RegistryWrite, Transfer};
+use ferry_registry::{Descriptor, RawManifest, RegistryWrite, Transfer};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::OnceCell;
 
@@ -26,6 +26,13 @@ fn storage_race(error: &ferry_registry::RegistryError) -> Option<&str> {
     }
 }
 use crate::stats::CopyStats;
+
+/// A child image of an index the destination lacks: its bytes, its blobs and its config.
+struct ChildImage {
+    raw: RawManifest,
+    blobs: Vec<Descriptor>,
+    config: Option<Digest>,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CopyOptions {
@@ -239,7 +246,7 @@ impl<R: RegistryWrite> Copier<R> {
             });
         }
         // Children the destination lacks, fetched from the source in parallel.
-        let children: Vec<Option<(RawManifest, Vec<Descriptor>)>> = futures_util::stream::iter(children)
+        let children: Vec<Option<ChildImage>> = futures_util::stream::iter(children)
             .map(|child| async move {
                 // When the plan found the root absent, its children are almost always absent
                 // too: they are written without asking (a PUT of the same bytes is harmless).
@@ -271,41 +278,40 @@ impl<R: RegistryWrite> Copier<R> {
                     return Ok(None);
                 }
                 let blobs = child_content.blobs().into_iter().cloned().collect();
-                Ok(Some((raw, blobs)))
+                let config = child_content.config().map(|c| c.digest);
+                Ok(Some(ChildImage { raw, blobs, config }))
             })
             .buffer_unordered(self.options.max_blobs.max(1))
             .try_collect()
             .await?;
-        let children: Vec<(RawManifest, Vec<Descriptor>)> = children.into_iter().flatten().collect();
+        let children: Vec<ChildImage> = children.into_iter().flatten().collect();
         // An image's config is its own: when the plan found the manifest absent, its config
         // almost never is there, so it is uploaded without asking (its layers, often shared,
         // are asked about).
-        let mut configs: Vec<Digest> = Vec::new();
-        if shape.known_absent {
-            let contents = std::iter::once(content.clone())
-                .chain(children.iter().filter_map(|(raw, _)| raw.content().ok()));
-            for content in contents {
-                if let ManifestContent::Image { config: Some(config), .. } = content {
-                    configs.push(config.digest);
-                }
-            }
-        }
-        for (_, child_blobs) in &children {
-            blobs.extend(child_blobs.iter().cloned());
+        let configs: Vec<Digest> = match shape.known_absent {
+            true => content
+                .config()
+                .map(|c| c.digest)
+                .into_iter()
+                .chain(children.iter().filter_map(|c| c.config))
+                .collect(),
+            false => Vec::new(),
+        };
+        for child in &children {
+            blobs.extend(child.blobs.iter().cloned());
         }
         blobs.sort_by_key(|b| b.digest);
         blobs.dedup_by_key(|b| b.digest);
         let configs = &configs;
         futures_util::stream::iter(blobs)
             .map(|blob| async move {
-                let unasked = configs.contains(&blob.digest) || self.registry.in_hand(&blob);
-                self.ensure_blob(source, destination, &blob, unasked).await
+                self.ensure_blob(source, destination, &blob, configs.contains(&blob.digest)).await
             })
             .buffer_unordered(self.options.max_blobs.max(1))
             .try_collect::<Vec<()>>()
             .await?;
         futures_util::stream::iter(children)
-            .map(|(raw, _)| async move { self.push_manifest(destination, &raw).await })
+            .map(|child| async move { self.push_manifest(destination, &child.raw).await })
             .buffer_unordered(self.options.max_blobs.max(1))
             .try_collect::<Vec<()>>()
             .await?;
@@ -387,10 +393,10 @@ impl<R: RegistryWrite> Copier<R> {
         Ok(true)
     }
 
-    /// Makes `blob` exist in `destination`. The first request for a blob on a host checks the
-    /// destination (unless `unasked`: then it is uploaded, and bytes already there are
-    /// harmless) and transfers it if needed; concurrent and later requests for other
-    /// repositories on that host mount it from the repository that has it.
+    /// Makes `blob` exist in `destination`. The first request for a blob on a host uploads it
+    /// if [`RegistryWrite::needs_upload`] says so (or, `unasked`, without asking: bytes already
+    /// there are harmless); concurrent and later requests for other repositories on that host
+    /// mount it from the repository that has it.
     async fn ensure_blob(
         &self,
         source: &Repository,
@@ -404,7 +410,7 @@ impl<R: RegistryWrite> Copier<R> {
         };
         let holder = cell
             .get_or_try_init(|| async {
-                if !unasked && self.registry.blob_exists(destination, &blob.digest).await? {
+                if !unasked && !self.registry.needs_upload(destination, blob).await? {
                     CopyStats::add(&self.stats.blobs_present, 1);
                 } else {
                     self.transfer(source, destination, blob, None).await?;

@@ -81,6 +81,14 @@ impl ManifestContent {
         }
     }
 
+    /// An image's config blob (`None` for an index, or an image without one).
+    pub fn config(&self) -> Option<&Descriptor> {
+        match self {
+            ManifestContent::Image { config, .. } => config.as_ref(),
+            ManifestContent::Index { .. } => None,
+        }
+    }
+
     pub fn children(&self) -> &[Descriptor] {
         match self {
             ManifestContent::Index { children } => children,

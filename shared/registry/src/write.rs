@@ -58,12 +58,16 @@ pub trait RegistryWrite: Registry {
         progress: Option<Arc<AtomicU64>>,
     ) -> impl Future<Output = Result<Transfer, RegistryError>> + Send;
 
-    /// Whether `blob` is small (at most [`UPLOAD_UNASKED_MAX`]) and its bytes are in this
-    /// client's hands (read and checked, or uploaded, a moment ago): then uploading it costs
-    /// less than first asking the destination whether it holds it (a `HEAD` that, for content
-    /// just made, almost always answers 404), and an upload of bytes already there is
-    /// harmless.
-    fn in_hand(&self, blob: &Descriptor) -> bool;
+    /// Whether `blob` must be uploaded to `repository`. A small one (at most
+    /// [`UPLOAD_UNASKED_MAX`]) whose bytes are in this client's hands (read and checked, or
+    /// uploaded, a moment ago) is, without asking: for content just made a `HEAD` almost
+    /// always answers 404, and an upload of bytes already there is harmless. Any other is, when
+    /// the repository lacks it (a `HEAD`).
+    fn needs_upload(
+        &self,
+        repository: &Repository,
+        blob: &Descriptor,
+    ) -> impl Future<Output = Result<bool, RegistryError>> + Send;
 
     /// Uploads a small blob held in memory (a signature payload, an attestation). One of at
     /// most [`UPLOAD_UNASKED_MAX`] bytes is uploaded without asking whether the repository
@@ -106,12 +110,15 @@ pub trait RegistryWrite: Registry {
 }
 
 /// Blobs up to this size are uploaded without a `HEAD` first when their bytes are in hand
-/// (see [`RegistryWrite::in_hand`]).
+/// (see [`RegistryWrite::needs_upload`]).
 pub const UPLOAD_UNASKED_MAX: u64 = 64 * 1024;
 
 impl RegistryWrite for OciRegistry {
-    fn in_hand(&self, blob: &Descriptor) -> bool {
-        blob.size <= UPLOAD_UNASKED_MAX && self.keeps_blob(&blob.digest)
+    async fn needs_upload(&self, repository: &Repository, blob: &Descriptor) -> Result<bool, RegistryError> {
+        if blob.size <= UPLOAD_UNASKED_MAX && self.keeps_blob(&blob.digest) {
+            return Ok(true);
+        }
+        Ok(!self.blob_exists(repository, &blob.digest).await?)
     }
 
     async fn blob_exists(&self, repository: &Repository, digest: &Digest) -> Result<bool, RegistryError> {
@@ -186,7 +193,13 @@ impl RegistryWrite for OciRegistry {
     async fn put_blob(&self, repository: &Repository, bytes: Bytes) -> Result<Digest, RegistryError> {
         let digest = Digest::of(&bytes);
         self.remember_blob(digest, &bytes);
-        if bytes.len() as u64 > UPLOAD_UNASKED_MAX && self.blob_exists(repository, &digest).await? {
+        let blob = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest,
+            size: bytes.len() as u64,
+            platform: None,
+        };
+        if !self.needs_upload(repository, &blob).await? {
             return Ok(digest);
         }
         let Upload::Session(location) = self.start_upload(repository, &digest, None).await? else {

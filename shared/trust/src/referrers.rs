@@ -96,7 +96,7 @@ pub async fn carry<R: RegistryWrite>(
         blobs.dedup_by_key(|b| b.digest);
         futures_util::stream::iter(blobs)
             .map(|blob| async move {
-                if registry.in_hand(&blob) || !registry.blob_exists(to, &blob.digest).await? {
+                if registry.needs_upload(to, &blob).await? {
                     registry.transfer_blob(from, to, &blob, None, None).await?;
                 }
                 Ok::<_, RegistryError>(())
